@@ -1,0 +1,3 @@
+module github.com/flowproof/flowproof
+
+go 1.26

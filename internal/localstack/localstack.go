@@ -1,0 +1,127 @@
+// Package localstack holds the addresses and locations of the local stack
+// that deploy/local/stackctl starts. The worker, the starter and the
+// integration tests take their defaults from here, so the ports are written
+// down once.
+//
+// Every address can be overridden by an environment variable (see Env*),
+// which lets the same tests run against a stack on other ports.
+package localstack
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Environment variables that override the defaults.
+const (
+	EnvStackDir        = "FLOWPROOF_STACK_DIR"
+	EnvCacheDir        = "FLOWPROOF_CACHE_DIR"
+	EnvKafkaBrokers    = "FLOWPROOF_KAFKA_BROKERS"
+	EnvFlinkURL        = "FLOWPROOF_FLINK_URL"
+	EnvSQLGatewayURL   = "FLOWPROOF_SQL_GATEWAY_URL"
+	EnvTemporalAddress = "TEMPORAL_ADDRESS" // Temporal's own convention
+	EnvTemporalNS      = "TEMPORAL_NAMESPACE"
+	EnvEndpointURL     = "FLOWPROOF_ENDPOINT_URL"
+	EnvTokenURL        = "FLOWPROOF_TOKEN_URL"
+)
+
+// Ports of the local stack. All of them bind to 127.0.0.1.
+const (
+	Host = "127.0.0.1"
+
+	KafkaBrokerPort1     = 19092
+	KafkaBrokerPort2     = 19093
+	KafkaBrokerPort3     = 19094
+	KafkaControllerPort1 = 19192
+	KafkaControllerPort2 = 19193
+	KafkaControllerPort3 = 19194
+
+	FlinkRESTPort       = 18081
+	FlinkRPCPort        = 16123
+	SQLGatewayPort      = 18083
+	TemporalPort        = 17233
+	TemporalUIPort      = 18233
+	TemporalMetricsPort = 17234
+	TokenServicePort    = 18090
+	EndpointPort        = 18091
+	PrometheusPort      = 19090
+	WorkerMetricsPort   = 19464
+)
+
+// TemporalNamespace is the namespace the dev server creates and the worker uses.
+const TemporalNamespace = "default"
+
+// TaskQueue is the Temporal task queue of the flowproof worker.
+const TaskQueue = "flowproof"
+
+// Addresses are the endpoints of one running stack.
+type Addresses struct {
+	KafkaBrokers      []string `json:"kafka_brokers"`
+	FlinkURL          string   `json:"flink_url"`
+	SQLGatewayURL     string   `json:"sql_gateway_url"`
+	TemporalAddress   string   `json:"temporal_address"`
+	TemporalNamespace string   `json:"temporal_namespace"`
+	TemporalUIURL     string   `json:"temporal_ui_url"`
+	EndpointURL       string   `json:"endpoint_url"`
+	TokenURL          string   `json:"token_url"`
+}
+
+// Default returns the addresses of the local stack, with any environment
+// overrides applied.
+func Default() Addresses {
+	return Addresses{
+		KafkaBrokers:      splitList(envOr(EnvKafkaBrokers, "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094")),
+		FlinkURL:          envOr(EnvFlinkURL, "http://127.0.0.1:18081"),
+		SQLGatewayURL:     envOr(EnvSQLGatewayURL, "http://127.0.0.1:18083"),
+		TemporalAddress:   envOr(EnvTemporalAddress, "127.0.0.1:17233"),
+		TemporalNamespace: envOr(EnvTemporalNS, TemporalNamespace),
+		TemporalUIURL:     "http://127.0.0.1:18233",
+		EndpointURL:       envOr(EnvEndpointURL, "http://127.0.0.1:18091"),
+		TokenURL:          envOr(EnvTokenURL, "http://127.0.0.1:18090"),
+	}
+}
+
+// StackDir is where the stack keeps its data, logs and pid files.
+func StackDir() string {
+	if dir := os.Getenv(EnvStackDir); dir != "" {
+		return dir
+	}
+	return filepath.Join(homeDir(), ".local", "share", "flowproof", "stack")
+}
+
+// CacheDir is where resolved jars and built binaries are kept, keyed by
+// version, so fresh clones on the same machine reuse them.
+func CacheDir() string {
+	if dir := os.Getenv(EnvCacheDir); dir != "" {
+		return dir
+	}
+	if dir := os.Getenv("XDG_CACHE_HOME"); dir != "" {
+		return filepath.Join(dir, "flowproof")
+	}
+	return filepath.Join(homeDir(), ".cache", "flowproof")
+}
+
+func homeDir() string {
+	if home, err := os.UserHomeDir(); err == nil {
+		return home
+	}
+	return os.TempDir()
+}
+
+func envOr(key, fallback string) string {
+	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
