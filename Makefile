@@ -35,3 +35,13 @@ vet:
 
 test-unit:
 	$(GO) test ./...
+
+# The main job: stack up, a worker, the default 1,000,000-message run to a
+# verified result (MESSAGES=n for another size).
+demo:
+	bash deploy/local/demo.sh
+
+# The whole suite: unit tests, then integration and end-to-end tests against
+# the real local stack (started once, stopped afterwards).
+test:
+	bash deploy/local/test.sh

@@ -1,0 +1,24 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Cleanup undoes what a run created: it cancels the run's Flink jobs and,
+// unless KeepTopics, deletes its topics. The workflow calls it at the end of
+// every run, also a failed or cancelled one, so each step tolerates what is
+// already gone.
+func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
+	var errs []error
+	if err := a.CancelFlinkJobs(ctx, in.Jobs); err != nil {
+		errs = append(errs, fmt.Errorf("cancel Flink jobs: %w", err))
+	}
+	if !in.KeepTopics {
+		if err := a.DeleteTopics(ctx, in.Names); err != nil {
+			errs = append(errs, fmt.Errorf("delete topics: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs flowproof's whole test suite: unit tests, then the integration and
+# end-to-end tests against a real local stack that is started once for the
+# whole run and stopped afterwards, also when a test fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+echo "== go vet"
+go vet ./...
+go vet -tags integration ./...
+
+echo "== unit tests"
+go test -count=1 ./...
+
+echo "== local stack"
+go build -o bin/ ./deploy/local/stackctl
+started_here=0
+if ! bin/stackctl status >/dev/null 2>&1; then
+  started_here=1
+fi
+stop_stack() {
+  # A stack that was already up before the tests (a developer's) is left up.
+  if [ "$started_here" = 1 ] && [ "${FLOWPROOF_KEEP_STACK:-0}" != 1 ]; then
+    bin/stackctl down || true
+  fi
+}
+trap stop_stack EXIT
+bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}"
+
+echo "== integration and end-to-end tests"
+# -p 1: the packages share one stack on two cores; running them one at a
+# time keeps their figures meaningful and their timeouts honest.
+go test -tags integration -count=1 -p 1 -timeout 45m ./... 2>&1 | tee "${TMPDIR:-/tmp}/flowproof-integration.log"

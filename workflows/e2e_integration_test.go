@@ -1,0 +1,191 @@
+//go:build integration
+
+package workflows_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/workflows"
+)
+
+// End-to-end tests: a real worker (in this process) against the real local
+// stack — Temporal, Kafka, Flink, the token service and the endpoint.
+
+// jwtPattern matches any JWT (header.payload.signature, base64url); a
+// token in plain text anywhere would match it.
+var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}`)
+
+type e2e struct {
+	client   client.Client
+	logs     *observer.ObservedLogs
+	taskQ    string
+	shutdown func()
+}
+
+func startWorker(t *testing.T) *e2e {
+	t.Helper()
+	addrs := localstack.Default()
+	c, err := client.Dial(client.Options{HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace})
+	require.NoError(t, err, "dial Temporal: is the local stack up (make up)?")
+
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	core, logs := observer.New(zap.DebugLevel)
+	acts, err := activities.New(activities.Config{
+		KafkaBrokers:      addrs.KafkaBrokers,
+		FlinkURL:          addrs.FlinkURL,
+		SQLGatewayURL:     addrs.SQLGatewayURL,
+		TemporalAddress:   addrs.TemporalAddress,
+		TemporalNamespace: addrs.TemporalNamespace,
+		EndpointURL:       addrs.EndpointURL,
+		TokenURL:          addrs.TokenURL,
+		TokenClientID:     "flowproof",
+		TokenClientSecret: "flowproof-local-secret",
+		TokenKey:          key,
+	}, zap.New(core))
+	require.NoError(t, err)
+
+	// A task queue of its own, so a worker left running elsewhere (make
+	// demo) cannot pick up this test's tasks.
+	taskQ := fmt.Sprintf("flowproof-e2e-%d", time.Now().UnixNano())
+	w := worker.New(c, taskQ, worker.Options{})
+	workflows.Register(w)
+	w.RegisterActivity(acts)
+	require.NoError(t, w.Start())
+	return &e2e{client: c, logs: logs, taskQ: taskQ, shutdown: func() {
+		w.Stop()
+		acts.Close()
+		c.Close()
+	}}
+}
+
+func (e *e2e) start(t *testing.T, ctx context.Context, id string, args ...any) client.WorkflowRun {
+	t.Helper()
+	run, err := e.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: id, TaskQueue: e.taskQ, StaticSummary: "flowproof e2e test: " + id,
+	}, workflows.PipelineWorkflow, args...)
+	require.NoError(t, err)
+	t.Logf("started %s: %s/namespaces/default/workflows/%s/%s/history", id, localstack.Default().TemporalUIURL, id, run.GetRunID())
+	return run
+}
+
+func TestEndToEnd(t *testing.T) {
+	e := startWorker(t)
+	defer e.shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	suffix := time.Now().UTC().Format("150405")
+
+	t.Run("50k messages reach Succeeded with exact counts", func(t *testing.T) {
+		id := "e2e-50k-" + suffix
+		run := e.start(t, ctx, id, workflows.PipelineInput{Messages: 50_000, Partitions: 12, LogicalQueues: 100})
+		var res workflows.PipelineResult
+		require.NoError(t, run.Get(ctx, &res))
+		m := res.Metrics
+		t.Logf("status %s; produced %d delivered %d verified %d; renewals %d; retries %d; holds %d (%d ms); latency %+v; total %d ms",
+			res.Status, m.Produced, m.Delivered, m.Verified, m.TokenRenewals, m.HTTPRetries, m.Backpressure.Holds, m.Backpressure.HeldMillis, m.Latency, m.TotalMillis)
+		for _, s := range m.Stages {
+			t.Logf("stage %-8s %8d msgs %8d ms %10.0f/s", s.Stage, s.Messages, s.DurationMillis, s.PerSecond)
+		}
+		require.Equal(t, workflows.StatusSucceeded, res.Status, m.FailureMessage)
+		require.Equal(t, int64(50_000), m.Produced)
+		require.Equal(t, int64(50_000), m.Delivered)
+		require.Equal(t, int64(50_000), m.Verified)
+		require.Equal(t, int64(0), m.Verification.Duplicates)
+		require.Equal(t, int64(0), m.Verification.Missing)
+		require.Equal(t, 5, m.TokenRenewals)
+		require.Len(t, m.Verification.First, 10)
+		require.Len(t, m.Verification.Last, 10)
+		require.Equal(t, int64(0), m.Verification.First[0].Seq)
+		require.Equal(t, int64(49_999), m.Verification.Last[9].Seq)
+		for _, h := range []string{"correlation.id", "sending.id", "logical.queue", "batch.number"} {
+			require.NotEmpty(t, m.Verification.First[0].Headers[h], "header %s", h)
+		}
+
+		// The token never appears in plain text: not in the history of the
+		// run or of its children, not in the worker's logs.
+		for _, wfID := range []string{id, id + "/produce", id + "/deliver"} {
+			events := 0
+			iter := e.client.GetWorkflowHistory(ctx, wfID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			for iter.HasNext() {
+				event, err := iter.Next()
+				require.NoError(t, err)
+				raw, err := proto.Marshal(event)
+				require.NoError(t, err)
+				require.False(t, jwtPattern.Match(raw), "a token in plain text in event %d of %s", event.GetEventId(), wfID)
+				require.False(t, bytes.Contains(raw, []byte("flowproof-local-secret")), "the client secret in %s", wfID)
+				events++
+			}
+			t.Logf("history of %s: %d events, no token in plain text", wfID, events)
+		}
+		for _, entry := range e.logs.All() {
+			line := entry.Message + fmt.Sprint(entry.ContextMap())
+			require.False(t, jwtPattern.MatchString(line), "a token in the worker log: %q", entry.Message)
+		}
+	})
+
+	t.Run("invalid input fails naming the field", func(t *testing.T) {
+		run := e.start(t, ctx, "e2e-invalid-"+suffix, workflows.PipelineInput{Messages: 10, BatchSize: 5_000})
+		err := run.Get(ctx, nil)
+		require.Error(t, err)
+		var appErr *temporal.ApplicationError
+		require.True(t, errors.As(err, &appErr), "%v", err)
+		require.Equal(t, workflows.ErrInvalidInput, appErr.Type())
+		require.Contains(t, appErr.Error(), "batch_size")
+	})
+
+	t.Run("empty input gets the defaults and cancellation cleans up", func(t *testing.T) {
+		id := "e2e-defaults-" + suffix
+		run := e.start(t, ctx, id) // no input at all, as the UI sends an empty form
+		var progress workflows.Progress
+		require.Eventually(t, func() bool {
+			v, err := e.client.QueryWorkflow(ctx, id, run.GetRunID(), workflows.ProgressQuery)
+			if err != nil || v.Get(&progress) != nil {
+				return false
+			}
+			return progress.Stage == workflows.StageProduce && progress.Produced > 0
+		}, 5*time.Minute, time.Second, "the default run should reach production")
+		require.Equal(t, int64(1_000_000), progress.Messages)
+
+		require.NoError(t, e.client.CancelWorkflow(ctx, id, run.GetRunID()))
+		err := run.Get(ctx, nil)
+		var canceled *temporal.CanceledError
+		require.True(t, errors.As(err, &canceled), "%v", err)
+		// Cleanup ran: the run's raw topic is gone.
+		desc, err := e.client.DescribeWorkflowExecution(ctx, id, run.GetRunID())
+		require.NoError(t, err)
+		require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, desc.GetWorkflowExecutionInfo().GetStatus())
+		require.True(t, topicGone(t, ctx, "flowproof."+strings.ReplaceAll(id, "/", "-")+".raw"))
+	})
+}
+
+func topicGone(t *testing.T, ctx context.Context, topic string) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.Default().KafkaBrokers...))
+	require.NoError(t, err)
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	require.NoError(t, err)
+	return !topics.Has(topic)
+}

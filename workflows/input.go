@@ -1,0 +1,179 @@
+package workflows
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/flowproof/flowproof/activities"
+)
+
+// Defaults of PipelineInput: the standard nightly test.
+const (
+	DefaultMessages                  = 1_000_000
+	DefaultLogicalQueues             = 1_000
+	DefaultPartitions                = 100
+	DefaultPayloadBytes              = 128
+	DefaultChunkSize                 = 10_000
+	DefaultChunkConcurrency          = 2
+	DefaultRatePerSecond             = 50_000
+	DefaultRatePerQueue              = 100
+	DefaultBatchSize                 = 100
+	DefaultTokenRenewEvery           = 10_000
+	DefaultLagThreshold              = 200_000
+	DefaultLagPollEverySeconds       = 5
+	DefaultFlinkParallelism          = 2
+	DefaultCheckpointIntervalSeconds = 5
+	DefaultBrokers                   = 3
+	DefaultTaskManagers              = 1
+	DefaultVerifyIdleSeconds         = 120
+
+	// replicationFactor of every topic of a run; the health stage requires
+	// at least this many brokers.
+	replicationFactor = 3
+	// maxTopicLength is Kafka's limit on topic names.
+	maxTopicLength = 249
+	// maxBatchSize is what the reference endpoint accepts in one request.
+	maxBatchSize = 1_000
+)
+
+// ErrInvalidInput is the error type of input validation failures; they are
+// never retried.
+const ErrInvalidInput = "InvalidInput"
+
+var topicAlphabet = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+// withDefaults fills every zero field with its default and checks the
+// result. workflowID is the default run id.
+func (in PipelineInput) withDefaults(workflowID string) (PipelineInput, error) {
+	if in.RunID == "" {
+		in.RunID = sanitizeRunID(workflowID)
+	}
+	setDefault(&in.Messages, DefaultMessages)
+	setDefault(&in.LogicalQueues, DefaultLogicalQueues)
+	setDefault(&in.Partitions, DefaultPartitions)
+	setDefault(&in.PayloadBytes, DefaultPayloadBytes)
+	setDefault(&in.ChunkSize, DefaultChunkSize)
+	setDefault(&in.ChunkConcurrency, DefaultChunkConcurrency)
+	setDefault(&in.RatePerSecond, DefaultRatePerSecond)
+	setDefault(&in.RatePerQueue, DefaultRatePerQueue)
+	setDefault(&in.BatchSize, DefaultBatchSize)
+	setDefault(&in.TokenRenewEvery, DefaultTokenRenewEvery)
+	setDefault(&in.LagThreshold, DefaultLagThreshold)
+	setDefault(&in.LagResume, in.LagThreshold/2)
+	setDefault(&in.LagPollEverySeconds, DefaultLagPollEverySeconds)
+	setDefault(&in.FlinkParallelism, DefaultFlinkParallelism)
+	setDefault(&in.CheckpointIntervalSeconds, DefaultCheckpointIntervalSeconds)
+	setDefault(&in.Brokers, DefaultBrokers)
+	setDefault(&in.TaskManagers, DefaultTaskManagers)
+	setDefault(&in.VerifyIdleSeconds, DefaultVerifyIdleSeconds)
+	return in, in.validate()
+}
+
+func setDefault[T int | int64 | float64](field *T, def T) {
+	if *field == 0 {
+		*field = def
+	}
+}
+
+// validate checks a PipelineInput whose defaults are applied.
+func (in PipelineInput) validate() error {
+	checks := []struct {
+		ok    bool
+		field string
+		rule  string
+		value any
+	}{
+		{in.Messages >= 1 && in.Messages <= 1_000_000_000, "messages", "must be between 1 and 1,000,000,000", in.Messages},
+		{in.LogicalQueues >= 1 && in.LogicalQueues <= 10_000, "logical_queues", "must be between 1 and 10,000", in.LogicalQueues},
+		{in.Partitions >= 1 && in.Partitions <= 1_000, "partitions", "must be between 1 and 1,000", in.Partitions},
+		{in.PayloadBytes >= 1 && in.PayloadBytes <= 100_000, "payload_bytes", "must be between 1 and 100,000", in.PayloadBytes},
+		{in.ChunkSize >= 1 && in.ChunkSize <= 1_000_000, "chunk_size", "must be between 1 and 1,000,000", in.ChunkSize},
+		{in.ChunkConcurrency >= 1 && in.ChunkConcurrency <= 32, "chunk_concurrency", "must be between 1 and 32", in.ChunkConcurrency},
+		{in.RatePerSecond > 0, "rate_per_second", "must be positive", in.RatePerSecond},
+		{in.RatePerQueue > 0, "rate_per_queue", "must be positive", in.RatePerQueue},
+		{in.BatchSize >= 1 && in.BatchSize <= maxBatchSize, "batch_size", fmt.Sprintf("must be between 1 and %d", maxBatchSize), in.BatchSize},
+		{in.TokenRenewEvery >= in.BatchSize, "token_renew_every", "must be at least batch_size", in.TokenRenewEvery},
+		{in.LagThreshold > 0, "lag_threshold", "must be positive", in.LagThreshold},
+		{in.LagResume > 0 && in.LagResume <= in.LagThreshold, "lag_resume", "must be positive and at most lag_threshold", in.LagResume},
+		{in.LagPollEverySeconds >= 1 && in.LagPollEverySeconds <= 300, "lag_poll_every_seconds", "must be between 1 and 300", in.LagPollEverySeconds},
+		{in.FlinkParallelism >= 1 && in.FlinkParallelism <= 64, "flink_parallelism", "must be between 1 and 64", in.FlinkParallelism},
+		{in.CheckpointIntervalSeconds >= 1 && in.CheckpointIntervalSeconds <= 600, "checkpoint_interval_seconds", "must be between 1 and 600", in.CheckpointIntervalSeconds},
+		{in.Brokers >= replicationFactor, "brokers", fmt.Sprintf("must be at least the replication factor %d", replicationFactor), in.Brokers},
+		{in.TaskManagers >= 1, "task_managers", "must be at least 1", in.TaskManagers},
+		{in.VerifyIdleSeconds >= 1 && in.VerifyIdleSeconds <= 3_600, "verify_idle_seconds", "must be between 1 and 3,600", in.VerifyIdleSeconds},
+		{in.RunID != "" && topicAlphabet.MatchString(in.RunID) && len(in.RunID) <= 200, "run_id", "must be 1 to 200 characters of [a-zA-Z0-9._-]", in.RunID},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			return invalidInput("%s %v: %s", c.field, c.value, c.rule)
+		}
+	}
+	names := in.runNames()
+	seen := map[string]string{}
+	for field, topic := range map[string]string{
+		"topics.raw": names.RawTopic, "topics.enriched": names.EnrichedTopic,
+		"topics.responses": names.ResponsesTopic, "topics.final": names.FinalTopic,
+	} {
+		if len(topic) > maxTopicLength || !topicAlphabet.MatchString(topic) || topic == "." || topic == ".." {
+			return invalidInput("%s %q: must be 1 to %d characters of [a-zA-Z0-9._-]", field, topic, maxTopicLength)
+		}
+		if other, dup := seen[topic]; dup {
+			return invalidInput("%s %q: same topic as %s", field, topic, other)
+		}
+		seen[topic] = field
+	}
+	return nil
+}
+
+func invalidInput(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError("invalid input: "+fmt.Sprintf(format, args...), ErrInvalidInput, nil)
+}
+
+// sanitizeRunID turns a workflow id into a string Kafka accepts in topic names.
+func sanitizeRunID(workflowID string) string {
+	var b strings.Builder
+	for _, r := range workflowID {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	id := b.String()
+	if len(id) > 200 {
+		id = id[:200]
+	}
+	return id
+}
+
+// runNames derives the run's topics and groups (docs/message-contract.md).
+func (in PipelineInput) runNames() activities.RunNames {
+	prefix := "flowproof." + in.RunID + "."
+	pick := func(override, stage string) string {
+		if override != "" {
+			return override
+		}
+		return prefix + stage
+	}
+	return activities.RunNames{
+		RunID:          in.RunID,
+		RawTopic:       pick(in.Topics.Raw, "raw"),
+		EnrichedTopic:  pick(in.Topics.Enriched, "enriched"),
+		ResponsesTopic: pick(in.Topics.Responses, "responses"),
+		FinalTopic:     pick(in.Topics.Final, "final"),
+		LedgerTopic:    prefix + "ledger",
+		EnrichGroup:    prefix + "enrich",
+		DeliverGroup:   prefix + "deliver",
+		SplitGroup:     prefix + "split",
+	}
+}
+
+// productionRate is the overall cap: messages go round-robin over the
+// queues, so a per-queue cap q over n queues allows n*q overall.
+func (in PipelineInput) productionRate() float64 {
+	return min(in.RatePerSecond, in.RatePerQueue*float64(in.LogicalQueues))
+}

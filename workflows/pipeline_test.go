@@ -1,0 +1,283 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/health"
+)
+
+// These are unit tests of workflow logic: activities are replaced by the
+// test suite's mocks, which record the order of calls. The real activities
+// are tested against the real stack in package activities and end to end in
+// the e2e tests.
+
+// fakeStack is the in-memory behaviour the mocked activities share.
+type fakeStack struct {
+	mu         sync.Mutex
+	calls      []string
+	produced   int64
+	delivered  int64
+	tokens     int
+	lagSamples []int64 // returned in order by PollLag; the last one repeats
+	polls      int
+	rejectOnce bool
+	cleanups   []activities.CleanupInput
+}
+
+func (f *fakeStack) record(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) == 0 || f.calls[len(f.calls)-1] != name {
+		f.calls = append(f.calls, name)
+	}
+}
+
+func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	Register(env)
+	env.RegisterActivity(&activities.Activities{})
+
+	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CheckHealthInput) (activities.CheckHealthResult, error) {
+			f.record("health")
+			return activities.CheckHealthResult{Components: []health.Result{{Component: "kafka", Healthy: true, Detail: "3 brokers"}}}, nil
+		})
+	env.OnActivity(acts.PrepareTopics, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PrepareTopicsInput) (activities.PrepareTopicsResult, error) {
+			f.record("prepare")
+			return activities.PrepareTopicsResult{Created: in.Names.Topics(), Brokers: 3}, nil
+		})
+	env.OnActivity(acts.SubmitFlinkJobs, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SubmitFlinkJobsInput) (activities.FlinkJobs, error) {
+			f.record("flink")
+			return activities.FlinkJobs{EnrichJobID: "enrich-1", SplitJobID: "split-1"}, nil
+		})
+	env.OnActivity(acts.PollLag, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PollLagInput) (activities.LagSample, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			lag := int64(0)
+			if len(f.lagSamples) > 0 {
+				lag = f.lagSamples[min(f.polls, len(f.lagSamples)-1)]
+			}
+			f.polls++
+			return activities.LagSample{Deliver: lag}, nil
+		})
+	env.OnActivity(acts.ProduceChunk, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ProduceChunkInput) (activities.ProduceChunkResult, error) {
+			f.record("produce")
+			f.mu.Lock()
+			f.produced += int64(in.Count)
+			f.mu.Unlock()
+			return activities.ProduceChunkResult{Produced: in.Count, DurationMillis: 100}, nil
+		})
+	env.OnActivity(acts.ObtainToken, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ObtainTokenInput) (activities.SealedToken, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.tokens++
+			return activities.SealedToken{Sealed: []byte("ciphertext"), ExpiresAtUnix: time.Now().Add(time.Hour).Unix(), Quota: 10_000}, nil
+		})
+	env.OnActivity(acts.DeliverSegment, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeliverSegmentInput) (activities.DeliverSegmentResult, error) {
+			f.record("deliver")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			n := in.MaxMessages
+			rejected := false
+			if f.rejectOnce && f.delivered > 0 {
+				f.rejectOnce, rejected, n = false, true, n/2
+			}
+			f.delivered += int64(n)
+			return activities.DeliverSegmentResult{
+				Offsets: map[int32]int64{0: f.delivered}, Delivered: n, Batches: n / in.BatchSize,
+				TokenRejected: rejected, RejectReason: map[bool]string{true: "quota exhausted"}[rejected],
+			}, nil
+		})
+	env.OnActivity(acts.Verify, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.VerifyInput) (activities.VerifyResult, error) {
+			f.record("verify")
+			return activities.VerifyResult{Expected: in.Messages, Records: in.Messages, Unique: in.Messages}, nil
+		})
+	env.OnActivity(acts.Cleanup, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CleanupInput) error {
+			f.record("cleanup")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.cleanups = append(f.cleanups, in)
+			return nil
+		})
+	return env
+}
+
+func smallRun() PipelineInput {
+	return PipelineInput{RunID: "unit", Messages: 50_000, ChunkSize: 10_000, TokenRenewEvery: 10_000, BatchSize: 100}
+}
+
+func TestPipelineRunsStagesInOrder(t *testing.T) {
+	f := &fakeStack{}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(PipelineWorkflow, smallRun())
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res PipelineResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, StatusSucceeded, res.Status)
+	require.Equal(t, int64(50_000), res.Metrics.Produced)
+	require.Equal(t, int64(50_000), res.Metrics.Delivered)
+	require.Equal(t, int64(50_000), res.Metrics.Verified)
+	require.Equal(t, 5, res.Metrics.TokenRenewals)
+	require.Equal(t, "enrich-1", res.Metrics.FlinkJobs.EnrichJobID)
+
+	// Produce and deliver interleave; what matters is what comes before and after.
+	order := strings.Join(f.calls, ",")
+	require.True(t, strings.HasPrefix(order, "health,prepare,flink,"), order)
+	require.True(t, strings.HasSuffix(order, ",verify,cleanup"), order)
+	require.Len(t, f.cleanups, 1)
+	require.False(t, f.cleanups[0].KeepTopics)
+	require.Equal(t, "flowproof.unit.raw", f.cleanups[0].Names.RawTopic)
+}
+
+func TestPipelineEmptyInputGetsDefaults(t *testing.T) {
+	in, err := PipelineInput{}.withDefaults("nightly:2026-11-27")
+	require.NoError(t, err)
+	require.Equal(t, int64(1_000_000), in.Messages)
+	require.Equal(t, 1_000, in.LogicalQueues)
+	require.Equal(t, 100, in.Partitions)
+	require.Equal(t, 10_000, in.ChunkSize)
+	require.Equal(t, 100, in.BatchSize)
+	require.Equal(t, 10_000, in.TokenRenewEvery)
+	require.Equal(t, int64(100_000), in.LagResume)
+	require.Equal(t, "nightly-2026-11-27", in.RunID)
+	require.Equal(t, "flowproof.nightly-2026-11-27.final", in.runNames().FinalTopic)
+	require.Equal(t, float64(50_000), in.productionRate())
+}
+
+func TestPipelineRejectsInvalidInput(t *testing.T) {
+	cases := map[string]struct {
+		in    PipelineInput
+		field string
+	}{
+		"negative messages":     {PipelineInput{Messages: -5}, "messages"},
+		"batch over max":        {PipelineInput{BatchSize: 5000}, "batch_size"},
+		"renew below batch":     {PipelineInput{BatchSize: 500, TokenRenewEvery: 100}, "token_renew_every"},
+		"resume above threshold": {PipelineInput{LagThreshold: 10, LagResume: 20}, "lag_resume"},
+		"hostile topic":         {PipelineInput{Topics: TopicNames{Raw: "x', 'properties.bootstrap.servers'='evil"}}, "topics.raw"},
+		"same topic twice":      {PipelineInput{Topics: TopicNames{Raw: "a", Final: "a"}}, "topics."},
+		"too few brokers":       {PipelineInput{Brokers: 1}, "brokers"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeStack{}
+			env := newEnv(t, f)
+			env.ExecuteWorkflow(PipelineWorkflow, tc.in)
+			err := env.GetWorkflowError()
+			require.Error(t, err)
+			var appErr *temporal.ApplicationError
+			require.True(t, errors.As(err, &appErr), err)
+			require.True(t, appErr.NonRetryable())
+			require.Equal(t, ErrInvalidInput, appErr.Type())
+			require.Contains(t, appErr.Error(), tc.field)
+			require.Empty(t, f.calls, "no activity may run for invalid input")
+		})
+	}
+}
+
+func TestBackpressureHoldsAndReleasesProduction(t *testing.T) {
+	// Lag starts above the threshold, so production must wait for two
+	// polls (5 s apart) before the first chunk, then runs freely.
+	f := &fakeStack{lagSamples: []int64{500, 400, 10}}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(ProduceWorkflow, ProduceInput{
+		Names: PipelineInput{RunID: "bp"}.runNames(), Messages: 30_000, ChunkSize: 10_000, ChunkConcurrency: 1,
+		LogicalQueues: 10, PayloadBytes: 10, RatePerSecond: 1000, LagThreshold: 100, LagResume: 50, LagPollEvery: 5,
+	})
+	require.NoError(t, env.GetWorkflowError())
+	var res ProduceResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, int64(30_000), res.Produced)
+	require.Equal(t, 1, res.Holds)
+	require.GreaterOrEqual(t, res.HeldMillis, int64(10_000))
+	require.Equal(t, int64(500), res.MaxLag)
+	require.GreaterOrEqual(t, len(res.LagSamples), 3)
+}
+
+func TestTokenRenewedPerSegmentAndOn401(t *testing.T) {
+	f := &fakeStack{rejectOnce: true}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(DeliverWorkflow, DeliverInput{
+		Names: PipelineInput{RunID: "tok"}.runNames(), Messages: 25_000, BatchSize: 100, TokenRenewEvery: 10_000, StallSeconds: 300,
+	})
+	require.NoError(t, env.GetWorkflowError())
+	var res DeliverResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, int64(25_000), res.Delivered)
+	require.Equal(t, 1, res.TokenRejected)
+	// 25,000 messages need 3 tokens; the 401 half way through the second
+	// segment costs one more.
+	require.Equal(t, 4, res.TokenRenewals)
+	require.Equal(t, 4, f.tokens)
+}
+
+func TestProduceContinuesAsNew(t *testing.T) {
+	f := &fakeStack{}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(ProduceWorkflow, ProduceInput{
+		Names: PipelineInput{RunID: "can"}.runNames(), Messages: 50_000, ChunkSize: 10_000, ChunkConcurrency: 2,
+		LogicalQueues: 10, PayloadBytes: 10, RatePerSecond: 1000, LagThreshold: 100, LagResume: 50, LagPollEvery: 5,
+		ChunksPerRun: 2,
+	})
+	err := env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(err, &can), "want continue-as-new, got %v", err)
+	require.Equal(t, int64(20_000), f.produced, "the first run produces its two chunks before continuing")
+}
+
+func TestDeliverFailsWhenStalled(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	Register(env)
+	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity(acts.ObtainToken, mock.Anything, mock.Anything).Return(
+		activities.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: time.Now().Add(24 * time.Hour).Unix()}, nil)
+	env.OnActivity(acts.DeliverSegment, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.DeliverSegmentInput) (activities.DeliverSegmentResult, error) {
+			return activities.DeliverSegmentResult{Offsets: in.Offsets}, nil
+		})
+	env.ExecuteWorkflow(DeliverWorkflow, DeliverInput{
+		Names: PipelineInput{RunID: "stall"}.runNames(), Messages: 1_000, BatchSize: 100, TokenRenewEvery: 1_000, StallSeconds: 1,
+	})
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "delivery stalled")
+}
+
+func TestCancellationCleansUp(t *testing.T) {
+	f := &fakeStack{lagSamples: []int64{1_000_000}} // held forever
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	in := smallRun()
+	in.KeepTopics = true
+	env.ExecuteWorkflow(PipelineWorkflow, in)
+	require.True(t, env.IsWorkflowCompleted())
+	var canceled *temporal.CanceledError
+	require.True(t, errors.As(env.GetWorkflowError(), &canceled), "want cancellation, got %v", env.GetWorkflowError())
+	require.Len(t, f.cleanups, 1)
+	require.Equal(t, "enrich-1", f.cleanups[0].Jobs.EnrichJobID)
+	require.True(t, f.cleanups[0].KeepTopics)
+}
