@@ -2,9 +2,12 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
@@ -47,22 +50,54 @@ func Temporal(ctx context.Context, hostPort, namespace string) Result {
 	})
 }
 
-// TemporalUI fetches the Temporal Web UI's front page at uiURL and wants 200.
+// TemporalUI wants the Temporal Web UI at uiURL to serve its front page and
+// its settings API. The front page alone would not do: the UI is a single-page
+// app whose server answers 200 with index.html for any path, whereas the
+// settings carry the UI's version.
 func TemporalUI(ctx context.Context, uiURL string) Result {
 	return run(ctx, "temporal-ui", []string{uiURL}, func(ctx context.Context) (string, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, uiURL, nil)
+		base, err := url.Parse(uiURL)
+		if err != nil || base.Scheme == "" || base.Host == "" {
+			return "", fmt.Errorf("temporal ui url %q is not an absolute http(s) URL", uiURL)
+		}
+		httpClient := http.Client{Timeout: 10 * time.Second}
+		if _, err := getOK(ctx, &httpClient, base.String()); err != nil {
+			return "", fmt.Errorf("temporal ui front page: %w", err)
+		}
+		settingsURL := base.JoinPath("api", "v1", "settings").String()
+		body, err := getOK(ctx, &httpClient, settingsURL)
 		if err != nil {
-			return "", fmt.Errorf("temporal ui url %q: %w", uiURL, err)
+			return "", fmt.Errorf("temporal ui settings: %w", err)
 		}
-		client := http.Client{Timeout: 10 * time.Second}
-		resp, err := client.Do(req)
-		if err != nil {
-			return "", fmt.Errorf("get temporal ui %s: %w", uiURL, err)
+		var settings struct {
+			Version string `json:"Version"`
 		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("get temporal ui %s: status %s, want 200", uiURL, resp.Status)
+		if err := json.Unmarshal(body, &settings); err != nil || settings.Version == "" {
+			return "", fmt.Errorf("temporal ui settings at %s carry no version; not a Temporal UI?", settingsURL)
 		}
-		return fmt.Sprintf("ui %s answers 200", uiURL), nil
+		return fmt.Sprintf("ui %s at %s", settings.Version, uiURL), nil
 	})
+}
+
+// getOK fetches url and returns its body if the status is 200.
+func getOK(ctx context.Context, httpClient *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("request %s: %w", url, err)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	// The front page and the settings are a few KiB; the cap only guards
+	// against a wrong URL that streams.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("get %s: status %s, want 200 OK", url, resp.Status)
+	}
+	return body, nil
 }

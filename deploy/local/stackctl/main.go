@@ -53,14 +53,15 @@ func components(s *stack) []component {
 		temporal{},
 		refServices{},
 	}
-	if s.opts.withPrometheus {
-		list = append(list, prometheus{})
-	}
 	if len(s.opts.only) == 0 {
+		if s.opts.withPrometheus {
+			list = append(list, prometheus{})
+		}
 		return list
 	}
+	// Naming a component selects it, Prometheus included.
 	var picked []component
-	for _, c := range list {
+	for _, c := range append(list, prometheus{}) {
 		for _, name := range s.opts.only {
 			if c.name() == name {
 				picked = append(picked, c)
@@ -86,11 +87,12 @@ func main() {
 	case "up":
 		fs := flag.NewFlagSet("up", flag.ExitOnError)
 		fs.IntVar(&s.opts.taskManagers, "taskmanagers", 3, "number of Flink TaskManagers")
-		fs.BoolVar(&s.opts.withPrometheus, "with-prometheus", false, "also run Prometheus (Debian package) scraping the stack")
+		withPrometheus := fs.Bool("with-prometheus", false, "also run Prometheus (Debian package) scraping the stack; remembered by later commands")
 		fs.DurationVar(&s.opts.readyTimeout, "timeout", 5*time.Minute, "how long to wait for each component to be ready")
 		only := fs.String("only", "", "comma-separated components to act on (kafka,flink,temporal,refsvc,prometheus); all when empty")
 		_ = fs.Parse(args)
 		s.opts.only = splitNames(*only)
+		s.opts.withPrometheus = s.opts.withPrometheus || *withPrometheus
 		err = up(ctx, s)
 	case "down":
 		fs := flag.NewFlagSet("down", flag.ExitOnError)
@@ -109,6 +111,8 @@ func main() {
 		err = logs(s, args)
 	case "install":
 		err = install(ctx, s)
+	case "kafka-class":
+		err = kafkaClass(ctx, s, args)
 	default:
 		usage()
 		os.Exit(2)
@@ -285,7 +289,11 @@ func down(s *stack) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	logf("stack stopped")
+	if len(s.opts.only) == 0 {
+		// A full down forgets the options, so the next up starts from its flags.
+		_ = os.Remove(filepath.Join(s.dir, "run", "options.json"))
+		logf("stack stopped")
+	}
 	return nil
 }
 

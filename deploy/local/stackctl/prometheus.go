@@ -2,22 +2,217 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/flowproof/flowproof/internal/health"
+	"github.com/flowproof/flowproof/internal/localstack"
 )
 
-// prometheus is a placeholder until the component is written; every call fails.
+// prometheusBinary is where Debian's prometheus package installs the server.
+const prometheusBinary = "/usr/bin/prometheus"
+
+// prometheus runs Debian's Prometheus (only with `up --with-prometheus`) as a
+// process of the stack, with its configuration and time series under the
+// stack dir, scraping every metrics endpoint of the stack.
 type prometheus struct{}
 
 func (prometheus) name() string { return "prometheus" }
+
+// scrapeJob is one job of the generated prometheus.yml.
+type scrapeJob struct {
+	name    string
+	targets []string
+}
+
+func prometheusTarget(port int) string { return localstack.Host + ":" + strconv.Itoa(port) }
+
+// prometheusScrapeJobs lists what Prometheus scrapes; a component that gains
+// a metrics endpoint adds its job here.
+func prometheusScrapeJobs(s *stack) []scrapeJob {
+	jobs := []scrapeJob{
+		{name: "token-service", targets: []string{prometheusTarget(localstack.TokenServicePort)}},
+		{name: "endpoint", targets: []string{prometheusTarget(localstack.EndpointPort)}},
+		{name: "worker", targets: []string{prometheusTarget(localstack.WorkerMetricsPort)}},
+		{name: "temporal", targets: []string{prometheusTarget(localstack.TemporalMetricsPort)}},
+	}
+	// Flink's Prometheus reporters: the JobManager on the base port and
+	// TaskManager N on base+N (see flink.go).
+	flinkTargets := []string{prometheusTarget(flinkMetricsPortBase)}
+	for n := 1; n <= s.opts.taskManagers; n++ {
+		flinkTargets = append(flinkTargets, prometheusTarget(flinkMetricsPortBase+n))
+	}
+	jobs = append(jobs, scrapeJob{name: "flink", targets: flinkTargets})
+	return jobs
+}
+
 func (prometheus) install(ctx context.Context, s *stack) error {
-	return errors.New("prometheus: not written yet")
+	if info, err := os.Stat(prometheusBinary); err == nil && info.Mode().IsRegular() {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s is missing and installing Debian's prometheus package needs root: run `apt-get install prometheus` as root", prometheusBinary)
+	}
+	// The package's maintainer scripts would start Debian's own Prometheus
+	// service on port 9090; the stack runs its own instance instead. A
+	// policy-rc.d that answers 101 forbids service starts during the install.
+	// An existing policy is the machine's choice and stays as it is.
+	const policyRC = "/usr/sbin/policy-rc.d"
+	if _, err := os.Stat(policyRC); os.IsNotExist(err) {
+		if err := os.WriteFile(policyRC, []byte("#!/bin/sh\n# written by flowproof stackctl while installing prometheus\nexit 101\n"), 0o755); err != nil {
+			return fmt.Errorf("write %s to keep the package from starting its service: %w", policyRC, err)
+		}
+		defer os.Remove(policyRC)
+	}
+	logf("installing Debian's prometheus package (first time only)")
+	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	for _, argv := range [][]string{
+		{"apt-get", "update"},
+		{"apt-get", "install", "-y", "--no-install-recommends", "prometheus"},
+	} {
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(string(out), 30))
+		}
+	}
+	if _, err := os.Stat(prometheusBinary); err != nil {
+		return fmt.Errorf("prometheus package installed but %s is missing: %w", prometheusBinary, err)
+	}
+	return nil
 }
-func (prometheus) start(ctx context.Context, s *stack) error {
-	return errors.New("prometheus: not written yet")
+
+func (p prometheus) start(ctx context.Context, s *stack) error {
+	dir := s.dataDir("prometheus")
+	if err := os.MkdirAll(filepath.Join(dir, "tsdb"), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	configFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(configFile, []byte(prometheusConfig(prometheusScrapeJobs(s))), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", configFile, err)
+	}
+	// A running Prometheus keeps its old targets (say, another TaskManager
+	// count) until told to reload the file.
+	if pid, ok := s.running("prometheus"); ok {
+		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+			return fmt.Errorf("reload prometheus (pid %d): %w", pid, err)
+		}
+		logf("prometheus already running (pid %d); reloaded %s", pid, configFile)
+		return nil
+	}
+	return s.start(process{
+		name: "prometheus",
+		argv: []string{
+			prometheusBinary,
+			"--config.file=" + configFile,
+			"--storage.tsdb.path=" + filepath.Join(dir, "tsdb"),
+			// Runs are short-lived proofs; a few days of history is plenty and
+			// keeps the stack dir small.
+			"--storage.tsdb.retention.time=3d",
+			"--web.listen-address=" + prometheusTarget(localstack.PrometheusPort),
+			"--log.level=warn",
+		},
+		dir: dir,
+	})
 }
+
+// prometheusConfig renders prometheus.yml. Strings are JSON-quoted, which
+// YAML reads as double-quoted scalars.
+func prometheusConfig(jobs []scrapeJob) string {
+	var b strings.Builder
+	b.WriteString("# Written by flowproof stackctl on every `up`; edits are overwritten.\n")
+	b.WriteString("global:\n  scrape_interval: 10s\n  scrape_timeout: 5s\n  evaluation_interval: 10s\n")
+	b.WriteString("scrape_configs:\n")
+	for _, job := range jobs {
+		fmt.Fprintf(&b, "  - job_name: %s\n    static_configs:\n      - targets:\n", quoteYAML(job.name))
+		for _, target := range job.targets {
+			fmt.Fprintf(&b, "          - %s\n", quoteYAML(target))
+		}
+	}
+	return b.String()
+}
+
+func quoteYAML(s string) string {
+	quoted, _ := json.Marshal(s)
+	return string(quoted)
+}
+
+// check wants 200 from /-/ready; the detail adds how many targets Prometheus
+// sees up, which tells which metrics endpoints of the stack answer.
 func (prometheus) check(ctx context.Context, s *stack) health.Result {
-	return health.Result{Component: "prometheus", Detail: "not written yet"}
+	base := "http://" + prometheusTarget(localstack.PrometheusPort)
+	res := health.Result{Component: "prometheus", Addresses: []string{base}}
+	if _, ok := s.running("prometheus"); !ok {
+		res.Detail = fmt.Sprintf("prometheus process of this stack is not running (see %s)", s.logFile("prometheus"))
+		return res
+	}
+	status, _, err := prometheusGet(ctx, base+"/-/ready")
+	if err != nil {
+		res.Detail = err.Error()
+		return res
+	}
+	if status != http.StatusOK {
+		res.Detail = fmt.Sprintf("GET %s/-/ready: status %d, want 200", base, status)
+		return res
+	}
+	res.Healthy = true
+	res.Detail = "ready"
+	// Targets show up only after the first scrape round, seconds after ready.
+	if up, total, err := prometheusTargetsUp(ctx, base); err == nil && total > 0 {
+		res.Detail = fmt.Sprintf("ready, %d/%d scrape targets up", up, total)
+	}
+	return res
 }
-func (prometheus) processes(s *stack) []string { return nil }
+
+func prometheusTargetsUp(ctx context.Context, base string) (up, total int, err error) {
+	status, body, err := prometheusGet(ctx, base+"/api/v1/targets?state=active")
+	if err != nil {
+		return 0, 0, err
+	}
+	if status != http.StatusOK {
+		return 0, 0, fmt.Errorf("GET %s/api/v1/targets: status %d", base, status)
+	}
+	var targets struct {
+		Data struct {
+			ActiveTargets []struct {
+				Health string `json:"health"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &targets); err != nil {
+		return 0, 0, fmt.Errorf("decode prometheus targets: %w", err)
+	}
+	for _, t := range targets.Data.ActiveTargets {
+		if t.Health == "up" {
+			up++
+		}
+	}
+	return up, len(targets.Data.ActiveTargets), nil
+}
+
+func prometheusGet(ctx context.Context, url string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("request %s: %w", url, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("GET %s: read body: %w", url, err)
+	}
+	return resp.StatusCode, body, nil
+}
+
+func (prometheus) processes(s *stack) []string { return []string{"prometheus"} }
