@@ -1,21 +1,358 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/flowproof/flowproof/internal/health"
+	"github.com/flowproof/flowproof/internal/localstack"
 )
 
-// kafka is a placeholder until the component is written; every call fails.
+// kafka is a 3-node KRaft cluster on 127.0.0.1: every node is broker and
+// controller at once, with a static quorum (controller.quorum.voters), run
+// straight from the jars deploy/kafka/pom.xml pins.
+//
+// Layout under the stack dir:
+//
+//	data/kafka/cluster-id             the cluster id, generated once
+//	data/kafka/config/kafka-N.properties, log4j2-*.properties (rewritten by every up)
+//	data/kafka/kafka-N/               node N's log dir (formatted once, kept across restarts)
+//	logs/kafka-N.log                  node N's stdout, where its log4j output goes
 type kafka struct{}
 
+const (
+	kafkaPom        = "deploy/kafka/pom.xml"
+	kafkaNodes      = 3
+	kafkaMainClass  = "kafka.Kafka"
+	kafkaStorageCLI = "kafka.tools.StorageTool" // what kafka-storage.sh runs in 4.1
+)
+
+var (
+	kafkaBrokerPorts     = [kafkaNodes]int{localstack.KafkaBrokerPort1, localstack.KafkaBrokerPort2, localstack.KafkaBrokerPort3}
+	kafkaControllerPorts = [kafkaNodes]int{localstack.KafkaControllerPort1, localstack.KafkaControllerPort2, localstack.KafkaControllerPort3}
+)
+
 func (kafka) name() string { return "kafka" }
+
 func (kafka) install(ctx context.Context, s *stack) error {
-	return errors.New("kafka: not written yet")
+	_, err := s.resolveJars(ctx, "kafka", kafkaPom)
+	return err
 }
-func (kafka) start(ctx context.Context, s *stack) error { return errors.New("kafka: not written yet") }
-func (kafka) check(ctx context.Context, s *stack) health.Result {
-	return health.Result{Component: "kafka", Detail: "not written yet"}
+
+func (kafka) processes(*stack) []string {
+	names := make([]string, kafkaNodes)
+	for i := range names {
+		names[i] = kafkaNodeName(i + 1)
+	}
+	return names
 }
-func (kafka) processes(s *stack) []string { return nil }
+
+func (kafka) check(ctx context.Context, _ *stack) health.Result {
+	return health.Kafka(ctx, localstack.Default().KafkaBrokers, kafkaNodes)
+}
+
+func (kafka) start(ctx context.Context, s *stack) error {
+	jars, err := s.resolveJars(ctx, "kafka", kafkaPom)
+	if err != nil {
+		return err
+	}
+	cp, err := classpath(jars)
+	if err != nil {
+		return err
+	}
+	configDir := kafkaConfigDir(s)
+	if err := os.MkdirAll(configDir, 0o755); err != nil {
+		return fmt.Errorf("kafka config dir: %w", err)
+	}
+	brokerLog4j := filepath.Join(configDir, "log4j2-broker.properties")
+	if err := os.WriteFile(brokerLog4j, []byte(kafkaBrokerLog4j), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", brokerLog4j, err)
+	}
+	clusterID, err := kafkaClusterID(s)
+	if err != nil {
+		return err
+	}
+
+	var unformatted []int
+	for node := 1; node <= kafkaNodes; node++ {
+		if err := os.WriteFile(kafkaServerProperties(s, node), []byte(kafkaServerConfig(s, node)), 0o644); err != nil {
+			return fmt.Errorf("write kafka-%d config: %w", node, err)
+		}
+		formattedAs, err := kafkaFormattedClusterID(kafkaLogDir(s, node))
+		if err != nil {
+			return err
+		}
+		switch {
+		case formattedAs == "":
+			unformatted = append(unformatted, node)
+		case formattedAs != clusterID:
+			return fmt.Errorf("kafka-%d: log dir %s belongs to cluster %s, not %s (from %s); remove %s to start afresh",
+				node, kafkaLogDir(s, node), formattedAs, clusterID, kafkaClusterIDFile(s), s.dataDir("kafka"))
+		}
+	}
+	if err := kafkaFormat(ctx, s, cp, clusterID, unformatted); err != nil {
+		return err
+	}
+
+	for node := 1; node <= kafkaNodes; node++ {
+		argv := append([]string{"java"}, kafkaBrokerJVMOptions...)
+		argv = append(argv,
+			"-Dlog4j2.configurationFile="+brokerLog4j,
+			"-cp", cp, kafkaMainClass, kafkaServerProperties(s, node))
+		if err := s.start(process{name: kafkaNodeName(node), argv: argv}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kafkaBrokerJVMOptions size each node for a 2-core machine running three of
+// them next to Flink and Temporal; the G1 settings are those of Kafka's own
+// start scripts.
+var kafkaBrokerJVMOptions = []string{
+	"-Xms512m", "-Xmx512m",
+	"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+	"-XX:+ExplicitGCInvokesConcurrent",
+	"-Djava.awt.headless=true",
+}
+
+func kafkaNodeName(node int) string      { return "kafka-" + strconv.Itoa(node) }
+func kafkaConfigDir(s *stack) string     { return filepath.Join(s.dataDir("kafka"), "config") }
+func kafkaClusterIDFile(s *stack) string { return filepath.Join(s.dataDir("kafka"), "cluster-id") }
+func kafkaLogDir(s *stack, node int) string {
+	return filepath.Join(s.dataDir("kafka"), kafkaNodeName(node))
+}
+func kafkaServerProperties(s *stack, node int) string {
+	return filepath.Join(kafkaConfigDir(s), kafkaNodeName(node)+".properties")
+}
+
+// kafkaServerConfig is node's server.properties. Replication settings make
+// the local cluster behave like a production one (RF 3, min ISR 2), so that
+// acks=all and Flink's exactly-once sink are exercised for real.
+func kafkaServerConfig(s *stack, node int) string {
+	var voters []string
+	for i, port := range kafkaControllerPorts {
+		voters = append(voters, fmt.Sprintf("%d@%s:%d", i+1, localstack.Host, port))
+	}
+	broker := fmt.Sprintf("%s:%d", localstack.Host, kafkaBrokerPorts[node-1])
+	controller := fmt.Sprintf("%s:%d", localstack.Host, kafkaControllerPorts[node-1])
+	settings := []string{
+		"# Written by stackctl on every up; edit deploy/local/stackctl/kafka.go instead.",
+		"process.roles=broker,controller",
+		"node.id=" + strconv.Itoa(node),
+		"controller.quorum.voters=" + strings.Join(voters, ","),
+		"listeners=PLAINTEXT://" + broker + ",CONTROLLER://" + controller,
+		"advertised.listeners=PLAINTEXT://" + broker,
+		"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		"inter.broker.listener.name=PLAINTEXT",
+		"controller.listener.names=CONTROLLER",
+		"log.dirs=" + kafkaLogDir(s, node),
+
+		"num.partitions=3",
+		"default.replication.factor=3",
+		"min.insync.replicas=2",
+		"offsets.topic.replication.factor=3",
+		"transaction.state.log.replication.factor=3",
+		"transaction.state.log.min.isr=2",
+		"share.coordinator.state.topic.replication.factor=3",
+		"share.coordinator.state.topic.min.isr=2",
+		// Flink's exactly-once Kafka sink keeps transactions open across
+		// checkpoints and asks for up to an hour.
+		"transaction.max.timeout.ms=3600000",
+		// Topics are created deliberately (RF and partitions are part of a
+		// pipeline's contract), never by a typo in a producer.
+		"auto.create.topics.enable=false",
+		// Tests start consumer groups constantly; the default 3 s wait for
+		// more members only slows them down.
+		"group.initial.rebalance.delay.ms=0",
+
+		// Three nodes share two cores with Flink and Temporal.
+		"num.network.threads=2",
+		"num.io.threads=2",
+		"background.threads=2",
+		"num.recovery.threads.per.data.dir=1",
+		"log.cleaner.threads=1",
+		"num.replica.fetchers=1",
+
+		// A controlled shutdown waits (up to 5 minutes, fixed) for the active
+		// controller to move leadership away. stackctl down stops the nodes
+		// one after another, so the last one never has a quorum to ask and
+		// would be killed instead of closing its logs cleanly.
+		"controlled.shutdown.enable=false",
+
+		// A local stack keeps a day of data, not a week.
+		"log.retention.hours=24",
+	}
+	return strings.Join(settings, "\n") + "\n"
+}
+
+// kafkaBrokerLog4j sends everything to stdout, which stackctl appends to the
+// node's log file, at the levels of Kafka's shipped configuration minus its
+// separate per-topic files.
+const kafkaBrokerLog4j = `# Written by stackctl; the node's stdout is its log file.
+status = warn
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.target = SYSTEM_OUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.requestchannel.name = kafka.network.RequestChannel$
+logger.requestchannel.level = WARN
+`
+
+// kafkaToolsLog4j keeps the tools' stdout for their results: only warnings,
+// and on stderr.
+const kafkaToolsLog4j = `# Written by stackctl for kafka-class.
+status = warn
+appender.stderr.type = Console
+appender.stderr.name = STDERR
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stderr.ref = STDERR
+`
+
+// kafkaClusterID returns the stack's cluster id, creating it on first use.
+// A node formatted before the file existed (the file was deleted) donates
+// its id, so that the other nodes join the same cluster.
+func kafkaClusterID(s *stack) (string, error) {
+	file := kafkaClusterIDFile(s)
+	if raw, err := os.ReadFile(file); err == nil {
+		if id := strings.TrimSpace(string(raw)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read kafka cluster id: %w", err)
+	}
+	id := ""
+	for node := 1; node <= kafkaNodes && id == ""; node++ {
+		formattedAs, err := kafkaFormattedClusterID(kafkaLogDir(s, node))
+		if err != nil {
+			return "", err
+		}
+		id = formattedAs
+	}
+	if id == "" {
+		var err error
+		if id, err = newKafkaClusterID(); err != nil {
+			return "", err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return "", fmt.Errorf("kafka data dir: %w", err)
+	}
+	if err := os.WriteFile(file, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write kafka cluster id: %w", err)
+	}
+	return id, nil
+}
+
+// newKafkaClusterID makes an id in the form of Kafka's Uuid.toString:
+// 16 random bytes, URL-safe base64 without padding. Like Kafka's own
+// generator it avoids a leading '-', which command lines would take for a
+// flag.
+func newKafkaClusterID() (string, error) {
+	for {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("generate kafka cluster id: %w", err)
+		}
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); !strings.HasPrefix(id, "-") {
+			return id, nil
+		}
+	}
+}
+
+// kafkaFormattedClusterID reads the cluster id from a formatted log dir's
+// meta.properties; "" means the dir is not formatted.
+func kafkaFormattedClusterID(logDir string) (string, error) {
+	f, err := os.Open(filepath.Join(logDir, "meta.properties"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read kafka meta.properties: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "cluster.id="); ok {
+			return id, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	return "", fmt.Errorf("%s has no cluster.id; remove %s to reformat", f.Name(), logDir)
+}
+
+// kafkaFormat writes meta.properties and the bootstrap metadata into the log
+// dirs of the given nodes, all in parallel (one JVM each).
+func kafkaFormat(ctx context.Context, s *stack, cp, clusterID string, nodes []int) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	logf("formatting kafka storage of nodes %v (cluster %s)", nodes, clusterID)
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, node := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.CommandContext(ctx, "java", "-Xmx256m", "-cp", cp, kafkaStorageCLI, "format",
+				"--config", kafkaServerProperties(s, node), "--cluster-id", clusterID, "--ignore-formatted")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("format kafka-%d storage: %w\n%s", node, err, lastLines(string(out), 20))
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// kafkaClass runs a class from the Kafka jars in the foreground, e.g.
+// org.apache.kafka.tools.ProducerPerformance against the stack, with the
+// terminal's stdin, stdout and stderr.
+func kafkaClass(ctx context.Context, s *stack, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return errors.New("kafka-class: want a main class, e.g. stackctl kafka-class org.apache.kafka.tools.ProducerPerformance --help")
+	}
+	jars, err := s.resolveJars(ctx, "kafka", kafkaPom)
+	if err != nil {
+		return err
+	}
+	cp, err := classpath(jars)
+	if err != nil {
+		return err
+	}
+	configDir := kafkaConfigDir(s)
+	if err := os.MkdirAll(configDir, 0o755); err != nil {
+		return fmt.Errorf("kafka config dir: %w", err)
+	}
+	toolsLog4j := filepath.Join(configDir, "log4j2-tools.properties")
+	if err := os.WriteFile(toolsLog4j, []byte(kafkaToolsLog4j), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", toolsLog4j, err)
+	}
+	argv := []string{"-Xmx512m", "-Djava.awt.headless=true", "-Dlog4j2.configurationFile=" + toolsLog4j, "-cp", cp}
+	cmd := exec.CommandContext(ctx, "java", append(argv, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kafka-class %s: %w", args[0], err)
+	}
+	return nil
+}
