@@ -95,6 +95,14 @@ func (flink) processes(s *stack) []string {
 	for i := 1; i <= s.opts.taskManagers; i++ {
 		names = append(names, flinkTaskManagerName(i))
 	}
+	// TaskManagers beyond the count, left by an earlier up with a larger
+	// one, still belong to the component (down must stop them).
+	for i := s.opts.taskManagers + 1; ; i++ {
+		if _, ok := s.running(flinkTaskManagerName(i)); !ok {
+			break
+		}
+		names = append(names, flinkTaskManagerName(i))
+	}
 	return append(names, flinkSQLGateway)
 }
 
