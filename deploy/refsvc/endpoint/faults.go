@@ -1,0 +1,116 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/flowproof/flowproof/internal/tokenapi"
+)
+
+// Bounds of a fault setting, so that a typo cannot hang the endpoint.
+const (
+	maxLatencyMillis     = 30_000
+	maxRetryAfterSeconds = 3600
+)
+
+// NormalizeFaults fills the defaults of f (error status 503, Retry-After 1 s)
+// and checks every field, naming the one that is wrong.
+func NormalizeFaults(f tokenapi.Faults) (tokenapi.Faults, error) {
+	var errs []error
+	for _, rate := range []struct {
+		name  string
+		value float64
+	}{{"error_rate", f.ErrorRate}, {"throttle_rate", f.ThrottleRate}, {"lost_response_rate", f.LostResponseRate}} {
+		if !(rate.value >= 0 && rate.value <= 1) {
+			errs = append(errs, fmt.Errorf("%s must be between 0 and 1, got %v", rate.name, rate.value))
+		}
+	}
+	// One uniform draw picks at most one fault per request, so the rates
+	// share the unit interval.
+	if sum := f.ErrorRate + f.ThrottleRate + f.LostResponseRate; sum > 1 {
+		errs = append(errs, fmt.Errorf("error_rate + throttle_rate + lost_response_rate must not exceed 1, got %v", sum))
+	}
+	if f.ErrorStatus == 0 {
+		f.ErrorStatus = 503
+	}
+	if f.ErrorStatus < 400 || f.ErrorStatus > 599 {
+		errs = append(errs, fmt.Errorf("error_status must be a 4xx or 5xx code, got %d", f.ErrorStatus))
+	}
+	if f.RetryAfterSeconds == 0 {
+		f.RetryAfterSeconds = 1
+	}
+	if f.RetryAfterSeconds < 1 || f.RetryAfterSeconds > maxRetryAfterSeconds {
+		errs = append(errs, fmt.Errorf("retry_after_seconds must be between 1 and %d, got %d", maxRetryAfterSeconds, f.RetryAfterSeconds))
+	}
+	if f.LatencyMillis < 0 || f.LatencyMillis > maxLatencyMillis {
+		errs = append(errs, fmt.Errorf("latency_ms must be between 0 and %d, got %d", maxLatencyMillis, f.LatencyMillis))
+	}
+	return f, errors.Join(errs...)
+}
+
+// faultKind is what one request drew.
+type faultKind int
+
+const (
+	noFault faultKind = iota
+	throttleFault
+	errorFault
+	lostResponseFault
+)
+
+// faultInjector holds the current setting, which the admin route replaces at
+// run time.
+type faultInjector struct {
+	mu     sync.RWMutex
+	faults tokenapi.Faults
+	random func() float64
+}
+
+func (fi *faultInjector) get() tokenapi.Faults {
+	fi.mu.RLock()
+	defer fi.mu.RUnlock()
+	return fi.faults
+}
+
+func (fi *faultInjector) set(f tokenapi.Faults) {
+	fi.mu.Lock()
+	fi.faults = f
+	fi.mu.Unlock()
+}
+
+// draw picks this request's fault from the current setting.
+func (fi *faultInjector) draw() (tokenapi.Faults, faultKind) {
+	f := fi.get()
+	if f.ThrottleRate == 0 && f.ErrorRate == 0 && f.LostResponseRate == 0 {
+		return f, noFault
+	}
+	r := fi.random()
+	switch {
+	case r < f.ThrottleRate:
+		return f, throttleFault
+	case r < f.ThrottleRate+f.ErrorRate:
+		return f, errorFault
+	case r < f.ThrottleRate+f.ErrorRate+f.LostResponseRate:
+		return f, lostResponseFault
+	default:
+		return f, noFault
+	}
+}
+
+// delay waits d unless ctx ends first.
+func delay(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

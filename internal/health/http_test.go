@@ -1,0 +1,40 @@
+package health
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestHTTPServiceReadsHealthz(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ok/healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"status":"ok","service":"endpoint","uptime_seconds":75}`))
+	})
+	mux.HandleFunc("GET /failing/healthz", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+	})
+	server := httptest.NewServer(mux)
+	defer server.Close()
+	ctx := context.Background()
+
+	ok := HTTPService(ctx, "endpoint", server.URL+"/ok/")
+	if !ok.Healthy || ok.Component != "endpoint" || ok.Detail != "endpoint ok, up 1m15s" {
+		t.Fatalf("healthy service: %+v", ok)
+	}
+	failing := HTTPService(ctx, "endpoint", server.URL+"/failing")
+	if failing.Healthy || !strings.Contains(failing.Detail, "status 503: draining") {
+		t.Fatalf("failing service: %+v", failing)
+	}
+	missing := HTTPService(ctx, "endpoint", server.URL+"/absent")
+	if missing.Healthy || !strings.Contains(missing.Detail, "status 404") {
+		t.Fatalf("missing route: %+v", missing)
+	}
+	server.Close()
+	down := HTTPService(ctx, "endpoint", server.URL+"/ok")
+	if down.Healthy || !strings.Contains(down.Detail, "connection refused") {
+		t.Fatalf("stopped service: %+v", down)
+	}
+}
