@@ -19,7 +19,8 @@ type DeliverInput struct {
 	BatchSize        int                 `json:"batch_size"`
 	TokenRenewEvery  int                 `json:"token_renew_every"`
 	// StallSeconds fails delivery when no message was delivered for that
-	// long: the enrich job has stopped or production failed.
+	// long (counted in empty segments, each of which waited segmentIdle):
+	// the enrich job has stopped or production failed.
 	StallSeconds int `json:"stall_seconds"`
 	// SegmentsPerRun bounds the segments one workflow run schedules before
 	// it continues as new; 0 means defaultSegmentsPerRun.
@@ -33,15 +34,15 @@ type DeliverState struct {
 	Delivered int64           `json:"delivered"`
 	Segment   int             `json:"segment"`
 	// Token is sealed: history holds ciphertext only.
-	Token           activities.SealedToken `json:"token"`
-	UsedOnToken     int                    `json:"used_on_token"`
-	Renewals        int                    `json:"renewals"`
-	Rejected        int                    `json:"rejected"`
-	Batches         int                    `json:"batches"`
-	Retries         int                    `json:"retries"`
-	StartedUnixM    int64                  `json:"started_unix_ms"`
-	LastProgressUnM int64                  `json:"last_progress_unix_ms"`
-	Runs            int                    `json:"runs"`
+	Token         activities.SealedToken `json:"token"`
+	UsedOnToken   int                    `json:"used_on_token"`
+	Renewals      int                    `json:"renewals"`
+	Rejected      int                    `json:"rejected"`
+	Batches       int                    `json:"batches"`
+	Retries       int                    `json:"retries"`
+	StartedUnixM  int64                  `json:"started_unix_ms"`
+	EmptySegments int                    `json:"empty_segments"`
+	Runs          int                    `json:"runs"`
 }
 
 // DeliverResult is the outcome of all of a run's delivery.
@@ -75,9 +76,8 @@ func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, erro
 	}
 	st := in.State
 	st.Runs++
-	now := workflow.Now(ctx).UnixMilli()
 	if st.StartedUnixM == 0 {
-		st.StartedUnixM, st.LastProgressUnM = now, now
+		st.StartedUnixM = workflow.Now(ctx).UnixMilli()
 	}
 	if st.Offsets == nil {
 		st.Offsets = map[int32]int64{}
@@ -134,13 +134,14 @@ func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, erro
 			forceRenew = true
 			workflow.GetLogger(ctx).Info("token rejected by endpoint; renewing", "reason", res.RejectReason)
 		}
-		now := workflow.Now(ctx)
+		// An empty segment waited segmentIdle for enriched messages; enough
+		// of them in a row mean the pipeline upstream has stopped.
 		if res.Delivered > 0 {
-			st.LastProgressUnM = now.UnixMilli()
-		} else if stalled := now.Sub(time.UnixMilli(st.LastProgressUnM)); stalled > time.Duration(in.StallSeconds)*time.Second {
+			st.EmptySegments = 0
+		} else if st.EmptySegments++; time.Duration(st.EmptySegments)*segmentIdle >= time.Duration(in.StallSeconds)*time.Second {
 			return DeliverResult{}, temporal.NewApplicationError(
-				fmt.Sprintf("delivery stalled: no enriched message for %s after %d of %d delivered (is the enrich job running?)",
-					stalled.Round(time.Second), st.Delivered, in.Messages), "DeliveryStalled")
+				fmt.Sprintf("delivery stalled: no enriched message for %d segments of %s after %d of %d delivered (is the enrich job running?)",
+					st.EmptySegments, segmentIdle, st.Delivered, in.Messages), "DeliveryStalled")
 		}
 		if st.Segment%signalEvery == 0 || st.Delivered >= in.Messages {
 			signalParent(ctx, in.ParentWorkflowID, childProgress{

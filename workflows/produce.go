@@ -105,6 +105,7 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 		lastLag     int64
 		lastRate    float64
 		stopPolling bool
+		polled      bool
 	)
 
 	pollCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -121,7 +122,7 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 				failure = fmt.Errorf("poll consumer lag: %w", err)
 				return
 			}
-			lastLag = sample.Max()
+			lastLag, polled = sample.Max(), true
 			st.MaxLag = max(st.MaxLag, lastLag)
 			st.LagSamples = appendSample(st.LagSamples, sample)
 			now := workflow.Now(ctx)
@@ -143,6 +144,11 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 		}
 	})
 
+	// Production starts only once the lag is known, so a run started into a
+	// backlog (or continued as new while one builds) waits for it first.
+	if err := workflow.Await(ctx, func() bool { return polled || failure != nil }); err != nil {
+		return ProduceResult{}, err
+	}
 	scheduledThisRun := 0
 	for st.NextChunk < chunks && failure == nil {
 		if err := workflow.Await(ctx, func() bool {

@@ -45,7 +45,7 @@ type PipelineInput struct {
 	TaskManagers int `json:"task_managers,omitempty"` // default 1
 
 	// Topics overrides topic names; empty ones default to flowproof.<run>.<stage>.
-	Topics TopicNames `json:"topics,omitempty"`
+	Topics TopicNames `json:"topics,omitzero"`
 	// KeepTopics leaves the run's topics in place after the run.
 	KeepTopics bool `json:"keep_topics,omitempty"`
 

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/flowproof/flowproof/workflows"
+)
+
+// printResult writes a run's result for a person to read.
+func printResult(w io.Writer, r workflows.PipelineResult) {
+	m := r.Metrics
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "status\t%s\n", r.Status)
+	if m.FailureMessage != "" {
+		fmt.Fprintf(tw, "failure\t%s\n", m.FailureMessage)
+	}
+	fmt.Fprintf(tw, "run id\t%s\n", orDash(m.RunID))
+	fmt.Fprintf(tw, "messages\t%s (produced %s, delivered %s, verified %s)\n", commas(m.Messages), commas(m.Produced), commas(m.Delivered), commas(m.Verified))
+	fmt.Fprintf(tw, "total time\t%s\n", millis(m.TotalMillis))
+	if m.Brokers > 0 {
+		fmt.Fprintf(tw, "kafka brokers\t%d\n", m.Brokers)
+	}
+	v := m.Verification
+	fmt.Fprintf(tw, "verification\t%s unique of %s expected; %s missing, %s duplicates, %s bad records\n",
+		commas(v.Unique), commas(v.Expected), commas(v.Missing), commas(v.Duplicates), commas(v.BadRecords))
+	if len(v.FirstMissing) > 0 {
+		fmt.Fprintf(tw, "first missing seqs\t%v\n", v.FirstMissing)
+	}
+	for _, p := range v.Problems {
+		fmt.Fprintf(tw, "problem\t%s\n", p)
+	}
+	fmt.Fprintf(tw, "end-to-end latency\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms\n", m.Latency.P50, m.Latency.P95, m.Latency.P99, m.Latency.Max)
+	fmt.Fprintf(tw, "http\t%s batches, %s retries\n", commas(int64(m.HTTPBatches)), commas(int64(m.HTTPRetries)))
+	fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
+	fmt.Fprintf(tw, "production chunks\t%d retried, %d resumed\n", m.ChunkRetries, m.ChunksResumed)
+	fmt.Fprintf(tw, "backpressure\t%d holds, %s held, max lag %s\n", m.Backpressure.Holds, millis(m.Backpressure.HeldMillis), commas(m.Backpressure.MaxLag))
+	if m.FlinkJobs.EnrichJobID != "" || m.FlinkJobs.SplitJobID != "" {
+		fmt.Fprintf(tw, "flink jobs\tenrich %s, split %s (running after %s)\n", orDash(m.FlinkJobs.EnrichJobID), orDash(m.FlinkJobs.SplitJobID), millis(m.FlinkJobs.SubmitToRunningMillis))
+	}
+	_ = tw.Flush()
+
+	if len(m.Stages) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "stage\tmessages\tduration\tmsg/s\t")
+		for _, s := range m.Stages {
+			rate := "-"
+			if s.PerSecond > 0 {
+				rate = commas(int64(s.PerSecond))
+			}
+			count := "-"
+			if s.Messages > 0 {
+				count = commas(s.Messages)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", s.Stage, count, millis(s.DurationMillis), rate)
+		}
+		_ = tw.Flush()
+	}
+	if len(m.Health) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "health:")
+		for _, h := range m.Health {
+			fmt.Fprintln(w, "  "+strings.TrimSpace(h))
+		}
+	}
+}
+
+func millis(ms int64) string {
+	d := time.Duration(ms) * time.Millisecond
+	if d >= time.Minute {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Millisecond).String()
+}

@@ -1,0 +1,424 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/temporalclient"
+)
+
+// Environment variables of the worker beyond those of internal/localstack
+// (addresses) and Temporal's own TEMPORAL_* variables.
+const (
+	envKafkaTLS           = "FLOWPROOF_KAFKA_TLS"
+	envKafkaTLSCAFile     = "FLOWPROOF_KAFKA_TLS_CA_FILE"
+	envKafkaTLSServerName = "FLOWPROOF_KAFKA_TLS_SERVER_NAME"
+	envKafkaSASLMechanism = "FLOWPROOF_KAFKA_SASL_MECHANISM"
+	envKafkaSASLUser      = "FLOWPROOF_KAFKA_SASL_USER"
+	envKafkaSASLPassword  = "FLOWPROOF_KAFKA_SASL_PASSWORD"
+
+	envTokenClientID     = "FLOWPROOF_TOKEN_CLIENT_ID"
+	envTokenClientSecret = "FLOWPROOF_TOKEN_CLIENT_SECRET"
+	envTokenKeyFile      = "FLOWPROOF_TOKEN_KEY_FILE"
+
+	envMaxActivities    = "FLOWPROOF_WORKER_MAX_ACTIVITIES"
+	envMaxWorkflowTasks = "FLOWPROOF_WORKER_MAX_WORKFLOW_TASKS"
+	envMetricsAddr      = "FLOWPROOF_WORKER_METRICS_ADDR"
+	envLogFormat        = "FLOWPROOF_LOG_FORMAT"
+	envLogLevel         = "FLOWPROOF_LOG_LEVEL"
+)
+
+const (
+	defaultTokenClientID = "flowproof"
+	// localTokenClientSecret is the secret the local stack's token service
+	// accepts (deploy/local/stackctl). It is used only when the worker talks
+	// to that service, so a real deployment cannot run on it by accident.
+	localTokenClientSecret = "flowproof-local-secret"
+	tokenKeyBytes          = 32
+)
+
+// config is everything the worker is told by flags and environment.
+type config struct {
+	temporal  temporalclient.Overrides
+	taskQueue string
+
+	kafkaBrokers  []string
+	kafka         kafkaSecurity
+	flinkURL      string
+	sqlGatewayURL string
+	endpointURL   string
+	tokenURL      string
+
+	tokenClientID     string
+	tokenClientSecret string
+	// tokenKeyFile is the configured token sealing key file; empty means
+	// the generated one under the stack dir (see loadTokenKey).
+	tokenKeyFile string
+
+	maxActivities    int
+	maxWorkflowTasks int
+	stopTimeout      time.Duration
+
+	metricsAddr string
+	logFormat   string
+	logLevel    string
+}
+
+// kafkaSecurity is the TLS and SASL setting of every Kafka client.
+type kafkaSecurity struct {
+	tls  *tls.Config
+	sasl sasl.Mechanism
+}
+
+func (k kafkaSecurity) options() []kgo.Opt {
+	var opts []kgo.Opt
+	if k.tls != nil {
+		opts = append(opts, kgo.DialTLSConfig(k.tls))
+	}
+	if k.sasl != nil {
+		opts = append(opts, kgo.SASL(k.sasl))
+	}
+	return opts
+}
+
+// describe names the Kafka security for the start-up log line.
+func (k kafkaSecurity) describe() string {
+	parts := []string{"plaintext"}
+	if k.tls != nil {
+		parts[0] = "TLS"
+	}
+	if k.sasl != nil {
+		parts = append(parts, "SASL "+k.sasl.Name())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// usageError is a configuration mistake of the caller; main exits with 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// parseConfig reads flags over environment defaults. getenv is os.Getenv
+// outside tests. Secrets are read from the environment only, never from flags,
+// which other users of the machine can see in the process list.
+func parseConfig(args []string, getenv func(string) string, output io.Writer) (config, error) {
+	local := localstack.Default()
+	var cfg config
+	var brokers string
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.StringVar(&cfg.temporal.Address, "temporal-address", "", "Temporal frontend host:port (default: $TEMPORAL_ADDRESS, the temporal.toml profile, or "+local.TemporalAddress+")")
+	fs.StringVar(&cfg.temporal.Namespace, "temporal-namespace", "", "Temporal namespace (default: $TEMPORAL_NAMESPACE, the temporal.toml profile, or "+localstack.TemporalNamespace+")")
+	fs.StringVar(&cfg.taskQueue, "task-queue", localstack.TaskQueue, "task queue the worker polls")
+	fs.StringVar(&brokers, "kafka-brokers", strings.Join(local.KafkaBrokers, ","), "comma-separated Kafka seed brokers ($"+localstack.EnvKafkaBrokers+")")
+	fs.StringVar(&cfg.flinkURL, "flink-url", local.FlinkURL, "Flink REST URL ($"+localstack.EnvFlinkURL+")")
+	fs.StringVar(&cfg.sqlGatewayURL, "sql-gateway-url", local.SQLGatewayURL, "Flink SQL Gateway URL ($"+localstack.EnvSQLGatewayURL+")")
+	fs.StringVar(&cfg.endpointURL, "endpoint-url", local.EndpointURL, "HTTP batch endpoint URL ($"+localstack.EnvEndpointURL+")")
+	fs.StringVar(&cfg.tokenURL, "token-url", local.TokenURL, "token service URL ($"+localstack.EnvTokenURL+")")
+	fs.StringVar(&cfg.tokenClientID, "token-client-id", envOr(getenv, envTokenClientID, defaultTokenClientID), "OAuth2 client id at the token service ($"+envTokenClientID+"); the secret is read from $"+envTokenClientSecret+" only")
+	fs.StringVar(&cfg.tokenKeyFile, "token-key-file", getenv(envTokenKeyFile), "file with the 32-byte token sealing key, raw, hex or base64 ($"+envTokenKeyFile+"; default: generated once into "+defaultTokenKeyFile()+")")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", envOr(getenv, envMetricsAddr, fmt.Sprintf("%s:%d", localstack.Host, localstack.WorkerMetricsPort)), "listen address of the Prometheus /metrics endpoint, empty to disable ($"+envMetricsAddr+")")
+	fs.StringVar(&cfg.logFormat, "log-format", envOr(getenv, envLogFormat, "json"), "log format: json or console ($"+envLogFormat+")")
+	fs.StringVar(&cfg.logLevel, "log-level", envOr(getenv, envLogLevel, "info"), "log level: debug, info, warn or error ($"+envLogLevel+")")
+	fs.DurationVar(&cfg.stopTimeout, "stop-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long running activities get to finish before the worker exits")
+	maxActivities, err := envInt(getenv, envMaxActivities, 16)
+	if err != nil {
+		return config{}, err
+	}
+	maxWorkflowTasks, err := envInt(getenv, envMaxWorkflowTasks, 16)
+	if err != nil {
+		return config{}, err
+	}
+	fs.IntVar(&cfg.maxActivities, "max-concurrent-activities", maxActivities, "activities this worker runs at once ($"+envMaxActivities+")")
+	fs.IntVar(&cfg.maxWorkflowTasks, "max-concurrent-workflow-tasks", maxWorkflowTasks, "workflow tasks this worker runs at once ($"+envMaxWorkflowTasks+")")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, err
+		}
+		return config{}, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return config{}, usagef("unexpected argument %q: the worker takes flags only", fs.Arg(0))
+	}
+
+	cfg.kafkaBrokers = splitList(brokers)
+	if len(cfg.kafkaBrokers) == 0 {
+		return config{}, usagef("-kafka-brokers: at least one broker is needed")
+	}
+	for name, raw := range map[string]string{"-flink-url": cfg.flinkURL, "-sql-gateway-url": cfg.sqlGatewayURL, "-endpoint-url": cfg.endpointURL, "-token-url": cfg.tokenURL} {
+		if err := checkHTTPURL(raw); err != nil {
+			return config{}, usagef("%s: %w", name, err)
+		}
+	}
+	if cfg.taskQueue == "" {
+		return config{}, usagef("-task-queue: must not be empty")
+	}
+	if cfg.tokenClientID == "" {
+		return config{}, usagef("-token-client-id: must not be empty")
+	}
+	if cfg.maxActivities < 1 {
+		return config{}, usagef("-max-concurrent-activities: must be at least 1, got %d", cfg.maxActivities)
+	}
+	if cfg.maxWorkflowTasks < 2 {
+		// The SDK needs two slots: one for the sticky and one for the
+		// normal workflow task queue.
+		return config{}, usagef("-max-concurrent-workflow-tasks: must be at least 2, got %d", cfg.maxWorkflowTasks)
+	}
+	if cfg.stopTimeout < 0 {
+		return config{}, usagef("-stop-timeout: must not be negative, got %s", cfg.stopTimeout)
+	}
+	if cfg.logFormat != "json" && cfg.logFormat != "console" {
+		return config{}, usagef("-log-format: want json or console, got %q", cfg.logFormat)
+	}
+
+	secret, err := tokenClientSecret(getenv, cfg.tokenURL)
+	if err != nil {
+		return config{}, err
+	}
+	cfg.tokenClientSecret = secret
+	cfg.kafka, err = kafkaSecurityFromEnv(getenv)
+	if err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+// tokenClientSecret reads the token client's secret. Without one, the
+// worker only proceeds against the local stack's token service, whose
+// secret is public knowledge anyway.
+func tokenClientSecret(getenv func(string) string, tokenURL string) (string, error) {
+	if secret := getenv(envTokenClientSecret); secret != "" {
+		return secret, nil
+	}
+	if sameURL(tokenURL, fmt.Sprintf("http://%s:%d", localstack.Host, localstack.TokenServicePort)) {
+		return localTokenClientSecret, nil
+	}
+	return "", usagef("%s must be set: the token service %s is not the local stack's", envTokenClientSecret, tokenURL)
+}
+
+// kafkaSecurityFromEnv maps FLOWPROOF_KAFKA_TLS* and FLOWPROOF_KAFKA_SASL_*
+// to a TLS config and a SASL mechanism.
+func kafkaSecurityFromEnv(getenv func(string) string) (kafkaSecurity, error) {
+	var sec kafkaSecurity
+	useTLS, err := envBool(getenv, envKafkaTLS)
+	if err != nil {
+		return sec, err
+	}
+	caFile, serverName := getenv(envKafkaTLSCAFile), getenv(envKafkaTLSServerName)
+	if !useTLS && (caFile != "" || serverName != "") {
+		return sec, usagef("%s or %s is set but %s is not: set %s=1 to use TLS", envKafkaTLSCAFile, envKafkaTLSServerName, envKafkaTLS, envKafkaTLS)
+	}
+	if useTLS {
+		sec.tls = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+		if caFile != "" {
+			pem, err := os.ReadFile(caFile)
+			if err != nil {
+				return sec, fmt.Errorf("%s: read CA file: %w", envKafkaTLSCAFile, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return sec, fmt.Errorf("%s: %s holds no PEM certificate", envKafkaTLSCAFile, caFile)
+			}
+			sec.tls.RootCAs = pool
+		}
+	}
+
+	mechanism := strings.ToUpper(strings.TrimSpace(getenv(envKafkaSASLMechanism)))
+	user, password := getenv(envKafkaSASLUser), getenv(envKafkaSASLPassword)
+	if mechanism == "" {
+		if user != "" || password != "" {
+			return sec, usagef("%s or %s is set but %s is not: set it to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", envKafkaSASLUser, envKafkaSASLPassword, envKafkaSASLMechanism)
+		}
+		return sec, nil
+	}
+	if user == "" || password == "" {
+		return sec, usagef("%s=%s needs both %s and %s", envKafkaSASLMechanism, mechanism, envKafkaSASLUser, envKafkaSASLPassword)
+	}
+	switch mechanism {
+	case "PLAIN":
+		sec.sasl = plain.Auth{User: user, Pass: password}.AsMechanism()
+	case "SCRAM-SHA-256":
+		sec.sasl = scram.Auth{User: user, Pass: password}.AsSha256Mechanism()
+	case "SCRAM-SHA-512":
+		sec.sasl = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
+	default:
+		return sec, usagef("%s: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", envKafkaSASLMechanism, mechanism)
+	}
+	return sec, nil
+}
+
+// defaultTokenKeyFile is where a worker without FLOWPROOF_TOKEN_KEY_FILE
+// keeps its generated key, next to the rest of the local stack's data.
+func defaultTokenKeyFile() string {
+	return filepath.Join(localstack.StackDir(), "data", "worker", "token.key")
+}
+
+// loadTokenKey reads the sealing key from path. With generate set (no file
+// was configured) a missing file is created with a fresh random key, so that
+// a restarted worker can still unseal the tokens already in workflow
+// histories.
+func loadTokenKey(path string, generate bool) (key []byte, created bool, err error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && generate {
+		key = make([]byte, tokenKeyBytes)
+		if _, err := rand.Read(key); err != nil {
+			return nil, false, fmt.Errorf("generate token key: %w", err)
+		}
+		var installed bool
+		installed, err = writeKeyFile(path, key)
+		if err != nil {
+			return nil, false, err
+		}
+		if installed {
+			return key, true, nil
+		}
+		// Another worker created the file first: use its key.
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read token key file %s: %w", path, err)
+	}
+	key, err = decodeKey(raw)
+	if err != nil {
+		return nil, false, fmt.Errorf("token key file %s: %w", path, err)
+	}
+	return key, false, nil
+}
+
+// writeKeyFile creates path exclusively, so two workers starting at once
+// cannot each use a different key: installed is false when another process
+// created the file first, and the caller reads that one.
+func writeKeyFile(path string, key []byte) (installed bool, err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return false, fmt.Errorf("create token key dir: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".token.key-")
+	if err != nil {
+		return false, fmt.Errorf("create token key file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("chmod token key file: %w", err)
+	}
+	if _, err := tmp.Write(key); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("write token key file: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("sync token key file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return false, fmt.Errorf("close token key file: %w", err)
+	}
+	// A hard link fails if path exists, unlike rename, which would replace
+	// a key another worker already uses; the file appears complete or not
+	// at all.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("install token key file %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// decodeKey accepts the key as 32 raw bytes or as hex or base64 text, the
+// forms secret stores usually hand out.
+func decodeKey(raw []byte) ([]byte, error) {
+	if len(raw) == tokenKeyBytes {
+		return raw, nil
+	}
+	text := strings.TrimSpace(string(raw))
+	if key, err := hex.DecodeString(text); err == nil && len(key) == tokenKeyBytes {
+		return key, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if key, err := enc.DecodeString(text); err == nil && len(key) == tokenKeyBytes {
+			return key, nil
+		}
+	}
+	return nil, fmt.Errorf("want %d bytes, raw or as hex or base64 text; got %d bytes that decode to no such key", tokenKeyBytes, len(raw))
+}
+
+func checkHTTPURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("invalid URL %q: %w", raw, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("want an http:// or https:// URL with a host, got %q", raw)
+	}
+	return nil
+}
+
+func sameURL(a, b string) bool {
+	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
+}
+
+func envOr(getenv func(string) string, key, fallback string) string {
+	if v := strings.TrimSpace(getenv(key)); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func envInt(getenv func(string) string, key string, fallback int) (int, error) {
+	v := strings.TrimSpace(getenv(key))
+	if v == "" {
+		return fallback, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, usagef("%s: want an integer, got %q", key, v)
+	}
+	return n, nil
+}
+
+func envBool(getenv func(string) string, key string) (bool, error) {
+	v := strings.TrimSpace(getenv(key))
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, usagef("%s: want 1/0 or true/false, got %q", key, v)
+	}
+	return b, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfigDefaultsAddressLocalStack(t *testing.T) {
+	cfg, err := parseConfig(nil, envMap(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseConfig: %v", err)
+	}
+	if cfg.taskQueue != "flowproof" {
+		t.Errorf("task queue = %q, want flowproof", cfg.taskQueue)
+	}
+	if cfg.tokenClientID != "flowproof" {
+		t.Errorf("token client id = %q, want flowproof", cfg.tokenClientID)
+	}
+	// Only the local stack's token service gets the built-in secret.
+	if cfg.tokenClientSecret != localTokenClientSecret {
+		t.Errorf("token client secret was not the local stack's")
+	}
+	if cfg.metricsAddr != "127.0.0.1:19464" {
+		t.Errorf("metrics addr = %q, want 127.0.0.1:19464", cfg.metricsAddr)
+	}
+	if cfg.kafka.tls != nil || cfg.kafka.sasl != nil {
+		t.Errorf("kafka security = %s, want plaintext", cfg.kafka.describe())
+	}
+	if len(cfg.kafka.options()) != 0 {
+		t.Errorf("plaintext kafka got %d extra client options", len(cfg.kafka.options()))
+	}
+}
+
+func TestParseConfigFlagsAndEnvironment(t *testing.T) {
+	env := envMap(map[string]string{
+		envTokenClientID:     "ci",
+		envTokenClientSecret: "s3cret",
+		envMaxActivities:     "4",
+		envMetricsAddr:       "127.0.0.1:0",
+	})
+	cfg, err := parseConfig([]string{
+		"-kafka-brokers", " k1:9092, k2:9092 ,",
+		"-token-url", "https://tokens.example.test",
+		"-max-concurrent-workflow-tasks", "8",
+		"-temporal-address", "temporal.example.test:7233",
+		"-log-format", "console",
+	}, env, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseConfig: %v", err)
+	}
+	if got := strings.Join(cfg.kafkaBrokers, ","); got != "k1:9092,k2:9092" {
+		t.Errorf("brokers = %q", got)
+	}
+	if cfg.tokenClientID != "ci" || cfg.tokenClientSecret != "s3cret" {
+		t.Errorf("token client = %q / secret from env not taken", cfg.tokenClientID)
+	}
+	if cfg.maxActivities != 4 || cfg.maxWorkflowTasks != 8 {
+		t.Errorf("concurrency = %d activities, %d workflow tasks; want 4, 8", cfg.maxActivities, cfg.maxWorkflowTasks)
+	}
+	if cfg.temporal.Address != "temporal.example.test:7233" {
+		t.Errorf("temporal address override = %q", cfg.temporal.Address)
+	}
+	if cfg.metricsAddr != "127.0.0.1:0" || cfg.logFormat != "console" {
+		t.Errorf("metrics addr %q, log format %q", cfg.metricsAddr, cfg.logFormat)
+	}
+}
+
+func TestParseConfigRejectsInvalidInputNamingTheField(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"-no-such-flag"}, nil, "no-such-flag"},
+		{"positional", []string{"extra"}, nil, `unexpected argument "extra"`},
+		{"no brokers", []string{"-kafka-brokers", " , "}, nil, "-kafka-brokers"},
+		{"bad url", []string{"-flink-url", "localhost:8081"}, nil, "-flink-url"},
+		{"zero activities", []string{"-max-concurrent-activities", "0"}, nil, "-max-concurrent-activities"},
+		{"bad env int", nil, map[string]string{envMaxActivities: "many"}, envMaxActivities},
+		{"log format", []string{"-log-format", "xml"}, nil, "-log-format"},
+		{"remote token service without secret", []string{"-token-url", "https://tokens.example.test"}, nil, envTokenClientSecret},
+		{"sasl without mechanism", nil, map[string]string{envKafkaSASLUser: "u", envKafkaSASLPassword: "p"}, envKafkaSASLMechanism},
+		{"sasl without password", nil, map[string]string{envKafkaSASLMechanism: "PLAIN", envKafkaSASLUser: "u"}, envKafkaSASLPassword},
+		{"sasl unknown", nil, map[string]string{envKafkaSASLMechanism: "GSSAPI", envKafkaSASLUser: "u", envKafkaSASLPassword: "p"}, "GSSAPI"},
+		{"tls flag", nil, map[string]string{envKafkaTLS: "yes please"}, envKafkaTLS},
+		{"ca without tls", nil, map[string]string{envKafkaTLSCAFile: "/ca.pem"}, envKafkaTLS + "=1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig(tc.args, envMap(tc.env), &bytes.Buffer{})
+			if err == nil {
+				t.Fatalf("parseConfig accepted %v %v", tc.args, tc.env)
+			}
+			var usage usageError
+			if !errors.As(err, &usage) {
+				t.Errorf("error %v is not a usage error", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSecretsStayOutOfErrors(t *testing.T) {
+	_, err := parseConfig(nil, envMap(map[string]string{
+		envKafkaSASLMechanism: "SCRAM-SHA-1", envKafkaSASLUser: "alice", envKafkaSASLPassword: "hunter2-password",
+	}), &bytes.Buffer{})
+	if err == nil || strings.Contains(err.Error(), "hunter2-password") {
+		t.Fatalf("error %v: want a failure that does not contain the password", err)
+	}
+}
+
+func TestKafkaSASLMechanisms(t *testing.T) {
+	for mechanism, want := range map[string]string{
+		"PLAIN":         "PLAIN",
+		"scram-sha-256": "SCRAM-SHA-256",
+		"SCRAM-SHA-512": "SCRAM-SHA-512",
+	} {
+		sec, err := kafkaSecurityFromEnv(envMap(map[string]string{
+			envKafkaSASLMechanism: mechanism, envKafkaSASLUser: "u", envKafkaSASLPassword: "p",
+		}))
+		if err != nil {
+			t.Fatalf("%s: %v", mechanism, err)
+		}
+		if sec.sasl == nil || sec.sasl.Name() != want {
+			t.Errorf("%s: mechanism %v, want %s", mechanism, sec.sasl, want)
+		}
+		if len(sec.options()) != 1 {
+			t.Errorf("%s: %d client options, want 1 (SASL)", mechanism, len(sec.options()))
+		}
+	}
+}
+
+func TestKafkaTLSWithCAFile(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, selfSignedCAPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sec, err := kafkaSecurityFromEnv(envMap(map[string]string{envKafkaTLS: "1", envKafkaTLSCAFile: ca, envKafkaTLSServerName: "kafka.internal"}))
+	if err != nil {
+		t.Fatalf("kafkaSecurityFromEnv: %v", err)
+	}
+	if sec.tls == nil || sec.tls.RootCAs == nil || sec.tls.ServerName != "kafka.internal" {
+		t.Fatalf("tls config = %+v, want a CA pool and server name", sec.tls)
+	}
+	if sec.describe() != "TLS" {
+		t.Errorf("describe = %q", sec.describe())
+	}
+
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kafkaSecurityFromEnv(envMap(map[string]string{envKafkaTLS: "true", envKafkaTLSCAFile: notPEM})); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("a CA file without certificates gave %v", err)
+	}
+}
+
+func TestTokenKeyIsGeneratedOnceAndReused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "worker", "token.key")
+	first, created, err := loadTokenKey(path, true)
+	if err != nil || !created {
+		t.Fatalf("first load: created=%v err=%v", created, err)
+	}
+	if len(first) != tokenKeyBytes || bytes.Equal(first, make([]byte, tokenKeyBytes)) {
+		t.Fatalf("generated key is %d bytes / all zero", len(first))
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", info.Mode().Perm())
+	}
+	second, created, err := loadTokenKey(path, true)
+	if err != nil || created {
+		t.Fatalf("second load: created=%v err=%v", created, err)
+	}
+	if !bytes.Equal(first, second) {
+		t.Error("restart read a different key than was generated")
+	}
+}
+
+func TestTokenKeyConcurrentGenerationAgrees(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token.key")
+	const workers = 8
+	keys := make([][]byte, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key, _, err := loadTokenKey(path, true)
+			if err != nil {
+				t.Errorf("worker %d: %v", i, err)
+			}
+			// A worker that lost the race must use the file's key, so read
+			// the file as the next start would.
+			onDisk, err := os.ReadFile(path)
+			if err != nil {
+				t.Errorf("worker %d: %v", i, err)
+			}
+			if !bytes.Equal(key, onDisk) {
+				keys[i] = nil
+				return
+			}
+			keys[i] = key
+		}()
+	}
+	wg.Wait()
+	for i, k := range keys {
+		if k == nil {
+			t.Errorf("worker %d holds a key that is not the one on disk", i)
+		}
+	}
+}
+
+func TestTokenKeyConfiguredFile(t *testing.T) {
+	dir := t.TempDir()
+	want := []byte("0123456789abcdef0123456789abcdef")
+	forms := map[string][]byte{
+		"raw":    want,
+		"hex":    []byte(hex.EncodeToString(want) + "\n"),
+		"base64": []byte(base64.StdEncoding.EncodeToString(want) + "\n"),
+	}
+	for name, content := range forms {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, created, err := loadTokenKey(path, false)
+		if err != nil || created || !bytes.Equal(got, want) {
+			t.Errorf("%s: key %x created=%v err=%v", name, got, created, err)
+		}
+	}
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("too short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadTokenKey(short, false); err == nil || !strings.Contains(err.Error(), "want 32 bytes") {
+		t.Errorf("short key gave %v", err)
+	}
+	// A configured file that is missing is an error, not a reason to
+	// generate a key nobody else has.
+	missing := filepath.Join(dir, "missing")
+	if _, _, err := loadTokenKey(missing, false); err == nil {
+		t.Error("missing configured key file was accepted")
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("a key was generated for a configured file")
+	}
+}
+
+// selfSignedCAPEM makes a throwaway CA certificate for the pool tests.
+func selfSignedCAPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "flowproof test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}

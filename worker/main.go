@@ -1,0 +1,197 @@
+// Command worker runs flowproof's workflows and activities on the Temporal
+// task queue "flowproof".
+//
+// Every setting has a flag and an environment variable (see -help); the
+// defaults address the local stack (deploy/local). Temporal connection
+// settings follow Temporal's conventions (TEMPORAL_ADDRESS,
+// TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE).
+// See docs/running.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/temporalclient"
+	"github.com/flowproof/flowproof/workflows"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run returns the exit code: 0 after a clean shutdown, 2 for invalid flags
+// or environment, 1 for anything else.
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		var usage usageError
+		if errors.As(err, &usage) {
+			fmt.Fprintln(stderr, "Run 'worker -help' for the flags and environment variables.")
+			return 2
+		}
+		return 1
+	}
+	logger, err := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
+	}
+	defer func() { _ = logger.Sync() }()
+	if err := serve(cfg, logger); err != nil {
+		logger.Error("worker failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// serve runs the worker until SIGINT or SIGTERM.
+func serve(cfg config, logger *zap.Logger) error {
+	keyFile, generate := cfg.tokenKeyFile, false
+	if keyFile == "" {
+		keyFile, generate = defaultTokenKeyFile(), true
+	}
+	tokenKey, created, err := loadTokenKey(keyFile, generate)
+	if err != nil {
+		return err
+	}
+	if created {
+		logger.Info("generated a token sealing key; every worker of this deployment needs the same one", zap.String("key_file", keyFile))
+	} else if info, err := os.Stat(keyFile); err == nil && info.Mode().Perm()&0o077 != 0 {
+		logger.Warn("token key file is readable by other users; chmod 600 it", zap.String("key_file", keyFile), zap.Stringer("mode", info.Mode().Perm()))
+	}
+
+	sdkMetrics := newSDKMetrics()
+	var metrics *metricsServer
+	if cfg.metricsAddr != "" {
+		metrics, err = startMetricsServer(cfg.metricsAddr, sdkMetrics, logger.Named("metrics"))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := metrics.Shutdown(ctx); err != nil {
+				logger.Warn("metrics server shutdown", zap.Error(err))
+			}
+		}()
+	}
+
+	clientOpts, err := temporalclient.Options(cfg.temporal, temporalclient.Logger(logger))
+	if err != nil {
+		return err
+	}
+	clientOpts.MetricsHandler = sdkMetrics.Handler()
+	dialCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	temporal, err := temporalclient.Dial(dialCtx, clientOpts)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer temporal.Close()
+
+	acts, err := activities.New(cfg.activitiesConfig(clientOpts.HostPort, clientOpts.Namespace, tokenKey), logger.Named("activities"))
+	if err != nil {
+		return fmt.Errorf("set up activities: %w", err)
+	}
+	defer acts.Close()
+
+	w := worker.New(temporal, cfg.taskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize:     cfg.maxActivities,
+		MaxConcurrentWorkflowTaskExecutionSize: cfg.maxWorkflowTasks,
+		WorkerStopTimeout:                      cfg.stopTimeout,
+	})
+	register(w, acts)
+
+	fields := []zap.Field{
+		zap.String("temporal_address", clientOpts.HostPort),
+		zap.String("temporal_namespace", clientOpts.Namespace),
+		zap.String("temporal_connection", temporalclient.Describe(clientOpts)),
+		zap.String("task_queue", cfg.taskQueue),
+		zap.Strings("kafka_brokers", cfg.kafkaBrokers),
+		zap.String("kafka_security", cfg.kafka.describe()),
+		zap.String("flink_url", cfg.flinkURL),
+		zap.String("sql_gateway_url", cfg.sqlGatewayURL),
+		zap.String("endpoint_url", cfg.endpointURL),
+		zap.String("token_url", cfg.tokenURL),
+		zap.String("token_client_id", cfg.tokenClientID),
+		zap.String("token_key_file", keyFile),
+		zap.Int("max_concurrent_activities", cfg.maxActivities),
+		zap.Int("max_concurrent_workflow_tasks", cfg.maxWorkflowTasks),
+	}
+	if metrics != nil {
+		fields = append(fields, zap.String("metrics_url", metrics.URL()))
+	}
+	logger.Info("worker starting", fields...)
+
+	// Run returns once SIGINT or SIGTERM arrived and the worker stopped
+	// polling and let running activities finish (up to -stop-timeout); the
+	// deferred calls then release the Kafka clients and the connection.
+	if err := w.Run(worker.InterruptCh()); err != nil {
+		return fmt.Errorf("run worker on task queue %s: %w", cfg.taskQueue, err)
+	}
+	logger.Info("worker stopped")
+	return nil
+}
+
+// register puts every workflow and activity of flowproof on r. Exported
+// methods of *activities.Activities that are not activities (Close) are
+// skipped instead of making registration panic.
+func register(r worker.Registry, acts *activities.Activities) {
+	workflows.Register(r)
+	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+}
+
+// newLogger builds the worker's zap logger: production JSON, or a
+// human-readable console encoding, on w.
+func newLogger(format, level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, usagef("-log-level: %w", err)
+	}
+	var encoder zapcore.Encoder
+	switch format {
+	case "json":
+		encoder = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	case "console":
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		encoder = zapcore.NewConsoleEncoder(ec)
+	default:
+		return nil, usagef("-log-format: want json or console, got %q", format)
+	}
+	core := zapcore.NewCore(encoder, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core, zap.AddCaller(), zap.AddStacktrace(zapcore.DPanicLevel)).Named("worker"), nil
+}
+
+// activitiesConfig is the part of cfg the activities use.
+func (cfg config) activitiesConfig(temporalAddress, temporalNamespace string, tokenKey []byte) activities.Config {
+	return activities.Config{
+		KafkaBrokers:      cfg.kafkaBrokers,
+		KafkaOptions:      cfg.kafka.options(),
+		FlinkURL:          cfg.flinkURL,
+		SQLGatewayURL:     cfg.sqlGatewayURL,
+		TemporalAddress:   temporalAddress,
+		TemporalNamespace: temporalNamespace,
+		EndpointURL:       cfg.endpointURL,
+		TokenURL:          cfg.tokenURL,
+		TokenClientID:     cfg.tokenClientID,
+		TokenClientSecret: cfg.tokenClientSecret,
+		TokenKey:          tokenKey,
+	}
+}
