@@ -46,10 +46,11 @@ type Activities struct {
 	// kafka is a plain (non-transactional) client for metadata, admin
 	// requests and reads; producers with transactional ids are made per chunk
 	// or segment, because a transactional id belongs to one unit of work.
-	kafka *kgo.Client
-	admin *kadm.Client
-	flink flinkClients
-	token tokenClient
+	kafka    *kgo.Client
+	admin    *kadm.Client
+	flink    flinkClients
+	token    tokenClient
+	endpoint endpointClient
 }
 
 // New builds the shared clients. Close releases them.
@@ -66,18 +67,27 @@ func New(cfg Config, log *zap.Logger) (*Activities, error) {
 		kafka.Close()
 		return nil, err
 	}
-	token, err := newTokenClient(cfg)
+	if log == nil {
+		log = zap.NewNop()
+	}
+	token, err := newTokenClient(cfg, log)
+	if err != nil {
+		kafka.Close()
+		return nil, err
+	}
+	endpoint, err := newEndpointClient(cfg, log)
 	if err != nil {
 		kafka.Close()
 		return nil, err
 	}
 	return &Activities{
-		cfg:   cfg,
-		log:   log,
-		kafka: kafka,
-		admin: kadm.NewClient(kafka),
-		flink: flink,
-		token: token,
+		cfg:      cfg,
+		log:      log,
+		kafka:    kafka,
+		admin:    kadm.NewClient(kafka),
+		flink:    flink,
+		token:    token,
+		endpoint: endpoint,
 	}, nil
 }
 

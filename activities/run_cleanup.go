@@ -12,7 +12,14 @@ import (
 // already gone.
 func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 	var errs []error
-	if err := a.CancelFlinkJobs(ctx, in.Jobs); err != nil {
+	jobs := in.Jobs
+	if jobs.EnrichJobName == "" && jobs.SplitJobName == "" {
+		// The submission never answered (failed or cancelled half way), but
+		// Flink may have accepted the jobs: cancel them by their run names.
+		named := FlinkJobsOf(in.Names)
+		jobs.EnrichJobName, jobs.SplitJobName = named.EnrichJobName, named.SplitJobName
+	}
+	if err := a.CancelFlinkJobs(ctx, jobs); err != nil {
 		errs = append(errs, fmt.Errorf("cancel Flink jobs: %w", err))
 	}
 	if !in.KeepTopics {

@@ -4,10 +4,6 @@ import (
 	"github.com/flowproof/flowproof/internal/health"
 )
 
-// ErrTokenCredentials is the error type ObtainToken returns when the token
-// service rejects the client credentials; retrying cannot help.
-const ErrTokenCredentials = "TokenCredentials"
-
 // RunNames are the Kafka names of one run. The workflow derives them once
 // (see workflows.PipelineInput) and passes them to every activity, so no
 // activity invents a name of its own.
@@ -67,6 +63,12 @@ type SubmitFlinkJobsInput struct {
 type FlinkJobs struct {
 	EnrichJobID string `json:"enrich_job_id"`
 	SplitJobID  string `json:"split_job_id"`
+	// EnrichJobName and SplitJobName are the jobs' Flink names, derived from
+	// the run (see FlinkJobsOf). CancelFlinkJobs also cancels running jobs
+	// by these names, so a run whose submission failed after Flink had
+	// accepted a job still cleans it up.
+	EnrichJobName string `json:"enrich_job_name,omitempty"`
+	SplitJobName  string `json:"split_job_name,omitempty"`
 	// SubmitToRunningMillis is the time from submitting the statements to
 	// both jobs being RUNNING.
 	SubmitToRunningMillis int64 `json:"submit_to_running_ms"`
@@ -202,6 +204,11 @@ type VerifyResult struct {
 	Missing  int64 `json:"missing"`
 	// Duplicates counts records whose seq had been seen before.
 	Duplicates int64 `json:"duplicates"`
+	// DuplicateCorrelationIDs counts records whose correlation id had been
+	// seen before. With derived ids it can only be non-zero together with
+	// Duplicates or BadRecords; it is counted on its own so the report
+	// shows uniqueness of the ids directly.
+	DuplicateCorrelationIDs int64 `json:"duplicate_correlation_ids"`
 	// BadRecords counts records that break the contract: unparsable value,
 	// a header missing or differing from its field, a wrong correlation id.
 	BadRecords     int64         `json:"bad_records"`

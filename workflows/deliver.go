@@ -97,12 +97,12 @@ func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, erro
 				StartToCloseTimeout: 30 * time.Second,
 				RetryPolicy: &temporal.RetryPolicy{
 					MaximumAttempts: 10, InitialInterval: time.Second, MaximumInterval: 30 * time.Second,
-					NonRetryableErrorTypes: []string{activities.ErrTokenCredentials},
+					NonRetryableErrorTypes: []string{activities.ErrTypeTokenClientRejected},
 				},
 				Summary: fmt.Sprintf("obtain token %d (after %d delivered)", st.Renewals+1, st.Delivered),
 			})
 			if err := workflow.ExecuteActivity(renewCtx, acts.ObtainToken,
-				activities.ObtainTokenInput{Renewal: st.Renewals}).Get(ctx, &st.Token); err != nil {
+				activities.ObtainTokenInput{Renewal: st.Renewals, Quota: in.TokenRenewEvery}).Get(ctx, &st.Token); err != nil {
 				return DeliverResult{}, fmt.Errorf("obtain token %d: %w", st.Renewals+1, err)
 			}
 			st.Renewals++
