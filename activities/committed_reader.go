@@ -18,10 +18,12 @@ import (
 const (
 	readerMaxBytes          = 32 << 20
 	readerPartitionMaxBytes = 1 << 20
-	// readerMaxFailedRounds bounds how long the reader rides out leader
-	// changes and dropped connections before it gives up.
-	readerMaxFailedRounds = 20
-	readerRetryBackoff    = 250 * time.Millisecond
+	// readerMaxFailingFor bounds how long the reader rides out leader
+	// changes and dropped connections before it gives up; a broker that
+	// died keeps its partitions leaderless for its session timeout (9 s by
+	// default) before they move.
+	readerMaxFailingFor = 30 * time.Second
+	readerRetryBackoff  = 250 * time.Millisecond
 )
 
 // committedReader reads a topic's committed records (read_committed) with
@@ -43,7 +45,7 @@ type committedReader struct {
 	next         map[int32]int64
 	stable       map[int32]int64 // last stable offset from the newest response; absent until one arrived
 	decompressor kgo.Decompressor
-	failedRounds int
+	failingSince time.Time // zero while rounds succeed
 }
 
 func newCommittedReader(ctx context.Context, kafka *kgo.Client, admin *kadm.Client, topic string) (*committedReader, error) {
@@ -105,15 +107,6 @@ func (r *committedReader) caughtUp() bool {
 		}
 	}
 	return true
-}
-
-// positions returns the next offset to read of every partition.
-func (r *committedReader) positions() map[int32]int64 {
-	out := make(map[int32]int64, len(r.next))
-	for p, o := range r.next {
-		out[p] = o
-	}
-	return out
 }
 
 type leaderFetch struct {
@@ -195,12 +188,14 @@ func (r *committedReader) fetchRound(ctx context.Context, maxWait time.Duration,
 	}
 
 	if !retry {
-		r.failedRounds = 0
+		r.failingSince = time.Time{}
 		return records, nil
 	}
-	r.failedRounds++
-	if r.failedRounds > readerMaxFailedRounds {
-		return records, fmt.Errorf("read %s: %d rounds in a row failed (leaderless or retriable errors): %w", r.topic, r.failedRounds, requestErrs)
+	if r.failingSince.IsZero() {
+		r.failingSince = time.Now()
+	}
+	if failing := time.Since(r.failingSince); failing > readerMaxFailingFor {
+		return records, fmt.Errorf("read %s: partitions leaderless or failing for %s: %w", r.topic, failing.Round(time.Second), requestErrs)
 	}
 	select {
 	case <-ctx.Done():

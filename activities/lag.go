@@ -26,8 +26,10 @@ import (
 // every record may have committed the offset of that marker rather than the
 // one after it, so the lag stays at one per such partition even when nothing
 // is left to read. That is at most the partition count, small against any
-// backpressure threshold; it is not subtracted, because which partitions end
-// in a marker cannot be known without reading them.
+// backpressure threshold. Records of aborted transactions (a retried chunk)
+// also count until a consumer has skipped past them. Neither is subtracted,
+// because which offsets are markers or aborted cannot be known without
+// reading the partitions.
 func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, error) {
 	groups := []struct{ field, group, topic string }{
 		{"names.enrich_group", in.Names.EnrichGroup, in.Names.RawTopic},
@@ -43,6 +45,12 @@ func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, e
 		}
 	}
 	topics := []string{in.Names.RawTopic, in.Names.EnrichedTopic, in.Names.ResponsesTopic}
+	// kadm finds partition leaders in the client's metadata cache, which
+	// may be seconds behind (a leader moved, a topic was just created);
+	// refreshing it first costs one request per poll.
+	if _, err := freshTopicDetails(ctx, a.kafka, topics...); err != nil {
+		return LagSample{}, err
+	}
 	starts, err := a.admin.ListStartOffsets(ctx, topics...)
 	if err != nil {
 		return LagSample{}, fmt.Errorf("list start offsets: %w", err)

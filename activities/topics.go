@@ -9,7 +9,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
@@ -124,7 +123,7 @@ func (a *Activities) PrepareTopics(ctx context.Context, in PrepareTopicsInput) (
 			result.Existed = append(result.Existed, spec.name)
 		}
 	}
-	if err := a.waitTopicsReady(ctx, specs); err != nil {
+	if err := a.waitTopicsReady(ctx, specs, meta.Brokers.NodeIDs()); err != nil {
 		return result, err
 	}
 	a.log.Info("topics prepared", zap.Strings("created", result.Created), zap.Strings("existed", result.Existed), zap.Int("brokers", result.Brokers))
@@ -174,30 +173,46 @@ func (a *Activities) checkExistingTopic(ctx context.Context, spec topicSpec) (bo
 	return true, nil
 }
 
-// waitTopicsReady waits until every partition of specs has a leader in the
-// metadata, so that the Flink jobs and producers started next find them.
-func (a *Activities) waitTopicsReady(ctx context.Context, specs []topicSpec) error {
+// waitTopicsReady waits until every broker's metadata has every partition
+// of specs with a leader. Brokers learn about new topics from the metadata
+// log at their own pace; asking only one would let the producers and Flink
+// jobs started next ask another that still says "unknown topic".
+func (a *Activities) waitTopicsReady(ctx context.Context, specs []topicSpec, brokers []int32) error {
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.name
 	}
 	deadline := time.Now().Add(topicsReadyTimeout)
 	for {
-		details, err := freshTopicDetails(ctx, a.kafka, names...)
-		notReady := topicsNotReady(details, specs)
-		if err == nil && len(notReady) == 0 {
+		var notReady []string
+		var lastErr error
+		for _, broker := range brokers {
+			details, err := freshTopicDetails(ctx, a.kafka.Broker(int(broker)), names...)
+			if err != nil {
+				lastErr = err
+				notReady = append(notReady, fmt.Sprintf("broker %d: %v", broker, err))
+				continue
+			}
+			for _, t := range topicsNotReady(details, specs) {
+				notReady = append(notReady, fmt.Sprintf("broker %d: %s", broker, t))
+			}
+		}
+		if len(notReady) == 0 {
+			// Asked through the client, metadata also replaces what the
+			// client cached before the topics existed ("unknown topic"),
+			// which kadm would otherwise answer from for a few seconds.
+			if _, err := freshTopicDetails(ctx, a.kafka, names...); err != nil {
+				return err
+			}
 			return nil
 		}
 		if time.Now().After(deadline) {
-			if err != nil {
-				return fmt.Errorf("topics not ready after %s: %w", topicsReadyTimeout, err)
-			}
-			return fmt.Errorf("topics not ready after %s: %v", topicsReadyTimeout, notReady)
+			return fmt.Errorf("topics not ready after %s: %v (last error: %v)", topicsReadyTimeout, notReady, lastErr)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -227,14 +242,17 @@ func topicsNotReady(details kadm.TopicDetails, specs []topicSpec) []string {
 // "unknown" (or a leader stale) for up to five seconds after it changed;
 // right after creating topics, and when a partition's leader moved, only a
 // fresh answer will do.
-func freshTopicDetails(ctx context.Context, client *kgo.Client, topics ...string) (kadm.TopicDetails, error) {
+//
+// from is a client (any broker answers, and the client caches the answer)
+// or one broker (nothing is cached).
+func freshTopicDetails(ctx context.Context, from kmsg.Requestor, topics ...string) (kadm.TopicDetails, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	for _, t := range topics {
 		rt := kmsg.NewMetadataRequestTopic()
 		rt.Topic = kmsg.StringPtr(t)
 		req.Topics = append(req.Topics, rt)
 	}
-	resp, err := req.RequestWith(ctx, client)
+	resp, err := req.RequestWith(ctx, from)
 	if err != nil {
 		return nil, fmt.Errorf("metadata of %v: %w", topics, err)
 	}

@@ -113,10 +113,11 @@ func (in PipelineInput) validate() error {
 	}
 	names := in.runNames()
 	seen := map[string]string{}
-	for field, topic := range map[string]string{
-		"topics.raw": names.RawTopic, "topics.enriched": names.EnrichedTopic,
-		"topics.responses": names.ResponsesTopic, "topics.final": names.FinalTopic,
+	for _, t := range []struct{ field, topic string }{
+		{"topics.raw", names.RawTopic}, {"topics.enriched", names.EnrichedTopic},
+		{"topics.responses", names.ResponsesTopic}, {"topics.final", names.FinalTopic},
 	} {
+		field, topic := t.field, t.topic
 		if len(topic) > maxTopicLength || !topicAlphabet.MatchString(topic) || topic == "." || topic == ".." {
 			return invalidInput("%s %q: must be 1 to %d characters of [a-zA-Z0-9._-]", field, topic, maxTopicLength)
 		}

@@ -3,6 +3,8 @@ package workflows
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -47,10 +50,7 @@ func (f *fakeStack) record(name string) {
 
 func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestWorkflowEnvironment()
-	Register(env)
-	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env := newBareEnv()
 
 	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CheckHealthInput) (activities.CheckHealthResult, error) {
@@ -122,6 +122,17 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			f.cleanups = append(f.cleanups, in)
 			return nil
 		})
+	return env
+}
+
+// newBareEnv is a test environment with flowproof's workflows and
+// activities registered and no activity behaviour yet; it logs warnings only.
+func newBareEnv() *testsuite.TestWorkflowEnvironment {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	env := suite.NewTestWorkflowEnvironment()
+	Register(env)
+	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 	return env
 }
 
@@ -250,10 +261,7 @@ func TestProduceContinuesAsNew(t *testing.T) {
 }
 
 func TestDeliverFailsWhenStalled(t *testing.T) {
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestWorkflowEnvironment()
-	Register(env)
-	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	env := newBareEnv()
 	env.OnActivity(acts.ObtainToken, mock.Anything, mock.Anything).Return(
 		activities.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: time.Now().Add(24 * time.Hour).Unix()}, nil)
 	env.OnActivity(acts.DeliverSegment, mock.Anything, mock.Anything).Return(

@@ -1,0 +1,470 @@
+package flinksql
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// JobManager is a client of the Flink JobManager's REST API (the same API
+// the web UI uses).
+type JobManager struct {
+	rest *restClient
+}
+
+// NewJobManager returns a client of the JobManager REST API at baseURL
+// (e.g. http://127.0.0.1:18081).
+func NewJobManager(baseURL string, opts Options) (*JobManager, error) {
+	rc, err := newRESTClient(baseURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &JobManager{rest: rc}, nil
+}
+
+// ClusterOverview is the cluster's size and job counts.
+type ClusterOverview struct {
+	TaskManagers   int    `json:"taskmanagers"`
+	SlotsTotal     int    `json:"slots-total"`
+	SlotsAvailable int    `json:"slots-available"`
+	JobsRunning    int    `json:"jobs-running"`
+	JobsFinished   int    `json:"jobs-finished"`
+	JobsCancelled  int    `json:"jobs-cancelled"`
+	JobsFailed     int    `json:"jobs-failed"`
+	FlinkVersion   string `json:"flink-version"`
+	FlinkCommit    string `json:"flink-commit"`
+}
+
+// Overview asks for the cluster overview.
+func (jm *JobManager) Overview(ctx context.Context) (ClusterOverview, error) {
+	var out ClusterOverview
+	if err := jm.rest.do(ctx, "GET", "/overview", retrySafe, nil, &out); err != nil {
+		return out, fmt.Errorf("cluster overview: %w", err)
+	}
+	return out, nil
+}
+
+// TaskManager is one registered TaskManager.
+type TaskManager struct {
+	ID                 string `json:"id"`
+	Path               string `json:"path"`
+	DataPort           int    `json:"dataPort"`
+	TimeSinceHeartbeat int64  `json:"timeSinceLastHeartbeat"`
+	SlotsNumber        int    `json:"slotsNumber"`
+	FreeSlots          int    `json:"freeSlots"`
+	Hardware           struct {
+		CPUCores       int   `json:"cpuCores"`
+		PhysicalMemory int64 `json:"physicalMemory"`
+		FreeMemory     int64 `json:"freeMemory"`
+		ManagedMemory  int64 `json:"managedMemory"`
+	} `json:"hardware"`
+}
+
+// TaskManagers lists the registered TaskManagers.
+func (jm *JobManager) TaskManagers(ctx context.Context) ([]TaskManager, error) {
+	var out struct {
+		TaskManagers []TaskManager `json:"taskmanagers"`
+	}
+	if err := jm.rest.do(ctx, "GET", "/taskmanagers", retrySafe, nil, &out); err != nil {
+		return nil, fmt.Errorf("list TaskManagers: %w", err)
+	}
+	return out.TaskManagers, nil
+}
+
+// JobState is a Flink job status. FINISHED, CANCELED and FAILED are final
+// (SUSPENDED is final for this JobManager only).
+type JobState string
+
+// Job states.
+const (
+	JobInitializing JobState = "INITIALIZING"
+	JobCreated      JobState = "CREATED"
+	JobRunning      JobState = "RUNNING"
+	JobFailing      JobState = "FAILING"
+	JobFailed       JobState = "FAILED"
+	JobCancelling   JobState = "CANCELLING"
+	JobCanceled     JobState = "CANCELED"
+	JobFinished     JobState = "FINISHED"
+	JobRestarting   JobState = "RESTARTING"
+	JobSuspended    JobState = "SUSPENDED"
+	JobReconciling  JobState = "RECONCILING"
+)
+
+// Terminal reports whether the job can no longer change state.
+func (s JobState) Terminal() bool {
+	switch s {
+	case JobFinished, JobCanceled, JobFailed, JobSuspended:
+		return true
+	}
+	return false
+}
+
+// JobSummary is one line of the job list.
+type JobSummary struct {
+	ID    string   `json:"jid"`
+	Name  string   `json:"name"`
+	State JobState `json:"state"`
+	Start int64    `json:"start-time"`
+}
+
+// Jobs lists the cluster's jobs, running and recent.
+func (jm *JobManager) Jobs(ctx context.Context) ([]JobSummary, error) {
+	var out struct {
+		Jobs []JobSummary `json:"jobs"`
+	}
+	if err := jm.rest.do(ctx, "GET", "/jobs/overview", retrySafe, nil, &out); err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	return out.Jobs, nil
+}
+
+// Vertex is one job vertex (a chain of operators run as one task).
+type Vertex struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Parallelism int    `json:"parallelism"`
+	Status      string `json:"status"`
+	StartTime   int64  `json:"start-time"`
+	// Metrics count records between tasks over the network; records read
+	// from Kafka by a source and written to Kafka by a sink do not appear
+	// here (see VertexMetrics).
+	Metrics struct {
+		ReadRecords  int64 `json:"read-records"`
+		WriteRecords int64 `json:"write-records"`
+	} `json:"metrics"`
+}
+
+// Job is the detail of one job.
+type Job struct {
+	ID         string           `json:"jid"`
+	Name       string           `json:"name"`
+	State      JobState         `json:"state"`
+	StartTime  int64            `json:"start-time"`
+	EndTime    int64            `json:"end-time"`
+	Duration   int64            `json:"duration"`
+	Timestamps map[string]int64 `json:"timestamps"`
+	Vertices   []Vertex         `json:"vertices"`
+}
+
+// Job asks for a job's detail.
+func (jm *JobManager) Job(ctx context.Context, jobID string) (Job, error) {
+	var out Job
+	if err := validJobID(jobID); err != nil {
+		return out, err
+	}
+	if err := jm.rest.do(ctx, "GET", "/jobs/"+jobID, retrySafe, nil, &out); err != nil {
+		return out, fmt.Errorf("job %s: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// WaitForState polls the job until it is in one of states and returns that
+// state. It fails early when the job reaches a final state not asked for
+// (a FAILED job never becomes RUNNING), naming the job's latest exception.
+func (jm *JobManager) WaitForState(ctx context.Context, jobID string, states ...JobState) (JobState, error) {
+	if len(states) == 0 {
+		return "", fmt.Errorf("flinksql: WaitForState(%s): no state to wait for", jobID)
+	}
+	var last JobState
+	for {
+		job, err := jm.Job(ctx, jobID)
+		if err != nil {
+			return last, err
+		}
+		last = job.State
+		if slices.Contains(states, job.State) {
+			return job.State, nil
+		}
+		if job.State.Terminal() {
+			cause := ""
+			if exc, err := jm.Exceptions(ctx, jobID); err == nil && len(exc) > 0 {
+				cause = ": " + exc[0].RootCause()
+			}
+			return job.State, fmt.Errorf("flinksql: job %s is %s, waited for %v%s", jobID, job.State, states, cause)
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return last, fmt.Errorf("flinksql: job %s still %s, waited for %v: %w", jobID, last, states, err)
+		}
+	}
+}
+
+// Metric is one metric value; aggregated metrics fill Sum/Min/Max/Avg,
+// plain ones Value.
+type Metric struct {
+	ID    string       `json:"id"`
+	Value string       `json:"value,omitempty"`
+	Min   MetricNumber `json:"min,omitempty"`
+	Max   MetricNumber `json:"max,omitempty"`
+	Avg   MetricNumber `json:"avg,omitempty"`
+	Sum   MetricNumber `json:"sum,omitempty"`
+}
+
+// MetricNumber is an aggregated metric value. Flink writes it as a JSON
+// number, or as a string ("NaN", "Infinity") for values JSON numbers
+// cannot hold, e.g. the minimum over subtasks that reported nothing yet.
+type MetricNumber float64
+
+// UnmarshalJSON accepts a number or a string holding one.
+func (n *MetricNumber) UnmarshalJSON(b []byte) error {
+	text := string(b)
+	if unquoted, err := strconv.Unquote(text); err == nil {
+		text = unquoted
+	}
+	if text == "null" {
+		*n = 0
+		return nil
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return fmt.Errorf("metric value %s: %w", b, err)
+	}
+	*n = MetricNumber(f)
+	return nil
+}
+
+// Float is the metric's value as a number (Value for plain metrics).
+func (m Metric) Float() (float64, error) {
+	return strconv.ParseFloat(m.Value, 64)
+}
+
+// MetricNames lists the metrics a vertex offers, as ids like
+// "0.numRecordsOut" or "0.Source__x.numRecordsIn" (subtask index first).
+func (jm *JobManager) MetricNames(ctx context.Context, jobID, vertexID string) ([]string, error) {
+	if err := validJobID(jobID); err != nil {
+		return nil, err
+	}
+	var out []Metric
+	p := "/jobs/" + jobID + "/vertices/" + url.PathEscape(vertexID) + "/metrics"
+	if err := jm.rest.do(ctx, "GET", p, retrySafe, nil, &out); err != nil {
+		return nil, fmt.Errorf("metrics of vertex %s of job %s: %w", vertexID, jobID, err)
+	}
+	names := make([]string, len(out))
+	for i, m := range out {
+		names[i] = m.ID
+	}
+	return names, nil
+}
+
+// VertexMetrics returns the named metrics of a vertex summed over its
+// subtasks (with min, max and average), e.g. "numRecordsOut",
+// "numRecordsOutPerSecond", or an operator's "Source__raw.numRecordsIn".
+func (jm *JobManager) VertexMetrics(ctx context.Context, jobID, vertexID string, names ...string) (map[string]Metric, error) {
+	if err := validJobID(jobID); err != nil {
+		return nil, err
+	}
+	q := url.Values{"get": {strings.Join(names, ",")}, "agg": {"sum,min,max,avg"}}
+	p := "/jobs/" + jobID + "/vertices/" + url.PathEscape(vertexID) + "/subtasks/metrics?" + q.Encode()
+	var out []Metric
+	if err := jm.rest.do(ctx, "GET", p, retrySafe, nil, &out); err != nil {
+		return nil, fmt.Errorf("metrics %v of vertex %s of job %s: %w", names, vertexID, jobID, err)
+	}
+	return metricMap(out), nil
+}
+
+// JobMetrics returns job-level metrics such as "numRestarts", "uptime" or
+// "lastCheckpointDuration".
+func (jm *JobManager) JobMetrics(ctx context.Context, jobID string, names ...string) (map[string]Metric, error) {
+	if err := validJobID(jobID); err != nil {
+		return nil, err
+	}
+	p := "/jobs/" + jobID + "/metrics?" + url.Values{"get": {strings.Join(names, ",")}}.Encode()
+	var out []Metric
+	if err := jm.rest.do(ctx, "GET", p, retrySafe, nil, &out); err != nil {
+		return nil, fmt.Errorf("metrics %v of job %s: %w", names, jobID, err)
+	}
+	return metricMap(out), nil
+}
+
+func metricMap(list []Metric) map[string]Metric {
+	m := make(map[string]Metric, len(list))
+	for _, v := range list {
+		m[v.ID] = v
+	}
+	return m
+}
+
+// Restarts is the job's numRestarts metric.
+func (jm *JobManager) Restarts(ctx context.Context, jobID string) (int64, error) {
+	m, err := jm.JobMetrics(ctx, jobID, "numRestarts")
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m["numRestarts"]
+	if !ok {
+		return 0, fmt.Errorf("flinksql: job %s reports no numRestarts metric yet", jobID)
+	}
+	f, err := v.Float()
+	if err != nil {
+		return 0, fmt.Errorf("flinksql: job %s: numRestarts %q: %w", jobID, v.Value, err)
+	}
+	return int64(f), nil
+}
+
+// CheckpointCounts are the job's checkpoint counters.
+type CheckpointCounts struct {
+	Restored   int64 `json:"restored"`
+	Total      int64 `json:"total"`
+	InProgress int64 `json:"in_progress"`
+	Completed  int64 `json:"completed"`
+	Failed     int64 `json:"failed"`
+}
+
+// CheckpointStats is the summary of a job's checkpoints.
+type CheckpointStats struct {
+	Counts CheckpointCounts `json:"counts"`
+	Latest struct {
+		Completed *struct {
+			ID                int64  `json:"id"`
+			LatestAckTime     int64  `json:"latest_ack_timestamp"`
+			EndToEndDuration  int64  `json:"end_to_end_duration"`
+			StateSize         int64  `json:"state_size"`
+			ExternalPath      string `json:"external_path"`
+			CheckpointType    string `json:"checkpoint_type"`
+			TriggerTimestamp  int64  `json:"trigger_timestamp"`
+			NumAcknowledgedST int    `json:"num_acknowledged_subtasks"`
+		} `json:"completed"`
+		Failed *struct {
+			ID             int64  `json:"id"`
+			FailureMessage string `json:"failure_message"`
+		} `json:"failed"`
+	} `json:"latest"`
+}
+
+// Checkpoints asks for the job's checkpoint statistics.
+func (jm *JobManager) Checkpoints(ctx context.Context, jobID string) (CheckpointStats, error) {
+	var out CheckpointStats
+	if err := validJobID(jobID); err != nil {
+		return out, err
+	}
+	if err := jm.rest.do(ctx, "GET", "/jobs/"+jobID+"/checkpoints", retrySafe, nil, &out); err != nil {
+		return out, fmt.Errorf("checkpoints of job %s: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// JobException is one entry of a job's exception history, newest first.
+type JobException struct {
+	Name       string `json:"exceptionName"`
+	Stacktrace string `json:"stacktrace"`
+	Timestamp  int64  `json:"timestamp"`
+	TaskName   string `json:"taskName"`
+	Endpoint   string `json:"endpoint"`
+}
+
+// RootCause is the first line of the innermost cause of the exception.
+func (e JobException) RootCause() string {
+	if chain := causeChain(e.Stacktrace); len(chain) > 0 {
+		return firstLine(chain[len(chain)-1].String())
+	}
+	return firstLine(e.Name)
+}
+
+// Exceptions returns the job's exception history, newest first.
+func (jm *JobManager) Exceptions(ctx context.Context, jobID string) ([]JobException, error) {
+	if err := validJobID(jobID); err != nil {
+		return nil, err
+	}
+	var out struct {
+		History struct {
+			Entries []JobException `json:"entries"`
+		} `json:"exceptionHistory"`
+	}
+	if err := jm.rest.do(ctx, "GET", "/jobs/"+jobID+"/exceptions", retrySafe, nil, &out); err != nil {
+		return nil, fmt.Errorf("exceptions of job %s: %w", jobID, err)
+	}
+	return out.History.Entries, nil
+}
+
+// Cancel asks Flink to cancel the job; it returns before the job is
+// CANCELED (use WaitForState). Cancelling twice is harmless, so the request
+// is retried like a read.
+func (jm *JobManager) Cancel(ctx context.Context, jobID string) error {
+	if err := validJobID(jobID); err != nil {
+		return err
+	}
+	if err := jm.rest.do(ctx, "PATCH", "/jobs/"+jobID+"?mode=cancel", retrySafe, nil, nil); err != nil {
+		return fmt.Errorf("cancel job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// StopWithSavepoint stops the job after taking a savepoint into targetDir
+// (empty: the cluster's state.savepoints.dir) and returns the savepoint's
+// location once Flink reports it complete. drain emits MAX_WATERMARK first,
+// which ends event-time windows; a later restart would see them closed.
+func (jm *JobManager) StopWithSavepoint(ctx context.Context, jobID, targetDir string, drain bool) (string, error) {
+	if err := validJobID(jobID); err != nil {
+		return "", err
+	}
+	req := struct {
+		TargetDirectory string `json:"targetDirectory,omitempty"`
+		Drain           bool   `json:"drain"`
+	}{targetDir, drain}
+	var trigger struct {
+		RequestID string `json:"request-id"`
+	}
+	// Not retried once sent: a second stop request would race the first.
+	if err := jm.rest.do(ctx, "POST", "/jobs/"+jobID+"/stop", retryOnlyUnsent, req, &trigger); err != nil {
+		return "", fmt.Errorf("stop job %s with savepoint: %w", jobID, err)
+	}
+	if trigger.RequestID == "" {
+		return "", fmt.Errorf("flinksql: stop job %s with savepoint: answer has no request-id", jobID)
+	}
+	for {
+		var status struct {
+			Status struct {
+				ID string `json:"id"`
+			} `json:"status"`
+			Operation struct {
+				Location     string          `json:"location"`
+				FailureCause json.RawMessage `json:"failure-cause"`
+			} `json:"operation"`
+		}
+		p := "/jobs/" + jobID + "/savepoints/" + url.PathEscape(trigger.RequestID)
+		if err := jm.rest.do(ctx, "GET", p, retrySafe, nil, &status); err != nil {
+			return "", fmt.Errorf("savepoint of job %s: %w", jobID, err)
+		}
+		if status.Status.ID == "COMPLETED" {
+			if len(status.Operation.FailureCause) > 0 && string(status.Operation.FailureCause) != "null" {
+				return "", fmt.Errorf("flinksql: savepoint of job %s failed: %s", jobID, savepointFailure(status.Operation.FailureCause))
+			}
+			return status.Operation.Location, nil
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return "", fmt.Errorf("flinksql: savepoint of job %s still %s: %w", jobID, status.Status.ID, err)
+		}
+	}
+}
+
+func savepointFailure(raw json.RawMessage) string {
+	var cause struct {
+		Class      string `json:"class"`
+		Stacktrace string `json:"stack-trace"`
+	}
+	if err := json.Unmarshal(raw, &cause); err != nil || cause.Stacktrace == "" {
+		return string(raw)
+	}
+	if chain := causeChain(cause.Stacktrace); len(chain) > 0 {
+		return firstLine(chain[len(chain)-1].String())
+	}
+	return firstLine(cause.Stacktrace)
+}
+
+// validJobID keeps caller text out of URL paths: a Flink job id is 32
+// lower-case hex digits.
+func validJobID(id string) error {
+	if len(id) != 32 {
+		return fmt.Errorf("flinksql: job id %q: want 32 hex digits", id)
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return fmt.Errorf("flinksql: job id %q: want 32 hex digits", id)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,42 @@
+package workflows
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// TestReplayRecordedHistories replays histories recorded from a real
+// 50,000-message run on the local stack (`temporal workflow show -o json`).
+// A change that makes the workflows take a different path for the same
+// events — a non-deterministic change — fails here instead of in running
+// workflows. When a change is meant to alter the path, guard it with
+// workflow.GetVersion and record new histories next to the old ones.
+func TestReplayRecordedHistories(t *testing.T) {
+	// The original workflow ids matter: children's ids derive from the
+	// parent's.
+	recorded := map[string]string{
+		"history-50k-pipeline.json": "lead-50k-1",
+		"history-50k-produce.json":  "lead-50k-1/produce",
+		"history-50k-deliver.json":  "lead-50k-1/deliver",
+	}
+	for file, workflowID := range recorded {
+		t.Run(file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("testdata", file))
+			require.NoError(t, err)
+			defer f.Close()
+			history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			replayer := worker.NewWorkflowReplayer()
+			Register(replayer)
+			require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
+				OriginalExecution: workflow.Execution{ID: workflowID},
+			}))
+		})
+	}
+}
