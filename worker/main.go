@@ -17,7 +17,6 @@ import (
 	"os"
 	"time"
 
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -116,7 +115,7 @@ func serve(cfg config, logger *zap.Logger) error {
 		MaxConcurrentWorkflowTaskExecutionSize: cfg.maxWorkflowTasks,
 		WorkerStopTimeout:                      cfg.stopTimeout,
 	})
-	register(w, acts)
+	workflows.Register(w, acts)
 
 	fields := []zap.Field{
 		zap.String("temporal_address", clientOpts.HostPort),
@@ -147,14 +146,6 @@ func serve(cfg config, logger *zap.Logger) error {
 	}
 	logger.Info("worker stopped")
 	return nil
-}
-
-// register puts every workflow and activity of flowproof on r. Exported
-// methods of *activities.Activities that are not activities (Close) are
-// skipped instead of making registration panic.
-func register(r worker.Registry, acts *activities.Activities) {
-	workflows.Register(r)
-	r.RegisterActivityWithOptions(acts, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 }
 
 // newLogger builds the worker's zap logger: production JSON, or a

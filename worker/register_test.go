@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/workflows"
 )
 
 // TestRegisterAcceptsEveryWorkflowAndActivity registers on a real SDK worker
@@ -20,5 +21,5 @@ func TestRegisterAcceptsEveryWorkflowAndActivity(t *testing.T) {
 	}
 	defer c.Close()
 	w := worker.New(c, "register-test", worker.Options{})
-	register(w, &activities.Activities{})
+	workflows.Register(w, &activities.Activities{})
 }

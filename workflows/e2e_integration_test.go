@@ -70,8 +70,7 @@ func startWorker(t *testing.T) *e2e {
 	// demo) cannot pick up this test's tasks.
 	taskQ := fmt.Sprintf("flowproof-e2e-%d", time.Now().UnixNano())
 	w := worker.New(c, taskQ, worker.Options{})
-	workflows.Register(w)
-	w.RegisterActivity(acts)
+	workflows.Register(w, acts)
 	require.NoError(t, w.Start())
 	return &e2e{client: c, logs: logs, taskQ: taskQ, shutdown: func() {
 		w.Stop()

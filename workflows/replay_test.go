@@ -33,7 +33,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 			require.NoError(t, err)
 			replayer := worker.NewWorkflowReplayer()
-			Register(replayer)
+			RegisterWorkflows(replayer)
 			require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: workflowID},
 			}))
