@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -46,7 +49,10 @@ type e2e struct {
 func startWorker(t *testing.T) *e2e {
 	t.Helper()
 	addrs := localstack.Default()
-	c, err := client.Dial(client.Options{HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace})
+	c, err := client.Dial(client.Options{
+		HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace,
+		Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
+	})
 	require.NoError(t, err, "dial Temporal: is the local stack up (make up)?")
 
 	key := make([]byte, 32)
@@ -79,11 +85,13 @@ func startWorker(t *testing.T) *e2e {
 	}}
 }
 
+// start starts PipelineWorkflow by its type name, as the UI and the CLI do;
+// with no args the workflow gets no input payload at all.
 func (e *e2e) start(t *testing.T, ctx context.Context, id string, args ...any) client.WorkflowRun {
 	t.Helper()
 	run, err := e.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: e.taskQ, StaticSummary: "flowproof e2e test: " + id,
-	}, workflows.PipelineWorkflow, args...)
+	}, "PipelineWorkflow", args...)
 	require.NoError(t, err)
 	t.Logf("started %s: %s/namespaces/default/workflows/%s/%s/history", id, localstack.Default().TemporalUIURL, id, run.GetRunID())
 	return run
