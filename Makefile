@@ -45,3 +45,10 @@ demo:
 # the real local stack (started once, stopped afterwards).
 test:
 	bash deploy/local/test.sh
+
+# Benchmarks printed side by side in one run: Go micro-benchmarks, then
+# flowproof's produce and verify paths against Kafka's own perf tools and a
+# bounded load on the endpoint (starts Kafka and the reference services if
+# they are down, and stops only what it started). docs/benchmarks.md.
+bench:
+	bash deploy/local/bench.sh

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -67,6 +68,25 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 			fmt.Fprintln(w, "  "+strings.TrimSpace(h))
 		}
 	}
+	printMessages(w, "first messages in the final topic:", m.Verification.First)
+	printMessages(w, "last messages in the final topic:", m.Verification.Last)
+}
+
+// printMessages shows verified messages with their headers, so a reader
+// sees what actually arrived, not only that the counts match.
+func printMessages(w io.Writer, title string, msgs []activities.MessageView) {
+	if len(msgs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "seq\tpartition@offset\tkey\tcorrelation.id\tsending.id\tbatch.number\tlogical.queue\tarrived\t")
+	for _, v := range msgs {
+		fmt.Fprintf(tw, "%d\t%d@%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", v.Seq, v.Partition, v.Offset, v.Key,
+			v.Headers["correlation.id"], v.Headers["sending.id"], v.Headers["batch.number"], v.Headers["logical.queue"], v.ArrivedAt)
+	}
+	tw.Flush()
 }
 
 func millis(ms int64) string {

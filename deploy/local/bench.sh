@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# make bench: flowproof's benchmarks in one run, on a shared and noisy
+# machine, so every claim is a ratio of two things measured side by side in
+# this run, printed next to the absolute figures.
+#
+#  1. Go micro-benchmarks of every package that has them (no stack needed),
+#     BENCH_COUNT runs each, summarised by benchstat when it can be built.
+#  2. On the local stack (deploy/local/bench): flowproof's ProduceChunk
+#     against Kafka's ProducerPerformance, flowproof's Verify against Kafka's
+#     ConsumerPerformance, and a bounded load on the running endpoint, then
+#     one summary table.
+#
+# Kafka and the reference services are started if they are down and stopped
+# again afterwards; whatever was already running stays as it was. Settings
+# for step 2 go in BENCH_FLAGS (see `bin/bench -h`), e.g.
+# BENCH_FLAGS='-records 100000 -rounds 1'.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# benchstat's module version, pinned so the summary reads the same everywhere.
+benchstat_version="v0.0.0-20260908200009-22c9c6c9d4da"
+
+out_dir="$(mktemp -d "${TMPDIR:-/tmp}/flowproof-bench.XXXXXX")"
+started_here=()
+finish() {
+  if ((${#started_here[@]})); then
+    bin/stackctl down --only "$(IFS=,; echo "${started_here[*]}")" || true
+  fi
+  rm -rf "$out_dir"
+}
+trap finish EXIT
+
+echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== Go micro-benchmarks"
+mapfile -t bench_packages < <(grep -rl --include='*_test.go' --exclude-dir=.git -E '^func Benchmark' . | xargs -n1 dirname | sort -u)
+go test -run '^$' -bench . -benchmem -count "${BENCH_COUNT:-5}" "${bench_packages[@]}" | tee "$out_dir/micro.txt"
+echo "== benchstat"
+if ! go run "golang.org/x/perf/cmd/benchstat@$benchstat_version" "$out_dir/micro.txt" 2>"$out_dir/benchstat.err"; then
+  echo "(benchstat unavailable: $(tail -1 "$out_dir/benchstat.err"); the raw figures are above)"
+fi
+
+echo "== local stack"
+go build -o bin/ ./deploy/local/stackctl ./deploy/local/bench
+for component in kafka refsvc; do
+  if ! bin/stackctl status --only "$component" >/dev/null 2>&1; then
+    started_here+=("$component")
+  fi
+done
+if ((${#started_here[@]})); then
+  # up records its options for later commands; keep the TaskManager count
+  # of a Flink that may be running.
+  stack_dir="${FLOWPROOF_STACK_DIR:-$HOME/.local/share/flowproof/stack}"
+  taskmanagers="$(sed -n 's/.*"taskmanagers":\([0-9][0-9]*\).*/\1/p' "$stack_dir/run/options.json" 2>/dev/null || true)"
+  bin/stackctl up --only "$(IFS=,; echo "${started_here[*]}")" --taskmanagers "${taskmanagers:-${TASKMANAGERS:-3}}"
+else
+  echo "Kafka and the reference services are up"
+fi
+
+# shellcheck disable=SC2086 # BENCH_FLAGS is a list of flags
+bin/bench -micro "$out_dir/micro.txt" -workdir "$out_dir" ${BENCH_FLAGS:-}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+type summaryInput struct {
+	settings           settings
+	runID              string
+	loadStart, loadEnd string
+	recordShape        recordShape
+	produce            []produceRound
+	consume            []consumeRound
+	endpoint           endpointFigures
+	micro              []microResult
+}
+
+// rateOverRounds is the records of all rounds over their summed time: the
+// rate of the whole work, not a mean of rates.
+func rateOverRounds(records []int64, perSecond []float64) float64 {
+	var total int64
+	var seconds float64
+	for i := range records {
+		if perSecond[i] <= 0 {
+			return 0
+		}
+		total += records[i]
+		seconds += float64(records[i]) / perSecond[i]
+	}
+	if seconds == 0 {
+		return 0
+	}
+	return float64(total) / seconds
+}
+
+// table prints rows of cells aligned in columns.
+type table struct{ w *tabwriter.Writer }
+
+func newTable(out io.Writer) table {
+	return table{tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)}
+}
+
+func (t table) row(cells ...string) { fmt.Fprintln(t.w, strings.Join(cells, "\t")+"\t") }
+
+func (t table) flush() { _ = t.w.Flush() }
+
+func printSummary(out io.Writer, in summaryInput) {
+	s := in.settings
+	fmt.Fprintf(out, "== summary of %s (%s)\n", in.runID, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(out, "load average (1, 5, 15 min): %s at the start, %s at the end\n", in.loadStart, in.loadEnd)
+	fmt.Fprintf(out, "%d records per side and round, %d rounds (order alternating), topics of %d partitions, replication factor 3\n", s.records, s.rounds, s.partitions)
+	shape := in.recordShape
+	fmt.Fprintf(out, "flowproof raw record: %.0f B value + %.0f B key + %.0f B headers; Kafka's tool sends the same values without key and headers\n\n",
+		shape.valueBytes, shape.keyBytes, shape.headerBytes)
+
+	t := newTable(out)
+	header := []string{"records/s (higher is better)"}
+	for r := range in.produce {
+		header = append(header, "round "+strconv.Itoa(r+1))
+	}
+	header = append(header, "all rounds")
+	t.row(header...)
+
+	column := func(label string, records []int64, perSecond []float64) float64 {
+		cells := []string{label}
+		for _, v := range perSecond {
+			cells = append(cells, thousands(v))
+		}
+		all := rateOverRounds(records, perSecond)
+		t.row(append(cells, thousands(all))...)
+		return all
+	}
+	ratio := func(label string, num, den []float64, numAll, denAll float64) {
+		cells := []string{label}
+		for i := range num {
+			cells = append(cells, ratioText(num[i], den[i]))
+		}
+		t.row(append(cells, ratioText(numAll, denAll))...)
+	}
+
+	if len(in.produce) > 0 {
+		var records []int64
+		var fp, one, idem, txn []float64
+		var txnMillis []string
+		for _, r := range in.produce {
+			records = append(records, r.flowproof.records)
+			fp = append(fp, r.flowproof.perSecond)
+			one = append(one, r.flowproofOneChunk.perSecond)
+			idem = append(idem, r.toolIdempotent.perSecond)
+			txn = append(txn, r.toolTransactional.perSecond)
+			txnMillis = append(txnMillis, strconv.FormatInt(r.transactionMillis, 10))
+		}
+		fpAll := column(fmt.Sprintf("produce: flowproof ProduceChunk (%d-record transactions, %d at a time)", s.chunkSize, s.concurrency), records, fp)
+		oneAll := column("produce: flowproof ProduceChunk, all records in one chunk", records, one)
+		idemAll := column("produce: Kafka ProducerPerformance, idempotent", records, idem)
+		txnAll := column(fmt.Sprintf("produce: Kafka ProducerPerformance, commit every %s ms", strings.Join(txnMillis, "/")), records, txn)
+		ratio("  ratio flowproof / Kafka tool idempotent", fp, idem, fpAll, idemAll)
+		ratio("  ratio flowproof / Kafka tool transactional", fp, txn, fpAll, txnAll)
+		ratio("  ratio flowproof in chunks / in one chunk", fp, one, fpAll, oneAll)
+		ratio("  ratio flowproof one chunk / Kafka tool idempotent", one, idem, oneAll, idemAll)
+	}
+	if len(in.consume) > 0 {
+		var records []int64
+		var verify, tool, fetch []float64
+		for _, r := range in.consume {
+			records = append(records, r.verify.records)
+			verify = append(verify, r.verify.perSecond)
+			tool = append(tool, r.tool.perSecond)
+			fetch = append(fetch, r.tool.fetchPerSecond)
+		}
+		verifyAll := column("consume: flowproof Verify (every record checked)", records, verify)
+		toolAll := column("consume: Kafka ConsumerPerformance (incl. group join)", records, tool)
+		fetchAll := column("consume: Kafka ConsumerPerformance (fetching only)", records, fetch)
+		ratio("  ratio Verify / ConsumerPerformance", verify, tool, verifyAll, toolAll)
+		ratio("  ratio Verify / ConsumerPerformance fetching only", verify, fetch, verifyAll, fetchAll)
+	}
+	t.flush()
+
+	fmt.Fprintln(out)
+	t = newTable(out)
+	t.row("endpoint and micro-benchmarks", "figure", "")
+	inProcess, haveInProcess := findMicro(in.micro, "BenchmarkBatchesOf100")
+	if in.endpoint.messages > 0 {
+		t.row(fmt.Sprintf("endpoint process, loopback, %d clients, batches of %d", s.endpointClients, s.endpointBatch),
+			thousands(in.endpoint.rate())+" msgs/s",
+			fmt.Sprintf("%d msgs, p50 %.1f ms, p99 %.1f ms", in.endpoint.messages, in.endpoint.p50Millis, in.endpoint.p99Millis))
+	}
+	if haveInProcess {
+		t.row("endpoint in process (BenchmarkBatchesOf100, httptest)", thousands(inProcess.metrics["msgs/s"])+" msgs/s", fmt.Sprintf("median of %d", inProcess.runs))
+		if in.endpoint.messages > 0 {
+			t.row("  ratio process / in process", ratioText(in.endpoint.rate(), inProcess.metrics["msgs/s"]), "")
+		}
+	}
+	encoder, haveEncoder := findMicro(in.micro, "BenchmarkEncodeRawMessage")
+	encodingJSON, haveEncodingJSON := findMicro(in.micro, "BenchmarkEncodeRawMessageEncodingJSON")
+	if haveEncoder {
+		t.row("raw value encoder", nsText(encoder), allocText(encoder))
+	}
+	if haveEncodingJSON {
+		t.row("raw value with encoding/json", nsText(encodingJSON), allocText(encodingJSON))
+		if haveEncoder {
+			t.row("  ratio encoder / encoding/json (time)", ratioText(encoder.metrics["ns/op"], encodingJSON.metrics["ns/op"]), "")
+		}
+	}
+	observe, haveObserve := findMicro(in.micro, "BenchmarkVerifierObserve")
+	unmarshal, haveUnmarshal := findMicro(in.micro, "BenchmarkFinalValueUnmarshal")
+	if haveObserve {
+		t.row("verifier check of one final record", nsText(observe), allocText(observe))
+	}
+	if haveUnmarshal {
+		t.row("json.Unmarshal of one final value alone", nsText(unmarshal), allocText(unmarshal))
+		if haveObserve {
+			t.row("  ratio full check / decoding alone (time)", ratioText(observe.metrics["ns/op"], unmarshal.metrics["ns/op"]), "")
+		}
+	}
+	if haveObserve && len(in.consume) > 0 {
+		ceiling := 1e9 / observe.metrics["ns/op"]
+		var verify []float64
+		var records []int64
+		for _, r := range in.consume {
+			verify = append(verify, r.verify.perSecond)
+			records = append(records, r.verify.records)
+		}
+		t.row("  ratio Verify end to end / checks alone on one core", ratioText(rateOverRounds(records, verify), ceiling), "")
+	}
+	t.flush()
+}
+
+func nsText(r microResult) string { return fmt.Sprintf("%.0f ns/op", r.metrics["ns/op"]) }
+
+func allocText(r microResult) string {
+	return fmt.Sprintf("%.0f B/op, %.0f allocs/op, median of %d", r.metrics["B/op"], r.metrics["allocs/op"], r.runs)
+}
+
+func ratioText(num, den float64) string {
+	if den <= 0 || num <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", num/den)
+}
+
+// thousands formats v rounded, with commas between groups of three digits.
+func thousands(v float64) string {
+	if v <= 0 {
+		return "-"
+	}
+	digits := strconv.FormatInt(int64(v+0.5), 10)
+	var b strings.Builder
+	for i, c := range digits {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
