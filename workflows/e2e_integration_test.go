@@ -49,10 +49,7 @@ type e2e struct {
 func startWorker(t *testing.T) *e2e {
 	t.Helper()
 	addrs := localstack.Default()
-	c, err := client.Dial(client.Options{
-		HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace,
-		Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
-	})
+	c, err := client.Dial(client.Options{HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace, Logger: quietLogger()})
 	require.NoError(t, err, "dial Temporal: is the local stack up (make up)?")
 
 	key := make([]byte, 32)
@@ -185,6 +182,11 @@ func TestEndToEnd(t *testing.T) {
 		require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, desc.GetWorkflowExecutionInfo().GetStatus())
 		require.True(t, topicGone(t, ctx, "flowproof."+strings.ReplaceAll(id, "/", "-")+".raw"))
 	})
+}
+
+// quietLogger keeps the SDK's debug lines out of the test output.
+func quietLogger() tlog.Logger {
+	return tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
 func topicGone(t *testing.T, ctx context.Context, topic string) bool {
