@@ -33,8 +33,20 @@ trap finish EXIT
 echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== Go micro-benchmarks"
+# Each package's test binary is built once and run BENCH_COUNT times in
+# turn, so the runs of different benchmarks interleave and a change in the
+# machine's load spreads over all of them (go test -count would run each
+# benchmark's repetitions back to back).
 mapfile -t bench_packages < <(grep -rl --include='*_test.go' --exclude-dir=.git -E '^func Benchmark' . | xargs -n1 dirname | sort -u)
-go test -run '^$' -bench . -benchmem -count "${BENCH_COUNT:-5}" "${bench_packages[@]}" | tee "$out_dir/micro.txt"
+for package in "${bench_packages[@]}"; do
+  go test -c -o "$out_dir/$(echo "${package#./}" | tr / _).test" "$package"
+done
+for ((run = 1; run <= ${BENCH_COUNT:-6}; run++)); do
+  for package in "${bench_packages[@]}"; do
+    # go test runs a test binary in its package directory; so does this.
+    (cd "$package" && "$out_dir/$(echo "${package#./}" | tr / _).test" -test.run '^$' -test.bench . -test.benchmem)
+  done
+done | tee "$out_dir/micro.txt"
 echo "== benchstat"
 if ! go run "golang.org/x/perf/cmd/benchstat@$benchstat_version" "$out_dir/micro.txt" 2>"$out_dir/benchstat.err"; then
   echo "(benchstat unavailable: $(tail -1 "$out_dir/benchstat.err"); the raw figures are above)"

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,4 +143,63 @@ func (c *cluster) deleteAll(ctx context.Context) error {
 		fmt.Printf("cleanup: deleted %d topics and %d consumer groups\n", len(topics), len(groups))
 	}
 	return errors.Join(errs...)
+}
+
+// otherWork describes what else uses the stack: topics that are not this
+// run's, and Flink jobs running. The figures of a run that shared the stack
+// with a pipeline run or a test are not comparable with a quiet one, and
+// the summary says so.
+func otherWork(ctx context.Context, c *cluster, flinkURL, runID string) string {
+	var parts []string
+	topics, err := c.admin.ListTopics(ctx)
+	if err != nil {
+		parts = append(parts, fmt.Sprintf("topics unknown (%v)", err))
+	} else {
+		others, partitions := 0, 0
+		for name, detail := range topics {
+			if !strings.Contains(name, runID) {
+				others++
+				partitions += len(detail.Partitions)
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%d other topics (%d partitions)", others, partitions))
+	}
+	if jobs, err := runningFlinkJobs(ctx, flinkURL); err == nil {
+		parts = append(parts, fmt.Sprintf("%d Flink jobs running", jobs))
+	} else {
+		parts = append(parts, "Flink not answering")
+	}
+	return strings.Join(parts, ", ")
+}
+
+func runningFlinkJobs(ctx context.Context, flinkURL string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, flinkURL+"/jobs/overview", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	var overview struct {
+		Jobs []struct {
+			State string `json:"state"`
+		} `json:"jobs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&overview); err != nil {
+		return 0, err
+	}
+	running := 0
+	for _, j := range overview.Jobs {
+		if j.State == "RUNNING" {
+			running++
+		}
+	}
+	return running, nil
 }

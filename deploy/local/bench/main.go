@@ -64,7 +64,7 @@ func parseSettings(args []string) (settings, error) {
 	fs.IntVar(&s.partitions, "partitions", 12, "partitions of every benchmark topic")
 	fs.IntVar(&s.queues, "logical-queues", 1000, "logical queues (record keys) of flowproof's messages")
 	fs.IntVar(&s.payloadBytes, "payload-bytes", 128, "payload filler of flowproof's raw messages (the pipeline's default)")
-	fs.IntVar(&s.rounds, "rounds", 2, "rounds of each side-by-side pair; the order of the pair alternates between rounds")
+	fs.IntVar(&s.rounds, "rounds", 4, "rounds of each side-by-side comparison; every other round runs its sides in reverse order")
 	fs.StringVar(&s.stackctl, "stackctl", "bin/stackctl", "stackctl binary, which runs Kafka's tools (kafka-class)")
 	fs.StringVar(&s.microFile, "micro", "", "output of `go test -bench` to include in the summary (optional)")
 	fs.StringVar(&s.workDir, "workdir", "", "directory for the tools' payload and config files (default: a new temporary directory)")
@@ -172,8 +172,9 @@ func run(ctx context.Context, s settings) error {
 	b := &bench{s: s, acts: acts, cluster: cluster, brokers: addrs.KafkaBrokers,
 		runID:     "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36),
 		loadStart: loadAverage()}
-	fmt.Printf("bench run %s: %d records per side and round, %d rounds, %d partitions, load average %s\n",
-		b.runID, s.records, s.rounds, s.partitions, b.loadStart)
+	b.othersStart = otherWork(ctx, cluster, addrs.FlinkURL, b.runID)
+	fmt.Printf("bench run %s: %d records per side and round, %d rounds, %d partitions, load average %s; other work on the stack: %s\n",
+		b.runID, s.records, s.rounds, s.partitions, b.loadStart, b.othersStart)
 
 	if err := b.producers(ctx); err != nil {
 		return err
@@ -193,9 +194,11 @@ func run(ctx context.Context, s settings) error {
 			endpoint.messages, endpoint.elapsed.Round(time.Millisecond), endpoint.rate(), endpoint.p50Millis, endpoint.p99Millis)
 	}
 	b.loadEnd = loadAverage()
+	b.othersEnd = otherWork(ctx, cluster, addrs.FlinkURL, b.runID)
 	fmt.Println()
 	printSummary(os.Stdout, summaryInput{
 		settings: s, runID: b.runID, loadStart: b.loadStart, loadEnd: b.loadEnd,
+		othersStart: b.othersStart, othersEnd: b.othersEnd,
 		recordShape: b.shape, produce: b.produceRounds, consume: b.consumeRounds,
 		endpoint: endpoint, micro: micro,
 	})
@@ -215,7 +218,8 @@ type bench struct {
 	produceRounds []produceRound
 	consumeRounds []consumeRound
 
-	loadStart, loadEnd string
+	loadStart, loadEnd     string
+	othersStart, othersEnd string
 }
 
 // runNames are the pipeline's topic names (docs/message-contract.md) for a

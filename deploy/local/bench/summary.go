@@ -13,6 +13,8 @@ type summaryInput struct {
 	settings           settings
 	runID              string
 	loadStart, loadEnd string
+	othersStart        string
+	othersEnd          string
 	recordShape        recordShape
 	produce            []produceRound
 	consume            []consumeRound
@@ -53,6 +55,7 @@ func printSummary(out io.Writer, in summaryInput) {
 	s := in.settings
 	fmt.Fprintf(out, "== summary of %s (%s)\n", in.runID, time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(out, "load average (1, 5, 15 min): %s at the start, %s at the end\n", in.loadStart, in.loadEnd)
+	fmt.Fprintf(out, "other work on the stack: %s at the start, %s at the end\n", in.othersStart, in.othersEnd)
 	fmt.Fprintf(out, "%d records per side and round, %d rounds (order alternating), topics of %d partitions, replication factor 3\n", s.records, s.rounds, s.partitions)
 	shape := in.recordShape
 	fmt.Fprintf(out, "flowproof raw record: %.0f B value + %.0f B key + %.0f B headers; Kafka's tool sends the same values without key and headers\n\n",
@@ -63,24 +66,31 @@ func printSummary(out io.Writer, in summaryInput) {
 	for r := range in.produce {
 		header = append(header, "round "+strconv.Itoa(r+1))
 	}
-	header = append(header, "all rounds")
+	header = append(header, "all rounds", "median")
 	t.row(header...)
 
+	// A rate row ends with the rate of all rounds together and the median
+	// round; a ratio row with the ratio of those totals and the median of
+	// the rounds' ratios, which one disturbed round cannot move much.
 	column := func(label string, records []int64, perSecond []float64) float64 {
 		cells := []string{label}
 		for _, v := range perSecond {
 			cells = append(cells, thousands(v))
 		}
 		all := rateOverRounds(records, perSecond)
-		t.row(append(cells, thousands(all))...)
+		t.row(append(cells, thousands(all), thousands(median(perSecond)))...)
 		return all
 	}
 	ratio := func(label string, num, den []float64, numAll, denAll float64) {
 		cells := []string{label}
+		ratios := make([]float64, len(num))
 		for i := range num {
 			cells = append(cells, ratioText(num[i], den[i]))
+			if den[i] > 0 {
+				ratios[i] = num[i] / den[i]
+			}
 		}
-		t.row(append(cells, ratioText(numAll, denAll))...)
+		t.row(append(cells, ratioText(numAll, denAll), ratioText(median(ratios), 1))...)
 	}
 
 	if len(in.produce) > 0 {
