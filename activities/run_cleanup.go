@@ -7,7 +7,7 @@ import (
 )
 
 // Cleanup undoes what a run created: it cancels the run's Flink jobs and,
-// unless KeepTopics, deletes its topics. The workflow calls it at the end of
+// unless KeepTopics, deletes its topics and consumer groups. The workflow calls it at the end of
 // every run, also a failed or cancelled one, so each step tolerates what is
 // already gone.
 func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
@@ -25,6 +25,11 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 	if !in.KeepTopics {
 		if err := a.DeleteTopics(ctx, in.Names); err != nil {
 			errs = append(errs, fmt.Errorf("delete topics: %w", err))
+		}
+		// The groups' offsets point into the deleted topics; without them
+		// the groups only clutter the cluster.
+		if err := a.DeleteGroups(ctx, in.Names); err != nil {
+			errs = append(errs, fmt.Errorf("delete consumer groups: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,8 +181,20 @@ func TestEndToEnd(t *testing.T) {
 		desc, err := e.client.DescribeWorkflowExecution(ctx, id, run.GetRunID())
 		require.NoError(t, err)
 		require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, desc.GetWorkflowExecutionInfo().GetStatus())
-		require.True(t, topicGone(t, ctx, "flowproof."+strings.ReplaceAll(id, "/", "-")+".raw"))
+		prefix := "flowproof." + strings.ReplaceAll(id, "/", "-")
+		require.True(t, topicGone(t, ctx, prefix+".raw"))
+		require.True(t, groupGone(t, ctx, prefix+".deliver"))
 	})
+}
+
+func groupGone(t *testing.T, ctx context.Context, group string) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.Default().KafkaBrokers...))
+	require.NoError(t, err)
+	defer cl.Close()
+	groups, err := kadm.NewClient(cl).ListGroups(ctx)
+	require.NoError(t, err)
+	return !slices.Contains(groups.Groups(), group)
 }
 
 // quietLogger keeps the SDK's debug lines out of the test output.
