@@ -198,7 +198,8 @@ func kafkaServerConfig(s *stack, node int) string {
 
 // kafkaBrokerLog4j sends everything to stdout, which stackctl appends to the
 // node's log file, at the levels of Kafka's shipped configuration minus its
-// separate per-topic files.
+// separate per-topic files, and with the per-partition chatter of topic
+// creation and deletion down to warnings.
 const kafkaBrokerLog4j = `# Written by stackctl; the node's stdout is its log file.
 status = warn
 appender.stdout.type = Console
@@ -212,6 +213,21 @@ logger.request.name = kafka.request.logger
 logger.request.level = WARN
 logger.requestchannel.name = kafka.network.RequestChannel$
 logger.requestchannel.level = WARN
+# Every run creates and deletes five topics of up to 100 partitions each;
+# at INFO these log a few lines per partition and replica, about 200 MB a
+# node in an hour of tests. Warnings and errors still show.
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.replication.name = org.apache.kafka.controller.ReplicationControlManager
+logger.replication.level = WARN
+logger.logmanager.name = kafka.log.LogManager
+logger.logmanager.level = WARN
+logger.partition.name = kafka.cluster.Partition
+logger.partition.level = WARN
+logger.fetcher.name = kafka.server.ReplicaFetcherThread
+logger.fetcher.level = WARN
+logger.storage.name = org.apache.kafka.storage.internals.log
+logger.storage.level = WARN
 `
 
 // kafkaToolsLog4j keeps the tools' stdout for their results: only warnings,
