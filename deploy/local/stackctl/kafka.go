@@ -62,21 +62,9 @@ func (kafka) check(ctx context.Context, _ *stack) health.Result {
 }
 
 func (kafka) start(ctx context.Context, s *stack) error {
-	jars, err := s.resolveJars(ctx, "kafka", kafkaPom)
+	cp, brokerLog4j, err := kafkaJVMSetup(ctx, s, "log4j2-broker.properties", kafkaBrokerLog4j)
 	if err != nil {
 		return err
-	}
-	cp, err := classpath(jars)
-	if err != nil {
-		return err
-	}
-	configDir := kafkaConfigDir(s)
-	if err := os.MkdirAll(configDir, 0o755); err != nil {
-		return fmt.Errorf("kafka config dir: %w", err)
-	}
-	brokerLog4j := filepath.Join(configDir, "log4j2-broker.properties")
-	if err := os.WriteFile(brokerLog4j, []byte(kafkaBrokerLog4j), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", brokerLog4j, err)
 	}
 	clusterID, err := kafkaClusterID(s)
 	if err != nil {
@@ -348,21 +336,9 @@ func kafkaClass(ctx context.Context, s *stack, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return errors.New("kafka-class: want a main class, e.g. stackctl kafka-class org.apache.kafka.tools.ProducerPerformance --help")
 	}
-	jars, err := s.resolveJars(ctx, "kafka", kafkaPom)
+	cp, toolsLog4j, err := kafkaJVMSetup(ctx, s, "log4j2-tools.properties", kafkaToolsLog4j)
 	if err != nil {
 		return err
-	}
-	cp, err := classpath(jars)
-	if err != nil {
-		return err
-	}
-	configDir := kafkaConfigDir(s)
-	if err := os.MkdirAll(configDir, 0o755); err != nil {
-		return fmt.Errorf("kafka config dir: %w", err)
-	}
-	toolsLog4j := filepath.Join(configDir, "log4j2-tools.properties")
-	if err := os.WriteFile(toolsLog4j, []byte(kafkaToolsLog4j), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", toolsLog4j, err)
 	}
 	argv := []string{"-Xmx512m", "-Djava.awt.headless=true", "-Dlog4j2.configurationFile=" + toolsLog4j, "-cp", cp}
 	cmd := exec.CommandContext(ctx, "java", append(argv, args...)...)
@@ -371,4 +347,25 @@ func kafkaClass(ctx context.Context, s *stack, args []string) error {
 		return fmt.Errorf("kafka-class %s: %w", args[0], err)
 	}
 	return nil
+}
+
+// kafkaJVMSetup gives what every Kafka JVM of the stack needs: the cached
+// classpath, and a log4j configuration written under the config dir.
+func kafkaJVMSetup(ctx context.Context, s *stack, log4jName, log4jConfig string) (cp, log4jPath string, err error) {
+	jars, err := s.resolveJars(ctx, "kafka", kafkaPom)
+	if err != nil {
+		return "", "", err
+	}
+	if cp, err = classpath(jars); err != nil {
+		return "", "", err
+	}
+	configDir := kafkaConfigDir(s)
+	if err := os.MkdirAll(configDir, 0o755); err != nil {
+		return "", "", fmt.Errorf("kafka config dir: %w", err)
+	}
+	log4jPath = filepath.Join(configDir, log4jName)
+	if err := os.WriteFile(log4jPath, []byte(log4jConfig), 0o644); err != nil {
+		return "", "", fmt.Errorf("write %s: %w", log4jPath, err)
+	}
+	return cp, log4jPath, nil
 }
