@@ -234,10 +234,17 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) (ProduceResult, Deliv
 	)
 	selector := workflow.NewSelector(ctx)
 	selector.AddFuture(produceFuture, func(f workflow.Future) {
-		if err := f.Get(ctx, &produced); err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("produce: %w", err)
-			cancelChildren()
+		if err := f.Get(ctx, &produced); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("produce: %w", err)
+				cancelChildren()
+			}
+			return
 		}
+		// Production is over: nothing is held any more, whatever the last
+		// progress signal said.
+		p.progress.Produced, p.progress.Held = produced.Produced, false
+		p.updateDetails(ctx)
 	})
 	selector.AddFuture(deliverFuture, func(f workflow.Future) {
 		if err := f.Get(ctx, &delivered); err != nil && firstErr == nil {

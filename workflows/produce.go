@@ -138,7 +138,7 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 			}
 			summary := fmt.Sprintf("next lag poll (lag %d)", lastLag)
 			if held {
-				summary = fmt.Sprintf("backpressure hold: lag %d > %d", lastLag, in.LagResume)
+				summary = fmt.Sprintf("backpressure hold: lag %d, resume below %d (threshold %d)", lastLag, in.LagResume, in.LagThreshold)
 			}
 			_ = workflow.NewTimerWithOptions(ctx, time.Duration(in.LagPollEvery)*time.Second, workflow.TimerOptions{Summary: summary}).Get(ctx, nil)
 		}
