@@ -47,20 +47,27 @@ const (
 // produces the id with CROSS JOIN UNNEST(ARRAY[LOWER(MD5(...))]): the
 // optimised plan has a single Correlate computing the hash and a Calc that
 // only refers to its output column (f0) for the field and the header.
-//
-// Nothing in the settings depends on the run: the caller derives names
-// (topics, group, prefix) from the run id, and every name is validated and
-// quoted.
-type EnrichJob struct {
+type EnrichJob JobSettings
+
+// SplitJob reads the responses topic, one record per HTTP batch, and writes
+// the final topic with one record per message of the batch (CROSS JOIN
+// UNNEST), keyed by logical queue, with the headers correlation.id,
+// sending.id, logical.queue and batch.number.
+type SplitJob JobSettings
+
+// JobSettings are the settings every job has. Nothing in them depends on
+// the run: the caller derives names (topics, group, prefix) from the run id,
+// and every name is validated and quoted.
+type JobSettings struct {
 	// Name is the Flink job name (pipeline.name) and names the session's
 	// temporary tables; Kafka's topic alphabet, e.g. "flowproof.r1.enrich".
 	Name string
 	// Brokers are the Kafka bootstrap servers, host:port each.
 	Brokers []string
-	// SourceTopic is the raw topic, SinkTopic the enriched topic.
+	// SourceTopic is the topic the job reads, SinkTopic the one it writes.
 	SourceTopic, SinkTopic string
 	// GroupID is the consumer group whose committed offsets (committed on
-	// each checkpoint) show the job's lag on the raw topic.
+	// each checkpoint) show the job's lag on its source topic.
 	GroupID string
 	// TransactionalIDPrefix must be unique per job and stay the same when
 	// the job is restored, so Flink can abort its own lingering
@@ -77,147 +84,96 @@ type EnrichJob struct {
 	TransactionTimeout time.Duration
 }
 
-// SplitJob reads the responses topic, one record per HTTP batch, and writes
-// the final topic with one record per message of the batch (CROSS JOIN
-// UNNEST), keyed by logical queue, with the headers correlation.id,
-// sending.id, logical.queue and batch.number.
-type SplitJob struct {
-	// Name is the Flink job name (pipeline.name) and names the session's
-	// temporary tables; Kafka's topic alphabet, e.g. "flowproof.r1.split".
-	Name string
-	// Brokers are the Kafka bootstrap servers, host:port each.
-	Brokers []string
-	// SourceTopic is the responses topic, SinkTopic the final topic.
-	SourceTopic, SinkTopic string
-	// GroupID is the consumer group whose committed offsets show the job's
-	// lag on the responses topic.
-	GroupID string
-	// TransactionalIDPrefix must be unique per job and stable across
-	// restores.
-	TransactionalIDPrefix string
-	// Parallelism of the job; 0 uses the cluster's parallelism.default.
-	Parallelism int
-	// CheckpointInterval: how often output is committed. Required.
-	CheckpointInterval time.Duration
-	// TransactionTimeout of the sink's Kafka producer; 0 means
-	// DefaultTransactionTimeout.
-	TransactionTimeout time.Duration
-}
-
-// kafkaJob is what both jobs have in common, after validation.
-type kafkaJob struct {
-	structName            string
-	name                  string
-	brokers               []string
-	sourceTopic           string
-	sinkTopic             string
-	groupID               string
-	transactionalIDPrefix string
-	parallelism           int
-	checkpointInterval    time.Duration
-	transactionTimeout    time.Duration
-}
-
-func (j EnrichJob) common() kafkaJob {
-	return kafkaJob{"EnrichJob", j.Name, j.Brokers, j.SourceTopic, j.SinkTopic, j.GroupID,
-		j.TransactionalIDPrefix, j.Parallelism, j.CheckpointInterval, j.TransactionTimeout}
-}
-
-func (j SplitJob) common() kafkaJob {
-	return kafkaJob{"SplitJob", j.Name, j.Brokers, j.SourceTopic, j.SinkTopic, j.GroupID,
-		j.TransactionalIDPrefix, j.Parallelism, j.CheckpointInterval, j.TransactionTimeout}
-}
+// Validate reports every invalid setting, each naming its field.
+func (j EnrichJob) Validate() error { return JobSettings(j).validate("EnrichJob") }
 
 // Validate reports every invalid setting, each naming its field.
-func (j EnrichJob) Validate() error { return j.common().validate() }
+func (j SplitJob) Validate() error { return JobSettings(j).validate("SplitJob") }
 
-// Validate reports every invalid setting, each naming its field.
-func (j SplitJob) Validate() error { return j.common().validate() }
-
-func (k kafkaJob) validate() error {
+func (k JobSettings) validate(structName string) error {
 	var errs []error
 	check := func(field, value string, maxLen int) {
 		if problem := checkKafkaName(value, maxLen); problem != "" {
-			errs = append(errs, fieldErr(k.structName, field, value, "%s", problem))
+			errs = append(errs, fieldErr(structName, field, value, "%s", problem))
 		}
 	}
-	check("Name", k.name, maxPrefixLen)
-	check("SourceTopic", k.sourceTopic, maxTopicLen)
-	check("SinkTopic", k.sinkTopic, maxTopicLen)
-	check("GroupID", k.groupID, maxTopicLen)
-	check("TransactionalIDPrefix", k.transactionalIDPrefix, maxPrefixLen)
-	if k.sourceTopic != "" && k.sourceTopic == k.sinkTopic {
-		errs = append(errs, fieldErr(k.structName, "SinkTopic", k.sinkTopic, "is the same as SourceTopic; the job would read its own output"))
+	check("Name", k.Name, maxPrefixLen)
+	check("SourceTopic", k.SourceTopic, maxTopicLen)
+	check("SinkTopic", k.SinkTopic, maxTopicLen)
+	check("GroupID", k.GroupID, maxTopicLen)
+	check("TransactionalIDPrefix", k.TransactionalIDPrefix, maxPrefixLen)
+	if k.SourceTopic != "" && k.SourceTopic == k.SinkTopic {
+		errs = append(errs, fieldErr(structName, "SinkTopic", k.SinkTopic, "is the same as SourceTopic; the job would read its own output"))
 	}
-	if len(k.brokers) == 0 {
-		errs = append(errs, fieldErr(k.structName, "Brokers", "", "at least one host:port is required"))
+	if len(k.Brokers) == 0 {
+		errs = append(errs, fieldErr(structName, "Brokers", "", "at least one host:port is required"))
 	}
-	for i, b := range k.brokers {
+	for i, b := range k.Brokers {
 		if problem := checkBroker(b); problem != "" {
-			errs = append(errs, fieldErr(k.structName, fmt.Sprintf("Brokers[%d]", i), b, "%s", problem))
+			errs = append(errs, fieldErr(structName, fmt.Sprintf("Brokers[%d]", i), b, "%s", problem))
 		}
 	}
-	if k.parallelism < 0 || k.parallelism > maxParallelism {
-		errs = append(errs, fieldErr(k.structName, "Parallelism", strconv.Itoa(k.parallelism), "must be 0 (cluster default) to %d", maxParallelism))
+	if k.Parallelism < 0 || k.Parallelism > maxParallelism {
+		errs = append(errs, fieldErr(structName, "Parallelism", strconv.Itoa(k.Parallelism), "must be 0 (cluster default) to %d", maxParallelism))
 	}
-	if k.checkpointInterval < MinCheckpointInterval {
-		errs = append(errs, fieldErr(k.structName, "CheckpointInterval", k.checkpointInterval.String(),
+	if k.CheckpointInterval < MinCheckpointInterval {
+		errs = append(errs, fieldErr(structName, "CheckpointInterval", k.CheckpointInterval.String(),
 			"must be at least %s: the exactly-once sink only commits on checkpoints", MinCheckpointInterval))
 	}
 	timeout := k.effectiveTransactionTimeout()
 	switch {
-	case k.transactionTimeout < 0 || timeout > MaxTransactionTimeout:
-		errs = append(errs, fieldErr(k.structName, "TransactionTimeout", k.transactionTimeout.String(),
+	case k.TransactionTimeout < 0 || timeout > MaxTransactionTimeout:
+		errs = append(errs, fieldErr(structName, "TransactionTimeout", k.TransactionTimeout.String(),
 			"must be 0 (default %s) or at most %s, the brokers' transaction.max.timeout.ms", DefaultTransactionTimeout, MaxTransactionTimeout))
-	case timeout <= k.checkpointInterval:
-		errs = append(errs, fieldErr(k.structName, "TransactionTimeout", timeout.String(),
-			"must be longer than CheckpointInterval %s, or transactions expire before they are committed", k.checkpointInterval))
+	case timeout <= k.CheckpointInterval:
+		errs = append(errs, fieldErr(structName, "TransactionTimeout", timeout.String(),
+			"must be longer than CheckpointInterval %s, or transactions expire before they are committed", k.CheckpointInterval))
 	}
 	return errors.Join(errs...)
 }
 
-func (k kafkaJob) effectiveTransactionTimeout() time.Duration {
-	if k.transactionTimeout == 0 {
+func (k JobSettings) effectiveTransactionTimeout() time.Duration {
+	if k.TransactionTimeout == 0 {
 		return DefaultTransactionTimeout
 	}
-	return k.transactionTimeout
+	return k.TransactionTimeout
 }
 
 // jobSettings are the SET statements each job starts with. Every job sets
 // every key it relies on, because SET outlives the statement in a session.
-func (k kafkaJob) jobSettings() []string {
+func (k JobSettings) jobSettings() []string {
 	stmts := []string{
 		setStatement("execution.runtime-mode", "streaming"),
-		setStatement("pipeline.name", k.name),
-		setStatement("execution.checkpointing.interval", strconv.FormatInt(k.checkpointInterval.Milliseconds(), 10)+" ms"),
+		setStatement("pipeline.name", k.Name),
+		setStatement("execution.checkpointing.interval", strconv.FormatInt(k.CheckpointInterval.Milliseconds(), 10)+" ms"),
 		setStatement("execution.checkpointing.mode", "EXACTLY_ONCE"),
 	}
-	if k.parallelism > 0 {
-		stmts = append(stmts, setStatement("parallelism.default", strconv.Itoa(k.parallelism)))
+	if k.Parallelism > 0 {
+		stmts = append(stmts, setStatement("parallelism.default", strconv.Itoa(k.Parallelism)))
 	} else {
 		stmts = append(stmts, "RESET "+quoteString("parallelism.default"))
 	}
 	return stmts
 }
 
-func (k kafkaJob) sourceOptions() []option {
+func (k JobSettings) sourceOptions() []option {
 	return []option{
 		{"connector", "kafka"},
-		{"topic", k.sourceTopic},
-		{"properties.bootstrap.servers", strings.Join(k.brokers, ",")},
-		{"properties.group.id", k.groupID},
+		{"topic", k.SourceTopic},
+		{"properties.bootstrap.servers", strings.Join(k.Brokers, ",")},
+		{"properties.group.id", k.GroupID},
 		{"properties.isolation.level", "read_committed"},
 		{"scan.startup.mode", "earliest-offset"},
 	}
 }
 
-func (k kafkaJob) sinkOptions() []option {
+func (k JobSettings) sinkOptions() []option {
 	return []option{
 		{"connector", "kafka"},
-		{"topic", k.sinkTopic},
-		{"properties.bootstrap.servers", strings.Join(k.brokers, ",")},
+		{"topic", k.SinkTopic},
+		{"properties.bootstrap.servers", strings.Join(k.Brokers, ",")},
 		{"sink.delivery-guarantee", "exactly-once"},
-		{"sink.transactional-id-prefix", k.transactionalIDPrefix},
+		{"sink.transactional-id-prefix", k.TransactionalIDPrefix},
 		{"properties.transaction.timeout.ms", strconv.FormatInt(k.effectiveTransactionTimeout().Milliseconds(), 10)},
 	}
 }
@@ -245,8 +201,8 @@ func (j EnrichJob) Statements() ([]string, error) {
 	if err := j.Validate(); err != nil {
 		return nil, err
 	}
-	k := j.common()
-	source, sink := tableName(k.name, "raw"), tableName(k.name, "enriched")
+	k := JobSettings(j)
+	source, sink := tableName(k.Name, "raw"), tableName(k.Name, "enriched")
 	const key = "record_key"
 	createSource := "CREATE TEMPORARY TABLE " + quoteIdent(source) + " (\n" +
 		"  `record_key` STRING,\n" +
@@ -293,8 +249,8 @@ func (j SplitJob) Statements() ([]string, error) {
 	if err := j.Validate(); err != nil {
 		return nil, err
 	}
-	k := j.common()
-	source, sink := tableName(k.name, "responses"), tableName(k.name, "final")
+	k := JobSettings(j)
+	source, sink := tableName(k.Name, "responses"), tableName(k.Name, "final")
 	createSource := "CREATE TEMPORARY TABLE " + quoteIdent(source) + " (\n" +
 		"  `run_id` STRING,\n" +
 		"  `batch_id` STRING,\n" +

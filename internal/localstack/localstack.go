@@ -8,8 +8,10 @@
 package localstack
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -70,17 +72,21 @@ type Addresses struct {
 // Default returns the addresses of the local stack, with any environment
 // overrides applied.
 func Default() Addresses {
+	brokers := []string{hostPort(KafkaBrokerPort1), hostPort(KafkaBrokerPort2), hostPort(KafkaBrokerPort3)}
 	return Addresses{
-		KafkaBrokers:      splitList(envOr(EnvKafkaBrokers, "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094")),
-		FlinkURL:          envOr(EnvFlinkURL, "http://127.0.0.1:18081"),
-		SQLGatewayURL:     envOr(EnvSQLGatewayURL, "http://127.0.0.1:18083"),
-		TemporalAddress:   envOr(EnvTemporalAddress, "127.0.0.1:17233"),
+		KafkaBrokers:      splitList(envOr(EnvKafkaBrokers, strings.Join(brokers, ","))),
+		FlinkURL:          envOr(EnvFlinkURL, httpURL(FlinkRESTPort)),
+		SQLGatewayURL:     envOr(EnvSQLGatewayURL, httpURL(SQLGatewayPort)),
+		TemporalAddress:   envOr(EnvTemporalAddress, hostPort(TemporalPort)),
 		TemporalNamespace: envOr(EnvTemporalNS, TemporalNamespace),
-		TemporalUIURL:     "http://127.0.0.1:18233",
-		EndpointURL:       envOr(EnvEndpointURL, "http://127.0.0.1:18091"),
-		TokenURL:          envOr(EnvTokenURL, "http://127.0.0.1:18090"),
+		TemporalUIURL:     httpURL(TemporalUIPort),
+		EndpointURL:       envOr(EnvEndpointURL, httpURL(EndpointPort)),
+		TokenURL:          envOr(EnvTokenURL, httpURL(TokenServicePort)),
 	}
 }
+
+func hostPort(port int) string { return net.JoinHostPort(Host, strconv.Itoa(port)) }
+func httpURL(port int) string  { return "http://" + hostPort(port) }
 
 // StackDir is where the stack keeps its data, logs and pid files.
 func StackDir() string {

@@ -60,8 +60,6 @@ type recordShape struct {
 	headerBytes float64
 }
 
-func (r recordShape) totalBytes() float64 { return r.valueBytes + r.keyBytes + r.headerBytes }
-
 // producers runs the producer comparison: flowproof's ProduceChunk (in
 // chunks, and as one chunk) against Kafka's ProducerPerformance (without
 // and with transactions), each on a fresh topic of the same partition
