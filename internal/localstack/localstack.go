@@ -57,6 +57,14 @@ const TemporalNamespace = "default"
 // TaskQueue is the Temporal task queue of the flowproof worker.
 const TaskQueue = "flowproof"
 
+// The reference token service's client credentials on the local stack. The
+// secret is a development value, known to everyone who reads this file; a
+// real deployment passes its own through the environment.
+const (
+	TokenClientID     = "flowproof"
+	TokenClientSecret = "flowproof-local-secret"
+)
+
 // Addresses are the endpoints of one running stack.
 type Addresses struct {
 	KafkaBrokers      []string `json:"kafka_brokers"`
