@@ -83,7 +83,7 @@ func wrapFirst(next http.Handler, path string, asked *atomic.Bool, base string) 
 }
 
 func TestResultsRefusesForeignNextResultURI(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, `{"resultType":"PAYLOAD","results":{"data":[{"kind":"INSERT","fields":[1]}]},"nextResultUri":"http://elsewhere.example/v4/sessions/s1/operations/o1/result/1"}`)
 	}))
 	defer srv.Close()
@@ -127,7 +127,7 @@ func TestFailedStatementErrorReachesCaller(t *testing.T) {
 
 func TestReadsAreRetriedOnUnavailable(t *testing.T) {
 	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if calls.Add(1) < 3 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprint(w, `{"errors":["Service temporarily unavailable due to an ongoing leader election. Please refresh."]}`)
@@ -149,7 +149,7 @@ func TestReadsAreRetriedOnUnavailable(t *testing.T) {
 
 func TestStatementSubmissionIsNotRepeated(t *testing.T) {
 	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprint(w, `{"errors":["Service temporarily unavailable due to an ongoing leader election. Please refresh."]}`)

@@ -13,42 +13,43 @@ import (
 )
 
 const (
-	// InvalidInput: an input that can never succeed, named field first.
+	// InvalidInput is an input that can never succeed; the message names the field.
 	InvalidInput = "InvalidInput"
 
-	// Unhealthy: a component failed its health check; the details carry
-	// every component's result.
+	// Unhealthy is a failed health check; the details carry every
+	// component's result.
 	Unhealthy = "Unhealthy"
 
-	// TopicMismatch: a topic of the run exists with another shape.
+	// TopicMismatch is a topic of the run that exists with another shape.
 	TopicMismatch = "TopicMismatch"
 
-	// FlinkConfig, EndpointConfig and TokenConfig: the worker lacks the
-	// settings for that service.
-	FlinkConfig    = "FlinkConfig"
+	// FlinkConfig is a worker without the Flink settings a run needs.
+	FlinkConfig = "FlinkConfig"
+	// EndpointConfig is a worker without the endpoint settings a run needs.
 	EndpointConfig = "EndpointConfig"
-	TokenConfig    = "TokenConfig"
+	// TokenConfig is a worker without the token service settings a run needs.
+	TokenConfig = "TokenConfig"
 
-	// TokenClientRejected: the token service refused the worker's client
+	// TokenClientRejected is the token service refusing the worker's client
 	// credentials; renewing cannot help.
 	TokenClientRejected = "TokenClientRejected"
-	// TokenUnsealable: a sealed token cannot be opened with the worker's key.
+	// TokenUnsealable is a sealed token the worker's key cannot open.
 	TokenUnsealable = "TokenUnsealable"
 
-	// ContractViolation: a record or an endpoint answer breaks the message
-	// contract (docs/message-contract.md).
+	// ContractViolation is a record or an endpoint answer that breaks the
+	// message contract (docs/message-contract.md).
 	ContractViolation = "ContractViolation"
-	// BatchRefused: the endpoint refused a batch for good (4xx other than
+	// BatchRefused is the endpoint refusing a batch for good (4xx other than
 	// 401 and 429).
 	BatchRefused = "BatchRefused"
-	// OffsetOutOfRange: a delivery segment's start offsets are outside the
-	// enriched topic.
+	// OffsetOutOfRange is a delivery segment whose start offsets are outside
+	// the enriched topic.
 	OffsetOutOfRange = "OffsetOutOfRange"
-	// SegmentReused: a delivery segment number was committed before from
+	// SegmentReused is a delivery segment number committed before from
 	// other offsets.
 	SegmentReused = "SegmentReused"
-	// DeliveryStalled: no enriched message arrived for too long while
-	// messages were still missing.
+	// DeliveryStalled is a delivery that saw no enriched message for too
+	// long while messages were still missing.
 	DeliveryStalled = "DeliveryStalled"
 )
 
