@@ -36,8 +36,9 @@ import (
 	"github.com/flowproof/flowproof/internal/tokenapi"
 )
 
-// EnvClientSecret holds the token service's client secret.
-const EnvClientSecret = "FLOWPROOF_TOKEN_CLIENT_SECRET"
+// EnvClientSecret holds the token service's client secret; its clients
+// read the same variable.
+const EnvClientSecret = localstack.EnvTokenClientSecret
 
 func main() {
 	if len(os.Args) < 2 {

@@ -38,7 +38,7 @@ type stackURLs struct{ token, endpoint string }
 
 func urls(t *testing.T) stackURLs {
 	t.Helper()
-	a := localstack.Default()
+	a := localstack.FromEnv()
 	u := stackURLs{token: strings.TrimRight(a.TokenURL, "/"), endpoint: strings.TrimRight(a.EndpointURL, "/")}
 	for _, base := range []string{u.token, u.endpoint} {
 		resp, err := httpClient.Get(base + tokenapi.HealthPath)
