@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flowproof/flowproof/internal/tokenapi"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 )
 
 // Bounds of a fault setting, so that a typo cannot hang the endpoint.
@@ -18,7 +18,7 @@ const (
 
 // NormalizeFaults fills the defaults of f (error status 503, Retry-After 1 s)
 // and checks every field, naming the one that is wrong.
-func NormalizeFaults(f tokenapi.Faults) (tokenapi.Faults, error) {
+func NormalizeFaults(f endpointapi.Faults) (endpointapi.Faults, error) {
 	var errs []error
 	for _, rate := range []struct {
 		name  string
@@ -65,24 +65,24 @@ const (
 // run time.
 type faultInjector struct {
 	mu     sync.RWMutex
-	faults tokenapi.Faults
+	faults endpointapi.Faults
 	random func() float64
 }
 
-func (fi *faultInjector) get() tokenapi.Faults {
+func (fi *faultInjector) get() endpointapi.Faults {
 	fi.mu.RLock()
 	defer fi.mu.RUnlock()
 	return fi.faults
 }
 
-func (fi *faultInjector) set(f tokenapi.Faults) {
+func (fi *faultInjector) set(f endpointapi.Faults) {
 	fi.mu.Lock()
 	fi.faults = f
 	fi.mu.Unlock()
 }
 
 // draw picks this request's fault from the current setting.
-func (fi *faultInjector) draw() (tokenapi.Faults, faultKind) {
+func (fi *faultInjector) draw() (endpointapi.Faults, faultKind) {
 	f := fi.get()
 	if f.ThrottleRate == 0 && f.ErrorRate == 0 && f.LostResponseRate == 0 {
 		return f, noFault
