@@ -101,9 +101,10 @@ Interrupting run (Ctrl-C) stops following; the workflow keeps running.`,
 				// timed out, failed outside the pipeline's own checks) is
 				// still reported as one Failed result, so --json callers
 				// always get a PipelineResult to read.
+				ran := in.WithDefaults(run.GetID())
 				result = workflows.PipelineResult{
 					Status:  workflows.StatusFailed,
-					Metrics: workflows.Metrics{RunID: in.RunID, Messages: effectiveMessages(in), FailureMessage: workflowFailure(err)},
+					Metrics: workflows.Metrics{RunID: ran.RunID, Messages: ran.Messages, FailureMessage: workflowFailure(err)},
 				}
 			}
 			if f.json {
