@@ -480,39 +480,3 @@ func (e *Endpoint) Close() error {
 	}
 	return e.journal.close()
 }
-
-// Faults returns the current fault setting.
-func (e *Endpoint) Faults() endpointapi.Faults { return e.faults.get() }
-
-func (e *Endpoint) handleGetFaults(w http.ResponseWriter, r *http.Request) {
-	httpx.WriteJSON(w, http.StatusOK, e.faults.get())
-}
-
-// handleSetFaults replaces the whole setting: fields left out become zero,
-// so `{}` turns every fault off.
-func (e *Endpoint) handleSetFaults(w http.ResponseWriter, r *http.Request) {
-	var f endpointapi.Faults
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields() // a misspelt field would otherwise silently mean "off"
-	if err := dec.Decode(&f); err != nil {
-		httpx.WriteError(w, http.StatusBadRequest, "invalid_request", "fault setting is not valid JSON: "+err.Error())
-		return
-	}
-	normalized, err := NormalizeFaults(f)
-	if err != nil {
-		httpx.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	}
-	e.faults.set(normalized)
-	e.log.Info("faults set", zap.Float64("error_rate", normalized.ErrorRate), zap.Int("error_status", normalized.ErrorStatus),
-		zap.Float64("throttle_rate", normalized.ThrottleRate), zap.Int("retry_after_seconds", normalized.RetryAfterSeconds),
-		zap.Int("latency_ms", normalized.LatencyMillis), zap.Float64("lost_response_rate", normalized.LostResponseRate))
-	httpx.WriteJSON(w, http.StatusOK, normalized)
-}
-
-func (e *Endpoint) handleResetFaults(w http.ResponseWriter, r *http.Request) {
-	normalized, _ := NormalizeFaults(endpointapi.Faults{})
-	e.faults.set(normalized)
-	e.log.Info("faults reset")
-	httpx.WriteJSON(w, http.StatusOK, normalized)
-}
