@@ -5,10 +5,10 @@ import (
 	"github.com/flowproof/flowproof/internal/refsvcapi"
 )
 
-// The names below moved to endpointapi and refsvcapi (see
-// /tmp/flowproof/renames-input.md). They stay only until the callers in
-// activities/ and deploy/local/bench move at the issue 7 merge; then
-// delete this file.
+// The names below moved to endpointapi (the batch endpoint's contract) and
+// refsvcapi (what both reference services share). They stay only until the
+// callers in activities/ and deploy/local/bench move at the issue 7 merge;
+// then delete this file.
 
 // Deprecated: use endpointapi.BatchesPath.
 const BatchesPath = endpointapi.BatchesPath
