@@ -7,34 +7,65 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/flowproof/flowproof/workflows"
 )
 
-// inputFlags are the common PipelineInput fields as flags, plus --input and
-// --input-file for everything else. Only flags given on the command line are
-// applied, on top of the JSON input, so an unset flag leaves the workflow's
-// own default in force.
+// inputFlag is one PipelineInput field as a command-line flag. The flag's
+// type is the field's, and its help ends with the workflow's default.
+type inputFlag struct {
+	field string // the field's JSON name
+	name  string
+	usage string
+	// defaultText replaces the default read from PipelineInput.WithDefaults
+	// when that depends on something else.
+	defaultText string
+}
+
+// inputFlagTable lists every PipelineInput field that has a flag;
+// TestEveryInputFieldHasAFlag fails for a field in neither this table nor
+// jsonOnlyFields, so a new knob cannot be left out of the command line.
+var inputFlagTable = []inputFlag{
+	{field: "run_id", name: "run-id", usage: "flowproof run id, which names the run's topics and groups", defaultText: "the workflow id"},
+	{field: "messages", name: "messages", usage: "messages to send through the pipeline"},
+	{field: "logical_queues", name: "queues", usage: "logical queues the messages are spread over"},
+	{field: "partitions", name: "partitions", usage: "partitions of each topic"},
+	{field: "payload_bytes", name: "payload-bytes", usage: "payload size of each message"},
+	{field: "chunk_size", name: "chunk-size", usage: "messages per production chunk, one Kafka transaction each"},
+	{field: "chunk_concurrency", name: "chunk-concurrency", usage: "production chunks in flight"},
+	{field: "rate_per_second", name: "rate", usage: "production rate cap over all queues, messages/s"},
+	{field: "rate_per_queue", name: "rate-per-queue", usage: "production rate cap per logical queue, messages/s"},
+	{field: "batch_size", name: "batch-size", usage: "messages per HTTP batch"},
+	{field: "token_renew_every", name: "token-renew-every", usage: "delivered messages per security token"},
+	{field: "lag_threshold", name: "lag-threshold", usage: "consumer lag that holds production"},
+	{field: "lag_resume", name: "lag-resume", usage: "consumer lag below which held production resumes", defaultText: "half of --lag-threshold"},
+	{field: "lag_poll_every_seconds", name: "lag-poll-every-seconds", usage: "seconds between two readings of the consumer lag"},
+	{field: "flink_parallelism", name: "flink-parallelism", usage: "parallelism of the Flink jobs"},
+	{field: "checkpoint_interval_seconds", name: "checkpoint-interval-seconds", usage: "seconds between two checkpoints of the Flink jobs"},
+	{field: "brokers", name: "brokers", usage: "Kafka brokers the health stage expects"},
+	{field: "task_managers", name: "task-managers", usage: "Flink TaskManagers the health stage expects"},
+	{field: "keep_topics", name: "keep-topics", usage: "leave the run's topics in place after the run"},
+	{field: "verify_idle_seconds", name: "verify-idle-seconds", usage: "seconds without new records before verification gives up"},
+}
+
+// jsonOnlyFields are the PipelineInput fields without a flag, and why.
+var jsonOnlyFields = map[string]string{
+	"topics": "four topic names in one object; give them with --input or --input-file",
+}
+
+// inputFlags are the PipelineInput fields as flags, plus --input and
+// --input-file for the whole input as JSON. Only flags given on the command
+// line are applied, on top of the JSON input, so an unset flag leaves the
+// workflow's own default in force.
 type inputFlags struct {
-	runID             string
-	messages          int64
-	queues            int
-	partitions        int
-	payloadBytes      int
-	chunkSize         int
-	chunkConcurrency  int
-	batchSize         int
-	tokenRenewEvery   int
-	rate              float64
-	ratePerQueue      float64
-	lagThreshold      int64
-	flinkParallelism  int
-	verifyIdleSeconds int
-	keepTopics        bool
+	// values holds what the flags parsed into, field by field.
+	values workflows.PipelineInput
 
 	inputJSON string
 	inputFile string
@@ -43,35 +74,114 @@ type inputFlags struct {
 // register adds the flags to fs. withRunID is false for schedules, whose
 // every run must name its topics after its own workflow id.
 func (f *inputFlags) register(fs *pflag.FlagSet, withRunID bool) {
-	if withRunID {
-		fs.StringVar(&f.runID, "run-id", "", "run id that names the run's topics and groups (default: the workflow id)")
+	defaults := reflect.ValueOf(workflows.PipelineInput{}.WithDefaults(""))
+	for _, flag := range inputFlagTable {
+		if flag.field == "run_id" && !withRunID {
+			continue
+		}
+		index := inputFieldIndex(flag.field)
+		usage := flag.usage
+		switch def := defaults.FieldByIndex(index); {
+		case flag.defaultText != "":
+			usage += " (default " + flag.defaultText + ")"
+		case !def.IsZero():
+			usage += " (default " + formatValue(def) + ")"
+		}
+		switch p := reflect.ValueOf(&f.values).Elem().FieldByIndex(index).Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, flag.name, "", usage)
+		case *bool:
+			fs.BoolVar(p, flag.name, false, usage)
+		case *int:
+			fs.IntVar(p, flag.name, 0, usage)
+		case *int64:
+			fs.Int64Var(p, flag.name, 0, usage)
+		case *float64:
+			fs.Float64Var(p, flag.name, 0, usage)
+		default:
+			panic(fmt.Sprintf("starter: PipelineInput field %s: no flag for type %T", flag.field, p))
+		}
 	}
-	fs.Int64Var(&f.messages, "messages", 0, fmt.Sprintf("messages to send through the pipeline (default %s)", commas(workflows.DefaultMessages)))
-	fs.IntVar(&f.queues, "queues", 0, fmt.Sprintf("logical queues the messages are spread over (default %s)", commas(workflows.DefaultLogicalQueues)))
-	fs.IntVar(&f.partitions, "partitions", 0, fmt.Sprintf("partitions of each topic (default %d)", workflows.DefaultPartitions))
-	fs.IntVar(&f.payloadBytes, "payload-bytes", 0, fmt.Sprintf("payload size of each message (default %d)", workflows.DefaultPayloadBytes))
-	fs.IntVar(&f.chunkSize, "chunk-size", 0, fmt.Sprintf("messages per production chunk, one Kafka transaction each (default %s)", commas(workflows.DefaultChunkSize)))
-	fs.IntVar(&f.chunkConcurrency, "chunk-concurrency", 0, fmt.Sprintf("production chunks in flight (default %d)", workflows.DefaultChunkConcurrency))
-	fs.IntVar(&f.batchSize, "batch-size", 0, fmt.Sprintf("messages per HTTP batch (default %d)", workflows.DefaultBatchSize))
-	fs.IntVar(&f.tokenRenewEvery, "token-renew-every", 0, fmt.Sprintf("delivered messages per security token (default %s)", commas(workflows.DefaultTokenRenewEvery)))
-	fs.Float64Var(&f.rate, "rate", 0, fmt.Sprintf("production rate cap over all queues, messages/s (default %s)", commas(workflows.DefaultRatePerSecond)))
-	fs.Float64Var(&f.ratePerQueue, "rate-per-queue", 0, fmt.Sprintf("production rate cap per logical queue, messages/s (default %d)", workflows.DefaultRatePerQueue))
-	fs.Int64Var(&f.lagThreshold, "lag-threshold", 0, fmt.Sprintf("consumer lag that holds production (default %s)", commas(workflows.DefaultLagThreshold)))
-	fs.IntVar(&f.flinkParallelism, "flink-parallelism", 0, fmt.Sprintf("parallelism of the Flink jobs (default %d)", workflows.DefaultFlinkParallelism))
-	fs.IntVar(&f.verifyIdleSeconds, "verify-idle-seconds", 0, fmt.Sprintf("seconds without new records before verification gives up (default %d)", workflows.DefaultVerifyIdleSeconds))
-	fs.BoolVar(&f.keepTopics, "keep-topics", false, "leave the run's topics in place after the run")
 	fs.StringVar(&f.inputJSON, "input", "", `whole PipelineInput as JSON, e.g. '{"messages":10000}'; flags given as well override its fields`)
 	fs.StringVar(&f.inputFile, "input-file", "", "file with the PipelineInput JSON ('-' for stdin)")
+}
+
+// inputFieldIndex finds the PipelineInput field with the JSON name field.
+func inputFieldIndex(field string) []int {
+	t := reflect.TypeFor[workflows.PipelineInput]()
+	for i := range t.NumField() {
+		if jsonName(t.Field(i)) == field {
+			return t.Field(i).Index
+		}
+	}
+	panic(fmt.Sprintf("starter: PipelineInput has no field %q", field))
+}
+
+// jsonName is the name a struct field has in JSON.
+func jsonName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "" {
+		return f.Name
+	}
+	return name
+}
+
+// formatValue writes a default as the help text shows it: 1,000,000.
+func formatValue(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.Int, reflect.Int64:
+		return commas(v.Int())
+	case reflect.Float64:
+		return formatRate(v.Float())
+	}
+	return fmt.Sprint(v.Interface())
 }
 
 // build makes the PipelineInput: the JSON input if any, then every flag the
 // command line set. stdin serves --input-file -.
 func (f *inputFlags) build(fs *pflag.FlagSet, stdin io.Reader) (workflows.PipelineInput, error) {
-	var in workflows.PipelineInput
-	if f.inputJSON != "" && f.inputFile != "" {
-		return in, usagef("--input and --input-file: give one of them, not both")
+	in, err := f.decode(stdin)
+	if err != nil {
+		return in, err
 	}
+	target := reflect.ValueOf(&in).Elem()
+	source := reflect.ValueOf(f.values)
+	var errs []error
+	for _, flag := range inputFlagTable {
+		if given := fs.Lookup(flag.name); given == nil || !given.Changed {
+			continue
+		}
+		index := inputFieldIndex(flag.field)
+		value := source.FieldByIndex(index)
+		// Zero is how the JSON input says "the default", so a flag given as
+		// 0 would silently run the default; no numeric knob takes a
+		// negative value either.
+		if isNumber(value) && !(value.Convert(reflect.TypeFor[float64]()).Float() > 0) {
+			errs = append(errs, usagef("--%s: must be positive, got %v", flag.name, value.Interface()))
+			continue
+		}
+		target.FieldByIndex(index).Set(value)
+	}
+	if len(errs) > 0 {
+		return in, errors.Join(errs...)
+	}
+	return in, nil
+}
+
+func isNumber(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+// decode reads --input or --input-file, if either is given.
+func (f *inputFlags) decode(stdin io.Reader) (workflows.PipelineInput, error) {
+	var in workflows.PipelineInput
 	switch {
+	case f.inputJSON != "" && f.inputFile != "":
+		return in, usagef("--input and --input-file: give one of them, not both")
 	case f.inputJSON != "":
 		if err := decodeInput([]byte(f.inputJSON), &in); err != nil {
 			return in, usagef("--input: %w", err)
@@ -91,60 +201,32 @@ func (f *inputFlags) build(fs *pflag.FlagSet, stdin io.Reader) (workflows.Pipeli
 			return in, usagef("--input-file %s: %w", f.inputFile, err)
 		}
 	}
-
-	changed := func(name string) bool {
-		flag := fs.Lookup(name)
-		return flag != nil && flag.Changed
-	}
-	var errs []error
-	positive := func(name string, v float64) bool {
-		if v <= 0 {
-			errs = append(errs, usagef("--%s: must be positive, got %v", name, v))
-			return false
-		}
-		return true
-	}
-	if changed("run-id") {
-		in.RunID = f.runID
-	}
-	if changed("messages") && positive("messages", float64(f.messages)) {
-		in.Messages = f.messages
-	}
-	for _, field := range []struct {
-		name string
-		src  int
-		dst  *int
-	}{
-		{"queues", f.queues, &in.LogicalQueues},
-		{"partitions", f.partitions, &in.Partitions},
-		{"payload-bytes", f.payloadBytes, &in.PayloadBytes},
-		{"chunk-size", f.chunkSize, &in.ChunkSize},
-		{"chunk-concurrency", f.chunkConcurrency, &in.ChunkConcurrency},
-		{"batch-size", f.batchSize, &in.BatchSize},
-		{"token-renew-every", f.tokenRenewEvery, &in.TokenRenewEvery},
-		{"flink-parallelism", f.flinkParallelism, &in.FlinkParallelism},
-		{"verify-idle-seconds", f.verifyIdleSeconds, &in.VerifyIdleSeconds},
-	} {
-		if changed(field.name) && positive(field.name, float64(field.src)) {
-			*field.dst = field.src
-		}
-	}
-	if changed("rate") && positive("rate", f.rate) {
-		in.RatePerSecond = f.rate
-	}
-	if changed("rate-per-queue") && positive("rate-per-queue", f.ratePerQueue) {
-		in.RatePerQueue = f.ratePerQueue
-	}
-	if changed("lag-threshold") && positive("lag-threshold", float64(f.lagThreshold)) {
-		in.LagThreshold = f.lagThreshold
-	}
-	if changed("keep-topics") {
-		in.KeepTopics = f.keepTopics
-	}
-	if len(errs) > 0 {
-		return in, errors.Join(errs...)
-	}
 	return in, nil
+}
+
+// validateInput checks in as the workflow will, with its defaults applied
+// and workflowID as the default run id, so that a run that cannot succeed
+// is refused here (exit 2) instead of failing once started. The error
+// names the flag when the field came from one.
+func validateInput(fs *pflag.FlagSet, in workflows.PipelineInput, workflowID string) error {
+	err := in.WithDefaults(workflowID).Validate()
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	message := err.Error()
+	if errors.As(err, &appErr) {
+		message = appErr.Message()
+	}
+	field, _, _ := strings.Cut(strings.TrimPrefix(message, "invalid input: "), " ")
+	for _, flag := range inputFlagTable {
+		if flag.field == field {
+			if given := fs.Lookup(flag.name); given != nil && given.Changed {
+				return usagef("--%s: %s", flag.name, message)
+			}
+		}
+	}
+	return usagef("%s", message)
 }
 
 // decodeInput reads exactly one JSON object into in and rejects unknown
@@ -171,10 +253,7 @@ func decodeInput(data []byte, in *workflows.PipelineInput) error {
 
 // effectiveMessages is the message count the run will use.
 func effectiveMessages(in workflows.PipelineInput) int64 {
-	if in.Messages > 0 {
-		return in.Messages
-	}
-	return workflows.DefaultMessages
+	return in.WithDefaults("").Messages
 }
 
 // staticSummary is the one-line summary the Temporal UI shows for the run.
@@ -185,25 +264,26 @@ func staticSummary(in workflows.PipelineInput) string {
 // staticDetails lists the run's main settings for the UI (Temporal markdown),
 // marking those the workflow will default; origin says who started the run.
 func staticDetails(in workflows.PipelineInput, origin string) string {
-	orDefault := func(set bool, value, def string) string {
+	d := in.WithDefaults("")
+	orDefault := func(set bool, value string) string {
 		if set {
 			return value
 		}
-		return def + " (default)"
+		return value + " (default)"
 	}
 	lines := []string{
 		"**flowproof pipeline run**",
 		"",
-		"- messages: " + orDefault(in.Messages > 0, commas(in.Messages), commas(workflows.DefaultMessages)),
-		"- logical queues: " + orDefault(in.LogicalQueues > 0, commas(int64(in.LogicalQueues)), commas(workflows.DefaultLogicalQueues)),
-		"- partitions per topic: " + orDefault(in.Partitions > 0, strconv.Itoa(in.Partitions), strconv.Itoa(workflows.DefaultPartitions)),
-		"- production chunk: " + orDefault(in.ChunkSize > 0, commas(int64(in.ChunkSize)), commas(workflows.DefaultChunkSize)) + " messages",
-		"- HTTP batch: " + orDefault(in.BatchSize > 0, strconv.Itoa(in.BatchSize), strconv.Itoa(workflows.DefaultBatchSize)) + " messages",
-		"- production rate cap: " + orDefault(in.RatePerSecond > 0, formatRate(in.RatePerSecond), formatRate(workflows.DefaultRatePerSecond)) + " messages/s",
+		"- messages: " + orDefault(in.Messages > 0, commas(d.Messages)),
+		"- logical queues: " + orDefault(in.LogicalQueues > 0, commas(d.LogicalQueues)),
+		"- partitions per topic: " + orDefault(in.Partitions > 0, strconv.Itoa(d.Partitions)),
+		"- production chunk: " + orDefault(in.ChunkSize > 0, commas(d.ChunkSize)) + " messages",
+		"- HTTP batch: " + orDefault(in.BatchSize > 0, strconv.Itoa(d.BatchSize)) + " messages",
+		"- production rate cap: " + orDefault(in.RatePerSecond > 0, formatRate(d.RatePerSecond)) + " messages/s",
 		"- keep topics: " + strconv.FormatBool(in.KeepTopics),
 	}
 	if in.RunID != "" {
-		lines = append(lines, "- run id: `"+in.RunID+"`")
+		lines = append(lines, "- flowproof run id: `"+in.RunID+"`")
 	}
 	lines = append(lines, "", origin)
 	return strings.Join(lines, "\n")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,113 @@ func TestFlagsOverrideJSONInput(t *testing.T) {
 	}
 	if in.Messages != 700 || in.Partitions != 6 || in.KeepTopics || in.Topics.Final != "my.final" {
 		t.Errorf("input = %+v: want messages from the flag, partitions and topics from JSON, keep_topics turned off", in)
+	}
+}
+
+// TestEveryInputFieldHasAFlag keeps the flags in step with PipelineInput:
+// a field added to the input needs a flag or a reason to be JSON only.
+func TestEveryInputFieldHasAFlag(t *testing.T) {
+	flagged := map[string]string{}
+	names := map[string]bool{}
+	for _, f := range inputFlagTable {
+		if _, dup := flagged[f.field]; dup {
+			t.Errorf("field %s has two flags", f.field)
+		}
+		if names[f.name] {
+			t.Errorf("flag --%s is listed twice", f.name)
+		}
+		flagged[f.field], names[f.name] = f.name, true
+	}
+	fields := map[string]bool{}
+	typ := reflect.TypeFor[workflows.PipelineInput]()
+	for i := range typ.NumField() {
+		field := jsonName(typ.Field(i))
+		fields[field] = true
+		_, hasFlag := flagged[field]
+		_, jsonOnly := jsonOnlyFields[field]
+		switch {
+		case hasFlag && jsonOnly:
+			t.Errorf("PipelineInput.%s (%s) has a flag and is listed as JSON only", typ.Field(i).Name, field)
+		case !hasFlag && !jsonOnly:
+			t.Errorf("PipelineInput.%s (%s) has no flag: add it to inputFlagTable, or to jsonOnlyFields with the reason", typ.Field(i).Name, field)
+		}
+	}
+	for field := range flagged {
+		if !fields[field] {
+			t.Errorf("inputFlagTable names %s, which PipelineInput does not have", field)
+		}
+	}
+	for field := range jsonOnlyFields {
+		if !fields[field] {
+			t.Errorf("jsonOnlyFields names %s, which PipelineInput does not have", field)
+		}
+	}
+}
+
+// TestEveryFlagSetsItsField sets each flag alone and expects exactly its
+// field to change.
+func TestEveryFlagSetsItsField(t *testing.T) {
+	for _, f := range inputFlagTable {
+		index := inputFieldIndex(f.field)
+		arg := "--" + f.name + "=7"
+		switch reflect.TypeFor[workflows.PipelineInput]().FieldByIndex(index).Type.Kind() {
+		case reflect.Bool:
+			arg = "--" + f.name
+		case reflect.String:
+			arg = "--" + f.name + "=ci-7"
+		}
+		in, err := buildInput(t, arg)
+		if err != nil {
+			t.Errorf("%s: %v", arg, err)
+			continue
+		}
+		got := reflect.ValueOf(in)
+		for i := range got.NumField() {
+			if changed := !got.Field(i).IsZero(); changed != (i == index[0]) {
+				t.Errorf("%s: field %s changed=%v", arg, got.Type().Field(i).Name, changed)
+			}
+		}
+	}
+}
+
+func TestFlagHelpShowsTheWorkflowDefaults(t *testing.T) {
+	var f inputFlags
+	cmd := &cobra.Command{Use: "test"}
+	f.register(cmd.Flags(), true)
+	for name, want := range map[string]string{
+		"messages":   "(default 1,000,000)",
+		"rate":       "(default 50,000)",
+		"lag-resume": "(default half of --lag-threshold)",
+		"run-id":     "(default the workflow id)",
+	} {
+		if usage := cmd.Flags().Lookup(name).Usage; !strings.HasSuffix(usage, want) {
+			t.Errorf("--%s help %q does not end with %q", name, usage, want)
+		}
+	}
+}
+
+func TestValidateInputNamesTheFlagOrTheField(t *testing.T) {
+	var f inputFlags
+	cmd := &cobra.Command{Use: "test"}
+	f.register(cmd.Flags(), true)
+	if err := cmd.Flags().Parse([]string{"--batch-size", "5000", "--input", `{"lag_threshold": 10, "lag_resume": 20}`}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := f.build(cmd.Flags(), strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = validateInput(cmd.Flags(), in, "wf")
+	var usage usageError
+	if !errors.As(err, &usage) || !strings.HasPrefix(err.Error(), "--batch-size: invalid input: batch_size 5000: ") {
+		t.Errorf("error %v: want a usage error naming --batch-size and the rule", err)
+	}
+	in.BatchSize = 0
+	if err := validateInput(cmd.Flags(), in, "wf"); err == nil || !strings.HasPrefix(err.Error(), "invalid input: lag_resume 20: ") {
+		t.Errorf("error %v: want the JSON field named", err)
+	}
+	if err := validateInput(cmd.Flags(), workflows.PipelineInput{}, "wf"); err != nil {
+		t.Errorf("the empty input: %v", err)
 	}
 }
 
@@ -264,6 +372,8 @@ func TestCommandLineErrorsExitWithTwo(t *testing.T) {
 		{"schedule"},
 		{"schedule", "pause"},
 		{"schedule", "create", "--timezone", "Nowhere/Special"},
+		{"start", "--batch-size", "5000"},
+		{"schedule", "create", "--input", `{"lag_resume": 300000}`},
 	} {
 		var stdout, stderr bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

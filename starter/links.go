@@ -5,12 +5,12 @@ import (
 	"strings"
 )
 
-// workflowLink is the Temporal Web UI page of one run's history. Ids may hold
+// workflowLink is the Temporal Web UI page of one Temporal run's history. Ids may hold
 // any character, so each path segment is escaped.
-func workflowLink(uiBase, namespace, workflowID, runID string) string {
+func workflowLink(uiBase, namespace, workflowID, temporalRunID string) string {
 	base := strings.TrimRight(uiBase, "/")
 	return base + "/namespaces/" + url.PathEscape(namespace) +
-		"/workflows/" + url.PathEscape(workflowID) + "/" + url.PathEscape(runID) + "/history"
+		"/workflows/" + url.PathEscape(workflowID) + "/" + url.PathEscape(temporalRunID) + "/history"
 }
 
 // scheduleLink is the Temporal Web UI page of a schedule.

@@ -30,9 +30,6 @@ import (
 	"github.com/flowproof/flowproof/internal/temporalclient"
 )
 
-// envUIURL overrides the Temporal Web UI base URL used in printed links.
-const envUIURL = "FLOWPROOF_TEMPORAL_UI_URL"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -133,14 +130,11 @@ TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and TEMPORAL_PROFILE, or th
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
 
-	defaultUI := localstack.Default().TemporalUIURL
-	if v := strings.TrimSpace(os.Getenv(envUIURL)); v != "" {
-		defaultUI = v
-	}
+	local := localstack.FromEnv()
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.temporal.Address, "address", "", "Temporal frontend host:port (default: $TEMPORAL_ADDRESS, the temporal.toml profile, or "+localstack.Default().TemporalAddress+")")
+	pf.StringVar(&a.temporal.Address, "address", "", "Temporal frontend host:port (default: $TEMPORAL_ADDRESS, the temporal.toml profile, or "+local.TemporalAddress+")")
 	pf.StringVar(&a.temporal.Namespace, "namespace", "", "Temporal namespace (default: $TEMPORAL_NAMESPACE, the temporal.toml profile, or "+localstack.TemporalNamespace+")")
-	pf.StringVar(&a.uiURL, "ui-url", defaultUI, "Temporal Web UI base URL for printed links ($"+envUIURL+")")
+	pf.StringVar(&a.uiURL, "ui-url", local.TemporalUIURL, "Temporal Web UI base URL for printed links ($"+localstack.EnvTemporalUIURL+")")
 	pf.StringVar(&a.taskQueue, "task-queue", localstack.TaskQueue, "task queue of the flowproof worker")
 
 	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand())

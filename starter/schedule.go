@@ -132,10 +132,15 @@ func (s *scheduleSpec) options(cmd *cobra.Command, taskQueue string) (client.Sch
 		return client.ScheduleOptions{}, err
 	}
 	if in.RunID != "" {
-		return client.ScheduleOptions{}, usagef("run_id %q: a schedule must not fix the run id; every scheduled run names its topics after its own workflow id", in.RunID)
+		return client.ScheduleOptions{}, usagef("run_id %q: a schedule must not fix the flowproof run id; every scheduled run names its topics after its own workflow id", in.RunID)
 	}
 	if in.Topics != (workflows.TopicNames{}) {
 		return client.ScheduleOptions{}, usagef("topics: a schedule must not fix topic names; every scheduled run needs its own topics")
+	}
+	// Each run's workflow id is the schedule id plus the scheduled time;
+	// the schedule id alone stands for it in the check.
+	if err := validateInput(cmd.Flags(), in, s.id); err != nil {
+		return client.ScheduleOptions{}, err
 	}
 	return client.ScheduleOptions{
 		ID: s.id,
@@ -337,7 +342,7 @@ func (a *app) scheduleTriggerCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "triggered schedule %s; its run has not started within %s (see 'starter schedule list')\n", id, wait)
 				return nil
 			}
-			fmt.Fprintf(a.stdout, "triggered schedule %s: workflow %s (run %s)\nui: %s\n", id, started.WorkflowID, started.FirstExecutionRunID,
+			fmt.Fprintf(a.stdout, "triggered schedule %s: workflow %s (temporal run %s)\nui: %s\n", id, started.WorkflowID, started.FirstExecutionRunID,
 				workflowLink(a.uiURL, ns, started.WorkflowID, started.FirstExecutionRunID))
 			return nil
 		},

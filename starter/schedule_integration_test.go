@@ -203,15 +203,15 @@ func TestScheduleLifecycle(t *testing.T) {
 		return nil
 	})
 	run := started.Executions[0]
-	runID := run.GetExecution().GetWorkflowId()
-	if !strings.HasPrefix(runID, scheduleID+"-") || run.GetType().GetName() != "PipelineWorkflow" || run.GetTaskQueue() != taskQueue {
-		t.Errorf("triggered execution = %s (%s on %s)", runID, run.GetType().GetName(), run.GetTaskQueue())
+	workflowID := run.GetExecution().GetWorkflowId()
+	if !strings.HasPrefix(workflowID, scheduleID+"-") || run.GetType().GetName() != "PipelineWorkflow" || run.GetTaskQueue() != taskQueue {
+		t.Errorf("triggered execution = %s (%s on %s)", workflowID, run.GetType().GetName(), run.GetTaskQueue())
 	}
 	if run.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		t.Errorf("triggered execution is %v, want Running (no worker polls %s)", run.GetStatus(), taskQueue)
 	}
-	if !strings.Contains(out, runID) {
-		t.Errorf("trigger printed %q, not the started workflow %s", out, runID)
+	if !strings.Contains(out, workflowID) {
+		t.Errorf("trigger printed %q, not the started workflow %s", out, workflowID)
 	}
 
 	// While that run is open, the Skip policy refuses another.
@@ -219,10 +219,10 @@ func TestScheduleLifecycle(t *testing.T) {
 		t.Errorf("overlapping trigger: exit %d, stderr %q; want the Skip refusal", code, errOut)
 	}
 
-	if err := c.TerminateWorkflow(ctx, runID, "", "schedule integration test done"); err != nil {
-		t.Fatalf("terminate %s: %v", runID, err)
+	if err := c.TerminateWorkflow(ctx, workflowID, "", "schedule integration test done"); err != nil {
+		t.Fatalf("terminate %s: %v", workflowID, err)
 	}
-	described, err := c.DescribeWorkflow(ctx, runID, "")
+	described, err := c.DescribeWorkflow(ctx, workflowID, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func (a *app) startCommand() *cobra.Command {
 	var f startFlags
 	cmd := &cobra.Command{
 		Use:   "start [flags]",
-		Short: "Start a PipelineWorkflow and print its workflow id, run id and UI link",
+		Short: "Start a PipelineWorkflow and print its workflow id, Temporal run id and UI link",
 		Example: `  starter start --messages 10000
   starter start --input '{"messages":10000,"keep_topics":true}' --id my-run`,
 		Args: noArgs,
@@ -55,14 +55,14 @@ func (a *app) startCommand() *cobra.Command {
 			}
 			link := workflowLink(a.uiURL, ns, run.GetID(), run.GetRunID())
 			if f.json {
-				return writeJSON(a.stdout, map[string]string{"workflow_id": run.GetID(), "run_id": run.GetRunID(), "ui_url": link})
+				return writeJSON(a.stdout, map[string]string{"workflow_id": run.GetID(), "temporal_run_id": run.GetRunID(), "ui_url": link})
 			}
-			fmt.Fprintf(a.stdout, "workflow id: %s\nrun id:      %s\nui:          %s\n", run.GetID(), run.GetRunID(), link)
+			fmt.Fprintf(a.stdout, "workflow id:     %s\ntemporal run id: %s\nui:              %s\n", run.GetID(), run.GetRunID(), link)
 			return nil
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&f.json, "json", false, "print {workflow_id, run_id, ui_url} as JSON")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print {workflow_id, temporal_run_id, ui_url} as JSON")
 	return cmd
 }
 
@@ -90,7 +90,7 @@ Interrupting run (Ctrl-C) stops following; the workflow keeps running.`,
 				return err
 			}
 			defer c.Close()
-			fmt.Fprintf(a.stderr, "started %s (run %s)\n%s\n", run.GetID(), run.GetRunID(), workflowLink(a.uiURL, ns, run.GetID(), run.GetRunID()))
+			fmt.Fprintf(a.stderr, "started %s (temporal run %s)\n%s\n", run.GetID(), run.GetRunID(), workflowLink(a.uiURL, ns, run.GetID(), run.GetRunID()))
 			view := newProgressView(a.stderr, effectiveMessages(in), lineEvery)
 			result, err := follow(cmd.Context(), c, run, a.taskQueue, view)
 			if cmd.Context().Err() != nil {
@@ -101,9 +101,10 @@ Interrupting run (Ctrl-C) stops following; the workflow keeps running.`,
 				// timed out, failed outside the pipeline's own checks) is
 				// still reported as one Failed result, so --json callers
 				// always get a PipelineResult to read.
+				ran := in.WithDefaults(run.GetID())
 				result = workflows.PipelineResult{
 					Status:  workflows.StatusFailed,
-					Metrics: workflows.Metrics{RunID: in.RunID, Messages: effectiveMessages(in), FailureMessage: workflowFailure(err)},
+					Metrics: workflows.Metrics{RunID: ran.RunID, Messages: ran.Messages, FailureMessage: workflowFailure(err)},
 				}
 			}
 			if f.json {
@@ -151,6 +152,9 @@ func (a *app) startKeepClient(cmd *cobra.Command, f *startFlags, startedBy strin
 	id := f.workflowID
 	if id == "" {
 		id = defaultWorkflowID(now)
+	}
+	if err := validateInput(cmd.Flags(), in, id); err != nil {
+		return nil, "", nil, in, err
 	}
 	ctx := cmd.Context()
 	c, ns, err := a.dial(ctx)
@@ -209,10 +213,10 @@ func follow(ctx context.Context, c client.Client, run client.WorkflowRun, taskQu
 	}
 }
 
-func queryProgress(ctx context.Context, c client.Client, workflowID, runID string) (workflows.Progress, error) {
+func queryProgress(ctx context.Context, c client.Client, workflowID, temporalRunID string) (workflows.Progress, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	value, err := c.QueryWorkflow(ctx, workflowID, runID, workflows.ProgressQuery)
+	value, err := c.QueryWorkflow(ctx, workflowID, temporalRunID, workflows.ProgressQuery)
 	if err != nil {
 		return workflows.Progress{}, err
 	}
@@ -247,7 +251,7 @@ func workflowFailure(err error) string {
 }
 
 func (a *app) statusCommand() *cobra.Command {
-	var runID string
+	var temporalRunID string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status WORKFLOW_ID",
@@ -260,11 +264,11 @@ func (a *app) statusCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			report, err := describeRun(ctx, c, args[0], runID)
+			report, err := describeRun(ctx, c, args[0], temporalRunID)
 			if err != nil {
 				return err
 			}
-			report.UIURL = workflowLink(a.uiURL, ns, report.WorkflowID, report.RunID)
+			report.UIURL = workflowLink(a.uiURL, ns, report.WorkflowID, report.TemporalRunID)
 			if asJSON {
 				return writeJSON(a.stdout, report)
 			}
@@ -272,7 +276,7 @@ func (a *app) statusCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&runID, "run-id", "", "a specific run of the workflow id (default: the latest)")
+	cmd.Flags().StringVar(&temporalRunID, "temporal-run-id", "", "a specific Temporal run of the workflow id (default: the latest)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return cmd
 }
@@ -280,7 +284,7 @@ func (a *app) statusCommand() *cobra.Command {
 // statusReport is what status shows.
 type statusReport struct {
 	WorkflowID    string                    `json:"workflow_id"`
-	RunID         string                    `json:"run_id"`
+	TemporalRunID string                    `json:"temporal_run_id"`
 	Type          string                    `json:"type"`
 	TaskQueue     string                    `json:"task_queue"`
 	Summary       string                    `json:"summary,omitempty"`
@@ -295,14 +299,14 @@ type statusReport struct {
 	Failure       string                    `json:"failure,omitempty"`
 }
 
-func describeRun(ctx context.Context, c client.Client, workflowID, runID string) (statusReport, error) {
-	desc, err := c.DescribeWorkflow(ctx, workflowID, runID)
+func describeRun(ctx context.Context, c client.Client, workflowID, temporalRunID string) (statusReport, error) {
+	desc, err := c.DescribeWorkflow(ctx, workflowID, temporalRunID)
 	if err != nil {
 		return statusReport{}, fmt.Errorf("describe workflow %q: %w", workflowID, err)
 	}
 	report := statusReport{
 		WorkflowID:    desc.WorkflowExecution.ID,
-		RunID:         desc.WorkflowExecution.RunID,
+		TemporalRunID: desc.WorkflowExecution.RunID,
 		Type:          desc.WorkflowType.Name,
 		TaskQueue:     desc.TaskQueueName,
 		Status:        desc.Status.String(), // "Running", "Completed", ... as the UI shows it
@@ -317,7 +321,7 @@ func describeRun(ctx context.Context, c client.Client, workflowID, runID string)
 	}
 	switch desc.Status {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		p, err := queryProgress(ctx, c, report.WorkflowID, report.RunID)
+		p, err := queryProgress(ctx, c, report.WorkflowID, report.TemporalRunID)
 		if err != nil {
 			report.ProgressError = progressUnavailable(err, report.TaskQueue)
 		} else {
@@ -325,13 +329,13 @@ func describeRun(ctx context.Context, c client.Client, workflowID, runID string)
 		}
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		var result workflows.PipelineResult
-		if err := c.GetWorkflow(ctx, report.WorkflowID, report.RunID).Get(ctx, &result); err != nil {
+		if err := c.GetWorkflow(ctx, report.WorkflowID, report.TemporalRunID).Get(ctx, &result); err != nil {
 			return report, fmt.Errorf("read result of %s: %w", report.WorkflowID, err)
 		}
 		report.Result = &result
 	default:
 		// Failed, terminated, canceled, timed out: Get returns why.
-		if err := c.GetWorkflow(ctx, report.WorkflowID, report.RunID).Get(ctx, nil); err != nil {
+		if err := c.GetWorkflow(ctx, report.WorkflowID, report.TemporalRunID).Get(ctx, nil); err != nil {
 			report.Failure = workflowFailure(err)
 		}
 	}
@@ -340,7 +344,7 @@ func describeRun(ctx context.Context, c client.Client, workflowID, runID string)
 
 func (r statusReport) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "workflow\t%s (run %s)\n", r.WorkflowID, r.RunID)
+	fmt.Fprintf(tw, "workflow\t%s (temporal run %s)\n", r.WorkflowID, r.TemporalRunID)
 	fmt.Fprintf(tw, "type\t%s on task queue %s\n", r.Type, r.TaskQueue)
 	if r.Summary != "" {
 		fmt.Fprintf(tw, "summary\t%s\n", r.Summary)

@@ -30,22 +30,22 @@ func TestStartStatusAndRunAgainstTemporal(t *testing.T) {
 		t.Fatalf("start: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 	var started struct {
-		WorkflowID string `json:"workflow_id"`
-		RunID      string `json:"run_id"`
-		UIURL      string `json:"ui_url"`
+		WorkflowID    string `json:"workflow_id"`
+		TemporalRunID string `json:"temporal_run_id"`
+		UIURL         string `json:"ui_url"`
 	}
 	if err := json.Unmarshal([]byte(out), &started); err != nil {
 		t.Fatalf("start --json output %q: %v", out, err)
 	}
-	if started.WorkflowID != workflowID || started.RunID == "" {
+	if started.WorkflowID != workflowID || started.TemporalRunID == "" {
 		t.Fatalf("start reported %+v", started)
 	}
-	if want := "http://127.0.0.1:18233/namespaces/default/workflows/" + workflowID + "/" + started.RunID + "/history"; started.UIURL != want {
+	if want := "http://127.0.0.1:18233/namespaces/default/workflows/" + workflowID + "/" + started.TemporalRunID + "/history"; started.UIURL != want {
 		t.Errorf("ui url = %s, want %s", started.UIURL, want)
 	}
 
 	// What the server holds: the input, summary and details as sent.
-	desc, err := c.DescribeWorkflow(ctx, workflowID, started.RunID)
+	desc, err := c.DescribeWorkflow(ctx, workflowID, started.TemporalRunID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestStartStatusAndRunAgainstTemporal(t *testing.T) {
 	if details, err := desc.GetStaticDetails(); err != nil || !strings.Contains(details, "- messages: 200\n") || !strings.Contains(details, "Started by `starter start`") {
 		t.Errorf("static details = %q (%v)", details, err)
 	}
-	history := c.GetWorkflowHistory(ctx, workflowID, started.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	history := c.GetWorkflowHistory(ctx, workflowID, started.TemporalRunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	first, err := history.Next()
 	if err != nil {
 		t.Fatal(err)

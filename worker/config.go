@@ -23,6 +23,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/envconf"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/temporalclient"
 )
@@ -37,24 +39,13 @@ const (
 	envKafkaSASLUser      = "FLOWPROOF_KAFKA_SASL_USER"
 	envKafkaSASLPassword  = "FLOWPROOF_KAFKA_SASL_PASSWORD"
 
-	envTokenClientID     = "FLOWPROOF_TOKEN_CLIENT_ID"
-	envTokenClientSecret = "FLOWPROOF_TOKEN_CLIENT_SECRET"
-	envTokenKeyFile      = "FLOWPROOF_TOKEN_KEY_FILE"
+	envTokenKeyFile = "FLOWPROOF_TOKEN_KEY_FILE"
 
 	envMaxActivities    = "FLOWPROOF_WORKER_MAX_ACTIVITIES"
 	envMaxWorkflowTasks = "FLOWPROOF_WORKER_MAX_WORKFLOW_TASKS"
 	envMetricsAddr      = "FLOWPROOF_WORKER_METRICS_ADDR"
 	envLogFormat        = "FLOWPROOF_LOG_FORMAT"
 	envLogLevel         = "FLOWPROOF_LOG_LEVEL"
-)
-
-const (
-	defaultTokenClientID = "flowproof"
-	// localTokenClientSecret is the secret the local stack's token service
-	// accepts (deploy/local/stackctl). It is used only when the worker talks
-	// to that service, so a real deployment cannot run on it by accident.
-	localTokenClientSecret = "flowproof-local-secret"
-	tokenKeyBytes          = 32
 )
 
 // config is everything the worker is told by flags and environment.
@@ -127,7 +118,7 @@ func usagef(format string, args ...any) error {
 // outside tests. Secrets are read from the environment only, never from flags,
 // which other users of the machine can see in the process list.
 func parseConfig(args []string, getenv func(string) string, output io.Writer) (config, error) {
-	local := localstack.Default()
+	local := localstack.FromEnv()
 	var cfg config
 	var brokers string
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
@@ -140,11 +131,11 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&cfg.sqlGatewayURL, "sql-gateway-url", local.SQLGatewayURL, "Flink SQL Gateway URL ($"+localstack.EnvSQLGatewayURL+")")
 	fs.StringVar(&cfg.endpointURL, "endpoint-url", local.EndpointURL, "HTTP batch endpoint URL ($"+localstack.EnvEndpointURL+")")
 	fs.StringVar(&cfg.tokenURL, "token-url", local.TokenURL, "token service URL ($"+localstack.EnvTokenURL+")")
-	fs.StringVar(&cfg.tokenClientID, "token-client-id", envOr(getenv, envTokenClientID, defaultTokenClientID), "OAuth2 client id at the token service ($"+envTokenClientID+"); the secret is read from $"+envTokenClientSecret+" only")
+	fs.StringVar(&cfg.tokenClientID, "token-client-id", envconf.String(getenv, localstack.EnvTokenClientID, localstack.TokenClientID), "OAuth2 client id at the token service ($"+localstack.EnvTokenClientID+"); the secret is read from $"+localstack.EnvTokenClientSecret+" only")
 	fs.StringVar(&cfg.tokenKeyFile, "token-key-file", getenv(envTokenKeyFile), "file with the 32-byte token sealing key, raw, hex or base64 ($"+envTokenKeyFile+"; default: generated once into "+defaultTokenKeyFile()+")")
-	fs.StringVar(&cfg.metricsAddr, "metrics-addr", envOr(getenv, envMetricsAddr, fmt.Sprintf("%s:%d", localstack.Host, localstack.WorkerMetricsPort)), "listen address of the Prometheus /metrics endpoint, empty to disable ($"+envMetricsAddr+")")
-	fs.StringVar(&cfg.logFormat, "log-format", envOr(getenv, envLogFormat, "json"), "log format: json or console ($"+envLogFormat+")")
-	fs.StringVar(&cfg.logLevel, "log-level", envOr(getenv, envLogLevel, "info"), "log level: debug, info, warn or error ($"+envLogLevel+")")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", envconf.String(getenv, envMetricsAddr, fmt.Sprintf("%s:%d", localstack.Host, localstack.WorkerMetricsPort)), "listen address of the Prometheus /metrics endpoint, empty to disable ($"+envMetricsAddr+")")
+	fs.StringVar(&cfg.logFormat, "log-format", envconf.String(getenv, envLogFormat, "json"), "log format: json or console ($"+envLogFormat+")")
+	fs.StringVar(&cfg.logLevel, "log-level", envconf.String(getenv, envLogLevel, "info"), "log level: debug, info, warn or error ($"+envLogLevel+")")
 	fs.DurationVar(&cfg.stopTimeout, "stop-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long running activities get to finish before the worker exits")
 	maxActivities, err := envInt(getenv, envMaxActivities, 16)
 	if err != nil {
@@ -166,7 +157,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		return config{}, usagef("unexpected argument %q: the worker takes flags only", fs.Arg(0))
 	}
 
-	cfg.kafkaBrokers = splitList(brokers)
+	cfg.kafkaBrokers = envconf.SplitList(brokers)
 	if len(cfg.kafkaBrokers) == 0 {
 		return config{}, usagef("-kafka-brokers: at least one broker is needed")
 	}
@@ -210,15 +201,16 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 
 // tokenClientSecret reads the token client's secret. Without one, the
 // worker only proceeds against the local stack's token service, whose
-// secret is public knowledge anyway.
+// secret is public knowledge anyway; so a real deployment cannot run on it
+// by accident.
 func tokenClientSecret(getenv func(string) string, tokenURL string) (string, error) {
-	if secret := getenv(envTokenClientSecret); secret != "" {
+	if secret := getenv(localstack.EnvTokenClientSecret); secret != "" {
 		return secret, nil
 	}
-	if sameURL(tokenURL, fmt.Sprintf("http://%s:%d", localstack.Host, localstack.TokenServicePort)) {
-		return localTokenClientSecret, nil
+	if sameURL(tokenURL, localstack.TokenServiceURL()) {
+		return localstack.TokenClientSecret, nil
 	}
-	return "", usagef("%s must be set: the token service %s is not the local stack's", envTokenClientSecret, tokenURL)
+	return "", usagef("%s must be set: the token service %s is not the local stack's", localstack.EnvTokenClientSecret, tokenURL)
 }
 
 // kafkaSecurityFromEnv maps FLOWPROOF_KAFKA_TLS* and FLOWPROOF_KAFKA_SASL_*
@@ -285,7 +277,7 @@ func defaultTokenKeyFile() string {
 func loadTokenKey(path string, generate bool) (key []byte, created bool, err error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && generate {
-		key = make([]byte, tokenKeyBytes)
+		key = make([]byte, activities.TokenKeyBytes)
 		if _, err := rand.Read(key); err != nil {
 			return nil, false, fmt.Errorf("generate token key: %w", err)
 		}
@@ -352,19 +344,19 @@ func writeKeyFile(path string, key []byte) (installed bool, err error) {
 // decodeKey accepts the key as 32 raw bytes or as hex or base64 text, the
 // forms secret stores usually hand out.
 func decodeKey(raw []byte) ([]byte, error) {
-	if len(raw) == tokenKeyBytes {
+	if len(raw) == activities.TokenKeyBytes {
 		return raw, nil
 	}
 	text := strings.TrimSpace(string(raw))
-	if key, err := hex.DecodeString(text); err == nil && len(key) == tokenKeyBytes {
+	if key, err := hex.DecodeString(text); err == nil && len(key) == activities.TokenKeyBytes {
 		return key, nil
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if key, err := enc.DecodeString(text); err == nil && len(key) == tokenKeyBytes {
+		if key, err := enc.DecodeString(text); err == nil && len(key) == activities.TokenKeyBytes {
 			return key, nil
 		}
 	}
-	return nil, fmt.Errorf("want %d bytes, raw or as hex or base64 text; got %d bytes that decode to no such key", tokenKeyBytes, len(raw))
+	return nil, fmt.Errorf("want %d bytes, raw or as hex or base64 text; got %d bytes that decode to no such key", activities.TokenKeyBytes, len(raw))
 }
 
 func checkHTTPURL(raw string) error {
@@ -380,13 +372,6 @@ func checkHTTPURL(raw string) error {
 
 func sameURL(a, b string) bool {
 	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
-}
-
-func envOr(getenv func(string) string, key, fallback string) string {
-	if v := strings.TrimSpace(getenv(key)); v != "" {
-		return v
-	}
-	return fallback
 }
 
 func envInt(getenv func(string) string, key string, fallback int) (int, error) {
@@ -411,14 +396,4 @@ func envBool(getenv func(string) string, key string) (bool, error) {
 		return false, usagef("%s: want 1/0 or true/false, got %q", key, v)
 	}
 	return b, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }

@@ -18,6 +18,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 func envMap(m map[string]string) func(string) string {
@@ -36,7 +39,7 @@ func TestParseConfigDefaultsAddressLocalStack(t *testing.T) {
 		t.Errorf("token client id = %q, want flowproof", cfg.tokenClientID)
 	}
 	// Only the local stack's token service gets the built-in secret.
-	if cfg.tokenClientSecret != localTokenClientSecret {
+	if cfg.tokenClientSecret != localstack.TokenClientSecret {
 		t.Errorf("token client secret was not the local stack's")
 	}
 	if cfg.metricsAddr != "127.0.0.1:19464" {
@@ -52,10 +55,10 @@ func TestParseConfigDefaultsAddressLocalStack(t *testing.T) {
 
 func TestParseConfigFlagsAndEnvironment(t *testing.T) {
 	env := envMap(map[string]string{
-		envTokenClientID:     "ci",
-		envTokenClientSecret: "s3cret",
-		envMaxActivities:     "4",
-		envMetricsAddr:       "127.0.0.1:0",
+		localstack.EnvTokenClientID:     "ci",
+		localstack.EnvTokenClientSecret: "s3cret",
+		envMaxActivities:                "4",
+		envMetricsAddr:                  "127.0.0.1:0",
 	})
 	cfg, err := parseConfig([]string{
 		"-kafka-brokers", " k1:9092, k2:9092 ,",
@@ -98,7 +101,7 @@ func TestParseConfigRejectsInvalidInputNamingTheField(t *testing.T) {
 		{"zero activities", []string{"-max-concurrent-activities", "0"}, nil, "-max-concurrent-activities"},
 		{"bad env int", nil, map[string]string{envMaxActivities: "many"}, envMaxActivities},
 		{"log format", []string{"-log-format", "xml"}, nil, "-log-format"},
-		{"remote token service without secret", []string{"-token-url", "https://tokens.example.test"}, nil, envTokenClientSecret},
+		{"remote token service without secret", []string{"-token-url", "https://tokens.example.test"}, nil, localstack.EnvTokenClientSecret},
 		{"sasl without mechanism", nil, map[string]string{envKafkaSASLUser: "u", envKafkaSASLPassword: "p"}, envKafkaSASLMechanism},
 		{"sasl without password", nil, map[string]string{envKafkaSASLMechanism: "PLAIN", envKafkaSASLUser: "u"}, envKafkaSASLPassword},
 		{"sasl unknown", nil, map[string]string{envKafkaSASLMechanism: "GSSAPI", envKafkaSASLUser: "u", envKafkaSASLPassword: "p"}, "GSSAPI"},
@@ -184,7 +187,7 @@ func TestTokenKeyIsGeneratedOnceAndReused(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("first load: created=%v err=%v", created, err)
 	}
-	if len(first) != tokenKeyBytes || bytes.Equal(first, make([]byte, tokenKeyBytes)) {
+	if len(first) != activities.TokenKeyBytes || bytes.Equal(first, make([]byte, activities.TokenKeyBytes)) {
 		t.Fatalf("generated key is %d bytes / all zero", len(first))
 	}
 	info, err := os.Stat(path)

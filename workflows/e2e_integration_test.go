@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/workflows"
 )
@@ -156,7 +157,7 @@ func TestEndToEnd(t *testing.T) {
 		require.Error(t, err)
 		var appErr *temporal.ApplicationError
 		require.True(t, errors.As(err, &appErr), "%v", err)
-		require.Equal(t, workflows.ErrInvalidInput, appErr.Type())
+		require.Equal(t, errtype.InvalidInput, appErr.Type())
 		require.Contains(t, appErr.Error(), "batch_size")
 	})
 

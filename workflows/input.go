@@ -5,12 +5,12 @@ import (
 	"regexp"
 	"strings"
 
-	"go.temporal.io/sdk/temporal"
-
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
 )
 
-// Defaults of PipelineInput: the standard nightly test.
+// Defaults of PipelineInput: the standard nightly test. LagResume defaults
+// to half of LagThreshold and RunID to the workflow id (see WithDefaults).
 const (
 	DefaultMessages                  = 1_000_000
 	DefaultLogicalQueues             = 1_000
@@ -29,7 +29,9 @@ const (
 	DefaultBrokers                   = 3
 	DefaultTaskManagers              = 1
 	DefaultVerifyIdleSeconds         = 120
+)
 
+const (
 	// replicationFactor of every topic of a run; the health stage requires
 	// at least this many brokers.
 	replicationFactor = 3
@@ -37,17 +39,17 @@ const (
 	maxTopicLength = 249
 	// maxBatchSize is what the reference endpoint accepts in one request.
 	maxBatchSize = 1_000
+	// maxRunIDLength leaves room in a topic name for the prefix and suffix.
+	maxRunIDLength = 200
 )
-
-// ErrInvalidInput is the error type of input validation failures; they are
-// never retried.
-const ErrInvalidInput = "InvalidInput"
 
 var topicAlphabet = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
-// withDefaults fills every zero field with its default and checks the
-// result. workflowID is the default run id.
-func (in PipelineInput) withDefaults(workflowID string) (PipelineInput, error) {
+// WithDefaults returns in with every zero field set to its default, the
+// input a run of in actually uses. RunID defaults to workflowID, with the
+// characters Kafka does not accept in topic names replaced; an empty
+// workflowID leaves an empty RunID empty.
+func (in PipelineInput) WithDefaults(workflowID string) PipelineInput {
 	if in.RunID == "" {
 		in.RunID = sanitizeRunID(workflowID)
 	}
@@ -69,7 +71,14 @@ func (in PipelineInput) withDefaults(workflowID string) (PipelineInput, error) {
 	setDefault(&in.Brokers, DefaultBrokers)
 	setDefault(&in.TaskManagers, DefaultTaskManagers)
 	setDefault(&in.VerifyIdleSeconds, DefaultVerifyIdleSeconds)
-	return in, in.validate()
+	return in
+}
+
+// withDefaults is what PipelineWorkflow runs on: the input with its
+// defaults, RunID named after the workflow, and checked.
+func (in PipelineInput) withDefaults(workflowID string) (PipelineInput, error) {
+	in = in.WithDefaults(workflowID)
+	return in, in.Validate()
 }
 
 func setDefault[T int | int64 | float64](field *T, def T) {
@@ -78,8 +87,10 @@ func setDefault[T int | int64 | float64](field *T, def T) {
 	}
 }
 
-// validate checks a PipelineInput whose defaults are applied.
-func (in PipelineInput) validate() error {
+// Validate checks an input whose defaults are applied (WithDefaults). The
+// error is the non-retryable errtype.InvalidInput, naming the JSON field
+// first: "invalid input: batch_size 5000: must be between 1 and 1000".
+func (in PipelineInput) Validate() error {
 	checks := []struct {
 		ok    bool
 		field string
@@ -104,13 +115,19 @@ func (in PipelineInput) validate() error {
 		{in.Brokers >= replicationFactor, "brokers", fmt.Sprintf("must be at least the replication factor %d", replicationFactor), in.Brokers},
 		{in.TaskManagers >= 1, "task_managers", "must be at least 1", in.TaskManagers},
 		{in.VerifyIdleSeconds >= 1 && in.VerifyIdleSeconds <= 3_600, "verify_idle_seconds", "must be between 1 and 3,600", in.VerifyIdleSeconds},
-		{in.RunID != "" && topicAlphabet.MatchString(in.RunID) && len(in.RunID) <= 200, "run_id", "must be 1 to 200 characters of [a-zA-Z0-9._-]", in.RunID},
+		{in.RunID != "" && topicAlphabet.MatchString(in.RunID) && len(in.RunID) <= maxRunIDLength, "run_id", fmt.Sprintf("must be 1 to %d characters of [a-zA-Z0-9._-]", maxRunIDLength), in.RunID},
 	}
 	for _, c := range checks {
 		if !c.ok {
-			return invalidInput("%s %v: %s", c.field, c.value, c.rule)
+			return errtype.InvalidInputf("%s %v: %s", c.field, c.value, c.rule)
 		}
 	}
+	return in.validateTopics()
+}
+
+// validateTopics checks the run's topic names, overridden or derived: Kafka
+// must accept each, and no two stages may share one.
+func (in PipelineInput) validateTopics() error {
 	names := in.runNames()
 	seen := map[string]string{}
 	for _, t := range []struct{ field, topic string }{
@@ -119,18 +136,14 @@ func (in PipelineInput) validate() error {
 	} {
 		field, topic := t.field, t.topic
 		if len(topic) > maxTopicLength || !topicAlphabet.MatchString(topic) || topic == "." || topic == ".." {
-			return invalidInput("%s %q: must be 1 to %d characters of [a-zA-Z0-9._-]", field, topic, maxTopicLength)
+			return errtype.InvalidInputf("%s %q: must be 1 to %d characters of [a-zA-Z0-9._-]", field, topic, maxTopicLength)
 		}
 		if other, dup := seen[topic]; dup {
-			return invalidInput("%s %q: same topic as %s", field, topic, other)
+			return errtype.InvalidInputf("%s %q: same topic as %s", field, topic, other)
 		}
 		seen[topic] = field
 	}
 	return nil
-}
-
-func invalidInput(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError("invalid input: "+fmt.Sprintf(format, args...), ErrInvalidInput, nil)
 }
 
 // sanitizeRunID turns a workflow id into a string Kafka accepts in topic names.
@@ -145,8 +158,8 @@ func sanitizeRunID(workflowID string) string {
 		}
 	}
 	id := b.String()
-	if len(id) > 200 {
-		id = id[:200]
+	if len(id) > maxRunIDLength {
+		id = id[:maxRunIDLength]
 	}
 	return id
 }

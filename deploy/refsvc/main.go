@@ -32,12 +32,13 @@ import (
 	"github.com/flowproof/flowproof/deploy/refsvc/internal/httpx"
 	"github.com/flowproof/flowproof/deploy/refsvc/tokens"
 	"github.com/flowproof/flowproof/deploy/refsvc/tokenservice"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 	"github.com/flowproof/flowproof/internal/localstack"
-	"github.com/flowproof/flowproof/internal/tokenapi"
 )
 
-// EnvClientSecret holds the token service's client secret.
-const EnvClientSecret = "FLOWPROOF_TOKEN_CLIENT_SECRET"
+// EnvClientSecret holds the token service's client secret; its clients
+// read the same variable.
+const EnvClientSecret = localstack.EnvTokenClientSecret
 
 func main() {
 	if len(os.Args) < 2 {
@@ -179,7 +180,7 @@ func runEndpoint(ctx context.Context, args []string) error {
 	idemTTL := fs.Duration("idempotency-ttl", endpoint.DefaultIdempotencyTTL, "how long an accepted batch's response is kept for retries")
 	idemMax := fs.Int("idempotency-max-entries", endpoint.DefaultIdempotencyMaxEntries, "how many accepted batches are kept for retries")
 	journalFile := fs.String("journal-file", "", "file of accepted batches, replayed at start so that batch numbers, quota use and retries survive a restart; in memory only when empty")
-	var faults tokenapi.Faults
+	var faults endpointapi.Faults
 	fs.Float64Var(&faults.ErrorRate, "error-rate", 0, "fraction of batch requests answered with --error-status")
 	fs.IntVar(&faults.ErrorStatus, "error-status", 503, "status of an injected error")
 	fs.Float64Var(&faults.ThrottleRate, "throttle-rate", 0, "fraction of batch requests answered 429 with Retry-After")

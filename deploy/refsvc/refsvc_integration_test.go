@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"github.com/flowproof/flowproof/deploy/refsvc/tokens"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/refsvcapi"
 	"github.com/flowproof/flowproof/internal/tokenapi"
 )
 
@@ -38,16 +40,16 @@ type stackURLs struct{ token, endpoint string }
 
 func urls(t *testing.T) stackURLs {
 	t.Helper()
-	a := localstack.Default()
+	a := localstack.FromEnv()
 	u := stackURLs{token: strings.TrimRight(a.TokenURL, "/"), endpoint: strings.TrimRight(a.EndpointURL, "/")}
 	for _, base := range []string{u.token, u.endpoint} {
-		resp, err := httpClient.Get(base + tokenapi.HealthPath)
+		resp, err := httpClient.Get(base + refsvcapi.HealthPath)
 		if err != nil {
 			t.Fatalf("reference services not reachable (run bin/stackctl up --only refsvc): %v", err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s%s = %d", base, tokenapi.HealthPath, resp.StatusCode)
+			t.Fatalf("GET %s%s = %d", base, refsvcapi.HealthPath, resp.StatusCode)
 		}
 	}
 	return u
@@ -55,7 +57,7 @@ func urls(t *testing.T) stackURLs {
 
 // getToken asks the token service for a token; extra form fields come in
 // name, value pairs.
-func getToken(t testing.TB, u stackURLs, secret string, extra ...string) (tokenapi.TokenResponse, int, tokenapi.ErrorResponse) {
+func getToken(t testing.TB, u stackURLs, secret string, extra ...string) (tokenapi.TokenResponse, int, refsvcapi.ErrorResponse) {
 	t.Helper()
 	form := url.Values{tokenapi.FormGrantType: {tokenapi.GrantTypeClientCredentials}}
 	for i := 0; i+1 < len(extra); i += 2 {
@@ -74,7 +76,7 @@ func getToken(t testing.TB, u stackURLs, secret string, extra ...string) (tokena
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	var tr tokenapi.TokenResponse
-	var er tokenapi.ErrorResponse
+	var er refsvcapi.ErrorResponse
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, &tr); err != nil {
 			t.Fatalf("token response %s: %v", body, err)
@@ -100,11 +102,11 @@ type batchReply struct {
 	body   []byte
 }
 
-func newBatch(prefix string, n int) tokenapi.BatchRequest {
+func newBatch(prefix string, n int) endpointapi.BatchRequest {
 	id := prefix + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	req := tokenapi.BatchRequest{BatchID: id}
+	req := endpointapi.BatchRequest{BatchID: id}
 	for i := 0; i < n; i++ {
-		req.Messages = append(req.Messages, tokenapi.Message{
+		req.Messages = append(req.Messages, endpointapi.Message{
 			CorrelationID: fmt.Sprintf("%s-%d", id, i),
 			Seq:           int64(i),
 			LogicalQueue:  "it-queue",
@@ -114,13 +116,13 @@ func newBatch(prefix string, n int) tokenapi.BatchRequest {
 	return req
 }
 
-func postBatch(t testing.TB, u stackURLs, token string, batch tokenapi.BatchRequest, idempotent bool) batchReply {
+func postBatch(t testing.TB, u stackURLs, token string, batch endpointapi.BatchRequest, idempotent bool) batchReply {
 	t.Helper()
 	body, err := json.Marshal(batch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest(http.MethodPost, u.endpoint+tokenapi.BatchesPath, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, u.endpoint+endpointapi.BatchesPath, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func postBatch(t testing.TB, u stackURLs, token string, batch tokenapi.BatchRequ
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	if idempotent {
-		req.Header.Set(tokenapi.IdempotencyKeyHeader, batch.BatchID)
+		req.Header.Set(endpointapi.IdempotencyKeyHeader, batch.BatchID)
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
@@ -140,12 +142,12 @@ func postBatch(t testing.TB, u stackURLs, token string, batch tokenapi.BatchRequ
 	return batchReply{status: resp.StatusCode, header: resp.Header, body: raw}
 }
 
-func (r batchReply) accepted(t testing.TB) tokenapi.BatchResponse {
+func (r batchReply) accepted(t testing.TB) endpointapi.BatchResponse {
 	t.Helper()
 	if r.status != http.StatusOK {
 		t.Fatalf("batch: status %d, body %s", r.status, r.body)
 	}
-	var br tokenapi.BatchResponse
+	var br endpointapi.BatchResponse
 	if err := json.Unmarshal(r.body, &br); err != nil {
 		t.Fatalf("batch response %s: %v", r.body, err)
 	}
@@ -192,7 +194,7 @@ func TestEndpointAcceptsValidBatchAndReplaysRetries(t *testing.T) {
 	}
 	retry := postBatch(t, u, token, batch, true)
 	again := retry.accepted(t)
-	if retry.header.Get(tokenapi.ReplayedHeader) != "true" || again.BatchNumber != first.BatchNumber || again.Results[0].SendingID != first.Results[0].SendingID {
+	if retry.header.Get(endpointapi.ReplayedHeader) != "true" || again.BatchNumber != first.BatchNumber || again.Results[0].SendingID != first.Results[0].SendingID {
 		t.Fatalf("retry was not a replay: %+v (first batch %d)", again, first.BatchNumber)
 	}
 	next := postBatch(t, u, token, newBatch("it-next", 1), true).accepted(t)
@@ -242,7 +244,7 @@ func TestEndpointEnforcesQuota(t *testing.T) {
 func TestEndpointRejectsInvalidBodies(t *testing.T) {
 	u := urls(t)
 	token := mustToken(t, u).AccessToken
-	empty := tokenapi.BatchRequest{BatchID: "it-empty"}
+	empty := endpointapi.BatchRequest{BatchID: "it-empty"}
 	if r := postBatch(t, u, token, empty, false); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "messages must not be empty") {
 		t.Fatalf("empty batch: %d %s", r.status, r.body)
 	}
@@ -253,9 +255,9 @@ func TestEndpointRejectsInvalidBodies(t *testing.T) {
 	}
 }
 
-func setFaults(t *testing.T, u stackURLs, method, body string) tokenapi.Faults {
+func setFaults(t *testing.T, u stackURLs, method, body string) endpointapi.Faults {
 	t.Helper()
-	req, err := http.NewRequest(method, u.endpoint+tokenapi.FaultsPath, strings.NewReader(body))
+	req, err := http.NewRequest(method, u.endpoint+endpointapi.FaultsPath, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,9 +269,9 @@ func setFaults(t *testing.T, u stackURLs, method, body string) tokenapi.Faults {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: %d %s", method, tokenapi.FaultsPath, resp.StatusCode, raw)
+		t.Fatalf("%s %s: %d %s", method, endpointapi.FaultsPath, resp.StatusCode, raw)
 	}
-	var f tokenapi.Faults
+	var f endpointapi.Faults
 	if err := json.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +306,7 @@ func TestEndpointInjectsFaults(t *testing.T) {
 	}
 	retry := postBatch(t, u, token, lost, true)
 	retry.accepted(t)
-	if retry.header.Get(tokenapi.ReplayedHeader) != "true" {
+	if retry.header.Get(endpointapi.ReplayedHeader) != "true" {
 		t.Fatal("retry after a lost response was accepted anew instead of replayed")
 	}
 }
@@ -349,7 +351,7 @@ func TestEndpointThroughput(t *testing.T) {
 					errs <- fmt.Errorf("batch %d of worker %d: %d %s", i, w, r.status, r.body)
 					return
 				}
-				var resp tokenapi.BatchResponse
+				var resp endpointapi.BatchResponse
 				if err := json.Unmarshal(r.body, &resp); err != nil {
 					errs <- fmt.Errorf("batch response: %w", err)
 					return

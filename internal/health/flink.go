@@ -2,38 +2,27 @@ package health
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/flowproof/flowproof/flinksql"
 )
 
-// flinkHTTPClient bounds each request even when the caller's context has no
-// deadline; it is shared so that checks run every second reuse connections.
-var flinkHTTPClient = &http.Client{Timeout: 10 * time.Second}
+// flinkOptions: a check reports what it sees now, so a failed request is
+// not retried; the caller decides whether and when to ask again.
+var flinkOptions = flinksql.Options{RequestTimeout: 10 * time.Second, RetryMax: -1}
 
-// flinkOverview is the part of the JobManager's GET /overview we read.
-type flinkOverview struct {
-	FlinkVersion   string `json:"flink-version"`
-	TaskManagers   int    `json:"taskmanagers"`
-	SlotsTotal     int    `json:"slots-total"`
-	SlotsAvailable int    `json:"slots-available"`
-	JobsRunning    int    `json:"jobs-running"`
-}
-
-// flinkTaskManagers is the part of GET /taskmanagers we read.
-type flinkTaskManagers struct {
-	TaskManagers []struct {
-		ID          string `json:"id"`
-		SlotsNumber int    `json:"slotsNumber"`
-		FreeSlots   int    `json:"freeSlots"`
-	} `json:"taskmanagers"`
-}
+// flinkClients keeps one client per base URL, so that checks run every
+// second reuse their connections.
+var flinkClients = struct {
+	sync.Mutex
+	jobManagers map[string]*flinksql.JobManager
+	gateways    map[string]*flinksql.Gateway
+}{jobManagers: map[string]*flinksql.JobManager{}, gateways: map[string]*flinksql.Gateway{}}
 
 // FlinkJobManager asks the JobManager's REST API at baseURL for its overview
 // and its registered TaskManagers. It is healthy when at least
@@ -49,25 +38,29 @@ func FlinkJobManager(ctx context.Context, baseURL string, wantTaskManagers int) 
 		if wantTaskManagers < 1 {
 			return "", fmt.Errorf("wantTaskManagers must be at least 1, got %d", wantTaskManagers)
 		}
-		var overview flinkOverview
-		if err := flinkGetJSON(ctx, baseURL, "/overview", &overview); err != nil {
+		jm, err := jobManager(baseURL)
+		if err != nil {
 			return "", err
 		}
-		var tms flinkTaskManagers
-		if err := flinkGetJSON(ctx, baseURL, "/taskmanagers", &tms); err != nil {
+		overview, err := jm.Overview(ctx)
+		if err != nil {
+			return "", err
+		}
+		tms, err := jm.TaskManagers(ctx)
+		if err != nil {
 			return "", err
 		}
 		free, total := 0, 0
-		ids := make([]string, 0, len(tms.TaskManagers))
-		for _, tm := range tms.TaskManagers {
+		ids := make([]string, 0, len(tms))
+		for _, tm := range tms {
 			free += tm.FreeSlots
 			total += tm.SlotsNumber
 			ids = append(ids, tm.ID)
 		}
 		slices.Sort(ids)
 		seen := fmt.Sprintf("flink %s, %d TaskManagers, %d/%d slots free, %d jobs running",
-			overview.FlinkVersion, len(tms.TaskManagers), free, total, overview.JobsRunning)
-		if len(tms.TaskManagers) < wantTaskManagers {
+			overview.FlinkVersion, len(tms), free, total, overview.JobsRunning)
+		if len(tms) < wantTaskManagers {
 			return "", fmt.Errorf("%s: want at least %d TaskManagers, registered: [%s]", seen, wantTaskManagers, strings.Join(ids, ", "))
 		}
 		if free == 0 {
@@ -78,61 +71,57 @@ func FlinkJobManager(ctx context.Context, baseURL string, wantTaskManagers int) 
 }
 
 // SQLGateway asks the Flink SQL Gateway's REST API at baseURL which API
-// versions it serves and then, on the newest, for its product name and
-// version, e.g. "Apache Flink 2.2.0 SQL Gateway, REST API v1-v4".
+// versions it serves and then for its product name and version, e.g.
+// "Apache Flink 2.2.0 SQL Gateway, REST API v1-v4". The info is asked in
+// the version the pipeline's client speaks, so a gateway without it is
+// unhealthy.
 func SQLGateway(ctx context.Context, baseURL string) Result {
 	return run(ctx, "sql-gateway", []string{baseURL}, func(ctx context.Context) (string, error) {
-		var versions struct {
-			Versions []string `json:"versions"`
-		}
-		if err := flinkGetJSON(ctx, baseURL, "/api_versions", &versions); err != nil {
+		gw, err := gateway(baseURL)
+		if err != nil {
 			return "", err
 		}
-		if len(versions.Versions) == 0 {
+		versions, err := gw.APIVersions(ctx)
+		if err != nil {
+			return "", err
+		}
+		if len(versions) == 0 {
 			return "", fmt.Errorf("sql gateway at %s lists no REST API versions", baseURL)
 		}
-		// The gateway lists its versions oldest first.
-		newest := versions.Versions[len(versions.Versions)-1]
-		var info struct {
-			ProductName string `json:"productName"`
-			Version     string `json:"version"`
-		}
-		if err := flinkGetJSON(ctx, baseURL, "/"+url.PathEscape(strings.ToLower(newest))+"/info", &info); err != nil {
+		info, err := gw.Info(ctx)
+		if err != nil {
 			return "", err
 		}
 		if info.ProductName == "" || info.Version == "" {
 			return "", fmt.Errorf("sql gateway at %s: info has no product name or version", baseURL)
 		}
+		// The gateway lists its versions oldest first.
 		return fmt.Sprintf("%s %s SQL Gateway, REST API %s-%s",
-			info.ProductName, info.Version, strings.ToLower(versions.Versions[0]), strings.ToLower(newest)), nil
+			info.ProductName, info.Version, strings.ToLower(versions[0]), strings.ToLower(versions[len(versions)-1])), nil
 	})
 }
 
-// flinkGetJSON fetches baseURL+path and decodes a 200 answer into out.
-func flinkGetJSON(ctx context.Context, baseURL, path string, out any) error {
+func jobManager(baseURL string) (*flinksql.JobManager, error) {
+	return cachedClient(flinkClients.jobManagers, baseURL, flinksql.NewJobManager)
+}
+
+func gateway(baseURL string) (*flinksql.Gateway, error) {
+	return cachedClient(flinkClients.gateways, baseURL, flinksql.NewGateway)
+}
+
+func cachedClient[C any](clients map[string]*C, baseURL string, newClient func(string, flinksql.Options) (*C, error)) (*C, error) {
 	if baseURL == "" {
-		return errors.New("base URL is empty; want e.g. http://127.0.0.1:8081")
+		return nil, errors.New("base URL is empty; want e.g. http://127.0.0.1:8081")
 	}
-	endpoint := strings.TrimRight(baseURL, "/") + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	flinkClients.Lock()
+	defer flinkClients.Unlock()
+	if c, ok := clients[baseURL]; ok {
+		return c, nil
+	}
+	c, err := newClient(baseURL, flinkOptions)
 	if err != nil {
-		return fmt.Errorf("request %s: %w", endpoint, err)
+		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := flinkHTTPClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("get %s: %w", endpoint, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", endpoint, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("get %s: status %s: %s", endpoint, resp.Status, strings.TrimSpace(string(body[:min(len(body), 300)])))
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("decode %s: %w", endpoint, err)
-	}
-	return nil
+	clients[baseURL] = c
+	return c, nil
 }

@@ -21,7 +21,7 @@ var flinkDetailPattern = regexp.MustCompile(`^flink (\S+), (\d+) TaskManagers, (
 func TestFlinkJobManagerReportsTaskManagersWithFreeSlots(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	baseURL := localstack.Default().FlinkURL
+	baseURL := localstack.FromEnv().FlinkURL
 
 	res := FlinkJobManager(ctx, baseURL, 3)
 	if !res.Healthy {
@@ -58,7 +58,7 @@ func TestFlinkJobManagerReportsTaskManagersWithFreeSlots(t *testing.T) {
 func TestSQLGatewayAnswersWithTheClusterVersion(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	addrs := localstack.Default()
+	addrs := localstack.FromEnv()
 
 	res := SQLGateway(ctx, addrs.SQLGatewayURL)
 	if !res.Healthy {
@@ -94,7 +94,7 @@ func TestFlinkChecksOnClosedPortAreUnhealthy(t *testing.T) {
 	}
 	// Each check must recognise its own service: the JobManager's REST API
 	// is not a SQL Gateway.
-	if res := SQLGateway(ctx, localstack.Default().FlinkURL); res.Healthy {
+	if res := SQLGateway(ctx, localstack.FromEnv().FlinkURL); res.Healthy {
 		t.Errorf("SQLGateway against the JobManager's REST API reported healthy: %s", res.Detail)
 	}
 }

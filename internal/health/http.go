@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/flowproof/flowproof/internal/refsvcapi"
 )
 
 // httpHealthClient is shared so checks reuse connections; each check's
@@ -18,7 +20,7 @@ var httpHealthClient = &http.Client{Timeout: 10 * time.Second}
 // as the reference token service and endpoint do. The detail echoes the
 // service's own status when its body is the usual JSON.
 func HTTPService(ctx context.Context, component, baseURL string) Result {
-	healthURL := strings.TrimRight(baseURL, "/") + "/healthz"
+	healthURL := strings.TrimRight(baseURL, "/") + refsvcapi.HealthPath
 	return run(ctx, component, []string{baseURL}, func(ctx context.Context) (string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
 		if err != nil {
@@ -36,11 +38,7 @@ func HTTPService(ctx context.Context, component, baseURL string) Result {
 		if resp.StatusCode != http.StatusOK {
 			return "", fmt.Errorf("GET %s: status %d: %s", healthURL, resp.StatusCode, strings.TrimSpace(string(body)))
 		}
-		var status struct {
-			Status        string `json:"status"`
-			Service       string `json:"service"`
-			UptimeSeconds int64  `json:"uptime_seconds"`
-		}
+		var status refsvcapi.Health
 		if json.Unmarshal(body, &status) != nil || status.Status == "" {
 			return "healthy (200)", nil
 		}

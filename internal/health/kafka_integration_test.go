@@ -21,7 +21,7 @@ import (
 func TestKafkaReportsThreeBrokersAndController(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	brokers := localstack.Default().KafkaBrokers
+	brokers := localstack.FromEnv().KafkaBrokers
 
 	res := Kafka(ctx, brokers, 3)
 	if !res.Healthy {
@@ -58,7 +58,7 @@ func TestKafkaUnreachableIsUnhealthy(t *testing.T) {
 func TestKafkaTopicRoundTripWithAcksAll(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	brokers := localstack.Default().KafkaBrokers
+	brokers := localstack.FromEnv().KafkaBrokers
 
 	adminClient, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {

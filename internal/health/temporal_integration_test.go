@@ -24,7 +24,7 @@ import (
 // `bin/stackctl up --only temporal`.
 
 func TestTemporalHealthyAgainstLocalStack(t *testing.T) {
-	addrs := localstack.Default()
+	addrs := localstack.FromEnv()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -41,7 +41,7 @@ func TestTemporalHealthyAgainstLocalStack(t *testing.T) {
 }
 
 func TestTemporalUnknownNamespaceIsUnhealthy(t *testing.T) {
-	addrs := localstack.Default()
+	addrs := localstack.FromEnv()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -75,7 +75,7 @@ func TestTemporalClosedPortIsUnhealthy(t *testing.T) {
 }
 
 func TestTemporalUIAgainstLocalStack(t *testing.T) {
-	addrs := localstack.Default()
+	addrs := localstack.FromEnv()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -94,7 +94,7 @@ func TestTemporalUIAgainstLocalStack(t *testing.T) {
 }
 
 func TestFlowproofSearchAttributesRegistered(t *testing.T) {
-	addrs := localstack.Default()
+	addrs := localstack.FromEnv()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 

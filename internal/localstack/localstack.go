@@ -3,8 +3,9 @@
 // integration tests take their defaults from here, so the ports are written
 // down once.
 //
-// Every address can be overridden by an environment variable (see Env*),
-// which lets the same tests run against a stack on other ports.
+// Every address can be overridden by an environment variable (see Env* and
+// FromEnv), which lets the same binaries and tests run against a stack on
+// other ports or hosts.
 package localstack
 
 import (
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/flowproof/flowproof/internal/envconf"
 )
 
 // Environment variables that override the defaults.
@@ -24,8 +27,17 @@ const (
 	EnvSQLGatewayURL   = "FLOWPROOF_SQL_GATEWAY_URL"
 	EnvTemporalAddress = "TEMPORAL_ADDRESS" // Temporal's own convention
 	EnvTemporalNS      = "TEMPORAL_NAMESPACE"
+	EnvTemporalUIURL   = "FLOWPROOF_TEMPORAL_UI_URL"
 	EnvEndpointURL     = "FLOWPROOF_ENDPOINT_URL"
 	EnvTokenURL        = "FLOWPROOF_TOKEN_URL"
+)
+
+// Environment variables of the token client's credentials, read by every
+// client of the token service. The secret is read from the environment
+// only, never from a flag, which others could see in the process list.
+const (
+	EnvTokenClientID     = "FLOWPROOF_TOKEN_CLIENT_ID"
+	EnvTokenClientSecret = "FLOWPROOF_TOKEN_CLIENT_SECRET"
 )
 
 // Ports of the local stack. All of them bind to 127.0.0.1.
@@ -77,21 +89,32 @@ type Addresses struct {
 	TokenURL          string   `json:"token_url"`
 }
 
-// Default returns the addresses of the local stack, with any environment
-// overrides applied.
-func Default() Addresses {
+// FromEnv returns the local stack's addresses, each replaced by its
+// environment variable (Env*) when that is set.
+func FromEnv() Addresses {
+	env := os.Getenv
 	brokers := []string{hostPort(KafkaBrokerPort1), hostPort(KafkaBrokerPort2), hostPort(KafkaBrokerPort3)}
 	return Addresses{
-		KafkaBrokers:      splitList(envOr(EnvKafkaBrokers, strings.Join(brokers, ","))),
-		FlinkURL:          envOr(EnvFlinkURL, httpURL(FlinkRESTPort)),
-		SQLGatewayURL:     envOr(EnvSQLGatewayURL, httpURL(SQLGatewayPort)),
-		TemporalAddress:   envOr(EnvTemporalAddress, hostPort(TemporalPort)),
-		TemporalNamespace: envOr(EnvTemporalNS, TemporalNamespace),
-		TemporalUIURL:     httpURL(TemporalUIPort),
-		EndpointURL:       envOr(EnvEndpointURL, httpURL(EndpointPort)),
-		TokenURL:          envOr(EnvTokenURL, httpURL(TokenServicePort)),
+		KafkaBrokers:      envconf.SplitList(envconf.String(env, EnvKafkaBrokers, strings.Join(brokers, ","))),
+		FlinkURL:          envconf.String(env, EnvFlinkURL, httpURL(FlinkRESTPort)),
+		SQLGatewayURL:     envconf.String(env, EnvSQLGatewayURL, httpURL(SQLGatewayPort)),
+		TemporalAddress:   envconf.String(env, EnvTemporalAddress, hostPort(TemporalPort)),
+		TemporalNamespace: envconf.String(env, EnvTemporalNS, TemporalNamespace),
+		TemporalUIURL:     envconf.String(env, EnvTemporalUIURL, httpURL(TemporalUIPort)),
+		EndpointURL:       envconf.String(env, EnvEndpointURL, httpURL(EndpointPort)),
+		TokenURL:          envconf.String(env, EnvTokenURL, httpURL(TokenServicePort)),
 	}
 }
+
+// Default is FromEnv under its old name.
+//
+// Deprecated: use FromEnv. Kept only until the callers in activities/,
+// flinksql/, workflows/ and deploy/local/ move (issue 7 merge); then delete.
+func Default() Addresses { return FromEnv() }
+
+// TokenServiceURL is the local stack's token service, whatever the
+// environment says; only it accepts TokenClientSecret.
+func TokenServiceURL() string { return httpURL(TokenServicePort) }
 
 func hostPort(port int) string { return net.JoinHostPort(Host, strconv.Itoa(port)) }
 func httpURL(port int) string  { return "http://" + hostPort(port) }
@@ -121,21 +144,4 @@ func homeDir() string {
 		return home
 	}
 	return os.TempDir()
-}
-
-func envOr(key, fallback string) string {
-	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
-		return v
-	}
-	return fallback
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }

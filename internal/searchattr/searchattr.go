@@ -16,13 +16,18 @@ const (
 	MessageCountName = "FlowproofMessageCount"
 )
 
-// Typed keys for workflow.UpsertTypedSearchAttributes and for visibility queries.
+// Typed keys for workflow.UpsertTypedSearchAttributes and for visibility
+// queries. Their values are the workflows package's constants, which this
+// package cannot name without an import cycle.
 var (
-	// Stage is the pipeline stage a run is in ("health", "produce", "verify", ...).
+	// Stage is the stage a run is in: one of the workflows.Stage* constants,
+	// "done" once it has ended.
 	Stage = temporal.NewSearchAttributeKeyKeyword(StageName)
-	// Status is the run's outcome so far ("running", "passed", "failed").
+	// Status is "Running" until the run ends, then its workflows.Status
+	// (Succeeded or Failed).
 	Status = temporal.NewSearchAttributeKeyKeyword(StatusName)
-	// MessageCount is how many messages the run has verified end to end.
+	// MessageCount is the run's message count when it starts, replaced by
+	// the number of messages verified end to end once verification is done.
 	MessageCount = temporal.NewSearchAttributeKeyInt64(MessageCountName)
 )
 

@@ -36,7 +36,7 @@ func Options(overrides Overrides, logger log.Logger) (client.Options, error) {
 	if err != nil {
 		return client.Options{}, fmt.Errorf("load temporal client configuration from TEMPORAL_* variables and profile: %w", err)
 	}
-	local := localstack.Default()
+	local := localstack.FromEnv()
 	switch {
 	case overrides.Address != "":
 		opts.HostPort = overrides.Address

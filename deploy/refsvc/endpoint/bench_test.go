@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flowproof/flowproof/deploy/refsvc/tokens"
-	"github.com/flowproof/flowproof/internal/tokenapi"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 )
 
 // BenchmarkBatchesOf100 measures the whole endpoint (instrumentation, token
@@ -43,10 +43,10 @@ func BenchmarkBatchesOf100(b *testing.B) {
 		for pb.Next() {
 			batchID := fmt.Sprintf("bench-%d", batchCounter.Add(1))
 			body := benchBody(batchID, batchSize)
-			req, _ := http.NewRequest(http.MethodPost, server.URL+tokenapi.BatchesPath, bytes.NewReader(body))
+			req, _ := http.NewRequest(http.MethodPost, server.URL+endpointapi.BatchesPath, bytes.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", "Bearer "+token)
-			req.Header.Set(tokenapi.IdempotencyKeyHeader, batchID)
+			req.Header.Set(endpointapi.IdempotencyKeyHeader, batchID)
 			resp, err := client.Do(req)
 			if err != nil {
 				b.Error(err)

@@ -26,7 +26,7 @@ import (
 
 	"github.com/flowproof/flowproof/deploy/refsvc/internal/httpx"
 	"github.com/flowproof/flowproof/deploy/refsvc/tokens"
-	"github.com/flowproof/flowproof/internal/tokenapi"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 )
 
 // Config is the endpoint's configuration.
@@ -48,7 +48,7 @@ type Config struct {
 	// replays; without it that state is lost on restart.
 	JournalPath string
 	// Faults is the fault injection setting at start.
-	Faults tokenapi.Faults
+	Faults endpointapi.Faults
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Random draws faults, uniform in [0,1); math/rand/v2 when nil.
@@ -216,10 +216,10 @@ func NewHandler(cfg Config, reg *prometheus.Registry, log *zap.Logger) (http.Han
 
 // Register adds the batch and fault admin routes to mux.
 func (e *Endpoint) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+tokenapi.BatchesPath, e.HandleBatch)
-	mux.HandleFunc("GET "+tokenapi.FaultsPath, e.handleGetFaults)
-	mux.HandleFunc("POST "+tokenapi.FaultsPath, e.handleSetFaults)
-	mux.HandleFunc("DELETE "+tokenapi.FaultsPath, e.handleResetFaults)
+	mux.HandleFunc("POST "+endpointapi.BatchesPath, e.HandleBatch)
+	mux.HandleFunc("GET "+endpointapi.FaultsPath, e.handleGetFaults)
+	mux.HandleFunc("POST "+endpointapi.FaultsPath, e.handleSetFaults)
+	mux.HandleFunc("DELETE "+endpointapi.FaultsPath, e.handleResetFaults)
 }
 
 // HandleBatch serves POST /v1/batches.
@@ -254,10 +254,10 @@ func (e *Endpoint) HandleBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	key := r.Header.Get(tokenapi.IdempotencyKeyHeader)
+	key := r.Header.Get(endpointapi.IdempotencyKeyHeader)
 	if len(key) > maxIdempotencyKeyLen {
 		e.rejectRequest(w, http.StatusBadRequest, "invalid_idempotency_key",
-			fmt.Sprintf("%s header is %d bytes; at most %d are allowed", tokenapi.IdempotencyKeyHeader, len(key), maxIdempotencyKeyLen))
+			fmt.Sprintf("%s header is %d bytes; at most %d are allowed", endpointapi.IdempotencyKeyHeader, len(key), maxIdempotencyKeyLen))
 		return
 	}
 	var scopedKey string
@@ -274,7 +274,7 @@ func (e *Endpoint) HandleBatch(w http.ResponseWriter, r *http.Request) {
 			return // the client gave up while an earlier request with its key was in flight
 		case stored != nil:
 			e.replays.Inc()
-			w.Header().Set(tokenapi.ReplayedHeader, "true")
+			w.Header().Set(endpointapi.ReplayedHeader, "true")
 			httpx.WriteJSONBytes(w, http.StatusOK, stored)
 			return
 		}
@@ -348,7 +348,7 @@ func bearerToken(header string) (string, bool) {
 	return token, token != ""
 }
 
-// incomingBatch is tokenapi.BatchRequest as far as the endpoint reads it:
+// incomingBatch is endpointapi.BatchRequest as far as the endpoint reads it:
 // the fields other than correlation_id and seq are accepted but not needed,
 // and skipping them halves the decoding cost.
 type incomingBatch struct {
@@ -430,10 +430,10 @@ func (e *Endpoint) accept(w http.ResponseWriter, claims tokens.Claims, req incom
 		return nil, false
 	}
 	number := e.batchNumber.Add(1)
-	resp := tokenapi.BatchResponse{BatchID: req.BatchID, BatchNumber: number, Results: make([]tokenapi.BatchResult, len(req.Messages))}
+	resp := endpointapi.BatchResponse{BatchID: req.BatchID, BatchNumber: number, Results: make([]endpointapi.BatchResult, len(req.Messages))}
 	prefix := e.sendingIDPrefix(number)
 	for i, m := range req.Messages {
-		resp.Results[i] = tokenapi.BatchResult{
+		resp.Results[i] = endpointapi.BatchResult{
 			CorrelationID: m.CorrelationID,
 			Seq:           m.Seq,
 			SendingID:     prefix + strconv.Itoa(i),
@@ -479,40 +479,4 @@ func (e *Endpoint) Close() error {
 		return nil
 	}
 	return e.journal.close()
-}
-
-// Faults returns the current fault setting.
-func (e *Endpoint) Faults() tokenapi.Faults { return e.faults.get() }
-
-func (e *Endpoint) handleGetFaults(w http.ResponseWriter, r *http.Request) {
-	httpx.WriteJSON(w, http.StatusOK, e.faults.get())
-}
-
-// handleSetFaults replaces the whole setting: fields left out become zero,
-// so `{}` turns every fault off.
-func (e *Endpoint) handleSetFaults(w http.ResponseWriter, r *http.Request) {
-	var f tokenapi.Faults
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields() // a misspelt field would otherwise silently mean "off"
-	if err := dec.Decode(&f); err != nil {
-		httpx.WriteError(w, http.StatusBadRequest, "invalid_request", "fault setting is not valid JSON: "+err.Error())
-		return
-	}
-	normalized, err := NormalizeFaults(f)
-	if err != nil {
-		httpx.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	}
-	e.faults.set(normalized)
-	e.log.Info("faults set", zap.Float64("error_rate", normalized.ErrorRate), zap.Int("error_status", normalized.ErrorStatus),
-		zap.Float64("throttle_rate", normalized.ThrottleRate), zap.Int("retry_after_seconds", normalized.RetryAfterSeconds),
-		zap.Int("latency_ms", normalized.LatencyMillis), zap.Float64("lost_response_rate", normalized.LostResponseRate))
-	httpx.WriteJSON(w, http.StatusOK, normalized)
-}
-
-func (e *Endpoint) handleResetFaults(w http.ResponseWriter, r *http.Request) {
-	normalized, _ := NormalizeFaults(tokenapi.Faults{})
-	e.faults.set(normalized)
-	e.log.Info("faults reset")
-	httpx.WriteJSON(w, http.StatusOK, normalized)
 }

@@ -19,7 +19,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flowproof/flowproof/deploy/refsvc/tokens"
-	"github.com/flowproof/flowproof/internal/tokenapi"
+	"github.com/flowproof/flowproof/internal/endpointapi"
+	"github.com/flowproof/flowproof/internal/refsvcapi"
 )
 
 var (
@@ -105,21 +106,21 @@ type reply struct {
 	body   []byte
 }
 
-func (r reply) batch(t *testing.T) tokenapi.BatchResponse {
+func (r reply) batch(t *testing.T) endpointapi.BatchResponse {
 	t.Helper()
 	if r.status != http.StatusOK {
 		t.Fatalf("status = %d, body %s", r.status, r.body)
 	}
-	var br tokenapi.BatchResponse
+	var br endpointapi.BatchResponse
 	if err := json.Unmarshal(r.body, &br); err != nil {
 		t.Fatalf("decode batch response %s: %v", r.body, err)
 	}
 	return br
 }
 
-func (r reply) errorResponse(t *testing.T) tokenapi.ErrorResponse {
+func (r reply) errorResponse(t *testing.T) refsvcapi.ErrorResponse {
 	t.Helper()
-	var er tokenapi.ErrorResponse
+	var er refsvcapi.ErrorResponse
 	if err := json.Unmarshal(r.body, &er); err != nil {
 		t.Fatalf("decode error response %s: %v", r.body, err)
 	}
@@ -154,14 +155,14 @@ func (h *harness) post(t *testing.T, token string, body []byte, headers ...strin
 	if token != "" {
 		headers = append(headers, "Authorization", "Bearer "+token)
 	}
-	return h.do(t, http.MethodPost, tokenapi.BatchesPath, body, headers...)
+	return h.do(t, http.MethodPost, endpointapi.BatchesPath, body, headers...)
 }
 
 func batchBody(t *testing.T, batchID string, n int) []byte {
 	t.Helper()
-	req := tokenapi.BatchRequest{BatchID: batchID}
+	req := endpointapi.BatchRequest{BatchID: batchID}
 	for i := 0; i < n; i++ {
-		req.Messages = append(req.Messages, tokenapi.Message{
+		req.Messages = append(req.Messages, endpointapi.Message{
 			CorrelationID: fmt.Sprintf("%s-c%d", batchID, i),
 			Seq:           int64(i),
 			LogicalQueue:  "orders",
@@ -329,22 +330,22 @@ func TestIdempotentRetryReturnsStoredResponseWithoutUsingQuota(t *testing.T) {
 	h := newHarness(t, Config{})
 	token := h.token(t, time.Hour, 100)
 	body := batchBody(t, "retry-me", 100)
-	first := h.post(t, token, body, tokenapi.IdempotencyKeyHeader, "retry-me")
+	first := h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "retry-me")
 	firstBatch := first.batch(t)
 	// The quota is now fully used, yet the retry succeeds with the same answer.
 	for i := 0; i < 3; i++ {
-		again := h.post(t, token, body, tokenapi.IdempotencyKeyHeader, "retry-me")
+		again := h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "retry-me")
 		if again.status != http.StatusOK || !bytes.Equal(again.body, first.body) {
 			t.Fatalf("retry %d: %d %s, want the stored response %s", i, again.status, again.body, first.body)
 		}
-		if again.header.Get(tokenapi.ReplayedHeader) != "true" {
-			t.Fatalf("retry %d lacks %s", i, tokenapi.ReplayedHeader)
+		if again.header.Get(endpointapi.ReplayedHeader) != "true" {
+			t.Fatalf("retry %d lacks %s", i, endpointapi.ReplayedHeader)
 		}
 	}
 	// A retry with a fresh token (the old one may have expired meanwhile) is
 	// still a replay.
 	fresh := h.token(t, time.Hour, 100)
-	if again := h.post(t, fresh, body, tokenapi.IdempotencyKeyHeader, "retry-me"); again.batch(t).BatchNumber != firstBatch.BatchNumber {
+	if again := h.post(t, fresh, body, endpointapi.IdempotencyKeyHeader, "retry-me"); again.batch(t).BatchNumber != firstBatch.BatchNumber {
 		t.Fatal("retry with a fresh token created a new batch")
 	}
 	if got := h.metric(t, "refsvc_endpoint_batches_accepted_total", nil); got != 1 {
@@ -354,12 +355,12 @@ func TestIdempotentRetryReturnsStoredResponseWithoutUsingQuota(t *testing.T) {
 	h.post(t, fresh, batchBody(t, "fresh", 100)).batch(t)
 
 	// The same key with another body is a client bug, not a retry.
-	if r := h.post(t, fresh, batchBody(t, "retry-me", 3), tokenapi.IdempotencyKeyHeader, "retry-me"); r.status != http.StatusUnprocessableEntity {
+	if r := h.post(t, fresh, batchBody(t, "retry-me", 3), endpointapi.IdempotencyKeyHeader, "retry-me"); r.status != http.StatusUnprocessableEntity {
 		t.Fatalf("reused key with another body: %d %s, want 422", r.status, r.body)
 	}
 	// Keys are scoped to the client.
 	stranger := h.tokenFor(t, "other-client", testKey, time.Hour, 100)
-	if r := h.post(t, stranger, body, tokenapi.IdempotencyKeyHeader, "retry-me").batch(t); r.BatchNumber == firstBatch.BatchNumber {
+	if r := h.post(t, stranger, body, endpointapi.IdempotencyKeyHeader, "retry-me").batch(t); r.BatchNumber == firstBatch.BatchNumber {
 		t.Fatal("another client's batch was answered from this client's key")
 	}
 }
@@ -368,18 +369,18 @@ func TestRefusedBatchIsNotStoredForReplay(t *testing.T) {
 	h := newHarness(t, Config{})
 	body := batchBody(t, "k", 10)
 	spent := h.token(t, time.Hour, 5)
-	if r := h.post(t, spent, body, tokenapi.IdempotencyKeyHeader, "k"); r.status != http.StatusUnauthorized {
+	if r := h.post(t, spent, body, endpointapi.IdempotencyKeyHeader, "k"); r.status != http.StatusUnauthorized {
 		t.Fatalf("over quota: %d, want 401", r.status)
 	}
-	r := h.post(t, h.token(t, time.Hour, 10), body, tokenapi.IdempotencyKeyHeader, "k")
+	r := h.post(t, h.token(t, time.Hour, 10), body, endpointapi.IdempotencyKeyHeader, "k")
 	r.batch(t)
-	if r.header.Get(tokenapi.ReplayedHeader) != "" {
+	if r.header.Get(endpointapi.ReplayedHeader) != "" {
 		t.Fatal("a batch refused earlier was replayed instead of accepted")
 	}
 }
 
 func TestConcurrentRetriesOfOneKeyCreateOneBatch(t *testing.T) {
-	h := newHarness(t, Config{Faults: tokenapi.Faults{LatencyMillis: 20}})
+	h := newHarness(t, Config{Faults: endpointapi.Faults{LatencyMillis: 20}})
 	token := h.token(t, time.Hour, 1000)
 	body := batchBody(t, "dup", 10)
 	var wg sync.WaitGroup
@@ -388,7 +389,7 @@ func TestConcurrentRetriesOfOneKeyCreateOneBatch(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			numbers[i] = h.post(t, token, body, tokenapi.IdempotencyKeyHeader, "dup").batch(t).BatchNumber
+			numbers[i] = h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "dup").batch(t).BatchNumber
 		}()
 	}
 	wg.Wait()
@@ -432,7 +433,7 @@ func TestValidatesBody(t *testing.T) {
 				headers = append(headers, "Content-Type", tc.contentType)
 			}
 			if tc.key != "" {
-				headers = append(headers, tokenapi.IdempotencyKeyHeader, tc.key)
+				headers = append(headers, endpointapi.IdempotencyKeyHeader, tc.key)
 			}
 			r := h.post(t, token, []byte(tc.body), headers...)
 			er := r.errorResponse(t)
@@ -450,13 +451,13 @@ func TestFaultsAreSetAtRunTimeAndDrawnPerRequest(t *testing.T) {
 	h := newHarness(t, Config{})
 	token := h.token(t, time.Hour, 1000)
 	set := func(f string) reply {
-		return h.do(t, http.MethodPost, tokenapi.FaultsPath, []byte(f))
+		return h.do(t, http.MethodPost, endpointapi.FaultsPath, []byte(f))
 	}
 	if r := set(`{"throttle_rate":0.25,"retry_after_seconds":2,"error_rate":0.25,"error_status":500}`); r.status != 200 {
 		t.Fatalf("set faults: %d %s", r.status, r.body)
 	}
-	var current tokenapi.Faults
-	if err := json.Unmarshal(h.do(t, http.MethodGet, tokenapi.FaultsPath, nil).body, &current); err != nil {
+	var current endpointapi.Faults
+	if err := json.Unmarshal(h.do(t, http.MethodGet, endpointapi.FaultsPath, nil).body, &current); err != nil {
 		t.Fatal(err)
 	}
 	if current.ThrottleRate != 0.25 || current.ErrorRate != 0.25 || current.ErrorStatus != 500 || current.RetryAfterSeconds != 2 {
@@ -490,7 +491,7 @@ func TestFaultsAreSetAtRunTimeAndDrawnPerRequest(t *testing.T) {
 			t.Errorf("set %s: %d, want 400", bad, r.status)
 		}
 	}
-	if r := h.do(t, http.MethodDelete, tokenapi.FaultsPath, nil); r.status != 200 {
+	if r := h.do(t, http.MethodDelete, endpointapi.FaultsPath, nil); r.status != 200 {
 		t.Fatalf("reset faults: %d", r.status)
 	}
 	if f := h.ep.Faults(); f.ThrottleRate != 0 || f.ErrorRate != 0 || f.LatencyMillis != 0 {
@@ -499,7 +500,7 @@ func TestFaultsAreSetAtRunTimeAndDrawnPerRequest(t *testing.T) {
 }
 
 func TestInjectedLatencyDelaysRequests(t *testing.T) {
-	h := newHarness(t, Config{Faults: tokenapi.Faults{LatencyMillis: 60}})
+	h := newHarness(t, Config{Faults: endpointapi.Faults{LatencyMillis: 60}})
 	token := h.token(t, time.Hour, 1000)
 	start := time.Now()
 	h.post(t, token, batchBody(t, "slow", 1)).batch(t)
@@ -509,17 +510,17 @@ func TestInjectedLatencyDelaysRequests(t *testing.T) {
 }
 
 func TestLostResponseIsRecoveredByIdempotentRetry(t *testing.T) {
-	h := newHarness(t, Config{Faults: tokenapi.Faults{LostResponseRate: 1}})
+	h := newHarness(t, Config{Faults: endpointapi.Faults{LostResponseRate: 1}})
 	token := h.token(t, time.Hour, 10)
 	body := batchBody(t, "lost", 10)
-	if r := h.post(t, token, body, tokenapi.IdempotencyKeyHeader, "lost"); r.status != http.StatusServiceUnavailable {
+	if r := h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "lost"); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("lost response: %d, want 503", r.status)
 	}
-	h.do(t, http.MethodDelete, tokenapi.FaultsPath, nil)
+	h.do(t, http.MethodDelete, endpointapi.FaultsPath, nil)
 	// The batch was accepted (quota 10 is used), and the retry gets its answer.
-	r := h.post(t, token, body, tokenapi.IdempotencyKeyHeader, "lost")
-	if r.batch(t).BatchNumber != 1 || r.header.Get(tokenapi.ReplayedHeader) != "true" {
-		t.Fatalf("retry after lost response: %s (replayed %q)", r.body, r.header.Get(tokenapi.ReplayedHeader))
+	r := h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "lost")
+	if r.batch(t).BatchNumber != 1 || r.header.Get(endpointapi.ReplayedHeader) != "true" {
+		t.Fatalf("retry after lost response: %s (replayed %q)", r.body, r.header.Get(endpointapi.ReplayedHeader))
 	}
 }
 
@@ -556,11 +557,11 @@ func TestIdempotencyStoreEvictsExpiredAndOldest(t *testing.T) {
 }
 
 func TestConfigIsValidated(t *testing.T) {
-	_, err := New(Config{SigningKey: []byte("short"), MaxBatchMessages: -1, Faults: tokenapi.Faults{ErrorRate: 2}}, prometheus.NewRegistry(), zap.NewNop())
+	_, err := New(Config{SigningKey: []byte("short"), MaxBatchMessages: -1, Faults: endpointapi.Faults{ErrorRate: 2}}, prometheus.NewRegistry(), zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "signing key is 5 bytes") || !strings.Contains(err.Error(), "max batch messages") {
 		t.Fatalf("config error = %v", err)
 	}
-	_, err = New(Config{SigningKey: testKey, Faults: tokenapi.Faults{ErrorRate: 2}}, prometheus.NewRegistry(), zap.NewNop())
+	_, err = New(Config{SigningKey: testKey, Faults: endpointapi.Faults{ErrorRate: 2}}, prometheus.NewRegistry(), zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "error_rate must be between 0 and 1") {
 		t.Fatalf("faults error = %v", err)
 	}
@@ -571,7 +572,7 @@ func TestJournalCarriesStateAcrossRestarts(t *testing.T) {
 	first := newHarness(t, Config{JournalPath: path})
 	token := first.token(t, time.Hour, 150)
 	body := batchBody(t, "kept", 100)
-	accepted := first.post(t, token, body, tokenapi.IdempotencyKeyHeader, "kept")
+	accepted := first.post(t, token, body, endpointapi.IdempotencyKeyHeader, "kept")
 	firstBatch := accepted.batch(t)
 	first.server.Close()
 	if err := first.ep.Close(); err != nil {
@@ -588,7 +589,7 @@ func TestJournalCarriesStateAcrossRestarts(t *testing.T) {
 	second := newHarnessAt(t, Config{JournalPath: path}, harnessStart.Add(time.Minute))
 	t.Cleanup(func() { _ = second.ep.Close() })
 	// The retry is answered from before the restart...
-	if r := second.post(t, token, body, tokenapi.IdempotencyKeyHeader, "kept"); !bytes.Equal(r.body, accepted.body) {
+	if r := second.post(t, token, body, endpointapi.IdempotencyKeyHeader, "kept"); !bytes.Equal(r.body, accepted.body) {
 		t.Fatalf("replay after restart: %d %s, want %s", r.status, r.body, accepted.body)
 	}
 	// ...the token still has only 50 messages left...

@@ -2,12 +2,17 @@ package endpoint
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
-	"github.com/flowproof/flowproof/internal/tokenapi"
+	"go.uber.org/zap"
+
+	"github.com/flowproof/flowproof/deploy/refsvc/internal/httpx"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 )
 
 // Bounds of a fault setting, so that a typo cannot hang the endpoint.
@@ -18,7 +23,7 @@ const (
 
 // NormalizeFaults fills the defaults of f (error status 503, Retry-After 1 s)
 // and checks every field, naming the one that is wrong.
-func NormalizeFaults(f tokenapi.Faults) (tokenapi.Faults, error) {
+func NormalizeFaults(f endpointapi.Faults) (endpointapi.Faults, error) {
 	var errs []error
 	for _, rate := range []struct {
 		name  string
@@ -65,24 +70,24 @@ const (
 // run time.
 type faultInjector struct {
 	mu     sync.RWMutex
-	faults tokenapi.Faults
+	faults endpointapi.Faults
 	random func() float64
 }
 
-func (fi *faultInjector) get() tokenapi.Faults {
+func (fi *faultInjector) get() endpointapi.Faults {
 	fi.mu.RLock()
 	defer fi.mu.RUnlock()
 	return fi.faults
 }
 
-func (fi *faultInjector) set(f tokenapi.Faults) {
+func (fi *faultInjector) set(f endpointapi.Faults) {
 	fi.mu.Lock()
 	fi.faults = f
 	fi.mu.Unlock()
 }
 
 // draw picks this request's fault from the current setting.
-func (fi *faultInjector) draw() (tokenapi.Faults, faultKind) {
+func (fi *faultInjector) draw() (endpointapi.Faults, faultKind) {
 	f := fi.get()
 	if f.ThrottleRate == 0 && f.ErrorRate == 0 && f.LostResponseRate == 0 {
 		return f, noFault
@@ -113,4 +118,40 @@ func delay(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Faults returns the current fault setting.
+func (e *Endpoint) Faults() endpointapi.Faults { return e.faults.get() }
+
+func (e *Endpoint) handleGetFaults(w http.ResponseWriter, r *http.Request) {
+	httpx.WriteJSON(w, http.StatusOK, e.faults.get())
+}
+
+// handleSetFaults replaces the whole setting: fields left out become zero,
+// so `{}` turns every fault off.
+func (e *Endpoint) handleSetFaults(w http.ResponseWriter, r *http.Request) {
+	var f endpointapi.Faults
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields() // a misspelt field would otherwise silently mean "off"
+	if err := dec.Decode(&f); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "invalid_request", "fault setting is not valid JSON: "+err.Error())
+		return
+	}
+	normalized, err := NormalizeFaults(f)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	e.faults.set(normalized)
+	e.log.Info("faults set", zap.Float64("error_rate", normalized.ErrorRate), zap.Int("error_status", normalized.ErrorStatus),
+		zap.Float64("throttle_rate", normalized.ThrottleRate), zap.Int("retry_after_seconds", normalized.RetryAfterSeconds),
+		zap.Int("latency_ms", normalized.LatencyMillis), zap.Float64("lost_response_rate", normalized.LostResponseRate))
+	httpx.WriteJSON(w, http.StatusOK, normalized)
+}
+
+func (e *Endpoint) handleResetFaults(w http.ResponseWriter, r *http.Request) {
+	normalized, _ := NormalizeFaults(endpointapi.Faults{})
+	e.faults.set(normalized)
+	e.log.Info("faults reset")
+	httpx.WriteJSON(w, http.StatusOK, normalized)
 }

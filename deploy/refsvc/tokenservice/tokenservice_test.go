@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flowproof/flowproof/deploy/refsvc/tokens"
+	"github.com/flowproof/flowproof/internal/refsvcapi"
 	"github.com/flowproof/flowproof/internal/tokenapi"
 )
 
@@ -155,7 +156,7 @@ func TestTTLAndQuotaParameters(t *testing.T) {
 				t.Fatalf("status = %d (%s), want %d", resp.StatusCode, body, tc.wantStatus)
 			}
 			if tc.wantStatus != 200 {
-				var er tokenapi.ErrorResponse
+				var er refsvcapi.ErrorResponse
 				_ = json.Unmarshal(body, &er)
 				if er.Error != "invalid_request" || !strings.Contains(er.ErrorDescription, tc.wantErrorMentioning) {
 					t.Fatalf("error = %+v, want invalid_request naming %s", er, tc.wantErrorMentioning)
@@ -198,7 +199,7 @@ func TestRejectsBadClientsAndGrants(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := h.request(t, tc.form, tc.basic)
-			var er tokenapi.ErrorResponse
+			var er refsvcapi.ErrorResponse
 			if err := json.Unmarshal(body, &er); err != nil {
 				t.Fatalf("error body %s: %v", body, err)
 			}
@@ -228,18 +229,18 @@ func TestOnlyPostIsAllowedAndHealthAndMetricsServe(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET token = %d, want 405", resp.StatusCode)
 	}
-	resp, err = http.Get(h.server.URL + tokenapi.HealthPath)
+	resp, err = http.Get(h.server.URL + refsvcapi.HealthPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var health tokenapi.Health
+	var health refsvcapi.Health
 	_ = json.NewDecoder(resp.Body).Decode(&health)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || health.Status != "ok" || health.Service != "token-service" {
 		t.Fatalf("healthz = %d %+v", resp.StatusCode, health)
 	}
 	h.request(t, grant(), &[2]string{testClientID, "wrong"})
-	resp, err = http.Get(h.server.URL + tokenapi.MetricsPath)
+	resp, err = http.Get(h.server.URL + refsvcapi.MetricsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/flowproof/flowproof/internal/tokenapi"
+	"github.com/flowproof/flowproof/internal/refsvcapi"
 )
 
 // NewRegistry returns a registry with the Go runtime and process collectors,
@@ -51,15 +51,15 @@ func WriteJSONBytes(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write([]byte{'\n'})
 }
 
-// WriteError answers with status and a tokenapi.ErrorResponse.
+// WriteError answers with status and a refsvcapi.ErrorResponse.
 func WriteError(w http.ResponseWriter, status int, code, description string) {
-	WriteJSON(w, status, tokenapi.ErrorResponse{Error: code, ErrorDescription: description})
+	WriteJSON(w, status, refsvcapi.ErrorResponse{Error: code, ErrorDescription: description})
 }
 
 // HandleHealth adds GET /healthz, answering 200 while the process serves.
 func HandleHealth(mux *http.ServeMux, service string, started time.Time) {
-	mux.HandleFunc("GET "+tokenapi.HealthPath, func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusOK, tokenapi.Health{
+	mux.HandleFunc("GET "+refsvcapi.HealthPath, func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, refsvcapi.Health{
 			Status:        "ok",
 			Service:       service,
 			UptimeSeconds: int64(time.Since(started).Seconds()),
@@ -69,7 +69,7 @@ func HandleHealth(mux *http.ServeMux, service string, started time.Time) {
 
 // HandleMetrics adds GET /metrics for reg.
 func HandleMetrics(mux *http.ServeMux, reg *prometheus.Registry) {
-	mux.Handle("GET "+tokenapi.MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET "+refsvcapi.MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 }
 
 // Instrument counts and times every request by route (the ServeMux pattern,

@@ -1,4 +1,4 @@
-package tokenapi
+package endpointapi
 
 import (
 	"encoding/json"
