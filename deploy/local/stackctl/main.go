@@ -150,7 +150,7 @@ func newStack() (*stack, error) {
 		dir:      localstack.StackDir(),
 		cacheDir: localstack.CacheDir(),
 		repoDir:  repo,
-		opts:     options{taskManagers: 3, readyTimeout: 5 * time.Minute},
+		opts:     defaultOptions(),
 	}
 	// status and down must see the options up was given (TaskManager count,
 	// Prometheus), so up records them.
@@ -161,6 +161,10 @@ func newStack() (*stack, error) {
 		}
 	}
 	return s, nil
+}
+
+func defaultOptions() options {
+	return options{taskManagers: 3, readyTimeout: 5 * time.Minute}
 }
 
 type savedOptions struct {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/searchattr"
@@ -140,31 +142,39 @@ func (temporal) check(ctx context.Context, s *stack) health.Result {
 
 func (temporal) processes(s *stack) []string { return []string{"temporal"} }
 
-// listensOn reports whether process pid holds a listening TCP socket on port,
-// by matching the socket inodes of /proc/net/tcp{,6} against its open files.
+// listensOn reports whether process pid holds a listening TCP socket on
+// port, by matching the socket inodes of /proc/net/tcp{,6} against its open
+// files.
 func listensOn(pid, port int) bool {
-	inodes := map[string]bool{}
-	wantPort := fmt.Sprintf(":%04X", port)
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		raw, err := os.ReadFile(table)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(raw), "\n")[1:] {
-			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-			fields := strings.Fields(line)
-			const listenState = "0A"
-			if len(fields) > 9 && strings.HasSuffix(fields[1], wantPort) && fields[3] == listenState {
-				inodes["socket:["+fields[9]+"]"] = true
-			}
-		}
-	}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return false
 	}
-	for _, fd := range fds {
-		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[target] {
+	const tcpListen = 0x0A // TCP_LISTEN in include/net/tcp_states.h
+	sockets := map[string]bool{}
+	// procfs deprecates its /proc/net/tcp readers in favour of netlink,
+	// which would be a dependency for this one check.
+	for _, read := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} { //nolint:staticcheck // see above
+		lines, err := read()
+		if err != nil {
+			continue
+		}
+		for _, line := range lines {
+			if line.LocalPort == uint64(port) && line.St == tcpListen {
+				sockets[fmt.Sprintf("socket:[%d]", line.Inode)] = true
+			}
+		}
+	}
+	proc, err := fs.Proc(pid)
+	if err != nil {
+		return false
+	}
+	targets, err := proc.FileDescriptorTargets()
+	if err != nil {
+		return false
+	}
+	for _, target := range targets {
+		if sockets[target] {
 			return true
 		}
 	}
