@@ -333,9 +333,6 @@ func kafkaFormat(ctx context.Context, s *stack, cp, clusterID string, nodes []in
 // org.apache.kafka.tools.ProducerPerformance against the stack, with the
 // terminal's stdin, stdout and stderr.
 func kafkaClass(ctx context.Context, s *stack, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New("kafka-class: want a main class, e.g. stackctl kafka-class org.apache.kafka.tools.ProducerPerformance --help")
-	}
 	cp, toolsLog4j, err := kafkaJVMSetup(ctx, s, "log4j2-tools.properties", kafkaToolsLog4j)
 	if err != nil {
 		return err

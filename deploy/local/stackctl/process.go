@@ -13,27 +13,6 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// stack is the on-disk layout of one local stack: every component keeps its
-// data under data/<name>, its log in logs/<name>.log and its pid in
-// run/<name>.pid.
-type stack struct {
-	dir      string // FLOWPROOF_STACK_DIR
-	cacheDir string // FLOWPROOF_CACHE_DIR
-	repoDir  string // the flowproof checkout (for deploy/ files and go builds)
-	opts     options
-}
-
-type options struct {
-	taskManagers   int
-	withPrometheus bool
-	readyTimeout   time.Duration
-	only           []string // component names; all when empty
-}
-
-func (s *stack) dataDir(name string) string { return filepath.Join(s.dir, "data", name) }
-func (s *stack) logFile(name string) string { return filepath.Join(s.dir, "logs", name+".log") }
-func (s *stack) pidFile(name string) string { return filepath.Join(s.dir, "run", name+".pid") }
-
 // process is one OS process of a component (a Kafka node, a TaskManager, ...).
 type process struct {
 	name string   // unique in the stack: "kafka-1", "flink-taskmanager-2"

@@ -154,7 +154,7 @@ func (prometheus) check(ctx context.Context, s *stack) health.Result {
 		res.Detail = fmt.Sprintf("prometheus process of this stack is not running (see %s)", s.logFile("prometheus"))
 		return res
 	}
-	status, _, err := prometheusGet(ctx, base+"/-/ready")
+	status, _, err := httpGet(ctx, base+"/-/ready")
 	if err != nil {
 		res.Detail = err.Error()
 		return res
@@ -173,7 +173,7 @@ func (prometheus) check(ctx context.Context, s *stack) health.Result {
 }
 
 func prometheusTargetsUp(ctx context.Context, base string) (up, total int, err error) {
-	status, body, err := prometheusGet(ctx, base+"/api/v1/targets?state=active")
+	status, body, err := httpGet(ctx, base+"/api/v1/targets?state=active")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -198,7 +198,8 @@ func prometheusTargetsUp(ctx context.Context, base string) (up, total int, err e
 	return up, len(targets.Data.ActiveTargets), nil
 }
 
-func prometheusGet(ctx context.Context, url string) (int, []byte, error) {
+// httpGet fetches url and returns its status and up to 4 MiB of its body.
+func httpGet(ctx context.Context, url string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, fmt.Errorf("request %s: %w", url, err)
