@@ -82,6 +82,8 @@ type config struct {
 	metricsAddr string
 	logFormat   string
 	logLevel    string
+
+	showVersion bool // -version: print the build and exit
 }
 
 // kafkaSecurity is the TLS and SASL setting of every Kafka client.
@@ -156,11 +158,15 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	}
 	fs.IntVar(&cfg.maxActivities, "max-concurrent-activities", maxActivities, "activities this worker runs at once ($"+envMaxActivities+")")
 	fs.IntVar(&cfg.maxWorkflowTasks, "max-concurrent-workflow-tasks", maxWorkflowTasks, "workflow tasks this worker runs at once ($"+envMaxWorkflowTasks+")")
+	fs.BoolVar(&cfg.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return config{}, err
 		}
 		return config{}, usageError{err}
+	}
+	if cfg.showVersion {
+		return cfg, nil
 	}
 	if fs.NArg() > 0 {
 		return config{}, usagef("unexpected argument %q: the worker takes flags only", fs.Arg(0))

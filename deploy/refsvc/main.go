@@ -34,6 +34,7 @@ import (
 	"github.com/flowproof/flowproof/deploy/refsvc/tokenservice"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/tokenapi"
+	"github.com/flowproof/flowproof/internal/version"
 )
 
 // EnvClientSecret holds the token service's client secret.
@@ -55,6 +56,9 @@ func main() {
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
+	case "-version", "--version":
+		fmt.Println(version.String("refsvc"))
+		return
 	default:
 		fmt.Fprintf(os.Stderr, "refsvc: unknown subcommand %q\n", cmd)
 		usage()
@@ -67,7 +71,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: refsvc token-service|endpoint [flags]   (refsvc SUBCOMMAND -h lists the flags)")
+	fmt.Fprintln(os.Stderr, "usage: refsvc token-service|endpoint [flags]   (refsvc SUBCOMMAND -h lists the flags)\n       refsvc --version")
 }
 
 // common are the flags both subcommands have.
