@@ -27,6 +27,7 @@ stop_stack() {
   fi
 }
 trap stop_stack EXIT
+# No --with-worker: the tests run their own workers on their own task queues.
 bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}"
 
 echo "== integration and end-to-end tests"
