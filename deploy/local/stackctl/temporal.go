@@ -75,13 +75,18 @@ func (t temporal) start(ctx context.Context, s *stack) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dataDir, err)
 	}
+	return s.start(process{name: "temporal", argv: t.argv(s), dir: dataDir})
+}
+
+// argv is the dev server's command line.
+func (t temporal) argv(s *stack) []string {
 	argv := []string{
 		t.binary(s), "server", "start-dev",
 		"--ip", localstack.Host,
 		"--port", strconv.Itoa(localstack.TemporalPort),
 		"--ui-port", strconv.Itoa(localstack.TemporalUIPort),
 		"--metrics-port", strconv.Itoa(localstack.TemporalMetricsPort),
-		"--db-filename", filepath.Join(dataDir, "temporal.db"),
+		"--db-filename", filepath.Join(s.dataDir("temporal"), "temporal.db"),
 		"--log-level", "warn",
 		// A developer's own temporal CLI profile or TEMPORAL_* variables are
 		// for their client commands; they must not reshape the stack's server.
@@ -92,8 +97,7 @@ func (t temporal) start(ctx context.Context, s *stack) error {
 	}
 	// Registering attributes that the database already holds with the same
 	// type is accepted by the dev server, so a restart passes them again.
-	argv = append(argv, searchattr.DevServerFlags()...)
-	return s.start(process{name: "temporal", argv: argv, dir: dataDir})
+	return append(argv, searchattr.DevServerFlags()...)
 }
 
 // temporalNamespaces are the namespaces the dev server creates: the

@@ -63,9 +63,9 @@ func (worker) processes(*stack) []string { return []string{workerProcess} }
 // check wants the stack's worker process alive, serving its metrics, and
 // the SDK's worker-start counter for the task queue among them: the SDK
 // counts a start only once the worker's pollers run.
-func (worker) check(ctx context.Context, s *stack) health.Result {
+func (worker) check(ctx context.Context, s *stack) (res health.Result) {
 	metricsURL := "http://" + workerMetricsAddr() + "/metrics"
-	res := health.Result{Component: "worker", Addresses: []string{metricsURL}}
+	res = health.Result{Component: "worker", Addresses: []string{metricsURL}}
 	began := time.Now()
 	defer func() { res.LatencyMillis = time.Since(began).Milliseconds() }()
 	pid, ok := s.running(workerProcess)
