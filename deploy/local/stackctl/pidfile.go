@@ -46,14 +46,20 @@ func (e *staleError) Error() string {
 	return fmt.Sprintf("stale pid file %s: pid %d is another process now (%s)", e.file, e.pid, e.reason)
 }
 
-// writePidFile records pid and its start time.
+// writePidFile records pid and its start time. The file appears whole
+// (written aside, then renamed), so that a concurrent stackctl never reads
+// half of it and takes it for a damaged one.
 func writePidFile(path string, pid int) error {
 	stat, err := procStat(pid)
 	if err != nil {
 		return fmt.Errorf("read start time of pid %d: %w", pid, err)
 	}
 	content := fmt.Sprintf("%d %d\n", pid, stat.Starttime)
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+	partial := path + ".partial"
+	if err := os.WriteFile(partial, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(partial, path); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	return nil
