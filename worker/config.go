@@ -159,14 +159,11 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.IntVar(&cfg.maxActivities, "max-concurrent-activities", maxActivities, "activities this worker runs at once ($"+envMaxActivities+")")
 	fs.IntVar(&cfg.maxWorkflowTasks, "max-concurrent-workflow-tasks", maxWorkflowTasks, "workflow tasks this worker runs at once ($"+envMaxWorkflowTasks+")")
 	fs.BoolVar(&cfg.showVersion, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return config{}, err
+	if err := fs.Parse(args); err != nil || cfg.showVersion {
+		if err == nil || errors.Is(err, flag.ErrHelp) {
+			return cfg, err // -h or -version: nothing else matters
 		}
 		return config{}, usageError{err}
-	}
-	if cfg.showVersion {
-		return cfg, nil
 	}
 	if fs.NArg() > 0 {
 		return config{}, usagef("unexpected argument %q: the worker takes flags only", fs.Arg(0))

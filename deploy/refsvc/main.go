@@ -41,33 +41,40 @@ import (
 const EnvClientSecret = "FLOWPROOF_TOKEN_CLIENT_SECRET"
 
 func main() {
-	if len(os.Args) < 2 {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run returns the exit code: 0 after a clean shutdown, -h or --version, 2
+// for a wrong command line, 1 when a service failed.
+func run(args []string) int {
+	if len(args) == 0 {
 		usage()
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	switch cmd := os.Args[1]; cmd {
+	switch cmd := args[0]; cmd {
 	case "token-service":
-		err = runTokenService(ctx, os.Args[2:])
+		err = runTokenService(ctx, args[1:])
 	case "endpoint":
-		err = runEndpoint(ctx, os.Args[2:])
+		err = runEndpoint(ctx, args[1:])
 	case "-h", "-help", "--help", "help":
 		usage()
-		return
+		return 0
 	case "-version", "--version":
 		fmt.Println(version.String("refsvc"))
-		return
+		return 0
 	default:
 		fmt.Fprintf(os.Stderr, "refsvc: unknown subcommand %q\n", cmd)
 		usage()
-		os.Exit(2)
+		return 2
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "refsvc %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+		fmt.Fprintf(os.Stderr, "refsvc %s: %v\n", args[0], err)
+		return 1
 	}
+	return 0
 }
 
 func usage() {

@@ -292,7 +292,7 @@ func kafkaFormattedClusterID(logDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read kafka meta.properties: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if id, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "cluster.id="); ok {

@@ -42,7 +42,8 @@ func (s *stack) start(p process) error {
 	if err != nil {
 		return fmt.Errorf("%s: open log: %w", p.name, err)
 	}
-	defer logOut.Close()
+	// The child holds its own copy of the descriptor.
+	defer func() { _ = logOut.Close() }()
 	fmt.Fprintf(logOut, "\n==== %s starting %s: %s\n", time.Now().Format(time.RFC3339), p.name, strings.Join(p.argv, " "))
 
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)

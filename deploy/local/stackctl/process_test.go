@@ -251,7 +251,7 @@ func TestListensOnFindsTheSocketOfThisProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	port := l.Addr().(*net.TCPAddr).Port
 	if !listensOn(os.Getpid(), port) {
 		t.Errorf("listensOn(self, %d) = false; want true", port)

@@ -35,7 +35,7 @@ func (refServices) install(ctx context.Context, s *stack) error {
 	return goBuild(ctx, s, refsvcBinary(s), "./deploy/refsvc")
 }
 
-func (r refServices) start(ctx context.Context, s *stack) error {
+func (refServices) start(_ context.Context, s *stack) error {
 	if err := ensureSigningKey(signingKeyFile(s)); err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func ensureSigningKey(path string) error {
 	return nil
 }
 
-func (refServices) check(ctx context.Context, s *stack) health.Result {
+func (refServices) check(ctx context.Context, _ *stack) health.Result {
 	token := health.HTTPService(ctx, tokenServiceProcess, "http://"+tokenServiceAddr())
 	ep := health.HTTPService(ctx, endpointProcess, "http://"+endpointAddr())
 	return health.Result{
@@ -98,6 +98,6 @@ func (refServices) check(ctx context.Context, s *stack) health.Result {
 	}
 }
 
-func (refServices) processes(s *stack) []string {
+func (refServices) processes(*stack) []string {
 	return []string{tokenServiceProcess, endpointProcess}
 }

@@ -51,7 +51,7 @@ func (t temporal) install(ctx context.Context, s *stack) error {
 	if err := os.MkdirAll(scratch, 0o755); err != nil {
 		return fmt.Errorf("create build dir: %w", err)
 	}
-	defer os.RemoveAll(scratch)
+	defer func() { _ = os.RemoveAll(scratch) }()
 	logf("building the temporal CLI %s from Go modules into %s (first time only; takes several minutes)", temporalCLIVersion, bin)
 	began := time.Now()
 	cmd := exec.CommandContext(ctx, "go", "install", temporalCLIModule+"@"+temporalCLIVersion)
@@ -70,7 +70,7 @@ func (t temporal) install(ctx context.Context, s *stack) error {
 	return nil
 }
 
-func (t temporal) start(ctx context.Context, s *stack) error {
+func (t temporal) start(_ context.Context, s *stack) error {
 	dataDir := s.dataDir("temporal")
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dataDir, err)
@@ -144,7 +144,7 @@ func (temporal) check(ctx context.Context, s *stack) health.Result {
 	return res
 }
 
-func (temporal) processes(s *stack) []string { return []string{"temporal"} }
+func (temporal) processes(*stack) []string { return []string{"temporal"} }
 
 // listensOn reports whether process pid holds a listening TCP socket on
 // port, by matching the socket inodes of /proc/net/tcp{,6} against its open
