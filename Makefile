@@ -6,6 +6,11 @@ BIN := $(CURDIR)/bin
 STACKCTL := $(BIN)/stackctl
 FORMAT ?= text
 TASKMANAGERS ?= 3
+# WORKER=1: `make up` also runs bin/worker as a component of the stack.
+WORKER ?=
+# ONLY=worker (or kafka,refsvc ...): up, down and status act on these components only.
+ONLY ?=
+STACK_FLAGS = $(if $(ONLY),--only $(ONLY))
 
 .PHONY: build stackctl up down status logs test test-unit test-integration demo bench fmt vet
 
@@ -16,13 +21,13 @@ stackctl:
 	$(GO) build -o $(BIN)/ ./deploy/local/stackctl
 
 up: stackctl
-	$(STACKCTL) up --taskmanagers $(TASKMANAGERS) $(UP_FLAGS)
+	$(STACKCTL) up --taskmanagers $(TASKMANAGERS) $(if $(filter 1,$(WORKER)),--with-worker) $(STACK_FLAGS) $(UP_FLAGS)
 
 down: stackctl
-	$(STACKCTL) down
+	$(STACKCTL) down $(STACK_FLAGS)
 
 status: stackctl
-	$(STACKCTL) status $(if $(filter json,$(FORMAT)),--json)
+	$(STACKCTL) status $(if $(filter json,$(FORMAT)),--json) $(STACK_FLAGS)
 
 logs: stackctl
 	$(STACKCTL) logs $(COMPONENT)
@@ -35,6 +40,12 @@ vet:
 
 test-unit:
 	$(GO) test ./...
+
+# Integration and end-to-end tests against the running local stack (make up);
+# `make test` also starts and stops the stack around them.
+test-integration: stackctl
+	@$(STACKCTL) status --only kafka,flink,temporal,refsvc >/dev/null || { echo "make test-integration: the local stack is not up (make up; make status shows what is down)" >&2; exit 1; }
+	$(GO) test -tags integration -count=1 -p 1 -timeout 45m ./...
 
 # The main job: stack up, a worker, the default 1,000,000-message run to a
 # verified result (MESSAGES=n for another size).

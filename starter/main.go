@@ -28,6 +28,7 @@ import (
 
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/temporalclient"
+	"github.com/flowproof/flowproof/internal/version"
 )
 
 func main() {
@@ -125,6 +126,8 @@ TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and TEMPORAL_PROFILE, or th
 			return usagef("a command is required")
 		},
 	}
+	root.Version = version.String("starter")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

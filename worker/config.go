@@ -73,6 +73,8 @@ type config struct {
 	metricsAddr string
 	logFormat   string
 	logLevel    string
+
+	showVersion bool // -version: print the build and exit
 }
 
 // kafkaSecurity is the TLS and SASL setting of every Kafka client.
@@ -147,9 +149,10 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	}
 	fs.IntVar(&cfg.maxActivities, "max-concurrent-activities", maxActivities, "activities this worker runs at once ($"+envMaxActivities+")")
 	fs.IntVar(&cfg.maxWorkflowTasks, "max-concurrent-workflow-tasks", maxWorkflowTasks, "workflow tasks this worker runs at once ($"+envMaxWorkflowTasks+")")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return config{}, err
+	fs.BoolVar(&cfg.showVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil || cfg.showVersion {
+		if err == nil || errors.Is(err, flag.ErrHelp) {
+			return cfg, err // -h or -version: nothing else matters
 		}
 		return config{}, usageError{err}
 	}

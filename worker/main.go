@@ -23,6 +23,7 @@ import (
 
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/internal/temporalclient"
+	"github.com/flowproof/flowproof/internal/version"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -35,6 +36,10 @@ func main() {
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if cfg.showVersion {
+		fmt.Println(version.String("worker"))
 		return 0
 	}
 	if err != nil {

@@ -60,11 +60,8 @@ for component in kafka refsvc; do
   fi
 done
 if ((${#started_here[@]})); then
-  # up records its options for later commands; keep the TaskManager count
-  # of a Flink that may be running.
-  stack_dir="${FLOWPROOF_STACK_DIR:-$HOME/.local/share/flowproof/stack}"
-  taskmanagers="$(sed -n 's/.*"taskmanagers":\([0-9][0-9]*\).*/\1/p' "$stack_dir/run/options.json" 2>/dev/null || true)"
-  bin/stackctl up --only "$(IFS=,; echo "${started_here[*]}")" --taskmanagers "${taskmanagers:-${TASKMANAGERS:-3}}"
+  # up keeps the TaskManager count of the last up (a Flink that may be running).
+  bin/stackctl up --only "$(IFS=,; echo "${started_here[*]}")"
 else
   echo "Kafka and the reference services are up"
 fi

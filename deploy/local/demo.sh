@@ -6,16 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-go build -o bin/ ./deploy/local/stackctl ./worker ./starter
-bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}"
-
-stack_dir="${FLOWPROOF_STACK_DIR:-$HOME/.local/share/flowproof/stack}"
-mkdir -p "$stack_dir/logs"
-worker_log="$stack_dir/logs/worker.log"
-bin/worker >>"$worker_log" 2>&1 &
-worker_pid=$!
-trap 'kill -TERM "$worker_pid" 2>/dev/null; wait "$worker_pid" 2>/dev/null || true' EXIT
-echo "worker started (pid $worker_pid, log $worker_log)"
+go build -o bin/ ./deploy/local/stackctl ./starter
+# A worker that was already running (make up WORKER=1) stays; one started
+# here (stackctl builds bin/worker) is stopped again when the demo ends.
+worker_started_here=0
+if ! bin/stackctl status --only worker >/dev/null 2>&1; then
+  worker_started_here=1
+fi
+stop_worker() {
+  if [ "$worker_started_here" = 1 ]; then
+    bin/stackctl down --only worker || true
+  fi
+}
+trap stop_worker EXIT
+bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}" --with-worker
 
 args=()
 if [ -n "${MESSAGES:-}" ]; then

@@ -34,6 +34,7 @@ import (
 	"github.com/flowproof/flowproof/deploy/refsvc/tokenservice"
 	"github.com/flowproof/flowproof/internal/endpointapi"
 	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/version"
 )
 
 // EnvClientSecret holds the token service's client secret; its clients
@@ -41,34 +42,44 @@ import (
 const EnvClientSecret = localstack.EnvTokenClientSecret
 
 func main() {
-	if len(os.Args) < 2 {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run returns the exit code: 0 after a clean shutdown, -h or --version, 2
+// for a wrong command line, 1 when a service failed.
+func run(args []string) int {
+	if len(args) == 0 {
 		usage()
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	switch cmd := os.Args[1]; cmd {
+	switch cmd := args[0]; cmd {
 	case "token-service":
-		err = runTokenService(ctx, os.Args[2:])
+		err = runTokenService(ctx, args[1:])
 	case "endpoint":
-		err = runEndpoint(ctx, os.Args[2:])
+		err = runEndpoint(ctx, args[1:])
 	case "-h", "-help", "--help", "help":
 		usage()
-		return
+		return 0
+	case "-version", "--version":
+		fmt.Println(version.String("refsvc"))
+		return 0
 	default:
 		fmt.Fprintf(os.Stderr, "refsvc: unknown subcommand %q\n", cmd)
 		usage()
-		os.Exit(2)
+		return 2
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "refsvc %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+		fmt.Fprintf(os.Stderr, "refsvc %s: %v\n", args[0], err)
+		return 1
 	}
+	return 0
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: refsvc token-service|endpoint [flags]   (refsvc SUBCOMMAND -h lists the flags)")
+	fmt.Fprintln(os.Stderr, "usage: refsvc token-service|endpoint [flags]   (refsvc SUBCOMMAND -h lists the flags)\n       refsvc --version")
 }
 
 // common are the flags both subcommands have.
@@ -132,7 +143,7 @@ func runTokenService(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("token-service", flag.ExitOnError)
 	var c common
 	c.register(fs, fmt.Sprintf("%s:%d", localstack.Host, localstack.TokenServicePort))
-	clientID := fs.String("client-id", "flowproof", "the client id allowed to get tokens (its secret comes from "+EnvClientSecret+")")
+	clientID := fs.String("client-id", localstack.TokenClientID, "the client id allowed to get tokens (its secret comes from "+EnvClientSecret+")")
 	defaultTTL := fs.Duration("default-ttl", tokenservice.DefaultTTL, "token lifetime when the client does not ask for less")
 	maxTTL := fs.Duration("max-ttl", tokenservice.DefaultTTL, "longest lifetime a client may ask for with ttl_seconds")
 	defaultQuota := fs.Int64("default-quota", tokenservice.DefaultQuota, "messages a token allows when the client does not ask")

@@ -31,6 +31,7 @@ import (
 
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/version"
 )
 
 // settings are the sizes of one benchmark run.
@@ -53,6 +54,8 @@ type settings struct {
 	endpointMaxDuration time.Duration
 
 	timeout time.Duration
+
+	showVersion bool // -version: print the build and exit
 }
 
 func parseSettings(args []string) (settings, error) {
@@ -73,8 +76,12 @@ func parseSettings(args []string) (settings, error) {
 	fs.IntVar(&s.endpointClients, "endpoint-clients", runtime.GOMAXPROCS(0), "concurrent endpoint clients (default: GOMAXPROCS, as the in-process benchmark)")
 	fs.DurationVar(&s.endpointMaxDuration, "endpoint-max-duration", 15*time.Second, "the endpoint load stops after this long even if messages are left")
 	fs.DurationVar(&s.timeout, "timeout", 15*time.Minute, "the whole run is cancelled (and cleaned up) after this long")
+	fs.BoolVar(&s.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return settings{}, err
+	}
+	if s.showVersion {
+		return s, nil
 	}
 	return s, s.validate()
 }
@@ -116,6 +123,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(2)
+	}
+	if s.showVersion {
+		fmt.Println(version.String("bench"))
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -167,36 +167,9 @@ func (f flink) start(ctx context.Context, s *stack) error {
 	}
 
 	for _, name := range stopped {
-		var p process
-		switch {
-		case name == flinkJobManager:
-			args := append([]string{"--configDir", flinkConfDir(s)}, jmMemory.dynamicProperties...)
-			args = append(args, flinkTmpProperties(s, name)...)
-			if s.opts.withPrometheus {
-				args = append(args, "-D", "metrics.reporter.prom.port="+strconv.Itoa(flinkMetricsPortBase))
-			}
-			p = flinkProcess(s, name, cp, jmMemory.jvmOptions, flinkJobManagerClass, args)
-		case strings.HasPrefix(name, flinkTaskManager):
-			n, err := strconv.Atoi(strings.TrimPrefix(name, flinkTaskManager))
-			if err != nil {
-				return fmt.Errorf("taskmanager process name %q: %w", name, err)
-			}
-			args := append([]string{"--configDir", flinkConfDir(s)}, tmMemory.dynamicProperties...)
-			args = append(args, flinkTmpProperties(s, name)...)
-			// A stable id names the TaskManager in the web UI and its logs
-			// instead of a random host:port-suffix.
-			args = append(args, "-D", "taskmanager.resource-id="+name)
-			if s.opts.withPrometheus {
-				args = append(args, "-D", "metrics.reporter.prom.port="+strconv.Itoa(flinkMetricsPortBase+n))
-			}
-			p = flinkProcess(s, name, cp, tmMemory.jvmOptions, flinkTaskManagerClass, args)
-		case name == flinkSQLGateway:
-			p = flinkProcess(s, name, cp, flinkSQLGatewayMemory, flinkSQLGatewayClass, nil)
-			// The gateway has no --configDir flag; it finds config.yaml the
-			// way Flink's client scripts tell it to.
-			p.env = append(p.env, "FLINK_CONF_DIR="+flinkConfDir(s))
-		default:
-			return fmt.Errorf("unknown flink process %q", name)
+		p, err := flinkClusterProcess(s, name, cp, jmMemory, tmMemory)
+		if err != nil {
+			return err
 		}
 		// Scratch files of a previous run (the planner jar the loader
 		// unpacks, blobs, spill files) are useless once their process is
@@ -212,6 +185,42 @@ func (f flink) start(ctx context.Context, s *stack) error {
 		}
 	}
 	return nil
+}
+
+// flinkClusterProcess is the process named name: the JobManager, a
+// TaskManager or the SQL Gateway.
+func flinkClusterProcess(s *stack, name, cp string, jmMemory, tmMemory flinkMemory) (process, error) {
+	switch {
+	case name == flinkJobManager:
+		args := append([]string{"--configDir", flinkConfDir(s)}, jmMemory.dynamicProperties...)
+		args = append(args, flinkTmpProperties(s, name)...)
+		if s.opts.withPrometheus {
+			args = append(args, "-D", "metrics.reporter.prom.port="+strconv.Itoa(flinkMetricsPortBase))
+		}
+		return flinkProcess(s, name, cp, jmMemory.jvmOptions, flinkJobManagerClass, args), nil
+	case strings.HasPrefix(name, flinkTaskManager):
+		n, err := strconv.Atoi(strings.TrimPrefix(name, flinkTaskManager))
+		if err != nil {
+			return process{}, fmt.Errorf("taskmanager process name %q: %w", name, err)
+		}
+		args := append([]string{"--configDir", flinkConfDir(s)}, tmMemory.dynamicProperties...)
+		args = append(args, flinkTmpProperties(s, name)...)
+		// A stable id names the TaskManager in the web UI and its logs
+		// instead of a random host:port-suffix.
+		args = append(args, "-D", "taskmanager.resource-id="+name)
+		if s.opts.withPrometheus {
+			args = append(args, "-D", "metrics.reporter.prom.port="+strconv.Itoa(flinkMetricsPortBase+n))
+		}
+		return flinkProcess(s, name, cp, tmMemory.jvmOptions, flinkTaskManagerClass, args), nil
+	case name == flinkSQLGateway:
+		p := flinkProcess(s, name, cp, flinkSQLGatewayMemory, flinkSQLGatewayClass, nil)
+		// The gateway has no --configDir flag; it finds config.yaml the
+		// way Flink's client scripts tell it to.
+		p.env = append(p.env, "FLINK_CONF_DIR="+flinkConfDir(s))
+		return p, nil
+	default:
+		return process{}, fmt.Errorf("unknown flink process %q", name)
+	}
 }
 
 // flinkProcess is the java command line of one Flink process.
@@ -340,17 +349,26 @@ func flinkMemoryFor(ctx context.Context, cp, confDir, command string) (flinkMemo
 	if err != nil {
 		return flinkMemory{}, fmt.Errorf("flink memory settings (%s): %w\n%s", command, err, lastLines(string(out), 20))
 	}
-	// The tool prints log lines too; its results are the lines with this
-	// prefix: the JVM flags first, then the dynamic properties.
+	mem, err := parseFlinkMemory(string(out))
+	if err != nil {
+		return flinkMemory{}, fmt.Errorf("flink memory settings (%s): %w", command, err)
+	}
+	return mem, nil
+}
+
+// parseFlinkMemory reads BashJavaUtils' output. The tool prints log lines
+// too; its results are the lines with a prefix: the JVM flags first, then
+// the dynamic properties.
+func parseFlinkMemory(out string) (flinkMemory, error) {
 	const prefix = "BASH_JAVA_UTILS_EXEC_RESULT:"
 	var results []string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
 			results = append(results, rest)
 		}
 	}
 	if len(results) != 2 {
-		return flinkMemory{}, fmt.Errorf("flink memory settings (%s): want 2 result lines, got %d:\n%s", command, len(results), lastLines(string(out), 20))
+		return flinkMemory{}, fmt.Errorf("want 2 result lines, got %d:\n%s", len(results), lastLines(out, 20))
 	}
 	return flinkMemory{jvmOptions: strings.Fields(results[0]), dynamicProperties: strings.Fields(results[1])}, nil
 }

@@ -292,7 +292,7 @@ func kafkaFormattedClusterID(logDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read kafka meta.properties: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if id, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "cluster.id="); ok {
@@ -333,9 +333,6 @@ func kafkaFormat(ctx context.Context, s *stack, cp, clusterID string, nodes []in
 // org.apache.kafka.tools.ProducerPerformance against the stack, with the
 // terminal's stdin, stdout and stderr.
 func kafkaClass(ctx context.Context, s *stack, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New("kafka-class: want a main class, e.g. stackctl kafka-class org.apache.kafka.tools.ProducerPerformance --help")
-	}
 	cp, toolsLog4j, err := kafkaJVMSetup(ctx, s, "log4j2-tools.properties", kafkaToolsLog4j)
 	if err != nil {
 		return err

@@ -6,32 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
-
-// stack is the on-disk layout of one local stack: every component keeps its
-// data under data/<name>, its log in logs/<name>.log and its pid in
-// run/<name>.pid.
-type stack struct {
-	dir      string // FLOWPROOF_STACK_DIR
-	cacheDir string // FLOWPROOF_CACHE_DIR
-	repoDir  string // the flowproof checkout (for deploy/ files and go builds)
-	opts     options
-}
-
-type options struct {
-	taskManagers   int
-	withPrometheus bool
-	readyTimeout   time.Duration
-	only           []string // component names; all when empty
-}
-
-func (s *stack) dataDir(name string) string { return filepath.Join(s.dir, "data", name) }
-func (s *stack) logFile(name string) string { return filepath.Join(s.dir, "logs", name+".log") }
-func (s *stack) pidFile(name string) string { return filepath.Join(s.dir, "run", name+".pid") }
 
 // process is one OS process of a component (a Kafka node, a TaskManager, ...).
 type process struct {
@@ -45,9 +25,13 @@ type process struct {
 // stderr appended to its log file. A process that is already running (by its
 // pid file) is left alone, which makes `up` idempotent.
 func (s *stack) start(p process) error {
-	if pid, ok := s.running(p.name); ok {
-		logf("%s already running (pid %d)", p.name, pid)
+	stat, err := findProcess(s.pidFile(p.name))
+	if err == nil {
+		logf("%s already running (pid %d)", p.name, stat.PID)
 		return nil
+	}
+	if !errors.Is(err, errNotRunning) {
+		logf("%s: %v; starting a new one", p.name, err)
 	}
 	for _, dir := range []string{filepath.Dir(s.logFile(p.name)), filepath.Dir(s.pidFile(p.name))} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -58,7 +42,8 @@ func (s *stack) start(p process) error {
 	if err != nil {
 		return fmt.Errorf("%s: open log: %w", p.name, err)
 	}
-	defer logOut.Close()
+	// The child holds its own copy of the descriptor.
+	defer func() { _ = logOut.Close() }()
 	fmt.Fprintf(logOut, "\n==== %s starting %s: %s\n", time.Now().Format(time.RFC3339), p.name, strings.Join(p.argv, " "))
 
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
@@ -74,8 +59,10 @@ func (s *stack) start(p process) error {
 		return fmt.Errorf("%s: start %s: %w (log: %s)", p.name, p.argv[0], err, s.logFile(p.name))
 	}
 	pid := cmd.Process.Pid
-	if err := os.WriteFile(s.pidFile(p.name), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-		return fmt.Errorf("%s: write pid file: %w", p.name, err)
+	if err := writePidFile(s.pidFile(p.name), pid); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fmt.Errorf("%s: %w", p.name, err)
 	}
 	// Reap the child if it exits while stackctl still runs, so that a process
 	// that dies at once shows as not running instead of as a zombie.
@@ -84,83 +71,80 @@ func (s *stack) start(p process) error {
 	return nil
 }
 
-// running reports the pid of a process of the stack that is alive.
+// running reports the pid of a process of the stack that is alive and is
+// the one its pid file recorded.
 func (s *stack) running(name string) (int, bool) {
-	raw, err := os.ReadFile(s.pidFile(name))
+	stat, err := findProcess(s.pidFile(name))
 	if err != nil {
 		return 0, false
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	return pid, alive(pid)
+	return stat.PID, true
 }
 
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	// A zombie answers kill(0) but is gone for every purpose of ours.
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	return len(fields) > 0 && fields[0] != "Z"
-}
-
-// stop ends a process by its recorded pid: SIGTERM to its process group, then
-// SIGKILL after grace. Only processes whose pid file this stack wrote are
-// touched.
+// stop ends a process of the stack: SIGTERM, then SIGKILL after grace. Only
+// the process its pid file recorded is signalled; a pid that now belongs
+// to another process is left alone and the stale pid file removed.
 func (s *stack) stop(name string, grace time.Duration) error {
-	pid, ok := s.running(name)
-	if !ok {
-		_ = os.Remove(s.pidFile(name))
-		return nil
-	}
-	_ = syscall.Kill(-pid, syscall.SIGTERM) // the whole session: JVMs fork nothing, but scripts might
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if !alive(pid) {
-			break
+	stat, err := findProcess(s.pidFile(name))
+	if err != nil {
+		if !errors.Is(err, errNotRunning) {
+			logf("%s: %v; not signalling it", name, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		return removeIfExists(s.pidFile(name))
 	}
-	if alive(pid) {
+	signalProcess(stat, syscall.SIGTERM)
+	if !waitExit(stat, grace) {
 		logf("%s did not stop within %s; killing", name, grace)
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		time.Sleep(200 * time.Millisecond)
-	}
-	if alive(pid) {
-		return fmt.Errorf("%s (pid %d) is still running", name, pid)
+		signalProcess(stat, syscall.SIGKILL)
+		if !waitExit(stat, 5*time.Second) {
+			return fmt.Errorf("%s (pid %d) is still running", name, stat.PID)
+		}
 	}
 	logf("%s stopped", name)
-	return os.Remove(s.pidFile(name))
+	return removeIfExists(s.pidFile(name))
+}
+
+// signalProcess sends sig to the process stat describes, if it is still
+// that process, and to its whole process group when it leads one (start
+// runs every process in a session of its own, so that scripts' children go
+// with it).
+func signalProcess(stat procfs.ProcStat, sig syscall.Signal) {
+	if !sameProcess(stat) {
+		return
+	}
+	if stat.PGRP == stat.PID {
+		_ = syscall.Kill(-stat.PID, sig)
+		return
+	}
+	_ = syscall.Kill(stat.PID, sig)
+}
+
+// waitExit reports whether the process stat describes exits within timeout.
+func waitExit(stat procfs.ProcStat, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for sameProcess(stat) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // rssMiB reads the resident memory of a running process of the stack.
 func (s *stack) rssMiB(name string) (int, bool) {
-	pid, ok := s.running(name)
-	if !ok {
-		return 0, false
-	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	stat, err := findProcess(s.pidFile(name))
 	if err != nil {
 		return 0, false
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, found := strings.CutPrefix(line, "VmRSS:"); found {
-			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			if err != nil {
-				return 0, false
-			}
-			return kb / 1024, true
-		}
-	}
-	return 0, false
+	return stat.ResidentMemory() >> 20, true
 }
 
 func logf(format string, args ...any) {

@@ -54,7 +54,7 @@ func prometheusScrapeJobs(s *stack) []scrapeJob {
 	return jobs
 }
 
-func (prometheus) install(ctx context.Context, s *stack) error {
+func (prometheus) install(ctx context.Context, _ *stack) error {
 	if info, err := os.Stat(prometheusBinary); err == nil && info.Mode().IsRegular() {
 		return nil
 	}
@@ -70,7 +70,7 @@ func (prometheus) install(ctx context.Context, s *stack) error {
 		if err := os.WriteFile(policyRC, []byte("#!/bin/sh\n# written by flowproof stackctl while installing prometheus\nexit 101\n"), 0o755); err != nil {
 			return fmt.Errorf("write %s to keep the package from starting its service: %w", policyRC, err)
 		}
-		defer os.Remove(policyRC)
+		defer func() { _ = os.Remove(policyRC) }()
 	}
 	logf("installing Debian's prometheus package (first time only)")
 	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
@@ -90,7 +90,7 @@ func (prometheus) install(ctx context.Context, s *stack) error {
 	return nil
 }
 
-func (p prometheus) start(ctx context.Context, s *stack) error {
+func (prometheus) start(_ context.Context, s *stack) error {
 	dir := s.dataDir("prometheus")
 	if err := os.MkdirAll(filepath.Join(dir, "tsdb"), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -154,7 +154,7 @@ func (prometheus) check(ctx context.Context, s *stack) health.Result {
 		res.Detail = fmt.Sprintf("prometheus process of this stack is not running (see %s)", s.logFile("prometheus"))
 		return res
 	}
-	status, _, err := prometheusGet(ctx, base+"/-/ready")
+	status, _, err := httpGet(ctx, base+"/-/ready")
 	if err != nil {
 		res.Detail = err.Error()
 		return res
@@ -173,7 +173,7 @@ func (prometheus) check(ctx context.Context, s *stack) health.Result {
 }
 
 func prometheusTargetsUp(ctx context.Context, base string) (up, total int, err error) {
-	status, body, err := prometheusGet(ctx, base+"/api/v1/targets?state=active")
+	status, body, err := httpGet(ctx, base+"/api/v1/targets?state=active")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -198,7 +198,8 @@ func prometheusTargetsUp(ctx context.Context, base string) (up, total int, err e
 	return up, len(targets.Data.ActiveTargets), nil
 }
 
-func prometheusGet(ctx context.Context, url string) (int, []byte, error) {
+// httpGet fetches url and returns its status and up to 4 MiB of its body.
+func httpGet(ctx context.Context, url string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, fmt.Errorf("request %s: %w", url, err)
@@ -215,4 +216,4 @@ func prometheusGet(ctx context.Context, url string) (int, []byte, error) {
 	return resp.StatusCode, body, nil
 }
 
-func (prometheus) processes(s *stack) []string { return []string{"prometheus"} }
+func (prometheus) processes(*stack) []string { return []string{"prometheus"} }

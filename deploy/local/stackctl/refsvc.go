@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -21,10 +20,9 @@ type refServices struct{}
 const (
 	tokenServiceProcess = "token-service"
 	endpointProcess     = "endpoint"
-	// localClientSecret is the token client's secret when the environment
-	// does not set one; it protects nothing but the loopback-only local stack.
-	localClientSecret = "flowproof-local-secret"
-	envClientSecret   = "FLOWPROOF_TOKEN_CLIENT_SECRET"
+	// envClientSecret passes the token client's secret to the token
+	// service (never a flag, which would show in the process list).
+	envClientSecret = "FLOWPROOF_TOKEN_CLIENT_SECRET"
 )
 
 func (refServices) name() string { return "refsvc" }
@@ -33,24 +31,17 @@ func refsvcBinary(s *stack) string { return filepath.Join(s.repoDir, "bin", "ref
 
 func signingKeyFile(s *stack) string { return filepath.Join(s.dataDir("refsvc"), "signing.key") }
 
-// install builds the binary on every call: go's build cache makes an
-// unchanged build take a second, and a stale binary would test old code.
 func (refServices) install(ctx context.Context, s *stack) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", refsvcBinary(s), "./deploy/refsvc")
-	cmd.Dir = s.repoDir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./deploy/refsvc: %w\n%s", err, lastLines(string(out), 30))
-	}
-	return nil
+	return goBuild(ctx, s, refsvcBinary(s), "./deploy/refsvc")
 }
 
-func (r refServices) start(ctx context.Context, s *stack) error {
+func (refServices) start(_ context.Context, s *stack) error {
 	if err := ensureSigningKey(signingKeyFile(s)); err != nil {
 		return err
 	}
 	var env []string
 	if os.Getenv(envClientSecret) == "" {
-		env = append(env, envClientSecret+"="+localClientSecret)
+		env = append(env, envClientSecret+"="+localstack.TokenClientSecret)
 	}
 	bin, key := refsvcBinary(s), signingKeyFile(s)
 	procs := []process{
@@ -95,7 +86,7 @@ func ensureSigningKey(path string) error {
 	return nil
 }
 
-func (refServices) check(ctx context.Context, s *stack) health.Result {
+func (refServices) check(ctx context.Context, _ *stack) health.Result {
 	token := health.HTTPService(ctx, tokenServiceProcess, "http://"+tokenServiceAddr())
 	ep := health.HTTPService(ctx, endpointProcess, "http://"+endpointAddr())
 	return health.Result{
@@ -107,6 +98,6 @@ func (refServices) check(ctx context.Context, s *stack) health.Result {
 	}
 }
 
-func (refServices) processes(s *stack) []string {
+func (refServices) processes(*stack) []string {
 	return []string{tokenServiceProcess, endpointProcess}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/searchattr"
@@ -49,7 +51,7 @@ func (t temporal) install(ctx context.Context, s *stack) error {
 	if err := os.MkdirAll(scratch, 0o755); err != nil {
 		return fmt.Errorf("create build dir: %w", err)
 	}
-	defer os.RemoveAll(scratch)
+	defer func() { _ = os.RemoveAll(scratch) }()
 	logf("building the temporal CLI %s from Go modules into %s (first time only; takes several minutes)", temporalCLIVersion, bin)
 	began := time.Now()
 	cmd := exec.CommandContext(ctx, "go", "install", temporalCLIModule+"@"+temporalCLIVersion)
@@ -68,18 +70,23 @@ func (t temporal) install(ctx context.Context, s *stack) error {
 	return nil
 }
 
-func (t temporal) start(ctx context.Context, s *stack) error {
+func (t temporal) start(_ context.Context, s *stack) error {
 	dataDir := s.dataDir("temporal")
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dataDir, err)
 	}
+	return s.start(process{name: "temporal", argv: t.argv(s), dir: dataDir})
+}
+
+// argv is the dev server's command line.
+func (t temporal) argv(s *stack) []string {
 	argv := []string{
 		t.binary(s), "server", "start-dev",
 		"--ip", localstack.Host,
 		"--port", strconv.Itoa(localstack.TemporalPort),
 		"--ui-port", strconv.Itoa(localstack.TemporalUIPort),
 		"--metrics-port", strconv.Itoa(localstack.TemporalMetricsPort),
-		"--db-filename", filepath.Join(dataDir, "temporal.db"),
+		"--db-filename", filepath.Join(s.dataDir("temporal"), "temporal.db"),
 		"--log-level", "warn",
 		// A developer's own temporal CLI profile or TEMPORAL_* variables are
 		// for their client commands; they must not reshape the stack's server.
@@ -90,8 +97,7 @@ func (t temporal) start(ctx context.Context, s *stack) error {
 	}
 	// Registering attributes that the database already holds with the same
 	// type is accepted by the dev server, so a restart passes them again.
-	argv = append(argv, searchattr.DevServerFlags()...)
-	return s.start(process{name: "temporal", argv: argv, dir: dataDir})
+	return append(argv, searchattr.DevServerFlags()...)
 }
 
 // temporalNamespaces are the namespaces the dev server creates: the
@@ -138,33 +144,41 @@ func (temporal) check(ctx context.Context, s *stack) health.Result {
 	return res
 }
 
-func (temporal) processes(s *stack) []string { return []string{"temporal"} }
+func (temporal) processes(*stack) []string { return []string{"temporal"} }
 
-// listensOn reports whether process pid holds a listening TCP socket on port,
-// by matching the socket inodes of /proc/net/tcp{,6} against its open files.
+// listensOn reports whether process pid holds a listening TCP socket on
+// port, by matching the socket inodes of /proc/net/tcp{,6} against its open
+// files.
 func listensOn(pid, port int) bool {
-	inodes := map[string]bool{}
-	wantPort := fmt.Sprintf(":%04X", port)
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		raw, err := os.ReadFile(table)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(raw), "\n")[1:] {
-			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-			fields := strings.Fields(line)
-			const listenState = "0A"
-			if len(fields) > 9 && strings.HasSuffix(fields[1], wantPort) && fields[3] == listenState {
-				inodes["socket:["+fields[9]+"]"] = true
-			}
-		}
-	}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return false
 	}
-	for _, fd := range fds {
-		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[target] {
+	const tcpListen = 0x0A // TCP_LISTEN in include/net/tcp_states.h
+	sockets := map[string]bool{}
+	// procfs deprecates its /proc/net/tcp readers in favour of netlink,
+	// which would be a dependency for this one check.
+	for _, read := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} { //nolint:staticcheck // see above
+		lines, err := read()
+		if err != nil {
+			continue
+		}
+		for _, line := range lines {
+			if line.LocalPort == uint64(port) && line.St == tcpListen {
+				sockets[fmt.Sprintf("socket:[%d]", line.Inode)] = true
+			}
+		}
+	}
+	proc, err := fs.Proc(pid)
+	if err != nil {
+		return false
+	}
+	targets, err := proc.FileDescriptorTargets()
+	if err != nil {
+		return false
+	}
+	for _, target := range targets {
+		if sockets[target] {
 			return true
 		}
 	}

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/flowproof/flowproof/internal/localstack"
+)
+
+// parseSettings reads "key<sep>value" lines, skipping comments, and fails
+// the test on a key set twice.
+func parseSettings(t *testing.T, text, sep string, unquote bool) map[string]string {
+	t.Helper()
+	settings := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(line, sep)
+		if !ok {
+			t.Fatalf("line %q has no %q", line, sep)
+		}
+		if unquote {
+			var err error
+			if value, err = strconv.Unquote(value); err != nil {
+				t.Fatalf("line %q: value not quoted: %v", line, err)
+			}
+		}
+		if _, dup := settings[key]; dup {
+			t.Errorf("%s is set twice", key)
+		}
+		settings[key] = value
+	}
+	return settings
+}
+
+var hostPort = regexp.MustCompile(`([A-Za-z0-9.\-\[\]:]*):(\d{2,5})\b`)
+
+// assertLoopbackOnly fails for any host:port in value whose host is not
+// the stack's 127.0.0.1.
+func assertLoopbackOnly(t *testing.T, what, value string) {
+	t.Helper()
+	for _, m := range hostPort.FindAllStringSubmatch(value, -1) {
+		host := m[1][strings.LastIndexAny(m[1], "/@")+1:]
+		if host != localstack.Host {
+			t.Errorf("%s = %q binds %q, want %s", what, value, host, localstack.Host)
+		}
+	}
+}
+
+func TestKafkaNodeConfigs(t *testing.T) {
+	s := testStack(t)
+	var ports, logDirs []string
+	for node := 1; node <= kafkaNodes; node++ {
+		cfg := parseSettings(t, kafkaServerConfig(s, node), "=", false)
+		broker := fmt.Sprintf("127.0.0.1:%d", kafkaBrokerPorts[node-1])
+		controller := fmt.Sprintf("127.0.0.1:%d", kafkaControllerPorts[node-1])
+		want := map[string]string{
+			"node.id":                                  strconv.Itoa(node),
+			"process.roles":                            "broker,controller",
+			"listeners":                                "PLAINTEXT://" + broker + ",CONTROLLER://" + controller,
+			"advertised.listeners":                     "PLAINTEXT://" + broker,
+			"controller.quorum.voters":                 "1@127.0.0.1:19192,2@127.0.0.1:19193,3@127.0.0.1:19194",
+			"default.replication.factor":               "3",
+			"min.insync.replicas":                      "2",
+			"offsets.topic.replication.factor":         "3",
+			"transaction.state.log.replication.factor": "3",
+			"transaction.state.log.min.isr":            "2",
+			"auto.create.topics.enable":                "false",
+			"log.dirs":                                 filepath.Join(s.dir, "data", "kafka", "kafka-"+strconv.Itoa(node)),
+		}
+		for key, value := range want {
+			if cfg[key] != value {
+				t.Errorf("kafka-%d %s = %q, want %q", node, key, cfg[key], value)
+			}
+		}
+		for key, value := range cfg {
+			assertLoopbackOnly(t, fmt.Sprintf("kafka-%d %s", node, key), value)
+		}
+		// Every replicated internal topic must survive losing one node.
+		for key, value := range cfg {
+			if strings.HasSuffix(key, "replication.factor") && value != strconv.Itoa(kafkaNodes) {
+				t.Errorf("kafka-%d %s = %s, want %d", node, key, value, kafkaNodes)
+			}
+			if (strings.HasSuffix(key, "min.isr") || key == "min.insync.replicas") && value != strconv.Itoa(kafkaNodes-1) {
+				t.Errorf("kafka-%d %s = %s, want %d", node, key, value, kafkaNodes-1)
+			}
+		}
+		ports = append(ports, broker, controller)
+		logDirs = append(logDirs, cfg["log.dirs"])
+	}
+	slices.Sort(ports)
+	slices.Sort(logDirs)
+	if len(slices.Compact(ports)) != 2*kafkaNodes || len(slices.Compact(logDirs)) != kafkaNodes {
+		t.Errorf("nodes share ports or log dirs: %v, %v", ports, logDirs)
+	}
+}
+
+func TestKafkaLog4jWritesToTheProcessOutput(t *testing.T) {
+	broker := parseSettings(t, kafkaBrokerLog4j, " = ", false)
+	if broker["appender.stdout.target"] != "SYSTEM_OUT" || broker["rootLogger.appenderRef.stdout.ref"] != "STDOUT" {
+		t.Errorf("broker log4j does not send the root logger to stdout: %v", broker)
+	}
+	// The tools' stdout carries their results, so their logging goes to stderr.
+	tools := parseSettings(t, kafkaToolsLog4j, " = ", false)
+	if tools["appender.stderr.target"] != "SYSTEM_ERR" || tools["rootLogger.level"] != "WARN" {
+		t.Errorf("tools log4j: %v", tools)
+	}
+}
+
+func TestFlinkConfig(t *testing.T) {
+	s := testStack(t)
+	cfg := parseSettings(t, flinkConfig(s), ": ", true)
+	want := map[string]string{
+		"rest.port":                              strconv.Itoa(localstack.FlinkRESTPort),
+		"jobmanager.rpc.port":                    strconv.Itoa(localstack.FlinkRPCPort),
+		"sql-gateway.endpoint.rest.port":         strconv.Itoa(localstack.SQLGatewayPort),
+		"taskmanager.numberOfTaskSlots":          strconv.Itoa(flinkSlotsPerTaskManager),
+		"execution.checkpointing.mode":           "EXACTLY_ONCE",
+		"execution.checkpointing.dir":            "file://" + filepath.Join(s.dir, "data", "flink", "checkpoints"),
+		"execution.checkpointing.savepoint-dir":  "file://" + filepath.Join(s.dir, "data", "flink", "savepoints"),
+		"restart-strategy.type":                  "fixed-delay",
+		"jobmanager.execution.failover-strategy": "region",
+	}
+	for key, value := range want {
+		if cfg[key] != value {
+			t.Errorf("%s = %q, want %q", key, cfg[key], value)
+		}
+	}
+	var binds int
+	for key, value := range cfg {
+		if strings.HasSuffix(key, "address") || strings.HasSuffix(key, "host") {
+			binds++
+			if value != localstack.Host {
+				t.Errorf("%s = %q, want %s", key, value, localstack.Host)
+			}
+		}
+	}
+	if binds < 8 {
+		t.Errorf("only %d address and host settings; every listener must be bound to %s", binds, localstack.Host)
+	}
+	for key := range cfg {
+		if strings.HasPrefix(key, "metrics.reporter.") {
+			t.Errorf("%s is set without Prometheus", key)
+		}
+	}
+
+	s.opts.withPrometheus = true
+	withProm := parseSettings(t, flinkConfig(s), ": ", true)
+	if withProm["metrics.reporter.prom.port"] != strconv.Itoa(flinkMetricsPortBase) {
+		t.Errorf("with Prometheus: reporter port %q, want %d", withProm["metrics.reporter.prom.port"], flinkMetricsPortBase)
+	}
+	delete(withProm, "metrics.reporter.prom.port")
+	delete(withProm, "metrics.reporter.prom.factory.class")
+	if !maps.Equal(withProm, cfg) {
+		t.Error("Prometheus changes more than the reporter settings")
+	}
+}
+
+func TestFlinkProcessCommandLine(t *testing.T) {
+	s := testStack(t)
+	p := flinkProcess(s, "flink-taskmanager-2", "a.jar:b.jar", []string{"-Xmx1g"}, flinkTaskManagerClass, []string{"--configDir", "conf"})
+	argv := strings.Join(p.argv, " ")
+	for _, want := range []string{
+		"java -Xmx1g --add-exports=",
+		"-Djava.io.tmpdir=" + filepath.Join(s.dir, "data", "flink", "tmp", "flink-taskmanager-2"),
+		"-Dlog.file=" + s.logFile("flink-taskmanager-2"),
+		"-cp a.jar:b.jar " + flinkTaskManagerClass + " --configDir conf",
+	} {
+		if !strings.Contains(argv, want) {
+			t.Errorf("argv %q lacks %q", argv, want)
+		}
+	}
+	if !slices.Contains(p.env, "FLINK_PLUGINS_DIR="+flinkPluginsDir(s)) {
+		t.Errorf("env %v lacks the plugins dir", p.env)
+	}
+	tmp := flinkTmpProperties(s, "flink-jobmanager")
+	if !slices.Equal(tmp, []string{"-D", "io.tmp.dirs=" + flinkTmpDir(s, "flink-jobmanager"), "-D", "web.tmpdir=" + flinkTmpDir(s, "flink-jobmanager")}) {
+		t.Errorf("tmp properties %v", tmp)
+	}
+}
+
+func TestFlinkMemoryParsesTheToolsResultLines(t *testing.T) {
+	out := "INFO  [] - Loading configuration\n" +
+		"BASH_JAVA_UTILS_EXEC_RESULT:-Xmx536870912 -Xms536870912 -XX:MaxMetaspaceSize=268435456\n" +
+		"INFO  [] - Final TaskExecutor Memory configuration\n" +
+		"BASH_JAVA_UTILS_EXEC_RESULT:-D taskmanager.memory.network.min=134217730b -D taskmanager.cpu.cores=4.0\n"
+	mem, err := parseFlinkMemory(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(mem.jvmOptions, []string{"-Xmx536870912", "-Xms536870912", "-XX:MaxMetaspaceSize=268435456"}) {
+		t.Errorf("jvm options %v", mem.jvmOptions)
+	}
+	if !slices.Equal(mem.dynamicProperties, []string{"-D", "taskmanager.memory.network.min=134217730b", "-D", "taskmanager.cpu.cores=4.0"}) {
+		t.Errorf("dynamic properties %v", mem.dynamicProperties)
+	}
+	if _, err := parseFlinkMemory("INFO only logs\n"); err == nil {
+		t.Error("output without result lines parsed")
+	}
+}
+
+func TestTemporalDevServerCommandLine(t *testing.T) {
+	s := testStack(t)
+	t.Setenv(localstack.EnvTemporalNS, "tests")
+	argv := temporal{}.argv(s)
+	joined := strings.Join(argv, " ")
+	for _, want := range []string{
+		"server start-dev --ip 127.0.0.1 --port 17233 --ui-port 18233 --metrics-port 17234",
+		"--db-filename " + filepath.Join(s.dir, "data", "temporal", "temporal.db"),
+		"--disable-config-file --disable-config-env",
+		"--namespace default --namespace tests",
+		"--search-attribute FlowproofStage=",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("argv %q lacks %q", joined, want)
+		}
+	}
+	if argv[0] != filepath.Join(s.cacheDir, "temporal-"+temporalCLIVersion, "temporal") {
+		t.Errorf("binary %s is not the pinned CLI in the cache", argv[0])
+	}
+}
+
+func TestPrometheusConfig(t *testing.T) {
+	s := testStack(t)
+	s.opts.taskManagers = 2
+	got := prometheusConfig(prometheusScrapeJobs(s))
+	want := `# Written by flowproof stackctl on every ` + "`up`" + `; edits are overwritten.
+global:
+  scrape_interval: 10s
+  scrape_timeout: 5s
+  evaluation_interval: 10s
+scrape_configs:
+  - job_name: "token-service"
+    static_configs:
+      - targets:
+          - "127.0.0.1:18090"
+  - job_name: "endpoint"
+    static_configs:
+      - targets:
+          - "127.0.0.1:18091"
+  - job_name: "worker"
+    static_configs:
+      - targets:
+          - "127.0.0.1:19464"
+  - job_name: "temporal"
+    static_configs:
+      - targets:
+          - "127.0.0.1:17234"
+  - job_name: "flink"
+    static_configs:
+      - targets:
+          - "127.0.0.1:19250"
+          - "127.0.0.1:19251"
+          - "127.0.0.1:19252"
+`
+	if got != want {
+		t.Errorf("prometheus.yml:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestFlinkClusterProcesses(t *testing.T) {
+	s := testStack(t)
+	s.opts.withPrometheus = true
+	jm := flinkMemory{jvmOptions: []string{"-Xmx1"}, dynamicProperties: []string{"-D", "jm=1"}}
+	tm := flinkMemory{jvmOptions: []string{"-Xmx2"}, dynamicProperties: []string{"-D", "tm=2"}}
+	for name, want := range map[string][]string{
+		flinkJobManager:           {"-Xmx1", flinkJobManagerClass, "jm=1", "metrics.reporter.prom.port=19250"},
+		flinkTaskManagerName(3):   {"-Xmx2", flinkTaskManagerClass, "tm=2", "taskmanager.resource-id=flink-taskmanager-3", "metrics.reporter.prom.port=19253"},
+		flinkSQLGateway:           {"-Xmx512m", flinkSQLGatewayClass},
+		flinkTaskManager + "bad":  nil,
+		"flink-something-unknown": nil,
+	} {
+		p, err := flinkClusterProcess(s, name, "cp.jar", jm, tm)
+		if want == nil {
+			if err == nil {
+				t.Errorf("%s: no error", name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, arg := range want {
+			if !slices.Contains(p.argv, arg) {
+				t.Errorf("%s: argv %v lacks %q", name, p.argv, arg)
+			}
+		}
+	}
+}
