@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
 )
 
 // DeliverInput drives DeliverWorkflow. State carries progress across
@@ -97,7 +98,7 @@ func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, erro
 				StartToCloseTimeout: 30 * time.Second,
 				RetryPolicy: &temporal.RetryPolicy{
 					MaximumAttempts: 10, InitialInterval: time.Second, MaximumInterval: 30 * time.Second,
-					NonRetryableErrorTypes: []string{activities.ErrTypeTokenClientRejected},
+					NonRetryableErrorTypes: []string{errtype.TokenClientRejected},
 				},
 				Summary: fmt.Sprintf("obtain token %d (after %d delivered)", st.Renewals+1, st.Delivered),
 			})
@@ -141,7 +142,7 @@ func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, erro
 		} else if st.EmptySegments++; time.Duration(st.EmptySegments)*segmentIdle >= time.Duration(in.StallSeconds)*time.Second {
 			return DeliverResult{}, temporal.NewApplicationError(
 				fmt.Sprintf("delivery stalled: no enriched message for %d segments of %s after %d of %d delivered (is the enrich job running?)",
-					st.EmptySegments, segmentIdle, st.Delivered, in.Messages), "DeliveryStalled")
+					st.EmptySegments, segmentIdle, st.Delivered, in.Messages), errtype.DeliveryStalled)
 		}
 		if st.Segment%signalEvery == 0 || st.Delivered >= in.Messages {
 			signalParent(ctx, in.ParentWorkflowID, childProgress{

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/searchattr"
 )
 
@@ -323,7 +324,7 @@ func withOptions(ctx workflow.Context, timeout time.Duration, attempts int32, su
 		StartToCloseTimeout: timeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			MaximumAttempts: attempts, InitialInterval: 2 * time.Second,
-			NonRetryableErrorTypes: []string{ErrInvalidInput},
+			NonRetryableErrorTypes: []string{errtype.InvalidInput},
 		},
 		Summary: summary,
 	})

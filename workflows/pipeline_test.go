@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/health"
 )
 
@@ -203,7 +204,7 @@ func TestPipelineRejectsInvalidInput(t *testing.T) {
 			var appErr *temporal.ApplicationError
 			require.True(t, errors.As(err, &appErr), err)
 			require.True(t, appErr.NonRetryable())
-			require.Equal(t, ErrInvalidInput, appErr.Type())
+			require.Equal(t, errtype.InvalidInput, appErr.Type())
 			require.Contains(t, appErr.Error(), tc.field)
 			require.Empty(t, f.calls, "no activity may run for invalid input")
 		})
