@@ -157,9 +157,7 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 	}
 	p.metrics.Produced, p.metrics.Delivered = produced.Produced, delivered.Delivered
 	p.metrics.ChunksResumed = produced.Resumed
-	p.metrics.Backpressure = BackpressureMetrics{
-		Holds: produced.Holds, HeldMillis: produced.HeldMillis, MaxLag: produced.MaxLag, LagSamples: produced.LagSamples,
-	}
+	p.metrics.Backpressure = produced.Backpressure
 	p.metrics.TokenRenewals, p.metrics.TokenRejected = delivered.TokenRenewals, delivered.TokenRejected
 	p.metrics.HTTPBatches, p.metrics.HTTPRetries = delivered.Batches, delivered.Retries
 	p.metrics.Stages = append(p.metrics.Stages,

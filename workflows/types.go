@@ -97,7 +97,7 @@ type Metrics struct {
 	HTTPRetries    int                     `json:"http_retries"`
 	ChunkRetries   int                     `json:"chunk_retries"`
 	ChunksResumed  int                     `json:"chunks_resumed"`
-	Backpressure   BackpressureMetrics     `json:"backpressure"`
+	Backpressure   Backpressure            `json:"backpressure"`
 	Latency        activities.Percentiles  `json:"latency"`
 	Verification   activities.VerifyResult `json:"verification"`
 	TotalMillis    int64                   `json:"total_ms"`
@@ -111,29 +111,3 @@ type StageMetrics struct {
 	DurationMillis int64   `json:"duration_ms"`
 	PerSecond      float64 `json:"per_second,omitempty"`
 }
-
-// BackpressureMetrics says how often and how long production was held.
-type BackpressureMetrics struct {
-	Holds      int                    `json:"holds"`
-	HeldMillis int64                  `json:"held_ms"`
-	MaxLag     int64                  `json:"max_lag"`
-	LagSamples []activities.LagSample `json:"lag_samples"`
-}
-
-// Progress is what the `progress` query returns while a run goes on; the
-// starter's progress bar and the UI's current details are drawn from it.
-type Progress struct {
-	Stage         string `json:"stage"`
-	Messages      int64  `json:"messages"`
-	Produced      int64  `json:"produced"`
-	Delivered     int64  `json:"delivered"`
-	Verified      int64  `json:"verified"`
-	TokenRenewals int    `json:"token_renewals"`
-	Lag           int64  `json:"lag"`
-	Held          bool   `json:"held"`
-	// RatePerSecond is the production rate of the last chunk.
-	RatePerSecond float64 `json:"rate_per_second"`
-}
-
-// ProgressQuery is the name of the query that returns Progress.
-const ProgressQuery = "progress"
