@@ -37,7 +37,7 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	fmt.Fprintf(tw, "end-to-end latency\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms\n", m.Latency.P50, m.Latency.P95, m.Latency.P99, m.Latency.Max)
 	fmt.Fprintf(tw, "http\t%s batches, %s retries\n", commas(int64(m.HTTPBatches)), commas(int64(m.HTTPRetries)))
 	fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
-	fmt.Fprintf(tw, "production chunks\t%d retried, %d resumed\n", m.ChunkRetries, m.ChunksResumed)
+	fmt.Fprintf(tw, "production chunks\t%d resumed\n", m.ChunksResumed)
 	fmt.Fprintf(tw, "backpressure\t%d holds, %s held, max lag %s\n", m.Backpressure.Holds, millis(m.Backpressure.HeldMillis), commas(m.Backpressure.MaxLag))
 	if m.FlinkJobs.EnrichJobID != "" || m.FlinkJobs.SplitJobID != "" {
 		fmt.Fprintf(tw, "flink jobs\tenrich %s, split %s (running after %s)\n", orDash(m.FlinkJobs.EnrichJobID), orDash(m.FlinkJobs.SplitJobID), millis(m.FlinkJobs.SubmitToRunningMillis))

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -8,10 +9,11 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
 )
 
-// DeliverInput drives DeliverWorkflow. State carries progress across
-// continue-as-new.
+// DeliverInput drives DeliverWorkflow. State carries the delivery so far
+// across continue-as-new.
 type DeliverInput struct {
 	ParentWorkflowID string              `json:"parent_workflow_id"`
 	Names            activities.RunNames `json:"names"`
@@ -24,37 +26,96 @@ type DeliverInput struct {
 	StallSeconds int `json:"stall_seconds"`
 	// SegmentsPerRun bounds the segments one workflow run schedules before
 	// it continues as new; 0 means defaultSegmentsPerRun.
-	SegmentsPerRun int          `json:"segments_per_run,omitempty"`
-	State          DeliverState `json:"state"`
+	SegmentsPerRun int           `json:"segments_per_run,omitempty"`
+	State          DeliverResult `json:"state"`
 }
 
-// DeliverState is the part of DeliverWorkflow that survives continue-as-new.
-type DeliverState struct {
-	Offsets   map[int32]int64 `json:"offsets"`
-	Delivered int64           `json:"delivered"`
-	Segment   int             `json:"segment"`
-	// Token is sealed: history holds ciphertext only.
-	Token         activities.SealedToken `json:"token"`
-	UsedOnToken   int                    `json:"used_on_token"`
-	Renewals      int                    `json:"renewals"`
-	Rejected      int                    `json:"rejected"`
-	Batches       int                    `json:"batches"`
-	Retries       int                    `json:"retries"`
-	StartedUnixM  int64                  `json:"started_unix_ms"`
-	EmptySegments int                    `json:"empty_segments"`
-	Runs          int                    `json:"runs"`
-}
-
-// DeliverResult is the outcome of all of a run's delivery.
+// DeliverResult is a run's delivery so far. DeliverWorkflow carries it
+// across continue-as-new in DeliverInput.State and returns it once every
+// message is delivered, so each figure is counted in one place.
+//
+// Its JSON names are those of the state (segment, renewals, rejected), which
+// a continued run must read back; UnmarshalJSON also accepts the names that
+// results of older workers used.
 type DeliverResult struct {
-	Delivered      int64 `json:"delivered"`
-	Segments       int   `json:"segments"`
-	Batches        int   `json:"batches"`
-	Retries        int   `json:"retries"`
-	TokenRenewals  int   `json:"token_renewals"`
-	TokenRejected  int   `json:"token_rejected"`
+	Delivered int64 `json:"delivered"`
+	// Segments counts the segments delivered, so it also numbers the next.
+	Segments int `json:"segment"`
+	Batches  int `json:"batches"`
+	// Retries counts the HTTP retries of batches.
+	Retries       int `json:"retries"`
+	TokenRenewals int `json:"renewals"`
+	// TokenRejected counts the segments the endpoint cut short with a 401.
+	TokenRejected     int   `json:"rejected"`
+	StartedUnixMillis int64 `json:"started_unix_ms"`
+	// DurationMillis is set when delivery is complete.
 	DurationMillis int64 `json:"duration_ms"`
-	Runs           int   `json:"runs"`
+	// Runs counts the workflow runs that delivery took.
+	Runs int `json:"runs"`
+
+	// Where the next segment resumes, and with which token. Token is sealed,
+	// so history holds ciphertext only; the final result has none.
+	Offsets     map[int32]int64        `json:"offsets"`
+	Token       activities.SealedToken `json:"token"`
+	UsedOnToken int                    `json:"used_on_token"`
+	// EmptySegments counts the segments in a row that found no message.
+	EmptySegments int `json:"empty_segments"`
+}
+
+// UnmarshalJSON reads a DeliverResult written under either set of names: a
+// parent may wait on a child that an older worker finished.
+func (r *DeliverResult) UnmarshalJSON(data []byte) error {
+	type fields DeliverResult // the same fields, without this method
+	var v struct {
+		fields
+		OldSegments      *int `json:"segments"`
+		OldTokenRenewals *int `json:"token_renewals"`
+		OldTokenRejected *int `json:"token_rejected"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	*r = DeliverResult(v.fields)
+	if v.OldSegments != nil {
+		r.Segments = *v.OldSegments
+	}
+	if v.OldTokenRenewals != nil {
+		r.TokenRenewals = *v.OldTokenRenewals
+	}
+	if v.OldTokenRejected != nil {
+		r.TokenRejected = *v.OldTokenRejected
+	}
+	return nil
+}
+
+// addSegment counts a delivered segment.
+func (r *DeliverResult) addSegment(res activities.DeliverSegmentResult) {
+	r.Segments++
+	r.Offsets = res.Offsets
+	r.Delivered += int64(res.Delivered)
+	r.UsedOnToken += res.Delivered
+	r.Batches += res.Batches
+	r.Retries += res.Retries
+	if res.TokenRejected {
+		r.TokenRejected++
+	}
+	if res.Delivered > 0 {
+		r.EmptySegments = 0
+	} else {
+		r.EmptySegments++
+	}
+}
+
+// checkStall fails a delivery whose last segments found no message for
+// StallSeconds: each waited segmentIdle for one, so the pipeline upstream
+// has stopped.
+func (r *DeliverResult) checkStall(in DeliverInput) error {
+	if r.EmptySegments == 0 || time.Duration(r.EmptySegments)*segmentIdle < time.Duration(in.StallSeconds)*time.Second {
+		return nil
+	}
+	return temporal.NewApplicationError(
+		fmt.Sprintf("delivery stalled: no enriched message for %d segments of %s after %d of %d delivered (is the enrich job running?)",
+			r.EmptySegments, segmentIdle, r.Delivered, in.Messages), errtype.DeliveryStalled)
 }
 
 const (
@@ -67,96 +128,137 @@ const (
 	renewBeforeExpiry = 30 * time.Second
 )
 
+// deliverer is one run of DeliverWorkflow.
+type deliverer struct {
+	in    DeliverInput
+	state DeliverResult
+
+	segments    int // segments of the whole delivery
+	signalEvery int // segments between progress signals to the parent
+	// tokenRefused: the endpoint refused the current token (401), so the
+	// next segment needs a new one whatever its quota and expiry.
+	tokenRefused bool
+}
+
 // DeliverWorkflow reads the enriched topic and posts it to the endpoint in
 // segments of TokenRenewEvery messages, obtaining a fresh token before each
 // segment (and after a 401).
 func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, error) {
+	d := newDeliverer(ctx, in)
+	return d.run(ctx)
+}
+
+func newDeliverer(ctx workflow.Context, in DeliverInput) *deliverer {
 	if in.SegmentsPerRun == 0 {
 		in.SegmentsPerRun = defaultSegmentsPerRun
 	}
-	st := in.State
-	st.Runs++
-	if st.StartedUnixM == 0 {
-		st.StartedUnixM = workflow.Now(ctx).UnixMilli()
+	d := &deliverer{in: in, state: in.State}
+	d.state.Runs++
+	if d.state.StartedUnixMillis == 0 {
+		d.state.StartedUnixMillis = workflow.Now(ctx).UnixMilli()
 	}
-	if st.Offsets == nil {
-		st.Offsets = map[int32]int64{}
+	if d.state.Offsets == nil {
+		d.state.Offsets = map[int32]int64{}
 	}
-	segments := int((in.Messages + int64(in.TokenRenewEvery) - 1) / int64(in.TokenRenewEvery))
-	signalEvery := max(1, segments/progressSignals)
+	d.segments = int((in.Messages + int64(in.TokenRenewEvery) - 1) / int64(in.TokenRenewEvery))
+	d.signalEvery = max(1, d.segments/progressSignals)
+	return d
+}
 
-	forceRenew := false
-	for scheduled := 0; st.Delivered < in.Messages; scheduled++ {
-		if scheduled >= in.SegmentsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			in.State = st
-			return DeliverResult{}, workflow.NewContinueAsNewError(ctx, DeliverWorkflow, in)
+// run delivers segment after segment until every message is delivered, or
+// continues as new when this workflow run has delivered its share.
+func (d *deliverer) run(ctx workflow.Context) (DeliverResult, error) {
+	for scheduled := 0; d.state.Delivered < d.in.Messages; scheduled++ {
+		if scheduled >= d.in.SegmentsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			d.in.State = d.state
+			return DeliverResult{}, workflow.NewContinueAsNewError(ctx, DeliverWorkflow, d.in)
 		}
-		expiresSoon := workflow.Now(ctx).Add(renewBeforeExpiry).Unix() >= st.Token.ExpiresAtUnix
-		if forceRenew || st.UsedOnToken >= in.TokenRenewEvery || len(st.Token.Sealed) == 0 || expiresSoon {
-			renewCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-				StartToCloseTimeout: 30 * time.Second,
-				RetryPolicy: &temporal.RetryPolicy{
-					MaximumAttempts: 10, InitialInterval: time.Second, MaximumInterval: 30 * time.Second,
-					NonRetryableErrorTypes: []string{activities.ErrTypeTokenClientRejected},
-				},
-				Summary: fmt.Sprintf("obtain token %d (after %d delivered)", st.Renewals+1, st.Delivered),
-			})
-			if err := workflow.ExecuteActivity(renewCtx, acts.ObtainToken,
-				activities.ObtainTokenInput{Renewal: st.Renewals, Quota: in.TokenRenewEvery}).Get(ctx, &st.Token); err != nil {
-				return DeliverResult{}, fmt.Errorf("obtain token %d: %w", st.Renewals+1, err)
+		if d.tokenDue(workflow.Now(ctx)) {
+			if err := d.renewToken(ctx); err != nil {
+				return DeliverResult{}, err
 			}
-			st.Renewals++
-			st.UsedOnToken = 0
-			forceRenew = false
 		}
-		want := int(min(int64(in.TokenRenewEvery-st.UsedOnToken), in.Messages-st.Delivered))
-		segCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: 15 * time.Minute,
-			HeartbeatTimeout:    time.Minute,
-			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
-			Summary:             fmt.Sprintf("deliver segment %d/%d (%d messages)", st.Segment+1, segments, want),
-		})
-		var res activities.DeliverSegmentResult
-		if err := workflow.ExecuteActivity(segCtx, acts.DeliverSegment, activities.DeliverSegmentInput{
-			Names: in.Names, Segment: st.Segment, Offsets: st.Offsets, MaxMessages: want,
-			BatchSize: in.BatchSize, Token: st.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(),
-		}).Get(ctx, &res); err != nil {
-			return DeliverResult{}, fmt.Errorf("deliver segment %d: %w", st.Segment, err)
+		res, err := d.deliverSegment(ctx)
+		if err != nil {
+			return DeliverResult{}, err
 		}
-		st.Segment++
-		st.Offsets = res.Offsets
-		st.Delivered += int64(res.Delivered)
-		st.UsedOnToken += res.Delivered
-		st.Batches += res.Batches
-		st.Retries += res.Retries
-		if res.TokenRejected {
-			st.Rejected++
-			forceRenew = true
-			workflow.GetLogger(ctx).Info("token rejected by endpoint; renewing", "reason", res.RejectReason)
-		}
-		// An empty segment waited segmentIdle for enriched messages; enough
-		// of them in a row mean the pipeline upstream has stopped.
-		if res.Delivered > 0 {
-			st.EmptySegments = 0
-		} else if st.EmptySegments++; time.Duration(st.EmptySegments)*segmentIdle >= time.Duration(in.StallSeconds)*time.Second {
-			return DeliverResult{}, temporal.NewApplicationError(
-				fmt.Sprintf("delivery stalled: no enriched message for %d segments of %s after %d of %d delivered (is the enrich job running?)",
-					st.EmptySegments, segmentIdle, st.Delivered, in.Messages), "DeliveryStalled")
-		}
-		if st.Segment%signalEvery == 0 || st.Delivered >= in.Messages {
-			signalParent(ctx, in.ParentWorkflowID, childProgress{
-				Source: "deliver", Delivered: st.Delivered, TokenRenewals: st.Renewals,
-			})
+		if err := d.segmentDelivered(ctx, res); err != nil {
+			return DeliverResult{}, err
 		}
 	}
-	return DeliverResult{
-		Delivered:      st.Delivered,
-		Segments:       st.Segment,
-		Batches:        st.Batches,
-		Retries:        st.Retries,
-		TokenRenewals:  st.Renewals,
-		TokenRejected:  st.Rejected,
-		DurationMillis: workflow.Now(ctx).UnixMilli() - st.StartedUnixM,
-		Runs:           st.Runs,
-	}, nil
+	d.state.DurationMillis = workflow.Now(ctx).UnixMilli() - d.state.StartedUnixMillis
+	// The parent has no use for the last token: keep even its ciphertext
+	// out of the parent's history.
+	d.state.Token = activities.SealedToken{}
+	return d.state, nil
+}
+
+// tokenDue says whether the next segment needs a new token: there is none
+// yet, the endpoint refused it, its quota is used up, or it expires within
+// renewBeforeExpiry.
+func (d *deliverer) tokenDue(now time.Time) bool {
+	t := d.state.Token
+	expiresSoon := now.Add(renewBeforeExpiry).Unix() >= t.ExpiresAtUnix
+	return d.tokenRefused || d.state.UsedOnToken >= d.in.TokenRenewEvery || len(t.Sealed) == 0 || expiresSoon
+}
+
+// renewToken obtains a fresh sealed token for the next segment.
+func (d *deliverer) renewToken(ctx workflow.Context) error {
+	renewal := d.state.TokenRenewals
+	renewCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			MaximumAttempts: 10, InitialInterval: time.Second, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: []string{errtype.TokenClientRejected},
+		},
+		Summary: fmt.Sprintf("obtain token %d (after %d delivered)", renewal+1, d.state.Delivered),
+	})
+	if err := workflow.ExecuteActivity(renewCtx, acts.ObtainToken,
+		activities.ObtainTokenInput{Renewal: renewal, Quota: d.in.TokenRenewEvery}).Get(ctx, &d.state.Token); err != nil {
+		return fmt.Errorf("obtain token %d: %w", renewal+1, err)
+	}
+	d.state.TokenRenewals++
+	d.state.UsedOnToken = 0
+	d.tokenRefused = false
+	return nil
+}
+
+// deliverSegment posts the next segment: what is left of the token's quota,
+// at most what is left to deliver.
+func (d *deliverer) deliverSegment(ctx workflow.Context) (activities.DeliverSegmentResult, error) {
+	segment := d.state.Segments
+	want := int(min(int64(d.in.TokenRenewEvery-d.state.UsedOnToken), d.in.Messages-d.state.Delivered))
+	segCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
+		Summary:             fmt.Sprintf("deliver segment %d/%d (%d messages)", segment+1, d.segments, want),
+	})
+	var res activities.DeliverSegmentResult
+	if err := workflow.ExecuteActivity(segCtx, acts.DeliverSegment, activities.DeliverSegmentInput{
+		Names: d.in.Names, Segment: segment, Offsets: d.state.Offsets, MaxMessages: want,
+		BatchSize: d.in.BatchSize, Token: d.state.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(),
+	}).Get(ctx, &res); err != nil {
+		return activities.DeliverSegmentResult{}, fmt.Errorf("deliver segment %d: %w", segment, err)
+	}
+	return res, nil
+}
+
+// segmentDelivered counts a segment, fails a stalled delivery and reports
+// progress to the parent.
+func (d *deliverer) segmentDelivered(ctx workflow.Context, res activities.DeliverSegmentResult) error {
+	d.state.addSegment(res)
+	if res.TokenRejected {
+		d.tokenRefused = true
+		workflow.GetLogger(ctx).Info("token rejected by endpoint; renewing", "reason", res.RejectReason)
+	}
+	if err := d.state.checkStall(d.in); err != nil {
+		return err
+	}
+	if d.state.Segments%d.signalEvery == 0 || d.state.Delivered >= d.in.Messages {
+		signalParent(ctx, d.in.ParentWorkflowID, childProgress{
+			Source: "deliver", Delivered: d.state.Delivered, TokenRenewals: d.state.TokenRenewals,
+		})
+	}
+	return nil
 }

@@ -29,7 +29,8 @@ const (
 	StageDone    = "done"
 )
 
-// pipeline is the state of one PipelineWorkflow execution.
+// pipeline is one PipelineWorkflow execution: the progress its query
+// answers and the metrics its result reports.
 type pipeline struct {
 	in       PipelineInput
 	names    activities.RunNames
@@ -44,14 +45,42 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 	if err != nil {
 		return PipelineResult{}, err
 	}
+	p := newPipeline(ctx, in)
+	if err := p.followProgress(ctx); err != nil {
+		return PipelineResult{}, err
+	}
+	verified, runErr := p.run(ctx)
+
+	// Cleanup runs whatever happened, also when the run was cancelled: a
+	// disconnected context outlives the cancellation.
+	cleanupCtx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	cleanupErr := p.cleanup(cleanupCtx)
+	if cleanupErr != nil {
+		workflow.GetLogger(ctx).Error("cleanup failed", "error", cleanupErr)
+	}
+	status := p.conclude(verified, runErr, cleanupErr)
+	p.progress.Stage = StageDone
+	_ = workflow.UpsertTypedSearchAttributes(cleanupCtx,
+		searchattr.Stage.ValueSet(StageDone), searchattr.Status.ValueSet(string(status)))
+	p.updateDetails(cleanupCtx)
+	return PipelineResult{Status: status, Metrics: p.metrics}, runErr
+}
+
+func newPipeline(ctx workflow.Context, in PipelineInput) *pipeline {
 	p := &pipeline{in: in, names: in.runNames(), started: workflow.Now(ctx)}
 	p.progress.Messages = in.Messages
 	p.metrics.RunID, p.metrics.Messages, p.metrics.Names = in.RunID, in.Messages, p.names
+	return p
+}
 
+// followProgress answers the progress query and takes in the children's
+// progress signals for the rest of the run.
+func (p *pipeline) followProgress(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, func() (Progress, error) {
 		return p.progress, nil
 	}, workflow.QueryHandlerOptions{Description: "Stage and message counts of the run so far"}); err != nil {
-		return PipelineResult{}, err
+		return err
 	}
 	progressCh := workflow.GetSignalChannel(ctx, progressSignal)
 	workflow.Go(ctx, func(ctx workflow.Context) {
@@ -63,183 +92,98 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 			p.applyChildProgress(ctx, cp)
 		}
 	})
-
-	result, runErr := p.run(ctx)
-
-	// Cleanup runs whatever happened, also when the run was cancelled: a
-	// disconnected context outlives the cancellation.
-	cleanupCtx, cancel := workflow.NewDisconnectedContext(ctx)
-	defer cancel()
-	p.setStage(cleanupCtx, StageCleanup)
-	cleanupStart := workflow.Now(cleanupCtx)
-	cleanupErr := workflow.ExecuteActivity(withOptions(cleanupCtx, 5*time.Minute, 5, "cancel Flink jobs, delete topics"),
-		acts.Cleanup, activities.CleanupInput{
-			Names: p.names, Jobs: p.metrics.FlinkJobs, KeepTopics: in.KeepTopics,
-		}).Get(cleanupCtx, nil)
-	p.addStage(StageCleanup, 0, cleanupStart, workflow.Now(cleanupCtx))
-	p.metrics.TotalMillis = workflow.Now(cleanupCtx).Sub(p.started).Milliseconds()
-
-	status := StatusFailed
-	if runErr == nil && result.Passed() {
-		status = StatusSucceeded
-	}
-	if runErr != nil {
-		p.metrics.FailureMessage = runErr.Error()
-	} else if !result.Passed() {
-		p.metrics.FailureMessage = verificationFailure(result)
-	}
-	if cleanupErr != nil {
-		workflow.GetLogger(ctx).Error("cleanup failed", "error", cleanupErr)
-		p.metrics.FailureMessage = strings.TrimPrefix(p.metrics.FailureMessage+"; cleanup: "+cleanupErr.Error(), "; ")
-	}
-	p.progress.Stage = StageDone
-	_ = workflow.UpsertTypedSearchAttributes(cleanupCtx,
-		searchattr.Stage.ValueSet(StageDone), searchattr.Status.ValueSet(string(status)))
-	p.updateDetails(cleanupCtx)
-	if runErr != nil {
-		return PipelineResult{Status: status, Metrics: p.metrics}, runErr
-	}
-	return PipelineResult{Status: status, Metrics: p.metrics}, nil
+	return nil
 }
 
 // run executes the stages up to verification.
 func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
-	in := p.in
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		searchattr.Status.ValueSet("Running"), searchattr.MessageCount.ValueSet(in.Messages))
+		searchattr.Status.ValueSet(string(StatusRunning)), searchattr.MessageCount.ValueSet(p.in.Messages))
+	for _, stage := range []func(workflow.Context) error{
+		p.checkHealth, p.prepareTopics, p.submitFlinkJobs, p.produceAndDeliver,
+	} {
+		if err := stage(ctx); err != nil {
+			return activities.VerifyResult{}, err
+		}
+	}
+	return p.verify(ctx)
+}
 
-	// 1. Health: every component, for real.
+// checkHealth checks every component, for real.
+func (p *pipeline) checkHealth(ctx workflow.Context) error {
 	p.setStage(ctx, StageHealth)
 	start := workflow.Now(ctx)
 	var health activities.CheckHealthResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, time.Minute, 3, "check every component"),
 		acts.CheckHealth, activities.CheckHealthInput{
-			WantBrokers: in.Brokers, WantTaskManagers: in.TaskManagers,
+			WantBrokers: p.in.Brokers, WantTaskManagers: p.in.TaskManagers,
 		}).Get(ctx, &health); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("health check: %w", err)
+		return fmt.Errorf("health check: %w", err)
 	}
 	for _, c := range health.Components {
 		p.metrics.Health = append(p.metrics.Health, fmt.Sprintf("%s: %s", c.Component, c.Detail))
 	}
 	p.addStage(StageHealth, 0, start, workflow.Now(ctx))
+	return nil
+}
 
-	// 2. Prepare the run's topics.
+// prepareTopics creates the run's topics.
+func (p *pipeline) prepareTopics(ctx workflow.Context) error {
 	p.setStage(ctx, StagePrepare)
-	start = workflow.Now(ctx)
+	start := workflow.Now(ctx)
 	var topics activities.PrepareTopicsResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, 2*time.Minute, 5, "create the run's topics"),
 		acts.PrepareTopics, activities.PrepareTopicsInput{
-			Names: p.names, Partitions: in.Partitions, ReplicationFactor: replicationFactor,
+			Names: p.names, Partitions: p.in.Partitions, ReplicationFactor: replicationFactor,
 		}).Get(ctx, &topics); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("prepare topics: %w", err)
+		return fmt.Errorf("prepare topics: %w", err)
 	}
 	p.metrics.Brokers = topics.Brokers
 	p.addStage(StagePrepare, 0, start, workflow.Now(ctx))
-
-	// 3. Flink: the enrich and split jobs, running before any message.
-	p.setStage(ctx, StageFlink)
-	start = workflow.Now(ctx)
-	if err := workflow.ExecuteActivity(withOptions(ctx, 5*time.Minute, 3, "submit enrich and split jobs"),
-		acts.SubmitFlinkJobs, activities.SubmitFlinkJobsInput{
-			Names: p.names, Parallelism: in.FlinkParallelism,
-			CheckpointIntervalMillis: int64(in.CheckpointIntervalSeconds) * 1000,
-		}).Get(ctx, &p.metrics.FlinkJobs); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("submit Flink jobs: %w", err)
-	}
-	p.addStage(StageFlink, 0, start, workflow.Now(ctx))
-
-	// 4-7. Production (with backpressure) and delivery (with token renewal)
-	// run side by side as children.
-	p.setStage(ctx, StageProduce)
-	produced, delivered, err := p.produceAndDeliver(ctx)
-	if err != nil {
-		return activities.VerifyResult{}, err
-	}
-	p.metrics.Produced, p.metrics.Delivered = produced.Produced, delivered.Delivered
-	p.metrics.ChunksResumed = produced.Resumed
-	p.metrics.Backpressure = BackpressureMetrics{
-		Holds: produced.Holds, HeldMillis: produced.HeldMillis, MaxLag: produced.MaxLag, LagSamples: produced.LagSamples,
-	}
-	p.metrics.TokenRenewals, p.metrics.TokenRejected = delivered.TokenRenewals, delivered.TokenRejected
-	p.metrics.HTTPBatches, p.metrics.HTTPRetries = delivered.Batches, delivered.Retries
-	p.metrics.Stages = append(p.metrics.Stages,
-		stageMetrics("produce", produced.Produced, produced.DurationMillis),
-		stageMetrics("deliver", delivered.Delivered, delivered.DurationMillis))
-
-	// 8. Verify the final topic.
-	p.setStage(ctx, StageVerify)
-	start = workflow.Now(ctx)
-	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-		Summary:             fmt.Sprintf("verify %d messages in %s", in.Messages, p.names.FinalTopic),
-	})
-	var verified activities.VerifyResult
-	if err := workflow.ExecuteActivity(verifyCtx, acts.Verify, activities.VerifyInput{
-		Names: p.names, Messages: in.Messages, IdleTimeoutMillis: int64(in.VerifyIdleSeconds) * 1000,
-	}).Get(ctx, &verified); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("verify: %w", err)
-	}
-	p.metrics.Verified = verified.Unique
-	p.metrics.Verification = verified
-	p.metrics.Latency = verified.Latency
-	p.progress.Verified = verified.Unique
-	p.addStage(StageVerify, verified.Records, start, workflow.Now(ctx))
-	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.MessageCount.ValueSet(verified.Unique))
-	return verified, nil
+	return nil
 }
 
-// produceAndDeliver runs the two children and waits for both; the first
+// submitFlinkJobs starts the enrich and split jobs, running before any
+// message is produced.
+func (p *pipeline) submitFlinkJobs(ctx workflow.Context) error {
+	p.setStage(ctx, StageFlink)
+	start := workflow.Now(ctx)
+	if err := workflow.ExecuteActivity(withOptions(ctx, 5*time.Minute, 3, "submit enrich and split jobs"),
+		acts.SubmitFlinkJobs, activities.SubmitFlinkJobsInput{
+			Names: p.names, Parallelism: p.in.FlinkParallelism,
+			CheckpointIntervalMillis: int64(p.in.CheckpointIntervalSeconds) * 1000,
+		}).Get(ctx, &p.metrics.FlinkJobs); err != nil {
+		return fmt.Errorf("submit Flink jobs: %w", err)
+	}
+	p.addStage(StageFlink, 0, start, workflow.Now(ctx))
+	return nil
+}
+
+// produceAndDeliver runs production (with backpressure) and delivery (with
+// token renewal) side by side as children and waits for both; the first
 // failure cancels the other.
-func (p *pipeline) produceAndDeliver(ctx workflow.Context) (ProduceResult, DeliverResult, error) {
-	in := p.in
-	parentID := workflow.GetInfo(ctx).WorkflowExecution.ID
+func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
+	p.setStage(ctx, StageProduce)
 	childCtx, cancelChildren := workflow.WithCancel(ctx)
 	defer cancelChildren()
-
-	produceCtx := workflow.WithChildOptions(childCtx, workflow.ChildWorkflowOptions{
-		WorkflowID:    parentID + "/produce",
-		StaticSummary: fmt.Sprintf("produce %d messages to %s", in.Messages, p.names.RawTopic),
-	})
-	produceFuture := workflow.ExecuteChildWorkflow(produceCtx, ProduceWorkflow, ProduceInput{
-		ParentWorkflowID: parentID,
-		Names:            p.names,
-		Messages:         in.Messages,
-		ChunkSize:        in.ChunkSize,
-		ChunkConcurrency: in.ChunkConcurrency,
-		LogicalQueues:    in.LogicalQueues,
-		PayloadBytes:     in.PayloadBytes,
-		RatePerSecond:    in.productionRate(),
-		LagThreshold:     in.LagThreshold,
-		LagResume:        in.LagResume,
-		LagPollEvery:     in.LagPollEverySeconds,
-	})
-	deliverCtx := workflow.WithChildOptions(childCtx, workflow.ChildWorkflowOptions{
-		WorkflowID:    parentID + "/deliver",
-		StaticSummary: fmt.Sprintf("deliver %d messages in batches of %d", in.Messages, in.BatchSize),
-	})
-	deliverFuture := workflow.ExecuteChildWorkflow(deliverCtx, DeliverWorkflow, DeliverInput{
-		ParentWorkflowID: parentID,
-		Names:            p.names,
-		Messages:         in.Messages,
-		BatchSize:        in.BatchSize,
-		TokenRenewEvery:  in.TokenRenewEvery,
-		StallSeconds:     max(300, 3*in.VerifyIdleSeconds),
-	})
+	produceFuture := p.startProduce(childCtx)
+	deliverFuture := p.startDeliver(childCtx)
 
 	var (
 		produced  ProduceResult
 		delivered DeliverResult
 		firstErr  error
 	)
+	fail := func(child string, err error) {
+		if firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", child, err)
+			cancelChildren()
+		}
+	}
 	selector := workflow.NewSelector(ctx)
 	selector.AddFuture(produceFuture, func(f workflow.Future) {
 		if err := f.Get(ctx, &produced); err != nil {
-			if firstErr == nil {
-				firstErr = fmt.Errorf("produce: %w", err)
-				cancelChildren()
-			}
+			fail("produce", err)
 			return
 		}
 		// Production is over: nothing is held any more, whatever the last
@@ -248,20 +192,112 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) (ProduceResult, Deliv
 		p.updateDetails(ctx)
 	})
 	selector.AddFuture(deliverFuture, func(f workflow.Future) {
-		if err := f.Get(ctx, &delivered); err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("deliver: %w", err)
-			cancelChildren()
+		if err := f.Get(ctx, &delivered); err != nil {
+			fail("deliver", err)
 		}
 	})
 	selector.Select(ctx)
 	selector.Select(ctx)
 	if firstErr != nil {
-		return ProduceResult{}, DeliverResult{}, firstErr
+		return firstErr
 	}
 	// The last progress signals may still be queued; the results are final.
 	p.progress.Produced, p.progress.Delivered = produced.Produced, delivered.Delivered
 	p.progress.TokenRenewals = delivered.TokenRenewals
-	return produced, delivered, nil
+	p.metrics.addProduce(produced)
+	p.metrics.addDeliver(delivered)
+	return nil
+}
+
+func (p *pipeline) startProduce(ctx workflow.Context) workflow.ChildWorkflowFuture {
+	parentID := workflow.GetInfo(ctx).WorkflowExecution.ID
+	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:    parentID + "/produce",
+		StaticSummary: fmt.Sprintf("produce %d messages to %s", p.in.Messages, p.names.RawTopic),
+	})
+	return workflow.ExecuteChildWorkflow(ctx, ProduceWorkflow, ProduceInput{
+		ParentWorkflowID: parentID,
+		Names:            p.names,
+		Messages:         p.in.Messages,
+		ChunkSize:        p.in.ChunkSize,
+		ChunkConcurrency: p.in.ChunkConcurrency,
+		LogicalQueues:    p.in.LogicalQueues,
+		PayloadBytes:     p.in.PayloadBytes,
+		RatePerSecond:    p.in.productionRate(),
+		LagThreshold:     p.in.LagThreshold,
+		LagResume:        p.in.LagResume,
+		LagPollEvery:     p.in.LagPollEverySeconds,
+	})
+}
+
+func (p *pipeline) startDeliver(ctx workflow.Context) workflow.ChildWorkflowFuture {
+	parentID := workflow.GetInfo(ctx).WorkflowExecution.ID
+	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:    parentID + "/deliver",
+		StaticSummary: fmt.Sprintf("deliver %d messages in batches of %d", p.in.Messages, p.in.BatchSize),
+	})
+	return workflow.ExecuteChildWorkflow(ctx, DeliverWorkflow, DeliverInput{
+		ParentWorkflowID: parentID,
+		Names:            p.names,
+		Messages:         p.in.Messages,
+		BatchSize:        p.in.BatchSize,
+		TokenRenewEvery:  p.in.TokenRenewEvery,
+		StallSeconds:     max(300, 3*p.in.VerifyIdleSeconds),
+	})
+}
+
+// verify reads the final topic and checks every message arrived once.
+func (p *pipeline) verify(ctx workflow.Context) (activities.VerifyResult, error) {
+	p.setStage(ctx, StageVerify)
+	start := workflow.Now(ctx)
+	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+		Summary:             fmt.Sprintf("verify %d messages in %s", p.in.Messages, p.names.FinalTopic),
+	})
+	var verified activities.VerifyResult
+	if err := workflow.ExecuteActivity(verifyCtx, acts.Verify, activities.VerifyInput{
+		Names: p.names, Messages: p.in.Messages, IdleTimeoutMillis: int64(p.in.VerifyIdleSeconds) * 1000,
+	}).Get(ctx, &verified); err != nil {
+		return activities.VerifyResult{}, fmt.Errorf("verify: %w", err)
+	}
+	p.metrics.addVerify(verified)
+	p.progress.Verified = verified.Unique
+	p.addStage(StageVerify, verified.Records, start, workflow.Now(ctx))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.MessageCount.ValueSet(verified.Unique))
+	return verified, nil
+}
+
+// cleanup cancels the run's Flink jobs and deletes its topics (unless
+// KeepTopics); it is the last stage, so it also closes the run's time.
+func (p *pipeline) cleanup(ctx workflow.Context) error {
+	p.setStage(ctx, StageCleanup)
+	start := workflow.Now(ctx)
+	err := workflow.ExecuteActivity(withOptions(ctx, 5*time.Minute, 5, "cancel Flink jobs, delete topics"),
+		acts.Cleanup, activities.CleanupInput{
+			Names: p.names, Jobs: p.metrics.FlinkJobs, KeepTopics: p.in.KeepTopics,
+		}).Get(ctx, nil)
+	p.addStage(StageCleanup, 0, start, workflow.Now(ctx))
+	p.metrics.TotalMillis = workflow.Now(ctx).Sub(p.started).Milliseconds()
+	return err
+}
+
+// conclude judges the run and records why it failed, if it did.
+func (p *pipeline) conclude(verified activities.VerifyResult, runErr, cleanupErr error) Status {
+	status := StatusFailed
+	switch {
+	case runErr != nil:
+		p.metrics.FailureMessage = runErr.Error()
+	case !verified.Passed():
+		p.metrics.FailureMessage = verificationFailure(verified)
+	default:
+		status = StatusSucceeded
+	}
+	if cleanupErr != nil {
+		p.metrics.FailureMessage = strings.TrimPrefix(p.metrics.FailureMessage+"; cleanup: "+cleanupErr.Error(), "; ")
+	}
+	return status
 }
 
 func (p *pipeline) applyChildProgress(ctx workflow.Context, cp childProgress) {
@@ -299,14 +335,6 @@ func (p *pipeline) updateDetails(ctx workflow.Context) {
 
 func (p *pipeline) addStage(stage string, messages int64, from, to time.Time) {
 	p.metrics.Stages = append(p.metrics.Stages, stageMetrics(stage, messages, to.Sub(from).Milliseconds()))
-}
-
-func stageMetrics(stage string, messages, millis int64) StageMetrics {
-	m := StageMetrics{Stage: stage, Messages: messages, DurationMillis: millis}
-	if messages > 0 && millis > 0 {
-		m.PerSecond = float64(messages) / (float64(millis) / 1000)
-	}
-	return m
 }
 
 func verificationFailure(v activities.VerifyResult) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -245,6 +246,26 @@ func TestTokenRenewedPerSegmentAndOn401(t *testing.T) {
 	// segment leaves 5,000 for a fourth.
 	require.Equal(t, 4, res.TokenRenewals)
 	require.Equal(t, 4, f.tokens)
+	require.Empty(t, res.Token.Sealed, "the result hands no token to the parent")
+}
+
+func TestDeliverContinuesAsNewWithItsState(t *testing.T) {
+	f := &fakeStack{}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(DeliverWorkflow, DeliverInput{
+		Names: PipelineInput{RunID: "can"}.runNames(), Messages: 30_000, BatchSize: 100, TokenRenewEvery: 10_000, StallSeconds: 300,
+		SegmentsPerRun: 2,
+	})
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
+	var next DeliverInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, int64(20_000), next.State.Delivered)
+	require.Equal(t, 2, next.State.Segments)
+	require.Equal(t, 2, next.State.TokenRenewals)
+	require.Equal(t, 1, next.State.Runs)
+	require.Equal(t, map[int32]int64{0: 20_000}, next.State.Offsets)
+	require.NotEmpty(t, next.State.Token.Sealed, "the next run goes on with the current token")
 }
 
 func TestProduceContinuesAsNew(t *testing.T) {

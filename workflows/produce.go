@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,8 +10,8 @@ import (
 	"github.com/flowproof/flowproof/activities"
 )
 
-// ProduceInput drives ProduceWorkflow. State carries progress across
-// continue-as-new, so a run of any size keeps a short history.
+// ProduceInput drives ProduceWorkflow. State carries the production so far
+// across continue-as-new, so a run of any size keeps a short history.
 type ProduceInput struct {
 	ParentWorkflowID string              `json:"parent_workflow_id"`
 	Names            activities.RunNames `json:"names"`
@@ -27,231 +26,208 @@ type ProduceInput struct {
 	LagPollEvery     int                 `json:"lag_poll_every_seconds"`
 	// ChunksPerRun bounds the chunks one workflow run schedules before it
 	// continues as new; 0 means defaultChunksPerRun.
-	ChunksPerRun int          `json:"chunks_per_run,omitempty"`
-	State        ProduceState `json:"state"`
+	ChunksPerRun int           `json:"chunks_per_run,omitempty"`
+	State        ProduceResult `json:"state"`
 }
 
-// ProduceState is the part of ProduceWorkflow that survives continue-as-new.
-type ProduceState struct {
-	NextChunk    int                    `json:"next_chunk"`
-	Produced     int64                  `json:"produced"`
-	Resumed      int                    `json:"resumed"`
-	Holds        int                    `json:"holds"`
-	HeldMillis   int64                  `json:"held_ms"`
-	MaxLag       int64                  `json:"max_lag"`
-	LagSamples   []activities.LagSample `json:"lag_samples"`
-	StartedUnixM int64                  `json:"started_unix_ms"`
-	Runs         int                    `json:"runs"`
-}
-
-// ProduceResult is the outcome of all of a run's production.
+// ProduceResult is a run's production so far. ProduceWorkflow carries it
+// across continue-as-new in ProduceInput.State and returns it once every
+// chunk is produced, so each figure is counted in one place.
 type ProduceResult struct {
-	Produced       int64                  `json:"produced"`
-	Chunks         int                    `json:"chunks"`
-	Resumed        int                    `json:"resumed"`
-	Holds          int                    `json:"holds"`
-	HeldMillis     int64                  `json:"held_ms"`
-	MaxLag         int64                  `json:"max_lag"`
-	LagSamples     []activities.LagSample `json:"lag_samples"`
-	DurationMillis int64                  `json:"duration_ms"`
-	Runs           int                    `json:"runs"`
+	// NextChunk is the first chunk not yet scheduled, of Chunks in all.
+	NextChunk int   `json:"next_chunk"`
+	Chunks    int   `json:"chunks"`
+	Produced  int64 `json:"produced"`
+	// Resumed counts chunks that an earlier attempt had already committed.
+	Resumed int `json:"resumed"`
+	Backpressure
+	StartedUnixMillis int64 `json:"started_unix_ms"`
+	// DurationMillis is set when production is complete.
+	DurationMillis int64 `json:"duration_ms"`
+	// Runs counts the workflow runs that production took.
+	Runs int `json:"runs"`
 }
 
-const (
-	defaultChunksPerRun = 500
-	// maxLagSamples bounds the lag history kept for the report; older
-	// samples are thinned out, not dropped, so the curve keeps its shape.
-	maxLagSamples = 120
-	// progressSignals is about how many progress signals a child sends its
-	// parent over a whole run, whatever the message count.
-	progressSignals = 100
-)
+const defaultChunksPerRun = 500
 
-// progressSignal is the signal children send to PipelineWorkflow.
-const progressSignal = "child-progress"
+// producer is one run of ProduceWorkflow. Two coroutines share it: the lag
+// poller sets held, and the chunk dispatcher only reads it, so neither ever
+// blocks the other.
+type producer struct {
+	in    ProduceInput
+	state ProduceResult
 
-// childProgress is the payload of progressSignal.
-type childProgress struct {
-	Source        string  `json:"source"` // "produce" or "deliver"
-	Produced      int64   `json:"produced,omitempty"`
-	Delivered     int64   `json:"delivered,omitempty"`
-	Lag           int64   `json:"lag,omitempty"`
-	Held          bool    `json:"held,omitempty"`
-	RatePerSecond float64 `json:"rate_per_second,omitempty"`
-	TokenRenewals int     `json:"token_renewals,omitempty"`
+	signalEvery  int     // chunks between progress signals to the parent
+	perChunkRate float64 // each in-flight chunk's share of RatePerSecond
+
+	inFlight    int
+	failure     error // of the lag poller or a chunk; ends the run
+	polled      bool  // the lag has been read at least once
+	lag         int64 // the largest consumer lag of the last poll
+	held        bool
+	heldSince   time.Time
+	rate        float64 // production rate of the last chunk
+	stopPolling bool
 }
 
 // ProduceWorkflow produces a run's messages in chunks, ChunkConcurrency at a
 // time, and holds production while the run's consumer lag is above the
 // threshold.
 func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, error) {
+	p := newProducer(ctx, in)
+	return p.run(ctx)
+}
+
+func newProducer(ctx workflow.Context, in ProduceInput) *producer {
 	if in.ChunksPerRun == 0 {
 		in.ChunksPerRun = defaultChunksPerRun
 	}
-	st := in.State
-	st.Runs++
-	if st.StartedUnixM == 0 {
-		st.StartedUnixM = workflow.Now(ctx).UnixMilli()
+	p := &producer{in: in, state: in.State}
+	p.state.Runs++
+	if p.state.StartedUnixMillis == 0 {
+		p.state.StartedUnixMillis = workflow.Now(ctx).UnixMilli()
 	}
-	chunks := int((in.Messages + int64(in.ChunkSize) - 1) / int64(in.ChunkSize))
-	signalEvery := max(1, chunks/progressSignals)
-	perChunkRate := in.RatePerSecond / float64(in.ChunkConcurrency)
+	p.state.Chunks = int((in.Messages + int64(in.ChunkSize) - 1) / int64(in.ChunkSize))
+	p.signalEvery = max(1, p.state.Chunks/progressSignals)
+	p.perChunkRate = in.RatePerSecond / float64(in.ChunkConcurrency)
+	return p
+}
 
-	var (
-		inFlight    int
-		failure     error
-		held        bool
-		heldSince   time.Time
-		lastLag     int64
-		lastRate    float64
-		stopPolling bool
-		polled      bool
-	)
+// run produces this workflow run's share of chunks, then either returns the
+// result or continues as new with the state so far.
+func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
+	workflow.Go(ctx, p.pollLag)
+	// Production starts only once the lag is known, so a run started into a
+	// backlog (or continued as new while one builds) waits for it first.
+	if err := workflow.Await(ctx, func() bool { return p.polled || p.failure != nil }); err != nil {
+		return ProduceResult{}, err
+	}
+	if err := p.dispatchChunks(ctx); err != nil {
+		return ProduceResult{}, err
+	}
+	if err := workflow.Await(ctx, func() bool { return p.inFlight == 0 }); err != nil {
+		return ProduceResult{}, err
+	}
+	p.stopPolling = true
+	if p.failure != nil {
+		return ProduceResult{}, p.failure
+	}
+	if p.held {
+		// The next run starts unheld and polls again before producing.
+		p.state.HeldMillis += workflow.Now(ctx).Sub(p.heldSince).Milliseconds()
+	}
+	if p.state.NextChunk < p.state.Chunks {
+		p.in.State = p.state
+		return ProduceResult{}, workflow.NewContinueAsNewError(ctx, ProduceWorkflow, p.in)
+	}
+	p.state.DurationMillis = workflow.Now(ctx).UnixMilli() - p.state.StartedUnixMillis
+	return p.state, nil
+}
 
+// pollLag reads the run's consumer lag every LagPollEvery seconds until
+// production ends, and holds or releases production by it.
+func (p *producer) pollLag(ctx workflow.Context) {
 	pollCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, InitialInterval: time.Second},
 		Summary:             "poll consumer lag",
 	})
-	// The lag poller runs beside the dispatcher and flips held; the
-	// dispatcher only looks at held, so the two never block each other.
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for !stopPolling {
-			var sample activities.LagSample
-			if err := workflow.ExecuteActivity(pollCtx, acts.PollLag, activities.PollLagInput{Names: in.Names}).Get(ctx, &sample); err != nil {
-				failure = fmt.Errorf("poll consumer lag: %w", err)
-				return
-			}
-			lastLag, polled = sample.Max(), true
-			st.MaxLag = max(st.MaxLag, lastLag)
-			st.LagSamples = appendSample(st.LagSamples, sample)
-			now := workflow.Now(ctx)
-			switch {
-			case !held && lastLag > in.LagThreshold:
-				held, heldSince = true, now
-				st.Holds++
-				workflow.GetLogger(ctx).Info("backpressure: holding production", "lag", lastLag, "threshold", in.LagThreshold)
-			case held && lastLag <= in.LagResume:
-				held = false
-				st.HeldMillis += now.Sub(heldSince).Milliseconds()
-				workflow.GetLogger(ctx).Info("backpressure: resuming production", "lag", lastLag, "resume_below", in.LagResume)
-			}
-			summary := fmt.Sprintf("next lag poll (lag %d)", lastLag)
-			if held {
-				summary = fmt.Sprintf("backpressure hold: lag %d, resume below %d (threshold %d)", lastLag, in.LagResume, in.LagThreshold)
-			}
-			_ = workflow.NewTimerWithOptions(ctx, time.Duration(in.LagPollEvery)*time.Second, workflow.TimerOptions{Summary: summary}).Get(ctx, nil)
+	for !p.stopPolling {
+		var sample activities.LagSample
+		if err := workflow.ExecuteActivity(pollCtx, acts.PollLag, activities.PollLagInput{Names: p.in.Names}).Get(ctx, &sample); err != nil {
+			p.failure = fmt.Errorf("poll consumer lag: %w", err)
+			return
 		}
-	})
-
-	// Production starts only once the lag is known, so a run started into a
-	// backlog (or continued as new while one builds) waits for it first.
-	if err := workflow.Await(ctx, func() bool { return polled || failure != nil }); err != nil {
-		return ProduceResult{}, err
+		p.observeLag(ctx, sample)
+		p.waitForNextPoll(ctx)
 	}
-	scheduledThisRun := 0
-	for st.NextChunk < chunks && failure == nil {
+}
+
+// observeLag records a lag sample and starts or ends a hold by it.
+func (p *producer) observeLag(ctx workflow.Context, sample activities.LagSample) {
+	p.lag, p.polled = sample.Max(), true
+	p.state.observe(sample)
+	hold := holdProduction(p.held, p.lag, p.in.LagThreshold, p.in.LagResume)
+	now := workflow.Now(ctx)
+	switch {
+	case hold && !p.held:
+		p.held, p.heldSince = true, now
+		p.state.Holds++
+		workflow.GetLogger(ctx).Info("backpressure: holding production", "lag", p.lag, "threshold", p.in.LagThreshold)
+	case !hold && p.held:
+		p.held = false
+		p.state.HeldMillis += now.Sub(p.heldSince).Milliseconds()
+		workflow.GetLogger(ctx).Info("backpressure: resuming production", "lag", p.lag, "resume_below", p.in.LagResume)
+	}
+}
+
+// waitForNextPoll sleeps until the next lag poll; the timer's summary tells
+// the UI why production waits when it is held.
+func (p *producer) waitForNextPoll(ctx workflow.Context) {
+	summary := fmt.Sprintf("next lag poll (lag %d)", p.lag)
+	if p.held {
+		summary = fmt.Sprintf("backpressure hold: lag %d, resume below %d (threshold %d)", p.lag, p.in.LagResume, p.in.LagThreshold)
+	}
+	every := time.Duration(p.in.LagPollEvery) * time.Second
+	_ = workflow.NewTimerWithOptions(ctx, every, workflow.TimerOptions{Summary: summary}).Get(ctx, nil)
+}
+
+// dispatchChunks schedules chunks, at most ChunkConcurrency at a time and
+// none while production is held, until every chunk is scheduled, one has
+// failed, or this run has scheduled its share and should continue as new.
+func (p *producer) dispatchChunks(ctx workflow.Context) error {
+	for scheduled := 0; p.state.NextChunk < p.state.Chunks && p.failure == nil; scheduled++ {
 		if err := workflow.Await(ctx, func() bool {
-			return failure != nil || (!held && inFlight < in.ChunkConcurrency)
+			return p.failure != nil || (!p.held && p.inFlight < p.in.ChunkConcurrency)
 		}); err != nil {
-			return ProduceResult{}, err
+			return err
 		}
-		if failure != nil {
-			break
+		if p.failure != nil || scheduled >= p.in.ChunksPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			return nil
 		}
-		if scheduledThisRun >= in.ChunksPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			break
-		}
-		chunk := st.NextChunk
-		st.NextChunk++
-		scheduledThisRun++
-		inFlight++
-		first := int64(chunk) * int64(in.ChunkSize)
-		count := int(min(int64(in.ChunkSize), in.Messages-first))
-		chunkCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			// A chunk at its rate takes count/rate seconds; allow generously
-			// more, since other chunks and the brokers share two cores.
-			StartToCloseTimeout: time.Duration(float64(count)/perChunkRate*3)*time.Second + 2*time.Minute,
-			HeartbeatTimeout:    30 * time.Second,
-			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
-			Summary:             fmt.Sprintf("produce chunk %d/%d", chunk+1, chunks),
-		})
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			defer func() { inFlight-- }()
-			var res activities.ProduceChunkResult
-			err := workflow.ExecuteActivity(chunkCtx, acts.ProduceChunk, activities.ProduceChunkInput{
-				Names: in.Names, Chunk: chunk, FirstSeq: first, Count: count,
-				LogicalQueues: in.LogicalQueues, PayloadBytes: in.PayloadBytes, RatePerSecond: perChunkRate,
-			}).Get(ctx, &res)
-			if err != nil {
-				failure = fmt.Errorf("produce chunk %d: %w", chunk, err)
-				return
-			}
-			st.Produced += int64(count)
-			if res.AlreadyCommitted {
-				st.Resumed++
-			}
-			if res.DurationMillis > 0 {
-				lastRate = float64(res.Produced) / (float64(res.DurationMillis) / 1000)
-			}
-			if (chunk+1)%signalEvery == 0 || chunk == chunks-1 {
-				signalParent(ctx, in.ParentWorkflowID, childProgress{
-					Source: "produce", Produced: st.Produced, Lag: lastLag, Held: held, RatePerSecond: lastRate,
-				})
-			}
-		})
+		chunk := p.state.NextChunk
+		p.state.NextChunk++
+		p.inFlight++
+		workflow.Go(ctx, func(ctx workflow.Context) { p.produceChunk(ctx, chunk) })
 	}
-	if err := workflow.Await(ctx, func() bool { return inFlight == 0 }); err != nil {
-		return ProduceResult{}, err
-	}
-	stopPolling = true
-	if failure != nil {
-		return ProduceResult{}, failure
-	}
-	if held {
-		st.HeldMillis += workflow.Now(ctx).Sub(heldSince).Milliseconds()
-	}
-	if st.NextChunk < chunks {
-		in.State = st
-		return ProduceResult{}, workflow.NewContinueAsNewError(ctx, ProduceWorkflow, in)
-	}
-	return ProduceResult{
-		Produced:       st.Produced,
-		Chunks:         chunks,
-		Resumed:        st.Resumed,
-		Holds:          st.Holds,
-		HeldMillis:     st.HeldMillis,
-		MaxLag:         st.MaxLag,
-		LagSamples:     st.LagSamples,
-		DurationMillis: workflow.Now(ctx).UnixMilli() - st.StartedUnixM,
-		Runs:           st.Runs,
-	}, nil
+	return nil
 }
 
-// appendSample keeps at most maxLagSamples, dropping every other old sample
-// when full so the series still spans the whole run.
-func appendSample(samples []activities.LagSample, s activities.LagSample) []activities.LagSample {
-	if len(samples) >= maxLagSamples {
-		thinned := samples[:0]
-		for i, old := range samples {
-			if i%2 == 0 {
-				thinned = append(thinned, old)
-			}
-		}
-		samples = thinned
-	}
-	return append(samples, s)
-}
-
-// signalParent reports progress to PipelineWorkflow. Progress is advisory,
-// so a failed signal (a parent that already ended) is logged, not fatal.
-func signalParent(ctx workflow.Context, parentID string, p childProgress) {
-	if parentID == "" {
+// produceChunk produces one chunk and counts it.
+func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
+	defer func() { p.inFlight-- }()
+	first := int64(chunk) * int64(p.in.ChunkSize)
+	count := int(min(int64(p.in.ChunkSize), p.in.Messages-first))
+	var res activities.ProduceChunkResult
+	err := workflow.ExecuteActivity(p.chunkOptions(ctx, chunk, count), acts.ProduceChunk, activities.ProduceChunkInput{
+		Names: p.in.Names, Chunk: chunk, FirstSeq: first, Count: count,
+		LogicalQueues: p.in.LogicalQueues, PayloadBytes: p.in.PayloadBytes, RatePerSecond: p.perChunkRate,
+	}).Get(ctx, &res)
+	if err != nil {
+		p.failure = fmt.Errorf("produce chunk %d: %w", chunk, err)
 		return
 	}
-	err := workflow.SignalExternalWorkflow(ctx, parentID, "", progressSignal, p).Get(ctx, nil)
-	var canceled *temporal.CanceledError
-	if err != nil && !errors.As(err, &canceled) {
-		workflow.GetLogger(ctx).Warn("progress signal to parent failed", "error", err)
+	p.state.Produced += int64(count)
+	if res.AlreadyCommitted {
+		p.state.Resumed++
 	}
+	if res.DurationMillis > 0 {
+		p.rate = float64(res.Produced) / (float64(res.DurationMillis) / 1000)
+	}
+	if (chunk+1)%p.signalEvery == 0 || chunk == p.state.Chunks-1 {
+		signalParent(ctx, p.in.ParentWorkflowID, childProgress{
+			Source: "produce", Produced: p.state.Produced, Lag: p.lag, Held: p.held, RatePerSecond: p.rate,
+		})
+	}
+}
+
+func (p *producer) chunkOptions(ctx workflow.Context, chunk, count int) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// A chunk at its rate takes count/rate seconds; allow generously
+		// more, since other chunks and the brokers share two cores.
+		StartToCloseTimeout: time.Duration(float64(count)/p.perChunkRate*3)*time.Second + 2*time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
+		Summary:             fmt.Sprintf("produce chunk %d/%d", chunk+1, p.state.Chunks),
+	})
 }

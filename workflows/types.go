@@ -1,9 +1,5 @@
 package workflows
 
-import (
-	"github.com/flowproof/flowproof/activities"
-)
-
 // PipelineInput is the one input of PipelineWorkflow. Every field has a
 // default (see withDefaults), so `{}` — or no input at all, as the Temporal
 // UI sends when the form is left empty — runs the standard test. Durations are
@@ -12,7 +8,9 @@ import (
 // Fields are only ever added, never renamed or retyped, so that histories of
 // older runs keep replaying.
 type PipelineInput struct {
-	// RunID names the run's topics and groups; defaults to the workflow id.
+	// RunID is the flowproof run: it names the run's topics and groups
+	// (flowproof.<run id>.<stage>). It defaults to the workflow id and is not
+	// the Temporal run id.
 	RunID string `json:"run_id,omitempty"`
 
 	Messages      int64 `json:"messages,omitempty"`       // default 1,000,000
@@ -62,10 +60,12 @@ type TopicNames struct {
 	Final     string `json:"final,omitempty"`
 }
 
-// Status is the outcome of a run.
+// Status is the outcome of a run. It is also the FlowproofStatus search
+// attribute, which reads StatusRunning until the run ends.
 type Status string
 
 const (
+	StatusRunning   Status = "Running"
 	StatusSucceeded Status = "Succeeded"
 	StatusFailed    Status = "Failed"
 )
@@ -75,65 +75,3 @@ type PipelineResult struct {
 	Status  Status  `json:"Status"`
 	Metrics Metrics `json:"Metrics"`
 }
-
-// Metrics are the measured figures of a run.
-type Metrics struct {
-	RunID    string              `json:"run_id"`
-	Messages int64               `json:"messages"`
-	Names    activities.RunNames `json:"names"`
-	Brokers  int                 `json:"brokers"`
-	Health   []string            `json:"health"`
-
-	Produced  int64 `json:"produced"`
-	Delivered int64 `json:"delivered"`
-	Verified  int64 `json:"verified"`
-
-	Stages []StageMetrics `json:"stages"`
-
-	FlinkJobs      activities.FlinkJobs    `json:"flink_jobs"`
-	TokenRenewals  int                     `json:"token_renewals"`
-	TokenRejected  int                     `json:"token_rejected"`
-	HTTPBatches    int                     `json:"http_batches"`
-	HTTPRetries    int                     `json:"http_retries"`
-	ChunkRetries   int                     `json:"chunk_retries"`
-	ChunksResumed  int                     `json:"chunks_resumed"`
-	Backpressure   BackpressureMetrics     `json:"backpressure"`
-	Latency        activities.Percentiles  `json:"latency"`
-	Verification   activities.VerifyResult `json:"verification"`
-	TotalMillis    int64                   `json:"total_ms"`
-	FailureMessage string                  `json:"failure,omitempty"`
-}
-
-// StageMetrics times one stage.
-type StageMetrics struct {
-	Stage          string  `json:"stage"`
-	Messages       int64   `json:"messages,omitempty"`
-	DurationMillis int64   `json:"duration_ms"`
-	PerSecond      float64 `json:"per_second,omitempty"`
-}
-
-// BackpressureMetrics says how often and how long production was held.
-type BackpressureMetrics struct {
-	Holds      int                    `json:"holds"`
-	HeldMillis int64                  `json:"held_ms"`
-	MaxLag     int64                  `json:"max_lag"`
-	LagSamples []activities.LagSample `json:"lag_samples"`
-}
-
-// Progress is what the `progress` query returns while a run goes on; the
-// starter's progress bar and the UI's current details are drawn from it.
-type Progress struct {
-	Stage         string `json:"stage"`
-	Messages      int64  `json:"messages"`
-	Produced      int64  `json:"produced"`
-	Delivered     int64  `json:"delivered"`
-	Verified      int64  `json:"verified"`
-	TokenRenewals int    `json:"token_renewals"`
-	Lag           int64  `json:"lag"`
-	Held          bool   `json:"held"`
-	// RatePerSecond is the production rate of the last chunk.
-	RatePerSecond float64 `json:"rate_per_second"`
-}
-
-// ProgressQuery is the name of the query that returns Progress.
-const ProgressQuery = "progress"

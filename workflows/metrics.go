@@ -1,0 +1,76 @@
+package workflows
+
+import (
+	"github.com/flowproof/flowproof/activities"
+)
+
+// Metrics are the measured figures of a run.
+type Metrics struct {
+	// RunID is the flowproof run (PipelineInput.RunID), not the Temporal
+	// run id.
+	RunID    string              `json:"run_id"`
+	Messages int64               `json:"messages"`
+	Names    activities.RunNames `json:"names"`
+	Brokers  int                 `json:"brokers"`
+	Health   []string            `json:"health"`
+
+	Produced  int64 `json:"produced"`
+	Delivered int64 `json:"delivered"`
+	Verified  int64 `json:"verified"`
+
+	Stages []StageMetrics `json:"stages"`
+
+	FlinkJobs     activities.FlinkJobs `json:"flink_jobs"`
+	TokenRenewals int                  `json:"token_renewals"`
+	// TokenRejected counts the segments the endpoint cut short with a 401.
+	TokenRejected int `json:"token_rejected"`
+	HTTPBatches   int `json:"http_batches"`
+	HTTPRetries   int `json:"http_retries"`
+	// ChunksResumed counts produce chunks that an earlier attempt had
+	// already committed, so the attempt that reported them wrote nothing.
+	ChunksResumed  int                     `json:"chunks_resumed"`
+	Backpressure   Backpressure            `json:"backpressure"`
+	Latency        activities.Percentiles  `json:"latency"`
+	Verification   activities.VerifyResult `json:"verification"`
+	TotalMillis    int64                   `json:"total_ms"`
+	FailureMessage string                  `json:"failure,omitempty"`
+}
+
+// StageMetrics times one stage.
+type StageMetrics struct {
+	Stage          string  `json:"stage"`
+	Messages       int64   `json:"messages,omitempty"`
+	DurationMillis int64   `json:"duration_ms"`
+	PerSecond      float64 `json:"per_second,omitempty"`
+}
+
+// addProduce is the one place a production's result enters the metrics.
+func (m *Metrics) addProduce(r ProduceResult) {
+	m.Produced = r.Produced
+	m.ChunksResumed = r.Resumed
+	m.Backpressure = r.Backpressure
+	m.Stages = append(m.Stages, stageMetrics("produce", r.Produced, r.DurationMillis))
+}
+
+// addDeliver is the one place a delivery's result enters the metrics.
+func (m *Metrics) addDeliver(r DeliverResult) {
+	m.Delivered = r.Delivered
+	m.TokenRenewals, m.TokenRejected = r.TokenRenewals, r.TokenRejected
+	m.HTTPBatches, m.HTTPRetries = r.Batches, r.Retries
+	m.Stages = append(m.Stages, stageMetrics("deliver", r.Delivered, r.DurationMillis))
+}
+
+// addVerify is the one place a verification's result enters the metrics.
+func (m *Metrics) addVerify(v activities.VerifyResult) {
+	m.Verified = v.Unique
+	m.Verification = v
+	m.Latency = v.Latency
+}
+
+func stageMetrics(stage string, messages, millis int64) StageMetrics {
+	m := StageMetrics{Stage: stage, Messages: messages, DurationMillis: millis}
+	if messages > 0 && millis > 0 {
+		m.PerSecond = float64(messages) / (float64(millis) / 1000)
+	}
+	return m
+}
