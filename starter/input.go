@@ -230,11 +230,10 @@ func validateInput(fs *pflag.FlagSet, in workflows.PipelineInput, workflowID str
 }
 
 // decodeInput reads exactly one JSON object into in and rejects unknown
-// fields, so a misspelt field fails here instead of silently running the
-// default.
+// fields (the workflow's own check, PipelineInput.CheckFields), so a
+// misspelt field fails here instead of silently running the default.
 func decodeInput(data []byte, in *workflows.PipelineInput) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(in); err != nil {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("empty input: want a JSON object such as {}")
@@ -248,7 +247,7 @@ func decodeInput(data []byte, in *workflows.PipelineInput) error {
 	if err := dec.Decode(&trailing); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("invalid PipelineInput JSON: trailing data after the object")
 	}
-	return nil
+	return in.CheckFields()
 }
 
 // effectiveMessages is the message count the run will use.

@@ -89,6 +89,9 @@ func TestEveryInputFieldHasAFlag(t *testing.T) {
 	fields := map[string]bool{}
 	typ := reflect.TypeFor[workflows.PipelineInput]()
 	for i := range typ.NumField() {
+		if !typ.Field(i).IsExported() {
+			continue
+		}
 		field := jsonName(typ.Field(i))
 		fields[field] = true
 		_, hasFlag := flagged[field]

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -159,6 +160,15 @@ func TestEndToEnd(t *testing.T) {
 		require.True(t, errors.As(err, &appErr), "%v", err)
 		require.Equal(t, errtype.InvalidInput, appErr.Type())
 		require.Contains(t, appErr.Error(), "batch_size")
+	})
+
+	t.Run("a misspelt field is refused, as the UI and CLI send it", func(t *testing.T) {
+		run := e.start(t, ctx, "e2e-typo-"+suffix, json.RawMessage(`{"mesages": 5000}`))
+		err := run.Get(ctx, nil)
+		var appErr *temporal.ApplicationError
+		require.True(t, errors.As(err, &appErr), "%v", err)
+		require.Equal(t, errtype.InvalidInput, appErr.Type())
+		require.Contains(t, appErr.Error(), `unknown field "mesages" (did you mean "messages"?)`)
 	})
 
 	t.Run("empty input gets the defaults and cancellation cleans up", func(t *testing.T) {

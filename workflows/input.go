@@ -91,6 +91,9 @@ func setDefault[T int | int64 | float64](field *T, def T) {
 // error is the non-retryable errtype.InvalidInput, naming the JSON field
 // first: "invalid input: batch_size 5000: must be between 1 and 1000".
 func (in PipelineInput) Validate() error {
+	if err := in.CheckFields(); err != nil {
+		return err
+	}
 	checks := []struct {
 		ok    bool
 		field string

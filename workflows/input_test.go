@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -37,5 +38,44 @@ func TestValidateReturnsANonRetryableInvalidInput(t *testing.T) {
 	}
 	if err := (PipelineInput{}).WithDefaults("").Validate(); err == nil || !strings.Contains(err.Error(), "run_id") {
 		t.Errorf("input without a run id: %v, want an error about run_id", err)
+	}
+}
+
+func TestUnknownFieldsAreRefusedWithAGuess(t *testing.T) {
+	cases := []struct{ json, want string }{
+		{`{"mesages": 5000}`, `unknown field "mesages" (did you mean "messages"?)`},
+		{`{"messages": 5000, "topics": {"fnal": "x"}}`, `unknown field "topics.fnal" (did you mean "topics.final"?)`},
+		{`{"zzz_unrelated": true}`, `unknown field "zzz_unrelated": `},
+	}
+	for _, c := range cases {
+		var in PipelineInput
+		if err := json.Unmarshal([]byte(c.json), &in); err != nil {
+			t.Fatalf("%s: decoding failed: %v", c.json, err)
+		}
+		err := in.WithDefaults("wf").Validate()
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != errtype.InvalidInput || !appErr.NonRetryable() {
+			t.Fatalf("%s: error %v, want a non-retryable %s", c.json, err, errtype.InvalidInput)
+		}
+		if !strings.Contains(appErr.Message(), c.want) {
+			t.Errorf("%s: message %q, want it to contain %q", c.json, appErr.Message(), c.want)
+		}
+	}
+}
+
+func TestKnownFieldsDecodeAsBefore(t *testing.T) {
+	var in PipelineInput
+	// encoding/json matches keys without regard to case; so does the check.
+	if err := json.Unmarshal([]byte(`{"Messages": 7, "keep_topics": true, "topics": {"raw": "r"}}`), &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.Messages != 7 || !in.KeepTopics || in.Topics.Raw != "r" {
+		t.Errorf("decoded %+v", in)
+	}
+	if err := in.WithDefaults("wf").Validate(); err != nil {
+		t.Errorf("known fields refused: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`null`), &in); err != nil {
+		t.Errorf("null input: %v", err)
 	}
 }

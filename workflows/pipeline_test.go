@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -185,21 +186,28 @@ func TestPipelineEmptyInputGetsDefaults(t *testing.T) {
 func TestPipelineRejectsInvalidInput(t *testing.T) {
 	cases := map[string]struct {
 		in    PipelineInput
+		json  string
 		field string
 	}{
-		"negative messages":      {PipelineInput{Messages: -5}, "messages"},
-		"batch over max":         {PipelineInput{BatchSize: 5000}, "batch_size"},
-		"renew below batch":      {PipelineInput{BatchSize: 500, TokenRenewEvery: 100}, "token_renew_every"},
-		"resume above threshold": {PipelineInput{LagThreshold: 10, LagResume: 20}, "lag_resume"},
-		"hostile topic":          {PipelineInput{Topics: TopicNames{Raw: "x', 'properties.bootstrap.servers'='evil"}}, "topics.raw"},
-		"same topic twice":       {PipelineInput{Topics: TopicNames{Raw: "a", Final: "a"}}, "topics."},
-		"too few brokers":        {PipelineInput{Brokers: 1}, "brokers"},
+		"misspelt field":         {json: `{"mesages": 5000}`, field: `unknown field "mesages"`},
+		"negative messages":      {PipelineInput{Messages: -5}, "", "messages"},
+		"batch over max":         {PipelineInput{BatchSize: 5000}, "", "batch_size"},
+		"renew below batch":      {PipelineInput{BatchSize: 500, TokenRenewEvery: 100}, "", "token_renew_every"},
+		"resume above threshold": {PipelineInput{LagThreshold: 10, LagResume: 20}, "", "lag_resume"},
+		"hostile topic":          {PipelineInput{Topics: TopicNames{Raw: "x', 'properties.bootstrap.servers'='evil"}}, "", "topics.raw"},
+		"same topic twice":       {PipelineInput{Topics: TopicNames{Raw: "a", Final: "a"}}, "", "topics."},
+		"too few brokers":        {PipelineInput{Brokers: 1}, "", "brokers"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			f := &fakeStack{}
 			env := newEnv(t, f)
-			env.ExecuteWorkflow(PipelineWorkflow, tc.in)
+			if tc.json != "" {
+				// By type name with raw JSON, as the UI and the temporal CLI send it.
+				env.ExecuteWorkflow("PipelineWorkflow", json.RawMessage(tc.json))
+			} else {
+				env.ExecuteWorkflow(PipelineWorkflow, tc.in)
+			}
 			err := env.GetWorkflowError()
 			require.Error(t, err)
 			var appErr *temporal.ApplicationError

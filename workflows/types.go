@@ -50,6 +50,11 @@ type PipelineInput struct {
 	// VerifyIdleSeconds ends verification when the final topic has been
 	// quiet that long with messages still missing; default 120.
 	VerifyIdleSeconds int `json:"verify_idle_seconds,omitempty"`
+
+	// unknownField is the first JSON field of the input that PipelineInput
+	// does not have (see UnmarshalJSON); Validate refuses it, so a typo
+	// cannot quietly run the default test.
+	unknownField string
 }
 
 // TopicNames are optional overrides of the run's topic names.
