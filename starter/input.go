@@ -52,6 +52,7 @@ var inputFlagTable = []inputFlag{
 	{field: "task_managers", name: "task-managers", usage: "Flink TaskManagers the health stage expects"},
 	{field: "keep_topics", name: "keep-topics", usage: "leave the run's topics in place after the run"},
 	{field: "verify_idle_seconds", name: "verify-idle-seconds", usage: "seconds without new records before verification gives up"},
+	{field: "timeout_seconds", name: "timeout-seconds", usage: "the run's deadline; past it the run ends Failed with its figures so far"},
 }
 
 // jsonOnlyFields are the PipelineInput fields without a flag, and why.

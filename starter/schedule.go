@@ -150,12 +150,14 @@ func (s *scheduleSpec) options(cmd *cobra.Command, taskQueue string) (client.Sch
 		},
 		Action: &client.ScheduleWorkflowAction{
 			// The server appends the scheduled time to make each run's id.
-			ID:            s.id,
-			Workflow:      workflows.PipelineWorkflow,
-			Args:          []any{in},
-			TaskQueue:     taskQueue,
-			StaticSummary: staticSummary(in) + " (schedule " + s.id + ")",
-			StaticDetails: staticDetails(in, fmt.Sprintf("Started by schedule `%s` (`%s`, %s).", s.id, s.cron, s.timezone)),
+			ID:        s.id,
+			Workflow:  workflows.PipelineWorkflow,
+			Args:      []any{in},
+			TaskQueue: taskQueue,
+			// A wedged night must not make overlap Skip skip every night after it.
+			WorkflowExecutionTimeout: in.WithDefaults(s.id).ExecutionTimeout(),
+			StaticSummary:            staticSummary(in) + " (schedule " + s.id + ")",
+			StaticDetails:            staticDetails(in, fmt.Sprintf("Started by schedule `%s` (`%s`, %s).", s.id, s.cron, s.timezone)),
 		},
 		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 		CatchupWindow: s.catchupWindow,

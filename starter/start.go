@@ -96,11 +96,14 @@ Interrupting run (Ctrl-C) stops following; the workflow keeps running.`,
 			if cmd.Context().Err() != nil {
 				return exitError{code: 130, err: fmt.Errorf("stopped following %s; the workflow keeps running (starter status %s)", run.GetID(), run.GetID())}
 			}
+			if ended, ok := workflows.ResultOfEnding(err); ok {
+				result, err = ended, nil
+			}
 			if err != nil {
 				// A workflow that ended without a result (terminated,
-				// timed out, failed outside the pipeline's own checks) is
-				// still reported as one Failed result, so --json callers
-				// always get a PipelineResult to read.
+				// timed out, invalid input) is still reported as one
+				// Failed result, so --json callers always get a
+				// PipelineResult to read.
 				ran := in.WithDefaults(run.GetID())
 				result = workflows.PipelineResult{
 					Status:  workflows.StatusFailed,
@@ -165,6 +168,7 @@ func (a *app) startKeepClient(cmd *cobra.Command, f *startFlags, startedBy strin
 		ID:                       id,
 		TaskQueue:                a.taskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionTimeout: in.WithDefaults(id).ExecutionTimeout(),
 		// Without this the SDK quietly hands back the run already using the
 		// id, and the caller would follow a run it did not start.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
@@ -334,9 +338,13 @@ func describeRun(ctx context.Context, c client.Client, workflowID, temporalRunID
 		}
 		report.Result = &result
 	default:
-		// Failed, terminated, canceled, timed out: Get returns why.
+		// Failed, terminated, canceled, timed out: Get returns why, and
+		// the run's result so far when the run ended itself.
 		if err := c.GetWorkflow(ctx, report.WorkflowID, report.TemporalRunID).Get(ctx, nil); err != nil {
 			report.Failure = workflowFailure(err)
+			if result, ok := workflows.ResultOfEnding(err); ok {
+				report.Result = &result
+			}
 		}
 	}
 	return report, nil

@@ -16,6 +16,9 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	m := r.Metrics
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "status\t%s\n", r.Status)
+	if m.FailedStage != "" {
+		fmt.Fprintf(tw, "failed in stage\t%s\n", m.FailedStage)
+	}
 	if m.FailureMessage != "" {
 		fmt.Fprintf(tw, "failure\t%s\n", m.FailureMessage)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -39,6 +40,8 @@ const (
 	maxTopicLength = 249
 	// maxBatchSize is what the reference endpoint accepts in one request.
 	maxBatchSize = 1_000
+	// maxTimeoutSeconds is a week: no run of any size needs longer.
+	maxTimeoutSeconds = 7 * 24 * 3600
 	// maxRunIDLength leaves room in a topic name for the prefix and suffix.
 	maxRunIDLength = 200
 )
@@ -71,7 +74,30 @@ func (in PipelineInput) WithDefaults(workflowID string) PipelineInput {
 	setDefault(&in.Brokers, DefaultBrokers)
 	setDefault(&in.TaskManagers, DefaultTaskManagers)
 	setDefault(&in.VerifyIdleSeconds, DefaultVerifyIdleSeconds)
+	setDefault(&in.TimeoutSeconds, defaultTimeoutSeconds(in.Messages, in.VerifyIdleSeconds))
 	return in
+}
+
+// defaultTimeoutSeconds allows set-up time plus production at a rate far
+// below what a healthy stack reaches (1,000 messages a second) plus the
+// time verification may wait for stragglers.
+func defaultTimeoutSeconds(messages int64, verifyIdleSeconds int) int {
+	const setupSeconds, floorRatePerSecond = 15 * 60, 1_000
+	return setupSeconds + int(messages/floorRatePerSecond) + verifyIdleSeconds
+}
+
+// timeout is the run's deadline.
+func (in PipelineInput) timeout() time.Duration {
+	return time.Duration(in.TimeoutSeconds) * time.Second
+}
+
+// ExecutionTimeout is the Temporal execution timeout that starters set
+// beyond the run's own deadline (with its defaults applied): the run ends
+// itself at its deadline with its figures, and the execution timeout ends
+// it even when no worker is left to do so.
+func (in PipelineInput) ExecutionTimeout() time.Duration {
+	const cleanupAllowance = 15 * time.Minute
+	return in.timeout() + cleanupAllowance
 }
 
 // withDefaults is what PipelineWorkflow runs on: the input with its
@@ -118,6 +144,7 @@ func (in PipelineInput) Validate() error {
 		{in.Brokers >= replicationFactor, "brokers", fmt.Sprintf("must be at least the replication factor %d", replicationFactor), in.Brokers},
 		{in.TaskManagers >= 1, "task_managers", "must be at least 1", in.TaskManagers},
 		{in.VerifyIdleSeconds >= 1 && in.VerifyIdleSeconds <= 3_600, "verify_idle_seconds", "must be between 1 and 3,600", in.VerifyIdleSeconds},
+		{in.TimeoutSeconds >= 60 && in.TimeoutSeconds <= maxTimeoutSeconds, "timeout_seconds", fmt.Sprintf("must be between 60 and %d (7 days)", maxTimeoutSeconds), in.TimeoutSeconds},
 		{in.RunID != "" && topicAlphabet.MatchString(in.RunID) && len(in.RunID) <= maxRunIDLength, "run_id", fmt.Sprintf("must be 1 to %d characters of [a-zA-Z0-9._-]", maxRunIDLength), in.RunID},
 	}
 	for _, c := range checks {

@@ -34,6 +34,8 @@ type Metrics struct {
 	Verification   activities.VerifyResult `json:"verification"`
 	TotalMillis    int64                   `json:"total_ms"`
 	FailureMessage string                  `json:"failure,omitempty"`
+	// FailedStage is the stage a run that did not succeed ended in.
+	FailedStage string `json:"failed_stage,omitempty"`
 }
 
 // StageMetrics times one stage.
@@ -65,6 +67,14 @@ func (m *Metrics) addVerify(v activities.VerifyResult) {
 	m.Verified = v.Unique
 	m.Verification = v
 	m.Latency = v.Latency
+}
+
+// keepCountsSoFar fills the counts a run that ended early has not reported
+// through its children's results from their last progress signals.
+func (m *Metrics) keepCountsSoFar(pr Progress) {
+	m.Produced = max(m.Produced, pr.Produced)
+	m.Delivered = max(m.Delivered, pr.Delivered)
+	m.TokenRenewals = max(m.TokenRenewals, pr.TokenRenewals)
 }
 
 func stageMetrics(stage string, messages, millis int64) StageMetrics {

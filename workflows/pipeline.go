@@ -6,6 +6,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -37,9 +38,19 @@ type pipeline struct {
 	progress Progress
 	metrics  Metrics
 	started  time.Time
+	// failedStage is the stage the run was in when it failed, was canceled
+	// or passed its deadline.
+	failedStage string
+	timedOut    bool
 }
 
 // PipelineWorkflow runs one end-to-end proof of the streaming pipeline.
+//
+// Every ending carries the whole PipelineResult so far: a success returns
+// it; a failure, a failed verification or a run past its deadline fails
+// the workflow with it as the failure's details; a cancellation ends
+// canceled with it as the details. The Temporal UI and the starter show it
+// in each case.
 func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult, error) {
 	in, err := input.withDefaults(workflow.GetInfo(ctx).WorkflowExecution.ID)
 	if err != nil {
@@ -49,7 +60,16 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 	if err := p.followProgress(ctx); err != nil {
 		return PipelineResult{}, err
 	}
-	verified, runErr := p.run(ctx)
+	// Runs recorded before endings kept their result had no deadline and
+	// completed even when they failed; they replay as they ran.
+	keepsResult := workflow.GetVersion(ctx, "result-on-every-ending", workflow.DefaultVersion, 1) == 1
+	runCtx, endRun := workflow.WithCancel(ctx)
+	defer endRun()
+	if keepsResult {
+		p.enforceDeadline(runCtx, endRun)
+	}
+	verified, runErr := p.run(runCtx)
+	endRun() // stops the deadline's timer
 
 	// Cleanup runs whatever happened, also when the run was cancelled: a
 	// disconnected context outlives the cancellation.
@@ -59,12 +79,16 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 	if cleanupErr != nil {
 		workflow.GetLogger(ctx).Error("cleanup failed", "error", cleanupErr)
 	}
-	status := p.conclude(verified, runErr, cleanupErr)
+	status := p.conclude(ctx, verified, runErr, cleanupErr)
 	p.progress.Stage = StageDone
 	_ = workflow.UpsertTypedSearchAttributes(cleanupCtx,
 		searchattr.Stage.ValueSet(StageDone), searchattr.Status.ValueSet(string(status)))
 	p.updateDetails(cleanupCtx)
-	return PipelineResult{Status: status, Metrics: p.metrics}, runErr
+	result := PipelineResult{Status: status, Metrics: p.metrics}
+	if !keepsResult {
+		return result, runErr
+	}
+	return result, p.endingError(result, runErr)
 }
 
 func newPipeline(ctx workflow.Context, in PipelineInput) *pipeline {
@@ -103,10 +127,15 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 		p.checkHealth, p.prepareTopics, p.submitFlinkJobs, p.produceAndDeliver,
 	} {
 		if err := stage(ctx); err != nil {
+			p.noteFailedStage()
 			return activities.VerifyResult{}, err
 		}
 	}
-	return p.verify(ctx)
+	verified, err := p.verify(ctx)
+	if err != nil {
+		p.noteFailedStage()
+	}
+	return verified, err
 }
 
 // checkHealth checks every component, for real.
@@ -283,21 +312,86 @@ func (p *pipeline) cleanup(ctx workflow.Context) error {
 	return err
 }
 
-// conclude judges the run and records why it failed, if it did.
-func (p *pipeline) conclude(verified activities.VerifyResult, runErr, cleanupErr error) Status {
+// conclude judges the run and records why it failed, if it did, with the
+// stage it failed in and the counts so far.
+func (p *pipeline) conclude(ctx workflow.Context, verified activities.VerifyResult, runErr, cleanupErr error) Status {
 	status := StatusFailed
 	switch {
+	case p.timedOut:
+		p.metrics.FailedStage = p.failedStage
+		p.metrics.FailureMessage = fmt.Sprintf("the run passed its deadline of %s (timeout_seconds) in stage %s",
+			p.in.timeout(), p.failedStage)
+	case runErr != nil && temporal.IsCanceledError(runErr) && ctx.Err() != nil:
+		status = StatusCanceled
+		p.metrics.FailedStage = p.failedStage
+		p.metrics.FailureMessage = "canceled in stage " + p.failedStage
 	case runErr != nil:
+		p.metrics.FailedStage = p.failedStage
 		p.metrics.FailureMessage = runErr.Error()
 	case !verified.Passed():
+		p.metrics.FailedStage = StageVerify
 		p.metrics.FailureMessage = verificationFailure(verified)
 	default:
 		status = StatusSucceeded
+	}
+	if status != StatusSucceeded {
+		p.metrics.keepCountsSoFar(p.progress)
 	}
 	if cleanupErr != nil {
 		p.metrics.FailureMessage = strings.TrimPrefix(p.metrics.FailureMessage+"; cleanup: "+cleanupErr.Error(), "; ")
 	}
 	return status
+}
+
+// endingError is how a run that did not succeed ends: failed, or canceled,
+// with the result as the details either way. A stage's own error type (for
+// example Unhealthy or DeliveryStalled) stays the failure's type, so that
+// callers can tell endings apart without parsing messages.
+func (p *pipeline) endingError(result PipelineResult, runErr error) error {
+	switch result.Status {
+	case StatusSucceeded:
+		return nil
+	case StatusCanceled:
+		return temporal.NewCanceledError(result)
+	}
+	errType := errtype.RunFailed
+	var appErr *temporal.ApplicationError
+	switch {
+	case p.timedOut:
+		errType = errtype.RunTimedOut
+	case runErr == nil:
+		errType = errtype.VerificationFailed
+	case errors.As(runErr, &appErr) && appErr.Type() != "":
+		errType = appErr.Type()
+	}
+	return temporal.NewApplicationErrorWithOptions(result.Metrics.FailureMessage, errType, temporal.ApplicationErrorOptions{
+		NonRetryable: true, Cause: runErr, Details: []any{result},
+	})
+}
+
+// enforceDeadline ends the run (runCtx) when it passes the deadline its
+// input allows, so that a wedged run ends Failed with its figures instead
+// of blocking a nightly schedule whose overlap policy skips.
+func (p *pipeline) enforceDeadline(runCtx workflow.Context, endRun workflow.CancelFunc) {
+	timeout := p.in.timeout()
+	// The timer lives in runCtx, so ending the run also stops it.
+	workflow.Go(runCtx, func(ctx workflow.Context) {
+		timer := workflow.NewTimerWithOptions(ctx, timeout, workflow.TimerOptions{
+			Summary: fmt.Sprintf("run deadline (%s)", timeout),
+		})
+		if timer.Get(ctx, nil) == nil {
+			p.timedOut, p.failedStage = true, p.progress.Stage
+			endRun()
+		}
+	})
+}
+
+// noteFailedStage remembers the stage a run ended in, unless the deadline
+// already did.
+func (p *pipeline) noteFailedStage() {
+	if p.failedStage == "" {
+		p.failedStage = p.progress.Stage
+	}
 }
 
 func (p *pipeline) applyChildProgress(ctx workflow.Context, cp childProgress) {
@@ -356,4 +450,21 @@ func withOptions(ctx workflow.Context, timeout time.Duration, attempts int32, su
 		},
 		Summary: summary,
 	})
+}
+
+// ResultOfEnding reads the PipelineResult that a run which did not succeed
+// carries in its failure or cancellation (see PipelineWorkflow); false when
+// the ending carries none (a terminated run, invalid input, a run recorded
+// before endings kept their result).
+func ResultOfEnding(err error) (PipelineResult, bool) {
+	var result PipelineResult
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&result) == nil {
+		return result, true
+	}
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) && canceled.HasDetails() && canceled.Details(&result) == nil {
+		return result, true
+	}
+	return PipelineResult{}, false
 }

@@ -41,6 +41,10 @@ type fakeStack struct {
 	polls      int
 	rejectOnce bool
 	cleanups   []activities.CleanupInput
+	// healthErr fails the health check; missing makes verification find
+	// that many messages missing.
+	healthErr error
+	missing   int64
 }
 
 func (f *fakeStack) record(name string) {
@@ -58,6 +62,9 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CheckHealthInput) (activities.CheckHealthResult, error) {
 			f.record("health")
+			if f.healthErr != nil {
+				return activities.CheckHealthResult{}, f.healthErr
+			}
 			return activities.CheckHealthResult{Components: []health.Result{{Component: "kafka", Healthy: true, Detail: "3 brokers"}}}, nil
 		})
 	env.OnActivity(acts.PrepareTopics, mock.Anything, mock.Anything).Return(
@@ -115,7 +122,8 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(acts.Verify, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.VerifyInput) (activities.VerifyResult, error) {
 			f.record("verify")
-			return activities.VerifyResult{Expected: in.Messages, Records: in.Messages, Unique: in.Messages}, nil
+			arrived := in.Messages - f.missing
+			return activities.VerifyResult{Expected: in.Messages, Records: arrived, Unique: arrived, Missing: f.missing}, nil
 		})
 	env.OnActivity(acts.Cleanup, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CleanupInput) error {

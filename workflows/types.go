@@ -51,6 +51,12 @@ type PipelineInput struct {
 	// quiet that long with messages still missing; default 120.
 	VerifyIdleSeconds int `json:"verify_idle_seconds,omitempty"`
 
+	// TimeoutSeconds is the run's deadline: past it the run ends Failed
+	// (RunTimedOut) with its figures so far. Default: 15 minutes plus a
+	// second per 1,000 messages plus verify_idle_seconds, which a healthy
+	// stack of any size beats by far.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+
 	// unknownField is the first JSON field of the input that PipelineInput
 	// does not have (see UnmarshalJSON); Validate refuses it, so a typo
 	// cannot quietly run the default test.
@@ -73,6 +79,7 @@ const (
 	StatusRunning   Status = "Running"
 	StatusSucceeded Status = "Succeeded"
 	StatusFailed    Status = "Failed"
+	StatusCanceled  Status = "Canceled"
 )
 
 // PipelineResult is what a run returns: `{Status, Metrics}`.

@@ -48,6 +48,16 @@ const (
 	// SegmentReused is a delivery segment number committed before from
 	// other offsets.
 	SegmentReused = "SegmentReused"
+	// RunFailed is a run that failed in a stage whose error has no type of
+	// its own; the details carry the run's PipelineResult.
+	RunFailed = "RunFailed"
+	// VerificationFailed is a run whose messages did not all arrive exactly
+	// once; the details carry the run's PipelineResult.
+	VerificationFailed = "VerificationFailed"
+	// RunTimedOut is a run that passed the deadline derived from its input;
+	// the details carry the run's PipelineResult.
+	RunTimedOut = "RunTimedOut"
+
 	// DeliveryStalled is a delivery that saw no enriched message for too
 	// long while messages were still missing.
 	DeliveryStalled = "DeliveryStalled"

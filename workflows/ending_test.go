@@ -1,0 +1,97 @@
+package workflows
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/flowproof/flowproof/internal/errtype"
+)
+
+// TestEveryEndingKeepsTheResult: whatever ends a run, its PipelineResult so
+// far travels with the ending, and the run does not end as a success.
+func TestEveryEndingKeepsTheResult(t *testing.T) {
+	cases := map[string]struct {
+		stack     *fakeStack
+		timeout   int
+		cancel    bool
+		wantType  string
+		wantStage string
+		wantCount bool // production had happened, and its count is kept
+	}{
+		"unhealthy component": {
+			stack:    &fakeStack{healthErr: temporal.NewNonRetryableApplicationError("kafka: 2 of 3 brokers", errtype.Unhealthy, nil)},
+			wantType: errtype.Unhealthy, wantStage: StageHealth,
+		},
+		"failed verification": {
+			stack:    &fakeStack{missing: 7},
+			wantType: errtype.VerificationFailed, wantStage: StageVerify, wantCount: true,
+		},
+		"past the deadline": {
+			stack:   &fakeStack{lagSamples: []int64{1_000_000}}, // held forever
+			timeout: 600, wantType: errtype.RunTimedOut, wantStage: StageProduce,
+		},
+		"canceled": {
+			stack:  &fakeStack{lagSamples: []int64{1_000_000}},
+			cancel: true, wantStage: StageProduce,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			env := newEnv(t, tc.stack)
+			if tc.cancel {
+				env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
+			}
+			in := smallRun()
+			in.TimeoutSeconds = tc.timeout
+			env.ExecuteWorkflow(PipelineWorkflow, in)
+			require.True(t, env.IsWorkflowCompleted())
+			err := env.GetWorkflowError()
+			require.Error(t, err, "a run that did not succeed must not complete")
+
+			var result PipelineResult
+			var canceled *temporal.CanceledError
+			var appErr *temporal.ApplicationError
+			if tc.cancel {
+				require.True(t, errors.As(err, &canceled), "want cancellation, got %v", err)
+				require.NoError(t, canceled.Details(&result))
+				require.Equal(t, StatusCanceled, result.Status)
+			} else {
+				require.True(t, errors.As(err, &appErr), "want an application error, got %v", err)
+				require.Equal(t, tc.wantType, appErr.Type())
+				require.True(t, appErr.NonRetryable())
+				require.NoError(t, appErr.Details(&result))
+				require.Equal(t, StatusFailed, result.Status)
+				require.Equal(t, result.Metrics.FailureMessage, appErr.Message())
+			}
+			require.Equal(t, tc.wantStage, result.Metrics.FailedStage)
+			require.NotEmpty(t, result.Metrics.FailureMessage)
+			require.Equal(t, "unit", result.Metrics.RunID)
+			require.NotEmpty(t, result.Metrics.Stages, "stage timings so far")
+			if tc.wantCount {
+				require.Positive(t, result.Metrics.Produced, "counts so far")
+			}
+			require.Len(t, tc.stack.cleanups, 1, "cleanup runs on every ending")
+		})
+	}
+}
+
+func TestDefaultDeadlineGrowsWithTheRun(t *testing.T) {
+	small := PipelineInput{Messages: 50_000}.WithDefaults("wf")
+	large := PipelineInput{Messages: 10_000_000}.WithDefaults("wf")
+	require.Equal(t, 15*60+50+DefaultVerifyIdleSeconds, small.TimeoutSeconds)
+	require.Greater(t, large.timeout(), small.timeout())
+	require.Greater(t, large.ExecutionTimeout(), large.timeout(), "the execution timeout is a backstop beyond the deadline")
+	require.NoError(t, large.Validate())
+}
+
+func TestAnEarlyEndingKeepsTheCountsOfProgress(t *testing.T) {
+	m := Metrics{Produced: 10}
+	m.keepCountsSoFar(Progress{Produced: 40_000, Delivered: 20_000, TokenRenewals: 2})
+	require.Equal(t, int64(40_000), m.Produced)
+	require.Equal(t, int64(20_000), m.Delivered)
+	require.Equal(t, 2, m.TokenRenewals)
+}
