@@ -8,6 +8,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/internal/errtype"
 )
 
 // DeliverInput drives DeliverWorkflow. State carries progress across
@@ -34,15 +36,15 @@ type DeliverState struct {
 	Delivered int64           `json:"delivered"`
 	Segment   int             `json:"segment"`
 	// Token is sealed: history holds ciphertext only.
-	Token         activities.SealedToken `json:"token"`
-	UsedOnToken   int                    `json:"used_on_token"`
-	Renewals      int                    `json:"renewals"`
-	Rejected      int                    `json:"rejected"`
-	Batches       int                    `json:"batches"`
-	Retries       int                    `json:"retries"`
-	StartedUnixM  int64                  `json:"started_unix_ms"`
-	EmptySegments int                    `json:"empty_segments"`
-	Runs          int                    `json:"runs"`
+	Token         deliver.SealedToken `json:"token"`
+	UsedOnToken   int                 `json:"used_on_token"`
+	Renewals      int                 `json:"renewals"`
+	Rejected      int                 `json:"rejected"`
+	Batches       int                 `json:"batches"`
+	Retries       int                 `json:"retries"`
+	StartedUnixM  int64               `json:"started_unix_ms"`
+	EmptySegments int                 `json:"empty_segments"`
+	Runs          int                 `json:"runs"`
 }
 
 // DeliverResult is the outcome of all of a run's delivery.
@@ -97,12 +99,12 @@ func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, erro
 				StartToCloseTimeout: 30 * time.Second,
 				RetryPolicy: &temporal.RetryPolicy{
 					MaximumAttempts: 10, InitialInterval: time.Second, MaximumInterval: 30 * time.Second,
-					NonRetryableErrorTypes: []string{activities.ErrTypeTokenClientRejected},
+					NonRetryableErrorTypes: []string{errtype.TokenClientRejected},
 				},
 				Summary: fmt.Sprintf("obtain token %d (after %d delivered)", st.Renewals+1, st.Delivered),
 			})
-			if err := workflow.ExecuteActivity(renewCtx, acts.ObtainToken,
-				activities.ObtainTokenInput{Renewal: st.Renewals, Quota: in.TokenRenewEvery}).Get(ctx, &st.Token); err != nil {
+			if err := workflow.ExecuteActivity(renewCtx, deliverActs.ObtainToken,
+				deliver.ObtainTokenInput{Renewal: st.Renewals, Quota: in.TokenRenewEvery}).Get(ctx, &st.Token); err != nil {
 				return DeliverResult{}, fmt.Errorf("obtain token %d: %w", st.Renewals+1, err)
 			}
 			st.Renewals++
@@ -116,8 +118,8 @@ func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, erro
 			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
 			Summary:             fmt.Sprintf("deliver segment %d/%d (%d messages)", st.Segment+1, segments, want),
 		})
-		var res activities.DeliverSegmentResult
-		if err := workflow.ExecuteActivity(segCtx, acts.DeliverSegment, activities.DeliverSegmentInput{
+		var res deliver.SegmentResult
+		if err := workflow.ExecuteActivity(segCtx, deliverActs.DeliverSegment, deliver.SegmentInput{
 			Names: in.Names, Segment: st.Segment, Offsets: st.Offsets, MaxMessages: want,
 			BatchSize: in.BatchSize, Token: st.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(),
 		}).Get(ctx, &res); err != nil {

@@ -14,6 +14,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/flink"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/preflight"
+	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/internal/searchattr"
 )
 
@@ -72,7 +76,7 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 	p.setStage(cleanupCtx, StageCleanup)
 	cleanupStart := workflow.Now(cleanupCtx)
 	cleanupErr := workflow.ExecuteActivity(withOptions(cleanupCtx, 5*time.Minute, 5, "cancel Flink jobs, delete topics"),
-		acts.Cleanup, activities.CleanupInput{
+		kafkaAdminActs.Cleanup, kafkaadmin.CleanupInput{
 			Names: p.names, Jobs: p.metrics.FlinkJobs, KeepTopics: in.KeepTopics,
 		}).Get(cleanupCtx, nil)
 	p.addStage(StageCleanup, 0, cleanupStart, workflow.Now(cleanupCtx))
@@ -102,7 +106,7 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 }
 
 // run executes the stages up to verification.
-func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
+func (p *pipeline) run(ctx workflow.Context) (verify.Result, error) {
 	in := p.in
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		searchattr.Status.ValueSet("Running"), searchattr.MessageCount.ValueSet(in.Messages))
@@ -110,12 +114,12 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 	// 1. Health: every component, for real.
 	p.setStage(ctx, StageHealth)
 	start := workflow.Now(ctx)
-	var health activities.CheckHealthResult
+	var health preflight.CheckHealthResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, time.Minute, 3, "check every component"),
-		acts.CheckHealth, activities.CheckHealthInput{
+		preflightActs.CheckHealth, preflight.CheckHealthInput{
 			WantBrokers: in.Brokers, WantTaskManagers: in.TaskManagers,
 		}).Get(ctx, &health); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("health check: %w", err)
+		return verify.Result{}, fmt.Errorf("health check: %w", err)
 	}
 	for _, c := range health.Components {
 		p.metrics.Health = append(p.metrics.Health, fmt.Sprintf("%s: %s", c.Component, c.Detail))
@@ -125,12 +129,12 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 	// 2. Prepare the run's topics.
 	p.setStage(ctx, StagePrepare)
 	start = workflow.Now(ctx)
-	var topics activities.PrepareTopicsResult
+	var topics kafkaadmin.PrepareTopicsResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, 2*time.Minute, 5, "create the run's topics"),
-		acts.PrepareTopics, activities.PrepareTopicsInput{
+		kafkaAdminActs.PrepareTopics, kafkaadmin.PrepareTopicsInput{
 			Names: p.names, Partitions: in.Partitions, ReplicationFactor: replicationFactor,
 		}).Get(ctx, &topics); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("prepare topics: %w", err)
+		return verify.Result{}, fmt.Errorf("prepare topics: %w", err)
 	}
 	p.metrics.Brokers = topics.Brokers
 	p.addStage(StagePrepare, 0, start, workflow.Now(ctx))
@@ -139,11 +143,11 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 	p.setStage(ctx, StageFlink)
 	start = workflow.Now(ctx)
 	if err := workflow.ExecuteActivity(withOptions(ctx, 5*time.Minute, 3, "submit enrich and split jobs"),
-		acts.SubmitFlinkJobs, activities.SubmitFlinkJobsInput{
+		flinkActs.SubmitFlinkJobs, flink.SubmitInput{
 			Names: p.names, Parallelism: in.FlinkParallelism,
 			CheckpointIntervalMillis: int64(in.CheckpointIntervalSeconds) * 1000,
 		}).Get(ctx, &p.metrics.FlinkJobs); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("submit Flink jobs: %w", err)
+		return verify.Result{}, fmt.Errorf("submit Flink jobs: %w", err)
 	}
 	p.addStage(StageFlink, 0, start, workflow.Now(ctx))
 
@@ -152,7 +156,7 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 	p.setStage(ctx, StageProduce)
 	produced, delivered, err := p.produceAndDeliver(ctx)
 	if err != nil {
-		return activities.VerifyResult{}, err
+		return verify.Result{}, err
 	}
 	p.metrics.Produced, p.metrics.Delivered = produced.Produced, delivered.Delivered
 	p.metrics.ChunksResumed = produced.Resumed
@@ -174,11 +178,11 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 		Summary:             fmt.Sprintf("verify %d messages in %s", in.Messages, p.names.FinalTopic),
 	})
-	var verified activities.VerifyResult
-	if err := workflow.ExecuteActivity(verifyCtx, acts.Verify, activities.VerifyInput{
+	var verified verify.Result
+	if err := workflow.ExecuteActivity(verifyCtx, verifyActs.Verify, verify.Input{
 		Names: p.names, Messages: in.Messages, IdleTimeoutMillis: int64(in.VerifyIdleSeconds) * 1000,
 	}).Get(ctx, &verified); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("verify: %w", err)
+		return verify.Result{}, fmt.Errorf("verify: %w", err)
 	}
 	p.metrics.Verified = verified.Unique
 	p.metrics.Verification = verified
@@ -308,7 +312,7 @@ func stageMetrics(stage string, messages, millis int64) StageMetrics {
 	return m
 }
 
-func verificationFailure(v activities.VerifyResult) string {
+func verificationFailure(v verify.Result) string {
 	msg := fmt.Sprintf("verification failed: %d of %d unique, %d missing, %d duplicates, %d bad records",
 		v.Unique, v.Expected, v.Missing, v.Duplicates, v.BadRecords)
 	if len(v.Problems) > 0 {

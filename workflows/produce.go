@@ -9,6 +9,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/produce"
 )
 
 // ProduceInput drives ProduceWorkflow. State carries progress across
@@ -39,7 +41,7 @@ type ProduceState struct {
 	Holds        int                    `json:"holds"`
 	HeldMillis   int64                  `json:"held_ms"`
 	MaxLag       int64                  `json:"max_lag"`
-	LagSamples   []activities.LagSample `json:"lag_samples"`
+	LagSamples   []kafkaadmin.LagSample `json:"lag_samples"`
 	StartedUnixM int64                  `json:"started_unix_ms"`
 	Runs         int                    `json:"runs"`
 }
@@ -52,7 +54,7 @@ type ProduceResult struct {
 	Holds          int                    `json:"holds"`
 	HeldMillis     int64                  `json:"held_ms"`
 	MaxLag         int64                  `json:"max_lag"`
-	LagSamples     []activities.LagSample `json:"lag_samples"`
+	LagSamples     []kafkaadmin.LagSample `json:"lag_samples"`
 	DurationMillis int64                  `json:"duration_ms"`
 	Runs           int                    `json:"runs"`
 }
@@ -117,8 +119,8 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 	// dispatcher only looks at held, so the two never block each other.
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for !stopPolling {
-			var sample activities.LagSample
-			if err := workflow.ExecuteActivity(pollCtx, acts.PollLag, activities.PollLagInput{Names: in.Names}).Get(ctx, &sample); err != nil {
+			var sample kafkaadmin.LagSample
+			if err := workflow.ExecuteActivity(pollCtx, kafkaAdminActs.PollLag, kafkaadmin.PollLagInput{Names: in.Names}).Get(ctx, &sample); err != nil {
 				failure = fmt.Errorf("poll consumer lag: %w", err)
 				return
 			}
@@ -178,8 +180,8 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 		})
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer func() { inFlight-- }()
-			var res activities.ProduceChunkResult
-			err := workflow.ExecuteActivity(chunkCtx, acts.ProduceChunk, activities.ProduceChunkInput{
+			var res produce.ChunkResult
+			err := workflow.ExecuteActivity(chunkCtx, produceActs.ProduceChunk, produce.ChunkInput{
 				Names: in.Names, Chunk: chunk, FirstSeq: first, Count: count,
 				LogicalQueues: in.LogicalQueues, PayloadBytes: in.PayloadBytes, RatePerSecond: perChunkRate,
 			}).Get(ctx, &res)
@@ -230,7 +232,7 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 
 // appendSample keeps at most maxLagSamples, dropping every other old sample
 // when full so the series still spans the whole run.
-func appendSample(samples []activities.LagSample, s activities.LagSample) []activities.LagSample {
+func appendSample(samples []kafkaadmin.LagSample, s kafkaadmin.LagSample) []kafkaadmin.LagSample {
 	if len(samples) >= maxLagSamples {
 		thinned := samples[:0]
 		for i, old := range samples {

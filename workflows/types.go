@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/verify"
 )
 
 // PipelineInput is the one input of PipelineWorkflow. Every field has a
@@ -90,18 +92,18 @@ type Metrics struct {
 
 	Stages []StageMetrics `json:"stages"`
 
-	FlinkJobs      activities.FlinkJobs    `json:"flink_jobs"`
-	TokenRenewals  int                     `json:"token_renewals"`
-	TokenRejected  int                     `json:"token_rejected"`
-	HTTPBatches    int                     `json:"http_batches"`
-	HTTPRetries    int                     `json:"http_retries"`
-	ChunkRetries   int                     `json:"chunk_retries"`
-	ChunksResumed  int                     `json:"chunks_resumed"`
-	Backpressure   BackpressureMetrics     `json:"backpressure"`
-	Latency        activities.Percentiles  `json:"latency"`
-	Verification   activities.VerifyResult `json:"verification"`
-	TotalMillis    int64                   `json:"total_ms"`
-	FailureMessage string                  `json:"failure,omitempty"`
+	FlinkJobs      activities.FlinkJobs `json:"flink_jobs"`
+	TokenRenewals  int                  `json:"token_renewals"`
+	TokenRejected  int                  `json:"token_rejected"`
+	HTTPBatches    int                  `json:"http_batches"`
+	HTTPRetries    int                  `json:"http_retries"`
+	ChunkRetries   int                  `json:"chunk_retries"`
+	ChunksResumed  int                  `json:"chunks_resumed"`
+	Backpressure   BackpressureMetrics  `json:"backpressure"`
+	Latency        verify.Percentiles   `json:"latency"`
+	Verification   verify.Result        `json:"verification"`
+	TotalMillis    int64                `json:"total_ms"`
+	FailureMessage string               `json:"failure,omitempty"`
 }
 
 // StageMetrics times one stage.
@@ -117,7 +119,7 @@ type BackpressureMetrics struct {
 	Holds      int                    `json:"holds"`
 	HeldMillis int64                  `json:"held_ms"`
 	MaxLag     int64                  `json:"max_lag"`
-	LagSamples []activities.LagSample `json:"lag_samples"`
+	LagSamples []kafkaadmin.LagSample `json:"lag_samples"`
 }
 
 // Progress is what the `progress` query returns while a run goes on; the

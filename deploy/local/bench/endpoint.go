@@ -24,10 +24,8 @@ import (
 
 // Token client settings, the worker's environment variables and defaults.
 const (
-	envTokenClientID       = "FLOWPROOF_TOKEN_CLIENT_ID"
-	envTokenClientSecret   = "FLOWPROOF_TOKEN_CLIENT_SECRET"
-	defaultTokenClientID   = "flowproof"
-	localTokenClientSecret = "flowproof-local-secret"
+	envTokenClientID     = "FLOWPROOF_TOKEN_CLIENT_ID"
+	envTokenClientSecret = "FLOWPROOF_TOKEN_CLIENT_SECRET"
 	// maxTokenQuota is the token service's default --max-quota; the load
 	// takes one token per this many messages.
 	maxTokenQuota = 10_000
@@ -196,13 +194,13 @@ func requireNoFaults(ctx context.Context, client *http.Client, endpointURL strin
 func fetchToken(ctx context.Context, client *http.Client, tokenURL string, quota int) (string, error) {
 	clientID := os.Getenv(envTokenClientID)
 	if clientID == "" {
-		clientID = defaultTokenClientID
+		clientID = localstack.TokenClientID
 	}
 	secret := os.Getenv(envTokenClientSecret)
 	if secret == "" {
 		// loadEndpoint accepts only loopback services, i.e. the local
 		// stack, whose token service stackctl starts with this secret.
-		secret = localTokenClientSecret
+		secret = localstack.TokenClientSecret
 	}
 	form := url.Values{
 		tokenapi.FormGrantType: {tokenapi.GrantTypeClientCredentials},
