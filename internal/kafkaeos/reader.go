@@ -127,7 +127,43 @@ type leaderFetch struct {
 // Leader changes and dropped connections are ridden out: the round reports
 // no records for those partitions, and the next round uses fresh metadata.
 func (r *CommittedReader) FetchRound(ctx context.Context, maxWait time.Duration, onlyBehind bool, onRecord func(*kgo.Record)) (int, error) {
-	byLeader := make(map[int32][]int32)
+	byLeader, leaderless := r.partitionsByLeader(onlyBehind)
+	results := r.fetchFromLeaders(ctx, byLeader, maxWait)
+
+	retry := leaderless
+	var requestErrs error
+	var all []kgo.FetchPartition
+	for _, result := range results {
+		switch {
+		case ctx.Err() != nil:
+			return 0, ctx.Err()
+		case result.fatal != nil:
+			return 0, result.fatal
+		case result.err != nil:
+			retry = true
+			requestErrs = errors.Join(requestErrs, result.err)
+			continue
+		case result.retry:
+			retry = true
+		}
+		for p, o := range result.next {
+			r.next[p] = max(r.next[p], o)
+		}
+		all = append(all, result.partitions...)
+	}
+	records := r.deliver(all, onRecord)
+	if !retry {
+		r.failingSince = time.Time{}
+		return records, nil
+	}
+	return records, r.rideOut(ctx, requestErrs)
+}
+
+// partitionsByLeader groups the partitions to fetch by their leader; with
+// onlyBehind, those known to be caught up are left out. leaderless is true
+// when a partition has no leader right now.
+func (r *CommittedReader) partitionsByLeader(onlyBehind bool) (byLeader map[int32][]int32, leaderless bool) {
+	byLeader = make(map[int32][]int32)
 	for partition, leader := range r.leaders {
 		if onlyBehind {
 			if stable, known := r.stable[partition]; known && r.next[partition] >= stable {
@@ -136,9 +172,13 @@ func (r *CommittedReader) FetchRound(ctx context.Context, maxWait time.Duration,
 		}
 		byLeader[leader] = append(byLeader[leader], partition)
 	}
-	_, leaderless := byLeader[-1]
+	_, leaderless = byLeader[-1]
 	delete(byLeader, -1)
+	return byLeader, leaderless
+}
 
+// fetchFromLeaders sends one Fetch per leader, concurrently.
+func (r *CommittedReader) fetchFromLeaders(ctx context.Context, byLeader map[int32][]int32, maxWait time.Duration) []leaderFetch {
 	results := make([]leaderFetch, 0, len(byLeader))
 	var (
 		mu sync.Mutex
@@ -153,30 +193,14 @@ func (r *CommittedReader) FetchRound(ctx context.Context, maxWait time.Duration,
 		})
 	}
 	wg.Wait()
+	return results
+}
 
-	records := 0
-	retry := leaderless
-	var requestErrs error
-	var all []kgo.FetchPartition
-	for _, result := range results {
-		switch {
-		case ctx.Err() != nil:
-			return records, ctx.Err()
-		case result.fatal != nil:
-			return records, result.fatal
-		case result.err != nil:
-			retry = true
-			requestErrs = errors.Join(requestErrs, result.err)
-			continue
-		case result.retry:
-			retry = true
-		}
-		for p, o := range result.next {
-			r.next[p] = max(r.next[p], o)
-		}
-		all = append(all, result.partitions...)
-	}
+// deliver records the partitions' last stable offsets and passes their
+// records to onRecord in partition order; it returns how many it passed.
+func (r *CommittedReader) deliver(all []kgo.FetchPartition, onRecord func(*kgo.Record)) int {
 	slices.SortFunc(all, func(a, b kgo.FetchPartition) int { return int(a.Partition - b.Partition) })
+	records := 0
 	for i := range all {
 		if all[i].LastStableOffset >= 0 {
 			r.stable[all[i].Partition] = all[i].LastStableOffset
@@ -186,27 +210,29 @@ func (r *CommittedReader) FetchRound(ctx context.Context, maxWait time.Duration,
 			records++
 		}
 	}
+	return records
+}
 
-	if !retry {
-		r.failingSince = time.Time{}
-		return records, nil
-	}
+// rideOut waits a little after a round with leaderless or failing
+// partitions and refreshes the leaders, unless they have been failing for
+// longer than readerMaxFailingFor.
+func (r *CommittedReader) rideOut(ctx context.Context, requestErrs error) error {
 	if r.failingSince.IsZero() {
 		r.failingSince = time.Now()
 	}
 	if failing := time.Since(r.failingSince); failing > readerMaxFailingFor {
-		return records, fmt.Errorf("read %s: partitions leaderless or failing for %s: %w", r.topic, failing.Round(time.Second), requestErrs)
+		return fmt.Errorf("read %s: partitions leaderless or failing for %s: %w", r.topic, failing.Round(time.Second), requestErrs)
 	}
 	select {
 	case <-ctx.Done():
-		return records, ctx.Err()
+		return ctx.Err()
 	case <-time.After(readerRetryBackoff):
 	}
 	if err := r.refreshLeaders(ctx); err != nil && ctx.Err() == nil {
 		// The next round tries again with the leaders it knows.
-		return records, nil
+		return nil
 	}
-	return records, ctx.Err()
+	return ctx.Err()
 }
 
 func (r *CommittedReader) fetchFromLeader(ctx context.Context, leader int32, partitions []int32, maxWait time.Duration) leaderFetch {

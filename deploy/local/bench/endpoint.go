@@ -66,13 +66,9 @@ func loadEndpoint(ctx context.Context, addrs localstack.Addresses, s settings) (
 
 	batches := (s.endpointMessages + s.endpointBatch - 1) / s.endpointBatch
 	batchesPerToken := max(1, maxTokenQuota/s.endpointBatch)
-	tokens := make([]string, (batches+batchesPerToken-1)/batchesPerToken)
-	for i := range tokens {
-		token, err := fetchToken(ctx, client, addrs.TokenURL, batchesPerToken*s.endpointBatch)
-		if err != nil {
-			return endpointFigures{}, err
-		}
-		tokens[i] = token
+	tokens, err := fetchTokens(ctx, client, addrs.TokenURL, (batches+batchesPerToken-1)/batchesPerToken, batchesPerToken*s.endpointBatch)
+	if err != nil {
+		return endpointFigures{}, err
 	}
 
 	runTag := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -137,6 +133,19 @@ func loadEndpoint(ctx context.Context, addrs localstack.Addresses, s settings) (
 		messages: messages.Load(), batches: sent.Load(), elapsed: elapsed,
 		p50Millis: percentile(latencies, 0.50), p99Millis: percentile(latencies, 0.99),
 	}, nil
+}
+
+// fetchTokens fetches n tokens good for quota messages each.
+func fetchTokens(ctx context.Context, client *http.Client, tokenURL string, n, quota int) ([]string, error) {
+	tokens := make([]string, n)
+	for i := range tokens {
+		token, err := fetchToken(ctx, client, tokenURL, quota)
+		if err != nil {
+			return nil, err
+		}
+		tokens[i] = token
+	}
+	return tokens, nil
 }
 
 // percentile is the nearest-rank percentile of sorted values.
