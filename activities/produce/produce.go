@@ -25,9 +25,6 @@ const (
 	// minTransactionTimeout leaves room for a slow flush and commit even
 	// for a chunk that is produced in a blink.
 	minTransactionTimeout = time.Minute
-	// endTransactionTimeout bounds a commit or abort, which must not be
-	// cut short by the activity's cancellation.
-	endTransactionTimeout = time.Minute
 	maxPayloadBytes       = 1 << 20
 
 	producerMaxBufferedRecords = 50_000

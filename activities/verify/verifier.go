@@ -19,11 +19,9 @@ import (
 
 // Bounds of a verification report.
 const (
-	verifyViewCount    = 10
-	maxProblemLines    = 20
-	maxFirstMissing    = 20
-	maxVerifyMessages  = 100_000_000
-	verifyMaxFetchWait = 500 * time.Millisecond
+	verifyViewCount = 10
+	maxProblemLines = 20
+	maxFirstMissing = 20
 )
 
 // finalValue is the JSON value of a final record. Seq and BatchNumber are

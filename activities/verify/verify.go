@@ -67,6 +67,12 @@ func (v Result) Passed() bool {
 	return v.Expected > 0 && v.Unique == v.Expected && v.Missing == 0 && v.Duplicates == 0 && v.BadRecords == 0
 }
 
+// Bounds of a verification.
+const (
+	maxVerifyMessages  = 100_000_000
+	verifyMaxFetchWait = 500 * time.Millisecond
+)
+
 // verifyProgress is the heartbeat detail of Verify.
 type verifyProgress struct {
 	Records int64 `json:"records"`

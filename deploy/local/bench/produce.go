@@ -115,7 +115,7 @@ func (b *bench) producers(ctx context.Context) error {
 }
 
 // produceWithFlowproof produces s.records messages through the Produce
-// activity's own code (ProduceChunk, one Kafka transaction per chunk), in
+// activity's own code (produce.WriteChunk, one Kafka transaction per chunk), in
 // chunks of chunkSize, concurrency at a time and unthrottled, into a fresh
 // run's raw topic, and deletes the run's topics afterwards.
 func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSize, concurrency int) (producerFigures, error) {
