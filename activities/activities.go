@@ -1,108 +1,97 @@
-// Package activities does the real work of a flowproof run: it talks to
-// Kafka, Flink, the token service and the HTTP endpoint. The workflows in
-// workflows/ only decide what happens when; everything with I/O is here.
+// Package activities is where a flowproof run does its real work: one
+// sub-package per stage of the pipeline, each with a small Activities
+// struct holding only the clients that stage uses.
 //
-// Activities are methods of *Activities, which holds the clients the worker
-// builds once; each takes one small input struct and returns one result
-// struct (see types.go), so histories stay readable and replayable.
+//   - preflight: CheckHealth, every component a run needs
+//   - kafkaadmin: PrepareTopics, PollLag and Cleanup
+//   - flink: SubmitFlinkJobs
+//   - produce: ProduceChunk
+//   - deliver: ObtainToken and DeliverSegment (tokens, the endpoint)
+//   - verify: Verify
+//
+// The workflows in workflows/ only decide what happens when; everything
+// with I/O is in these packages. This package holds what several stages and
+// the workflows share: the run's names, its Flink jobs, the message
+// contract's header names and how long-running work reports progress.
 package activities
 
-import (
-	"fmt"
+// RunNames are the Kafka names of one run. The workflow derives them once
+// (see workflows.PipelineInput) and passes them to every activity; the
+// activities derive further names from them (a chunk's or a segment's
+// transactional id, a Flink job's name), never from anything else.
+type RunNames struct {
+	RunID          string `json:"run_id"`
+	RawTopic       string `json:"raw_topic"`
+	EnrichedTopic  string `json:"enriched_topic"`
+	ResponsesTopic string `json:"responses_topic"`
+	FinalTopic     string `json:"final_topic"`
+	// LedgerTopic records, in the same Kafka transaction as a chunk's
+	// messages, that the chunk was committed; a retried chunk reads it to
+	// know whether its first attempt already committed.
+	LedgerTopic  string `json:"ledger_topic"`
+	EnrichGroup  string `json:"enrich_group"`
+	DeliverGroup string `json:"deliver_group"`
+	SplitGroup   string `json:"split_group"`
+}
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap"
+// Topics lists every topic of the run.
+func (n RunNames) Topics() []string {
+	return []string{n.RawTopic, n.EnrichedTopic, n.ResponsesTopic, n.FinalTopic, n.LedgerTopic}
+}
+
+// Groups lists every consumer group of the run.
+func (n RunNames) Groups() []string {
+	return []string{n.EnrichGroup, n.DeliverGroup, n.SplitGroup}
+}
+
+// FlinkJobs identifies the run's Flink jobs.
+type FlinkJobs struct {
+	EnrichJobID string `json:"enrich_job_id"`
+	SplitJobID  string `json:"split_job_id"`
+	// EnrichJobName and SplitJobName are the jobs' Flink names, derived from
+	// the run (see FlinkJobsOf). Cleanup also cancels running jobs by these
+	// names, so a run whose submission failed after Flink had accepted a
+	// job still cleans it up.
+	EnrichJobName string `json:"enrich_job_name,omitempty"`
+	SplitJobName  string `json:"split_job_name,omitempty"`
+	// SubmitToRunningMillis is the time from submitting the statements to
+	// both jobs being RUNNING.
+	SubmitToRunningMillis int64 `json:"submit_to_running_ms"`
+}
+
+// FlinkJobsOf names the Flink jobs of a run, without ids.
+//
+// A job is named like its consumer group (flowproof.<run>.enrich, ...): both
+// are per run and per job, and Kafka's name alphabet is a safe Flink job
+// name.
+func FlinkJobsOf(names RunNames) FlinkJobs {
+	return FlinkJobs{EnrichJobName: names.EnrichGroup, SplitJobName: names.SplitGroup}
+}
+
+// MessageView is one message of the final topic, as the verification
+// report shows it (verify writes it, the starter prints it).
+type MessageView struct {
+	Partition     int32             `json:"partition"`
+	Offset        int64             `json:"offset"`
+	Key           string            `json:"key"`
+	Headers       map[string]string `json:"headers"`
+	Seq           int64             `json:"seq"`
+	CorrelationID string            `json:"correlation_id"`
+	SendingID     string            `json:"sending_id"`
+	BatchNumber   int64             `json:"batch_number"`
+	ProducedAt    string            `json:"produced_at"`
+	ArrivedAt     string            `json:"arrived_at"`
+}
+
+// Header names and the produced_at layout of the message contract
+// (docs/message-contract.md).
+const (
+	HeaderLogicalQueue  = "logical.queue"
+	HeaderCorrelationID = "correlation.id"
+	HeaderSendingID     = "sending.id"
+	HeaderBatchNumber   = "batch.number"
+
+	// ProducedAtLayout is RFC 3339 with exactly six fractional digits, so
+	// every produced_at has the same width and sorts as text.
+	ProducedAtLayout = "2006-01-02T15:04:05.000000Z07:00"
 )
-
-// Config is what the worker knows about the systems a run touches.
-type Config struct {
-	KafkaBrokers []string
-	// KafkaOptions are added to every Kafka client (TLS, SASL).
-	KafkaOptions []kgo.Opt
-
-	FlinkURL      string
-	SQLGatewayURL string
-
-	TemporalAddress   string
-	TemporalNamespace string
-
-	EndpointURL string
-	TokenURL    string
-	// TokenClientID and TokenClientSecret are the OAuth2 client credentials
-	// for the token service. The secret comes from the environment, never
-	// from workflow input.
-	TokenClientID     string
-	TokenClientSecret string
-	// TokenKey seals tokens before they leave an activity (AES-256-GCM, 32
-	// bytes); every worker of a deployment needs the same key.
-	TokenKey []byte
-}
-
-// Activities holds the clients shared by every activity of a worker.
-type Activities struct {
-	cfg Config
-	log *zap.Logger
-	// kafka is a plain (non-transactional) client for metadata, admin
-	// requests and reads; producers with transactional ids are made per chunk
-	// or segment, because a transactional id belongs to one unit of work.
-	kafka    *kgo.Client
-	admin    *kadm.Client
-	flink    flinkClients
-	token    tokenClient
-	endpoint endpointClient
-}
-
-// New builds the shared clients. Close releases them.
-func New(cfg Config, log *zap.Logger) (*Activities, error) {
-	if len(cfg.KafkaBrokers) == 0 {
-		return nil, fmt.Errorf("activities: no Kafka brokers configured")
-	}
-	kafka, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.KafkaBrokers...)}, cfg.KafkaOptions...)...)
-	if err != nil {
-		return nil, fmt.Errorf("activities: kafka client: %w", err)
-	}
-	flink, err := newFlinkClients(cfg)
-	if err != nil {
-		kafka.Close()
-		return nil, err
-	}
-	if log == nil {
-		log = zap.NewNop()
-	}
-	token, err := newTokenClient(cfg, log)
-	if err != nil {
-		kafka.Close()
-		return nil, err
-	}
-	endpoint, err := newEndpointClient(cfg, log)
-	if err != nil {
-		kafka.Close()
-		return nil, err
-	}
-	return &Activities{
-		cfg:      cfg,
-		log:      log,
-		kafka:    kafka,
-		admin:    kadm.NewClient(kafka),
-		flink:    flink,
-		token:    token,
-		endpoint: endpoint,
-	}, nil
-}
-
-// Close releases the shared clients.
-func (a *Activities) Close() {
-	a.kafka.Close()
-}
-
-// newClient builds a Kafka client with the worker's connection options plus
-// opts (a transactional id, consumed partitions, ...).
-func (a *Activities) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
-	all := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.KafkaBrokers...)}, a.cfg.KafkaOptions...)
-	client, err := kgo.NewClient(append(all, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
-	}
-	return client, nil
-}

@@ -46,7 +46,7 @@ type stackClients struct {
 
 func newStackClients(t *testing.T) *stackClients {
 	t.Helper()
-	addrs := localstack.Default()
+	addrs := localstack.FromEnv()
 	gw, err := NewGateway(addrs.SQLGatewayURL, Options{})
 	if err != nil {
 		t.Fatal(err)

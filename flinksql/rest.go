@@ -16,7 +16,6 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
-	"go.uber.org/zap"
 )
 
 // Options tune the REST clients. The zero value is usable.
@@ -29,8 +28,9 @@ type Options struct {
 	// RetryWaitMin and RetryWaitMax bound the exponential backoff between
 	// attempts; 0 means 200ms and 3s.
 	RetryWaitMin, RetryWaitMax time.Duration
-	// Logger receives retry notices at debug level; nil means none.
-	Logger *zap.Logger
+	// Logger receives go-retryablehttp's notices of each attempt and retry
+	// (method and URL, never headers or bodies); nil means none.
+	Logger retryablehttp.LeveledLogger
 }
 
 // idempotency says whether an attempt may be repeated after a failure whose
@@ -91,7 +91,7 @@ func newRESTClient(baseURL string, opts Options) (*restClient, error) {
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	if opts.Logger != nil {
-		rc.Logger = zapLeveled{opts.Logger.Named("flinksql.http")}
+		rc.Logger = opts.Logger
 	}
 	return &restClient{base: u, http: rc}, nil
 }
@@ -190,12 +190,3 @@ func pathOnly(p string) string {
 	}
 	return p
 }
-
-// zapLeveled adapts zap to retryablehttp's logger; retries are routine, so
-// they are logged at debug level.
-type zapLeveled struct{ l *zap.Logger }
-
-func (z zapLeveled) Error(msg string, kv ...any) { z.l.Sugar().Debugw(msg, kv...) }
-func (z zapLeveled) Info(msg string, kv ...any)  { z.l.Sugar().Debugw(msg, kv...) }
-func (z zapLeveled) Debug(msg string, kv ...any) { z.l.Sugar().Debugw(msg, kv...) }
-func (z zapLeveled) Warn(msg string, kv ...any)  { z.l.Sugar().Debugw(msg, kv...) }

@@ -23,7 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/internal/envconf"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/temporalclient"
@@ -280,7 +280,7 @@ func defaultTokenKeyFile() string {
 func loadTokenKey(path string, generate bool) (key []byte, created bool, err error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && generate {
-		key = make([]byte, activities.TokenKeyBytes)
+		key = make([]byte, deliver.TokenKeyBytes)
 		if _, err := rand.Read(key); err != nil {
 			return nil, false, fmt.Errorf("generate token key: %w", err)
 		}
@@ -347,19 +347,19 @@ func writeKeyFile(path string, key []byte) (installed bool, err error) {
 // decodeKey accepts the key as 32 raw bytes or as hex or base64 text, the
 // forms secret stores usually hand out.
 func decodeKey(raw []byte) ([]byte, error) {
-	if len(raw) == activities.TokenKeyBytes {
+	if len(raw) == deliver.TokenKeyBytes {
 		return raw, nil
 	}
 	text := strings.TrimSpace(string(raw))
-	if key, err := hex.DecodeString(text); err == nil && len(key) == activities.TokenKeyBytes {
+	if key, err := hex.DecodeString(text); err == nil && len(key) == deliver.TokenKeyBytes {
 		return key, nil
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if key, err := enc.DecodeString(text); err == nil && len(key) == activities.TokenKeyBytes {
+		if key, err := enc.DecodeString(text); err == nil && len(key) == deliver.TokenKeyBytes {
 			return key, nil
 		}
 	}
-	return nil, fmt.Errorf("want %d bytes, raw or as hex or base64 text; got %d bytes that decode to no such key", activities.TokenKeyBytes, len(raw))
+	return nil, fmt.Errorf("want %d bytes, raw or as hex or base64 text; got %d bytes that decode to no such key", deliver.TokenKeyBytes, len(raw))
 }
 
 func checkHTTPURL(raw string) error {

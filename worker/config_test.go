@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/internal/localstack"
 )
 
@@ -187,7 +187,7 @@ func TestTokenKeyIsGeneratedOnceAndReused(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("first load: created=%v err=%v", created, err)
 	}
-	if len(first) != activities.TokenKeyBytes || bytes.Equal(first, make([]byte, activities.TokenKeyBytes)) {
+	if len(first) != deliver.TokenKeyBytes || bytes.Equal(first, make([]byte, deliver.TokenKeyBytes)) {
 		t.Fatalf("generated key is %d bytes / all zero", len(first))
 	}
 	info, err := os.Stat(path)

@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/temporalclient"
 	"github.com/flowproof/flowproof/internal/version"
 	"github.com/flowproof/flowproof/workflows"
@@ -109,7 +109,9 @@ func serve(cfg config, logger *zap.Logger) error {
 	}
 	defer temporal.Close()
 
-	acts, err := activities.New(cfg.activitiesConfig(clientOpts.HostPort, clientOpts.Namespace, tokenKey), logger.Named("activities"))
+	// Activities log through the client's logger (activity.GetLogger),
+	// which adds the workflow id, activity id and attempt to every line.
+	acts, err := wiring.New(cfg.activitiesConfig(clientOpts.HostPort, clientOpts.Namespace, tokenKey))
 	if err != nil {
 		return fmt.Errorf("set up activities: %w", err)
 	}
@@ -176,8 +178,8 @@ func newLogger(format, level string, w io.Writer) (*zap.Logger, error) {
 }
 
 // activitiesConfig is the part of cfg the activities use.
-func (cfg config) activitiesConfig(temporalAddress, temporalNamespace string, tokenKey []byte) activities.Config {
-	return activities.Config{
+func (cfg config) activitiesConfig(temporalAddress, temporalNamespace string, tokenKey []byte) wiring.Config {
+	return wiring.Config{
 		KafkaBrokers:      cfg.kafkaBrokers,
 		KafkaOptions:      cfg.kafka.options(),
 		FlinkURL:          cfg.flinkURL,

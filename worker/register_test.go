@@ -6,7 +6,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -21,5 +21,5 @@ func TestRegisterAcceptsEveryWorkflowAndActivity(t *testing.T) {
 	}
 	defer c.Close()
 	w := worker.New(c, "register-test", worker.Options{})
-	workflows.Register(w, &activities.Activities{})
+	workflows.Register(w, &wiring.Activities{})
 }

@@ -1,7 +1,7 @@
 package workflows
 
 import (
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
 )
 
 // maxLagSamples bounds the lag history kept for the report; older samples
@@ -15,11 +15,11 @@ type Backpressure struct {
 	HeldMillis int64 `json:"held_ms"`
 	MaxLag     int64 `json:"max_lag"`
 	// LagSamples are at most maxLagSamples, spread over the whole run.
-	LagSamples []activities.LagSample `json:"lag_samples"`
+	LagSamples []kafkaadmin.LagSample `json:"lag_samples"`
 }
 
 // observe adds a lag sample to the report.
-func (b *Backpressure) observe(s activities.LagSample) {
+func (b *Backpressure) observe(s kafkaadmin.LagSample) {
 	b.MaxLag = max(b.MaxLag, s.Max())
 	b.LagSamples = appendSample(b.LagSamples, s)
 }
@@ -36,7 +36,7 @@ func holdProduction(held bool, lag, threshold, resume int64) bool {
 
 // appendSample keeps at most maxLagSamples, dropping every other old sample
 // when full so the series still spans the whole run.
-func appendSample(samples []activities.LagSample, s activities.LagSample) []activities.LagSample {
+func appendSample(samples []kafkaadmin.LagSample, s kafkaadmin.LagSample) []kafkaadmin.LagSample {
 	if len(samples) >= maxLagSamples {
 		thinned := samples[:0]
 		for i, old := range samples {

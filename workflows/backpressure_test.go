@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
 )
 
 func TestHoldProductionHasHysteresis(t *testing.T) {
@@ -35,7 +35,7 @@ func TestHoldProductionHasHysteresis(t *testing.T) {
 func TestBackpressureObserveKeepsMaxAndThinsSamples(t *testing.T) {
 	var b Backpressure
 	for i := range 3 * maxLagSamples {
-		b.observe(activities.LagSample{AtUnixMillis: int64(i), Enrich: int64(i % 7), Split: 3})
+		b.observe(kafkaadmin.LagSample{AtUnixMillis: int64(i), Enrich: int64(i % 7), Split: 3})
 	}
 	require.Equal(t, int64(6), b.MaxLag)
 	require.LessOrEqual(t, len(b.LagSamples), maxLagSamples)

@@ -48,7 +48,7 @@ func TestWorkerCrashMidRun(t *testing.T) {
 		return cmd
 	}
 
-	addrs := localstack.Default()
+	addrs := localstack.FromEnv()
 	c, err := client.Dial(client.Options{HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace, Logger: quietLogger()})
 	require.NoError(t, err)
 	defer c.Close()

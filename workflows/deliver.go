@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/internal/errtype"
 )
 
@@ -55,9 +56,9 @@ type DeliverResult struct {
 
 	// Where the next segment resumes, and with which token. Token is sealed,
 	// so history holds ciphertext only; the final result has none.
-	Offsets     map[int32]int64        `json:"offsets"`
-	Token       activities.SealedToken `json:"token"`
-	UsedOnToken int                    `json:"used_on_token"`
+	Offsets     map[int32]int64     `json:"offsets"`
+	Token       deliver.SealedToken `json:"token"`
+	UsedOnToken int                 `json:"used_on_token"`
 	// EmptySegments counts the segments in a row that found no message.
 	EmptySegments int `json:"empty_segments"`
 }
@@ -89,7 +90,7 @@ func (r *DeliverResult) UnmarshalJSON(data []byte) error {
 }
 
 // addSegment counts a delivered segment.
-func (r *DeliverResult) addSegment(res activities.DeliverSegmentResult) {
+func (r *DeliverResult) addSegment(res deliver.SegmentResult) {
 	r.Segments++
 	r.Offsets = res.Offsets
 	r.Delivered += int64(res.Delivered)
@@ -189,7 +190,7 @@ func (d *deliverer) run(ctx workflow.Context) (DeliverResult, error) {
 	d.state.DurationMillis = workflow.Now(ctx).UnixMilli() - d.state.StartedUnixMillis
 	// The parent has no use for the last token: keep even its ciphertext
 	// out of the parent's history.
-	d.state.Token = activities.SealedToken{}
+	d.state.Token = deliver.SealedToken{}
 	return d.state, nil
 }
 
@@ -213,8 +214,8 @@ func (d *deliverer) renewToken(ctx workflow.Context) error {
 		},
 		Summary: fmt.Sprintf("obtain token %d (after %d delivered)", renewal+1, d.state.Delivered),
 	})
-	if err := workflow.ExecuteActivity(renewCtx, acts.ObtainToken,
-		activities.ObtainTokenInput{Renewal: renewal, Quota: d.in.TokenRenewEvery}).Get(ctx, &d.state.Token); err != nil {
+	if err := workflow.ExecuteActivity(renewCtx, deliverActs.ObtainToken,
+		deliver.ObtainTokenInput{Renewal: renewal, Quota: d.in.TokenRenewEvery}).Get(ctx, &d.state.Token); err != nil {
 		return fmt.Errorf("obtain token %d: %w", renewal+1, err)
 	}
 	d.state.TokenRenewals++
@@ -225,7 +226,7 @@ func (d *deliverer) renewToken(ctx workflow.Context) error {
 
 // deliverSegment posts the next segment: what is left of the token's quota,
 // at most what is left to deliver.
-func (d *deliverer) deliverSegment(ctx workflow.Context) (activities.DeliverSegmentResult, error) {
+func (d *deliverer) deliverSegment(ctx workflow.Context) (deliver.SegmentResult, error) {
 	segment := d.state.Segments
 	want := int(min(int64(d.in.TokenRenewEvery-d.state.UsedOnToken), d.in.Messages-d.state.Delivered))
 	segCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -234,19 +235,19 @@ func (d *deliverer) deliverSegment(ctx workflow.Context) (activities.DeliverSegm
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
 		Summary:             fmt.Sprintf("deliver segment %d/%d (%d messages)", segment+1, d.segments, want),
 	})
-	var res activities.DeliverSegmentResult
-	if err := workflow.ExecuteActivity(segCtx, acts.DeliverSegment, activities.DeliverSegmentInput{
+	var res deliver.SegmentResult
+	if err := workflow.ExecuteActivity(segCtx, deliverActs.DeliverSegment, deliver.SegmentInput{
 		Names: d.in.Names, Segment: segment, Offsets: d.state.Offsets, MaxMessages: want,
 		BatchSize: d.in.BatchSize, Token: d.state.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(),
 	}).Get(ctx, &res); err != nil {
-		return activities.DeliverSegmentResult{}, fmt.Errorf("deliver segment %d: %w", segment, err)
+		return deliver.SegmentResult{}, fmt.Errorf("deliver segment %d: %w", segment, err)
 	}
 	return res, nil
 }
 
 // segmentDelivered counts a segment, fails a stalled delivery and reports
 // progress to the parent.
-func (d *deliverer) segmentDelivered(ctx workflow.Context, res activities.DeliverSegmentResult) error {
+func (d *deliverer) segmentDelivered(ctx workflow.Context, res deliver.SegmentResult) error {
 	d.state.addSegment(res)
 	if res.TokenRejected {
 		d.tokenRefused = true

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/internal/errtype"
 )
 
@@ -22,7 +22,7 @@ func TestDeliverResultReadsStateAndOlderResultNames(t *testing.T) {
 	require.Equal(t, DeliverResult{
 		Delivered: 30_000, Segments: 3, Batches: 300, Retries: 2, TokenRenewals: 4, TokenRejected: 1,
 		StartedUnixMillis: 7, Runs: 2, Offsets: map[int32]int64{3: 42},
-		Token: activities.SealedToken{Sealed: []byte("cipher"), ExpiresAtUnix: 99}, UsedOnToken: 10_000, EmptySegments: 1,
+		Token: deliver.SealedToken{Sealed: []byte("cipher"), ExpiresAtUnix: 99}, UsedOnToken: 10_000, EmptySegments: 1,
 	}, state)
 
 	var older DeliverResult
@@ -42,19 +42,19 @@ func TestDeliverResultReadsStateAndOlderResultNames(t *testing.T) {
 func TestDeliverResultCountsSegmentsAndJudgesStall(t *testing.T) {
 	in := DeliverInput{Messages: 1_000, StallSeconds: 60} // two empty segments of segmentIdle
 	var r DeliverResult
-	r.addSegment(activities.DeliverSegmentResult{Offsets: map[int32]int64{0: 10}, Delivered: 10, Batches: 1, Retries: 2})
-	r.addSegment(activities.DeliverSegmentResult{Offsets: map[int32]int64{0: 10}, TokenRejected: true})
+	r.addSegment(deliver.SegmentResult{Offsets: map[int32]int64{0: 10}, Delivered: 10, Batches: 1, Retries: 2})
+	r.addSegment(deliver.SegmentResult{Offsets: map[int32]int64{0: 10}, TokenRejected: true})
 	require.NoError(t, r.checkStall(in), "one empty segment is no stall")
-	r.addSegment(activities.DeliverSegmentResult{Offsets: map[int32]int64{0: 30}, Delivered: 20, Batches: 1})
+	r.addSegment(deliver.SegmentResult{Offsets: map[int32]int64{0: 30}, Delivered: 20, Batches: 1})
 	require.NoError(t, r.checkStall(in))
 	require.Equal(t, DeliverResult{
 		Delivered: 30, Segments: 3, Batches: 2, Retries: 2, TokenRejected: 1,
 		Offsets: map[int32]int64{0: 30}, UsedOnToken: 30,
 	}, r, "a delivered segment resets the empty count")
 
-	r.addSegment(activities.DeliverSegmentResult{Offsets: r.Offsets})
+	r.addSegment(deliver.SegmentResult{Offsets: r.Offsets})
 	require.NoError(t, r.checkStall(in))
-	r.addSegment(activities.DeliverSegmentResult{Offsets: r.Offsets})
+	r.addSegment(deliver.SegmentResult{Offsets: r.Offsets})
 	err := r.checkStall(in)
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
@@ -64,19 +64,19 @@ func TestDeliverResultCountsSegmentsAndJudgesStall(t *testing.T) {
 
 func TestTokenDue(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	valid := activities.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: now.Add(time.Hour).Unix()}
+	valid := deliver.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: now.Add(time.Hour).Unix()}
 	cases := []struct {
 		name    string
-		token   activities.SealedToken
+		token   deliver.SealedToken
 		used    int
 		refused bool
 		want    bool
 	}{
 		{"valid token with quota left", valid, 100, false, false},
-		{"no token yet", activities.SealedToken{}, 0, false, true},
+		{"no token yet", deliver.SealedToken{}, 0, false, true},
 		{"quota used up", valid, 1_000, false, true},
 		{"refused by the endpoint", valid, 0, true, true},
-		{"expires within the margin", activities.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: now.Add(renewBeforeExpiry).Unix()}, 0, false, true},
+		{"expires within the margin", deliver.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: now.Add(renewBeforeExpiry).Unix()}, 0, false, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

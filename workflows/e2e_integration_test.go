@@ -26,12 +26,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/temporalclient"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -51,14 +53,16 @@ type e2e struct {
 
 func startWorker(t *testing.T) *e2e {
 	t.Helper()
-	addrs := localstack.Default()
-	c, err := client.Dial(client.Options{HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace, Logger: quietLogger()})
+	addrs := localstack.FromEnv()
+	// Activities log through the client's logger (activity.GetLogger), so
+	// the observer sees every line the worker would write.
+	core, logs := observer.New(zap.DebugLevel)
+	c, err := client.Dial(client.Options{HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace, Logger: observedLogger(core)})
 	require.NoError(t, err, "dial Temporal: is the local stack up (make up)?")
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	core, logs := observer.New(zap.DebugLevel)
-	acts, err := activities.New(activities.Config{
+	acts, err := wiring.New(wiring.Config{
 		KafkaBrokers:      addrs.KafkaBrokers,
 		FlinkURL:          addrs.FlinkURL,
 		SQLGatewayURL:     addrs.SQLGatewayURL,
@@ -67,9 +71,9 @@ func startWorker(t *testing.T) *e2e {
 		EndpointURL:       addrs.EndpointURL,
 		TokenURL:          addrs.TokenURL,
 		TokenClientID:     "flowproof",
-		TokenClientSecret: "flowproof-local-secret",
+		TokenClientSecret: localstack.TokenClientSecret,
 		TokenKey:          key,
-	}, zap.New(core))
+	})
 	require.NoError(t, err)
 
 	// A task queue of its own, so a worker left running elsewhere (make
@@ -93,7 +97,7 @@ func (e *e2e) start(t *testing.T, ctx context.Context, id string, args ...any) c
 		ID: id, TaskQueue: e.taskQ, StaticSummary: "flowproof e2e test: " + id,
 	}, "PipelineWorkflow", args...)
 	require.NoError(t, err)
-	t.Logf("started %s: %s/namespaces/default/workflows/%s/%s/history", id, localstack.Default().TemporalUIURL, id, run.GetRunID())
+	t.Logf("started %s: %s/namespaces/default/workflows/%s/%s/history", id, localstack.FromEnv().TemporalUIURL, id, run.GetRunID())
 	return run
 }
 
@@ -200,7 +204,7 @@ func TestEndToEnd(t *testing.T) {
 
 func groupGone(t *testing.T, ctx context.Context, group string) bool {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.Default().KafkaBrokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...))
 	require.NoError(t, err)
 	defer cl.Close()
 	groups, err := kadm.NewClient(cl).ListGroups(ctx)
@@ -213,9 +217,16 @@ func quietLogger() tlog.Logger {
 	return tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
+// observedLogger records every line in observed and keeps all but the
+// warnings and errors out of the test output.
+func observedLogger(observed zapcore.Core) tlog.Logger {
+	stderr := zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.Lock(os.Stderr), zap.WarnLevel)
+	return temporalclient.Logger(zap.New(zapcore.NewTee(observed, stderr)))
+}
+
 func topicGone(t *testing.T, ctx context.Context, topic string) bool {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.Default().KafkaBrokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...))
 	require.NoError(t, err)
 	defer cl.Close()
 	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)

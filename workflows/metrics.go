@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/verify"
 )
 
 // Metrics are the measured figures of a run.
@@ -28,12 +29,12 @@ type Metrics struct {
 	HTTPRetries   int `json:"http_retries"`
 	// ChunksResumed counts produce chunks that an earlier attempt had
 	// already committed, so the attempt that reported them wrote nothing.
-	ChunksResumed  int                     `json:"chunks_resumed"`
-	Backpressure   Backpressure            `json:"backpressure"`
-	Latency        activities.Percentiles  `json:"latency"`
-	Verification   activities.VerifyResult `json:"verification"`
-	TotalMillis    int64                   `json:"total_ms"`
-	FailureMessage string                  `json:"failure,omitempty"`
+	ChunksResumed  int                `json:"chunks_resumed"`
+	Backpressure   Backpressure       `json:"backpressure"`
+	Latency        verify.Percentiles `json:"latency"`
+	Verification   verify.Result      `json:"verification"`
+	TotalMillis    int64              `json:"total_ms"`
+	FailureMessage string             `json:"failure,omitempty"`
 	// FailedStage is the stage a run that did not succeed ended in.
 	FailedStage string `json:"failed_stage,omitempty"`
 }
@@ -63,7 +64,7 @@ func (m *Metrics) addDeliver(r DeliverResult) {
 }
 
 // addVerify is the one place a verification's result enters the metrics.
-func (m *Metrics) addVerify(v activities.VerifyResult) {
+func (m *Metrics) addVerify(v verify.Result) {
 	m.Verified = v.Unique
 	m.Verification = v
 	m.Latency = v.Latency

@@ -15,6 +15,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/flink"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/preflight"
+	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/searchattr"
 )
@@ -120,7 +124,7 @@ func (p *pipeline) followProgress(ctx workflow.Context) error {
 }
 
 // run executes the stages up to verification.
-func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
+func (p *pipeline) run(ctx workflow.Context) (verify.Result, error) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		searchattr.Status.ValueSet(string(StatusRunning)), searchattr.MessageCount.ValueSet(p.in.Messages))
 	for _, stage := range []func(workflow.Context) error{
@@ -128,7 +132,7 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 	} {
 		if err := stage(ctx); err != nil {
 			p.noteFailedStage()
-			return activities.VerifyResult{}, err
+			return verify.Result{}, err
 		}
 	}
 	verified, err := p.verify(ctx)
@@ -142,9 +146,9 @@ func (p *pipeline) run(ctx workflow.Context) (activities.VerifyResult, error) {
 func (p *pipeline) checkHealth(ctx workflow.Context) error {
 	p.setStage(ctx, StageHealth)
 	start := workflow.Now(ctx)
-	var health activities.CheckHealthResult
+	var health preflight.CheckHealthResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, time.Minute, 3, "check every component"),
-		acts.CheckHealth, activities.CheckHealthInput{
+		preflightActs.CheckHealth, preflight.CheckHealthInput{
 			WantBrokers: p.in.Brokers, WantTaskManagers: p.in.TaskManagers,
 		}).Get(ctx, &health); err != nil {
 		return fmt.Errorf("health check: %w", err)
@@ -160,9 +164,9 @@ func (p *pipeline) checkHealth(ctx workflow.Context) error {
 func (p *pipeline) prepareTopics(ctx workflow.Context) error {
 	p.setStage(ctx, StagePrepare)
 	start := workflow.Now(ctx)
-	var topics activities.PrepareTopicsResult
+	var topics kafkaadmin.PrepareTopicsResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, 2*time.Minute, 5, "create the run's topics"),
-		acts.PrepareTopics, activities.PrepareTopicsInput{
+		kafkaAdminActs.PrepareTopics, kafkaadmin.PrepareTopicsInput{
 			Names: p.names, Partitions: p.in.Partitions, ReplicationFactor: replicationFactor,
 		}).Get(ctx, &topics); err != nil {
 		return fmt.Errorf("prepare topics: %w", err)
@@ -178,7 +182,7 @@ func (p *pipeline) submitFlinkJobs(ctx workflow.Context) error {
 	p.setStage(ctx, StageFlink)
 	start := workflow.Now(ctx)
 	if err := workflow.ExecuteActivity(withOptions(ctx, 5*time.Minute, 3, "submit enrich and split jobs"),
-		acts.SubmitFlinkJobs, activities.SubmitFlinkJobsInput{
+		flinkActs.SubmitFlinkJobs, flink.SubmitInput{
 			Names: p.names, Parallelism: p.in.FlinkParallelism,
 			CheckpointIntervalMillis: int64(p.in.CheckpointIntervalSeconds) * 1000,
 		}).Get(ctx, &p.metrics.FlinkJobs); err != nil {
@@ -276,7 +280,7 @@ func (p *pipeline) startDeliver(ctx workflow.Context) workflow.ChildWorkflowFutu
 }
 
 // verify reads the final topic and checks every message arrived once.
-func (p *pipeline) verify(ctx workflow.Context) (activities.VerifyResult, error) {
+func (p *pipeline) verify(ctx workflow.Context) (verify.Result, error) {
 	p.setStage(ctx, StageVerify)
 	start := workflow.Now(ctx)
 	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -285,11 +289,11 @@ func (p *pipeline) verify(ctx workflow.Context) (activities.VerifyResult, error)
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 		Summary:             fmt.Sprintf("verify %d messages in %s", p.in.Messages, p.names.FinalTopic),
 	})
-	var verified activities.VerifyResult
-	if err := workflow.ExecuteActivity(verifyCtx, acts.Verify, activities.VerifyInput{
+	var verified verify.Result
+	if err := workflow.ExecuteActivity(verifyCtx, verifyActs.Verify, verify.Input{
 		Names: p.names, Messages: p.in.Messages, IdleTimeoutMillis: int64(p.in.VerifyIdleSeconds) * 1000,
 	}).Get(ctx, &verified); err != nil {
-		return activities.VerifyResult{}, fmt.Errorf("verify: %w", err)
+		return verify.Result{}, fmt.Errorf("verify: %w", err)
 	}
 	p.metrics.addVerify(verified)
 	p.progress.Verified = verified.Unique
@@ -304,7 +308,7 @@ func (p *pipeline) cleanup(ctx workflow.Context) error {
 	p.setStage(ctx, StageCleanup)
 	start := workflow.Now(ctx)
 	err := workflow.ExecuteActivity(withOptions(ctx, 5*time.Minute, 5, "cancel Flink jobs, delete topics"),
-		acts.Cleanup, activities.CleanupInput{
+		kafkaAdminActs.Cleanup, kafkaadmin.CleanupInput{
 			Names: p.names, Jobs: p.metrics.FlinkJobs, KeepTopics: p.in.KeepTopics,
 		}).Get(ctx, nil)
 	p.addStage(StageCleanup, 0, start, workflow.Now(ctx))
@@ -314,7 +318,7 @@ func (p *pipeline) cleanup(ctx workflow.Context) error {
 
 // conclude judges the run and records why it failed, if it did, with the
 // stage it failed in and the counts so far.
-func (p *pipeline) conclude(ctx workflow.Context, verified activities.VerifyResult, runErr, cleanupErr error) Status {
+func (p *pipeline) conclude(ctx workflow.Context, verified verify.Result, runErr, cleanupErr error) Status {
 	status := StatusFailed
 	switch {
 	case p.timedOut:
@@ -431,7 +435,7 @@ func (p *pipeline) addStage(stage string, messages int64, from, to time.Time) {
 	p.metrics.Stages = append(p.metrics.Stages, stageMetrics(stage, messages, to.Sub(from).Milliseconds()))
 }
 
-func verificationFailure(v activities.VerifyResult) string {
+func verificationFailure(v verify.Result) string {
 	msg := fmt.Sprintf("verification failed: %d of %d unique, %d missing, %d duplicates, %d bad records",
 		v.Unique, v.Expected, v.Missing, v.Duplicates, v.BadRecords)
 	if len(v.Problems) > 0 {

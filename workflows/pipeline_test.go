@@ -13,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -21,6 +20,13 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/activities/flink"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/preflight"
+	"github.com/flowproof/flowproof/activities/produce"
+	"github.com/flowproof/flowproof/activities/verify"
+	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/health"
 )
@@ -40,7 +46,7 @@ type fakeStack struct {
 	lagSamples []int64 // returned in order by PollLag; the last one repeats
 	polls      int
 	rejectOnce bool
-	cleanups   []activities.CleanupInput
+	cleanups   []kafkaadmin.CleanupInput
 	// healthErr fails the health check; missing makes verification find
 	// that many messages missing.
 	healthErr error
@@ -59,26 +65,26 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	env := newBareEnv()
 
-	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.CheckHealthInput) (activities.CheckHealthResult, error) {
+	env.OnActivity(preflightActs.CheckHealth, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in preflight.CheckHealthInput) (preflight.CheckHealthResult, error) {
 			f.record("health")
 			if f.healthErr != nil {
-				return activities.CheckHealthResult{}, f.healthErr
+				return preflight.CheckHealthResult{}, f.healthErr
 			}
-			return activities.CheckHealthResult{Components: []health.Result{{Component: "kafka", Healthy: true, Detail: "3 brokers"}}}, nil
+			return preflight.CheckHealthResult{Components: []health.Result{{Component: "kafka", Healthy: true, Detail: "3 brokers"}}}, nil
 		})
-	env.OnActivity(acts.PrepareTopics, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PrepareTopicsInput) (activities.PrepareTopicsResult, error) {
+	env.OnActivity(kafkaAdminActs.PrepareTopics, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in kafkaadmin.PrepareTopicsInput) (kafkaadmin.PrepareTopicsResult, error) {
 			f.record("prepare")
-			return activities.PrepareTopicsResult{Created: in.Names.Topics(), Brokers: 3}, nil
+			return kafkaadmin.PrepareTopicsResult{Created: in.Names.Topics(), Brokers: 3}, nil
 		})
-	env.OnActivity(acts.SubmitFlinkJobs, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.SubmitFlinkJobsInput) (activities.FlinkJobs, error) {
+	env.OnActivity(flinkActs.SubmitFlinkJobs, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in flink.SubmitInput) (activities.FlinkJobs, error) {
 			f.record("flink")
 			return activities.FlinkJobs{EnrichJobID: "enrich-1", SplitJobID: "split-1"}, nil
 		})
-	env.OnActivity(acts.PollLag, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PollLagInput) (activities.LagSample, error) {
+	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			lag := int64(0)
@@ -86,25 +92,25 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 				lag = f.lagSamples[min(f.polls, len(f.lagSamples)-1)]
 			}
 			f.polls++
-			return activities.LagSample{Deliver: lag}, nil
+			return kafkaadmin.LagSample{Deliver: lag}, nil
 		})
-	env.OnActivity(acts.ProduceChunk, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ProduceChunkInput) (activities.ProduceChunkResult, error) {
+	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in produce.ChunkInput) (produce.ChunkResult, error) {
 			f.record("produce")
 			f.mu.Lock()
 			f.produced += int64(in.Count)
 			f.mu.Unlock()
-			return activities.ProduceChunkResult{Produced: in.Count, DurationMillis: 100}, nil
+			return produce.ChunkResult{Produced: in.Count, DurationMillis: 100}, nil
 		})
-	env.OnActivity(acts.ObtainToken, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ObtainTokenInput) (activities.SealedToken, error) {
+	env.OnActivity(deliverActs.ObtainToken, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in deliver.ObtainTokenInput) (deliver.SealedToken, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.tokens++
-			return activities.SealedToken{Sealed: []byte("ciphertext"), ExpiresAtUnix: time.Now().Add(time.Hour).Unix(), Quota: 10_000}, nil
+			return deliver.SealedToken{Sealed: []byte("ciphertext"), ExpiresAtUnix: time.Now().Add(time.Hour).Unix(), Quota: 10_000}, nil
 		})
-	env.OnActivity(acts.DeliverSegment, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.DeliverSegmentInput) (activities.DeliverSegmentResult, error) {
+	env.OnActivity(deliverActs.DeliverSegment, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in deliver.SegmentInput) (deliver.SegmentResult, error) {
 			f.record("deliver")
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -114,19 +120,19 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 				f.rejectOnce, rejected, n = false, true, n/2
 			}
 			f.delivered += int64(n)
-			return activities.DeliverSegmentResult{
+			return deliver.SegmentResult{
 				Offsets: map[int32]int64{0: f.delivered}, Delivered: n, Batches: n / in.BatchSize,
 				TokenRejected: rejected, RejectReason: map[bool]string{true: "quota exhausted"}[rejected],
 			}, nil
 		})
-	env.OnActivity(acts.Verify, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.VerifyInput) (activities.VerifyResult, error) {
+	env.OnActivity(verifyActs.Verify, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in verify.Input) (verify.Result, error) {
 			f.record("verify")
 			arrived := in.Messages - f.missing
-			return activities.VerifyResult{Expected: in.Messages, Records: arrived, Unique: arrived, Missing: f.missing}, nil
+			return verify.Result{Expected: in.Messages, Records: arrived, Unique: arrived, Missing: f.missing}, nil
 		})
-	env.OnActivity(acts.Cleanup, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.CleanupInput) error {
+	env.OnActivity(kafkaAdminActs.Cleanup, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in kafkaadmin.CleanupInput) error {
 			f.record("cleanup")
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -143,7 +149,7 @@ func newBareEnv() *testsuite.TestWorkflowEnvironment {
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	env := suite.NewTestWorkflowEnvironment()
 	RegisterWorkflows(env)
-	env.RegisterActivityWithOptions(&activities.Activities{}, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	RegisterActivities(env, &wiring.Activities{})
 	return env
 }
 
@@ -300,11 +306,11 @@ func TestProduceContinuesAsNew(t *testing.T) {
 
 func TestDeliverFailsWhenStalled(t *testing.T) {
 	env := newBareEnv()
-	env.OnActivity(acts.ObtainToken, mock.Anything, mock.Anything).Return(
-		activities.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: time.Now().Add(24 * time.Hour).Unix()}, nil)
-	env.OnActivity(acts.DeliverSegment, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, in activities.DeliverSegmentInput) (activities.DeliverSegmentResult, error) {
-			return activities.DeliverSegmentResult{Offsets: in.Offsets}, nil
+	env.OnActivity(deliverActs.ObtainToken, mock.Anything, mock.Anything).Return(
+		deliver.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: time.Now().Add(24 * time.Hour).Unix()}, nil)
+	env.OnActivity(deliverActs.DeliverSegment, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in deliver.SegmentInput) (deliver.SegmentResult, error) {
+			return deliver.SegmentResult{Offsets: in.Offsets}, nil
 		})
 	env.ExecuteWorkflow(DeliverWorkflow, DeliverInput{
 		Names: PipelineInput{RunID: "stall"}.runNames(), Messages: 1_000, BatchSize: 100, TokenRenewEvery: 1_000, StallSeconds: 1,

@@ -8,6 +8,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/produce"
 )
 
 // ProduceInput drives ProduceWorkflow. State carries the production so far
@@ -133,8 +135,8 @@ func (p *producer) pollLag(ctx workflow.Context) {
 		Summary:             "poll consumer lag",
 	})
 	for !p.stopPolling {
-		var sample activities.LagSample
-		if err := workflow.ExecuteActivity(pollCtx, acts.PollLag, activities.PollLagInput{Names: p.in.Names}).Get(ctx, &sample); err != nil {
+		var sample kafkaadmin.LagSample
+		if err := workflow.ExecuteActivity(pollCtx, kafkaAdminActs.PollLag, kafkaadmin.PollLagInput{Names: p.in.Names}).Get(ctx, &sample); err != nil {
 			p.failure = fmt.Errorf("poll consumer lag: %w", err)
 			return
 		}
@@ -144,7 +146,7 @@ func (p *producer) pollLag(ctx workflow.Context) {
 }
 
 // observeLag records a lag sample and starts or ends a hold by it.
-func (p *producer) observeLag(ctx workflow.Context, sample activities.LagSample) {
+func (p *producer) observeLag(ctx workflow.Context, sample kafkaadmin.LagSample) {
 	p.lag, p.polled = sample.Max(), true
 	p.state.observe(sample)
 	hold := holdProduction(p.held, p.lag, p.in.LagThreshold, p.in.LagResume)
@@ -198,8 +200,8 @@ func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 	defer func() { p.inFlight-- }()
 	first := int64(chunk) * int64(p.in.ChunkSize)
 	count := int(min(int64(p.in.ChunkSize), p.in.Messages-first))
-	var res activities.ProduceChunkResult
-	err := workflow.ExecuteActivity(p.chunkOptions(ctx, chunk, count), acts.ProduceChunk, activities.ProduceChunkInput{
+	var res produce.ChunkResult
+	err := workflow.ExecuteActivity(p.chunkOptions(ctx, chunk, count), produceActs.ProduceChunk, produce.ChunkInput{
 		Names: p.in.Names, Chunk: chunk, FirstSeq: first, Count: count,
 		LogicalQueues: p.in.LogicalQueues, PayloadBytes: p.in.PayloadBytes, RatePerSecond: p.perChunkRate,
 	}).Get(ctx, &res)

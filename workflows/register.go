@@ -1,18 +1,29 @@
 package workflows
 
 import (
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/activities/flink"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/preflight"
+	"github.com/flowproof/flowproof/activities/produce"
+	"github.com/flowproof/flowproof/activities/verify"
+	"github.com/flowproof/flowproof/activities/wiring"
 )
 
 // Register puts every workflow and activity of flowproof on a worker.
-// Exported methods of *activities.Activities that are not activities (Close)
-// are skipped instead of making registration panic.
-func Register(r worker.Registry, a *activities.Activities) {
+func Register(r worker.Registry, acts *wiring.Activities) {
 	RegisterWorkflows(r)
-	r.RegisterActivityWithOptions(a, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+	RegisterActivities(r, acts)
+}
+
+// RegisterActivities registers every activity of acts; a zero
+// wiring.Activities registers them for a test that mocks them.
+func RegisterActivities(r worker.ActivityRegistry, acts *wiring.Activities) {
+	for _, a := range acts.All() {
+		r.RegisterActivity(a)
+	}
 }
 
 // RegisterWorkflows registers the workflows alone, for a replayer or a test
@@ -23,6 +34,14 @@ func RegisterWorkflows(r worker.WorkflowRegistry) {
 	r.RegisterWorkflow(DeliverWorkflow)
 }
 
-// acts names activities in ExecuteActivity calls; it is never dereferenced
-// in a workflow, since the worker runs the activities on its own instance.
-var acts *activities.Activities
+// These name activities in ExecuteActivity calls by method value; they are
+// never dereferenced in a workflow, since the worker runs the activities on
+// its own instances.
+var (
+	preflightActs  *preflight.Activities
+	kafkaAdminActs *kafkaadmin.Activities
+	flinkActs      *flink.Activities
+	produceActs    *produce.Activities
+	deliverActs    *deliver.Activities
+	verifyActs     *verify.Activities
+)

@@ -106,12 +106,6 @@ func FromEnv() Addresses {
 	}
 }
 
-// Default is FromEnv under its old name.
-//
-// Deprecated: use FromEnv. Kept only until the callers in activities/,
-// flinksql/, workflows/ and deploy/local/ move (issue 7 merge); then delete.
-func Default() Addresses { return FromEnv() }
-
 // TokenServiceURL is the local stack's token service, whatever the
 // environment says; only it accepts TokenClientSecret.
 func TokenServiceURL() string { return httpURL(TokenServicePort) }

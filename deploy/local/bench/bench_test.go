@@ -5,19 +5,21 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flowproof/flowproof/internal/tokenapi"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 )
 
 const goBenchOutput = `goos: linux
 goarch: amd64
-pkg: github.com/flowproof/flowproof/activities
+pkg: github.com/flowproof/flowproof/activities/produce
 cpu: AMD EPYC
 BenchmarkEncodeRawMessage-2   	 3308918	       392.4 ns/op	 649.79 MB/s	     254 B/op	       0 allocs/op
 BenchmarkEncodeRawMessage-2   	 3100000	       410.0 ns/op	 620.00 MB/s	     254 B/op	       0 allocs/op
 BenchmarkEncodeRawMessage-2   	 3200000	       400.0 ns/op	 630.00 MB/s	     254 B/op	       0 allocs/op
+ok  	github.com/flowproof/flowproof/activities/produce	5.026s
+pkg: github.com/flowproof/flowproof/activities/verify
 BenchmarkVerifierObserve-2    	  329388	      3572 ns/op	     356 B/op	       9 allocs/op
 PASS
-ok  	github.com/flowproof/flowproof/activities	5.026s
+ok  	github.com/flowproof/flowproof/activities/verify	5.026s
 pkg: github.com/flowproof/flowproof/deploy/refsvc/endpoint
 BenchmarkBatchesOf100-2   	    1042	   1150000 ns/op	     86956 msgs/s	  200000 B/op	    1500 allocs/op
 BenchmarkBatchesOf100-2   	    1000	   1250000 ns/op	     80000 msgs/s	  200000 B/op	    1500 allocs/op
@@ -33,7 +35,7 @@ func TestParseGoBenchTakesMediansPerBenchmark(t *testing.T) {
 	if !ok {
 		t.Fatal("BenchmarkEncodeRawMessage missing")
 	}
-	if enc.pkg != "github.com/flowproof/flowproof/activities" || enc.runs != 3 {
+	if enc.pkg != "github.com/flowproof/flowproof/activities/produce" || enc.runs != 3 {
 		t.Errorf("pkg %q runs %d", enc.pkg, enc.runs)
 	}
 	if enc.metrics["ns/op"] != 400 || enc.metrics["MB/s"] != 630 || enc.metrics["allocs/op"] != 0 {
@@ -114,7 +116,7 @@ func TestRequireLoopback(t *testing.T) {
 
 func TestBatchBodyIsAValidBatch(t *testing.T) {
 	body := batchBody("bench-x-b3", "x", 300, 100)
-	var req tokenapi.BatchRequest
+	var req endpointapi.BatchRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		t.Fatalf("body is not a batch: %v", err)
 	}

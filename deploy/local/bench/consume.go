@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/verify"
 )
 
 // consumeRound is one round of the consumer comparison.
@@ -42,7 +44,7 @@ func (b *bench) consumers(ctx context.Context) error {
 	names := runNames(b.runID + "-verify")
 	b.cluster.track(names.Topics()...)
 	fmt.Printf("\n== consumers: filling %s with %d final records\n", names.FinalTopic, b.s.records)
-	if _, err := b.acts.PrepareTopics(ctx, activities.PrepareTopicsInput{Names: names, Partitions: b.s.partitions, ReplicationFactor: 3}); err != nil {
+	if _, err := kafkaadmin.CreateRunTopics(ctx, b.kafka, kafkaadmin.PrepareTopicsInput{Names: names, Partitions: b.s.partitions, ReplicationFactor: 3}, report.Log); err != nil {
 		return fmt.Errorf("prepare topics of %s: %w", names.RunID, err)
 	}
 	filled := time.Now()
@@ -87,7 +89,7 @@ func (b *bench) consumers(ctx context.Context) error {
 // the rate of a verification that checked every record.
 func (b *bench) verifyWithFlowproof(ctx context.Context, names activities.RunNames) (consumerFigures, error) {
 	started := time.Now()
-	res, err := b.acts.Verify(ctx, activities.VerifyInput{Names: names, Messages: int64(b.s.records), IdleTimeoutMillis: verifyIdleTimeout.Milliseconds()})
+	res, err := verify.FinalTopic(ctx, b.kafka, verify.Input{Names: names, Messages: int64(b.s.records), IdleTimeoutMillis: verifyIdleTimeout.Milliseconds()}, report)
 	elapsed := time.Since(started)
 	if err != nil {
 		return consumerFigures{}, fmt.Errorf("flowproof verify: %w", err)

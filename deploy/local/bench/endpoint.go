@@ -18,7 +18,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flowproof/flowproof/internal/endpointapi"
 	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/refsvcapi"
 	"github.com/flowproof/flowproof/internal/tokenapi"
 )
 
@@ -66,13 +68,9 @@ func loadEndpoint(ctx context.Context, addrs localstack.Addresses, s settings) (
 
 	batches := (s.endpointMessages + s.endpointBatch - 1) / s.endpointBatch
 	batchesPerToken := max(1, maxTokenQuota/s.endpointBatch)
-	tokens := make([]string, (batches+batchesPerToken-1)/batchesPerToken)
-	for i := range tokens {
-		token, err := fetchToken(ctx, client, addrs.TokenURL, batchesPerToken*s.endpointBatch)
-		if err != nil {
-			return endpointFigures{}, err
-		}
-		tokens[i] = token
+	tokens, err := fetchTokens(ctx, client, addrs.TokenURL, (batches+batchesPerToken-1)/batchesPerToken, batchesPerToken*s.endpointBatch)
+	if err != nil {
+		return endpointFigures{}, err
 	}
 
 	runTag := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -139,6 +137,19 @@ func loadEndpoint(ctx context.Context, addrs localstack.Addresses, s settings) (
 	}, nil
 }
 
+// fetchTokens fetches n tokens good for quota messages each.
+func fetchTokens(ctx context.Context, client *http.Client, tokenURL string, n, quota int) ([]string, error) {
+	tokens := make([]string, n)
+	for i := range tokens {
+		token, err := fetchToken(ctx, client, tokenURL, quota)
+		if err != nil {
+			return nil, err
+		}
+		tokens[i] = token
+	}
+	return tokens, nil
+}
+
 // percentile is the nearest-rank percentile of sorted values.
 func percentile(sorted []float64, p float64) float64 {
 	if len(sorted) == 0 {
@@ -167,7 +178,7 @@ func requireLoopback(rawURL string) error {
 // requireNoFaults makes sure no fault injection is active: a benchmark
 // against an endpoint that throttles on purpose would measure the faults.
 func requireNoFaults(ctx context.Context, client *http.Client, endpointURL string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpointURL+tokenapi.FaultsPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpointURL+endpointapi.FaultsPath, nil)
 	if err != nil {
 		return fmt.Errorf("endpoint faults: %w", err)
 	}
@@ -176,7 +187,7 @@ func requireNoFaults(ctx context.Context, client *http.Client, endpointURL strin
 		return fmt.Errorf("endpoint faults: %w", err)
 	}
 	defer resp.Body.Close()
-	var faults tokenapi.Faults
+	var faults endpointapi.Faults
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("endpoint faults: status %d", resp.StatusCode)
 	}
@@ -184,7 +195,7 @@ func requireNoFaults(ctx context.Context, client *http.Client, endpointURL strin
 		return fmt.Errorf("endpoint faults: %w", err)
 	}
 	if faults.ErrorRate > 0 || faults.ThrottleRate > 0 || faults.LatencyMillis > 0 || faults.LostResponseRate > 0 {
-		return fmt.Errorf("the endpoint has fault injection on (%+v); turn it off (DELETE %s) before benchmarking", faults, tokenapi.FaultsPath)
+		return fmt.Errorf("the endpoint has fault injection on (%+v); turn it off (DELETE %s) before benchmarking", faults, endpointapi.FaultsPath)
 	}
 	return nil
 }
@@ -218,7 +229,7 @@ func fetchToken(ctx context.Context, client *http.Client, tokenURL string, quota
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e tokenapi.ErrorResponse
+		var e refsvcapi.ErrorResponse
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
 		return "", fmt.Errorf("token request: status %d (%s: %s)", resp.StatusCode, e.Error, e.ErrorDescription)
 	}
@@ -237,24 +248,24 @@ func fetchToken(ctx context.Context, client *http.Client, tokenURL string, quota
 // read and discarded, as the in-process benchmark does, so the client's
 // work is the same in both.
 func postBatch(ctx context.Context, client *http.Client, endpointURL, token, batchID string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpointURL+tokenapi.BatchesPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpointURL+endpointapi.BatchesPath, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set(tokenapi.IdempotencyKeyHeader, batchID)
+	req.Header.Set(endpointapi.IdempotencyKeyHeader, batchID)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e tokenapi.ErrorResponse
+		var e refsvcapi.ErrorResponse
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
 		return fmt.Errorf("status %d (%s: %s)", resp.StatusCode, e.Error, e.ErrorDescription)
 	}
-	if resp.Header.Get(tokenapi.ReplayedHeader) == "true" {
+	if resp.Header.Get(endpointapi.ReplayedHeader) == "true" {
 		return fmt.Errorf("answered as a replay of an earlier batch with the same id")
 	}
 	_, err = io.Copy(io.Discard, resp.Body)

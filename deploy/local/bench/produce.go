@@ -15,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/produce"
 )
 
 // shapeSampleSize is how many of flowproof's raw records are read back to
@@ -113,13 +115,13 @@ func (b *bench) producers(ctx context.Context) error {
 }
 
 // produceWithFlowproof produces s.records messages through the Produce
-// activity's own code (ProduceChunk, one Kafka transaction per chunk), in
+// activity's own code (produce.WriteChunk, one Kafka transaction per chunk), in
 // chunks of chunkSize, concurrency at a time and unthrottled, into a fresh
 // run's raw topic, and deletes the run's topics afterwards.
 func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSize, concurrency int) (producerFigures, error) {
 	names := runNames(fmt.Sprintf("%s-produce-%s", b.runID, label))
 	b.cluster.track(names.Topics()...)
-	if _, err := b.acts.PrepareTopics(ctx, activities.PrepareTopicsInput{Names: names, Partitions: b.s.partitions, ReplicationFactor: 3}); err != nil {
+	if _, err := kafkaadmin.CreateRunTopics(ctx, b.kafka, kafkaadmin.PrepareTopicsInput{Names: names, Partitions: b.s.partitions, ReplicationFactor: 3}, report.Log); err != nil {
 		return producerFigures{}, fmt.Errorf("prepare topics of %s: %w", names.RunID, err)
 	}
 
@@ -145,10 +147,10 @@ func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSiz
 				firstSeq := chunk * chunkSize
 				count := min(chunkSize, b.s.records-firstSeq)
 				chunkStarted := time.Now()
-				res, err := b.acts.ProduceChunk(ctx, activities.ProduceChunkInput{
+				res, err := produce.WriteChunk(ctx, b.kafka, produce.ChunkInput{
 					Names: names, Chunk: chunk, FirstSeq: int64(firstSeq), Count: count,
 					LogicalQueues: b.s.queues, PayloadBytes: b.s.payloadBytes,
-				})
+				}, report)
 				if err == nil && (res.AlreadyCommitted || res.Produced != count) {
 					err = fmt.Errorf("chunk %d produced %d of %d records (already committed: %t) on a fresh topic", chunk, res.Produced, count, res.AlreadyCommitted)
 				}

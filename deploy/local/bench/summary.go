@@ -61,79 +61,100 @@ func printSummary(out io.Writer, in summaryInput) {
 	fmt.Fprintf(out, "flowproof raw record: %.0f B value + %.0f B key + %.0f B headers; Kafka's tool sends the same values without key and headers\n\n",
 		shape.valueBytes, shape.keyBytes, shape.headerBytes)
 
-	t := newTable(out)
+	rounds := roundsTable{newTable(out)}
 	header := []string{"records/s (higher is better)"}
 	for r := range in.produce {
 		header = append(header, "round "+strconv.Itoa(r+1))
 	}
-	header = append(header, "all rounds", "median")
-	t.row(header...)
-
-	// A rate row ends with the rate of all rounds together and the median
-	// round; a ratio row with the ratio of those totals and the median of
-	// the rounds' ratios, which one disturbed round cannot move much.
-	column := func(label string, records []int64, perSecond []float64) float64 {
-		cells := []string{label}
-		for _, v := range perSecond {
-			cells = append(cells, thousands(v))
-		}
-		all := rateOverRounds(records, perSecond)
-		t.row(append(cells, thousands(all), thousands(median(perSecond)))...)
-		return all
-	}
-	ratio := func(label string, num, den []float64, numAll, denAll float64) {
-		cells := []string{label}
-		ratios := make([]float64, len(num))
-		for i := range num {
-			cells = append(cells, ratioText(num[i], den[i]))
-			if den[i] > 0 {
-				ratios[i] = num[i] / den[i]
-			}
-		}
-		t.row(append(cells, ratioText(numAll, denAll), ratioText(median(ratios), 1))...)
-	}
-
-	if len(in.produce) > 0 {
-		var records []int64
-		var fp, one, idem, txn []float64
-		var txnMillis []string
-		for _, r := range in.produce {
-			records = append(records, r.flowproof.records)
-			fp = append(fp, r.flowproof.perSecond)
-			one = append(one, r.flowproofOneChunk.perSecond)
-			idem = append(idem, r.toolIdempotent.perSecond)
-			txn = append(txn, r.toolTransactional.perSecond)
-			txnMillis = append(txnMillis, strconv.FormatInt(r.transactionMillis, 10))
-		}
-		fpAll := column(fmt.Sprintf("produce: flowproof ProduceChunk (%d-record transactions, %d at a time)", s.chunkSize, s.concurrency), records, fp)
-		oneAll := column("produce: flowproof ProduceChunk, all records in one chunk", records, one)
-		idemAll := column("produce: Kafka ProducerPerformance, idempotent", records, idem)
-		txnAll := column(fmt.Sprintf("produce: Kafka ProducerPerformance, commit every %s ms", strings.Join(txnMillis, "/")), records, txn)
-		ratio("  ratio flowproof / Kafka tool idempotent", fp, idem, fpAll, idemAll)
-		ratio("  ratio flowproof / Kafka tool transactional", fp, txn, fpAll, txnAll)
-		ratio("  ratio flowproof in chunks / in one chunk", fp, one, fpAll, oneAll)
-		ratio("  ratio flowproof one chunk / Kafka tool idempotent", one, idem, oneAll, idemAll)
-	}
-	if len(in.consume) > 0 {
-		var records []int64
-		var verify, tool, fetch []float64
-		for _, r := range in.consume {
-			records = append(records, r.verify.records)
-			verify = append(verify, r.verify.perSecond)
-			tool = append(tool, r.tool.perSecond)
-			fetch = append(fetch, r.tool.fetchPerSecond)
-		}
-		verifyAll := column("consume: flowproof Verify (every record checked)", records, verify)
-		toolAll := column("consume: Kafka ConsumerPerformance (incl. group join)", records, tool)
-		fetchAll := column("consume: Kafka ConsumerPerformance (fetching only)", records, fetch)
-		ratio("  ratio Verify / ConsumerPerformance", verify, tool, verifyAll, toolAll)
-		ratio("  ratio Verify / ConsumerPerformance fetching only", verify, fetch, verifyAll, fetchAll)
-	}
-	t.flush()
+	rounds.row(append(header, "all rounds", "median")...)
+	rounds.produceRows(in)
+	rounds.consumeRows(in)
+	rounds.flush()
 
 	fmt.Fprintln(out)
-	t = newTable(out)
-	t.row("endpoint and micro-benchmarks", "figure", "")
+	micro := newTable(out)
+	micro.row("endpoint and micro-benchmarks", "figure", "")
+	endpointRows(micro, in)
+	encoderRows(micro, in)
+	verifierRows(micro, in)
+	micro.flush()
+}
+
+// roundsTable has one row per measured side, one column per round; a rate
+// row ends with the rate of all rounds together and the median round, a
+// ratio row with the ratio of those totals and the median of the rounds'
+// ratios, which one disturbed round cannot move much.
+type roundsTable struct{ table }
+
+func (t roundsTable) rates(label string, records []int64, perSecond []float64) float64 {
+	cells := []string{label}
+	for _, v := range perSecond {
+		cells = append(cells, thousands(v))
+	}
+	all := rateOverRounds(records, perSecond)
+	t.row(append(cells, thousands(all), thousands(median(perSecond)))...)
+	return all
+}
+
+func (t roundsTable) ratio(label string, num, den []float64, numAll, denAll float64) {
+	cells := []string{label}
+	ratios := make([]float64, len(num))
+	for i := range num {
+		cells = append(cells, ratioText(num[i], den[i]))
+		if den[i] > 0 {
+			ratios[i] = num[i] / den[i]
+		}
+	}
+	t.row(append(cells, ratioText(numAll, denAll), ratioText(median(ratios), 1))...)
+}
+
+func (t roundsTable) produceRows(in summaryInput) {
+	if len(in.produce) == 0 {
+		return
+	}
+	s := in.settings
+	var records []int64
+	var fp, one, idem, txn []float64
+	var txnMillis []string
+	for _, r := range in.produce {
+		records = append(records, r.flowproof.records)
+		fp = append(fp, r.flowproof.perSecond)
+		one = append(one, r.flowproofOneChunk.perSecond)
+		idem = append(idem, r.toolIdempotent.perSecond)
+		txn = append(txn, r.toolTransactional.perSecond)
+		txnMillis = append(txnMillis, strconv.FormatInt(r.transactionMillis, 10))
+	}
+	fpAll := t.rates(fmt.Sprintf("produce: flowproof ProduceChunk (%d-record transactions, %d at a time)", s.chunkSize, s.concurrency), records, fp)
+	oneAll := t.rates("produce: flowproof ProduceChunk, all records in one chunk", records, one)
+	idemAll := t.rates("produce: Kafka ProducerPerformance, idempotent", records, idem)
+	txnAll := t.rates(fmt.Sprintf("produce: Kafka ProducerPerformance, commit every %s ms", strings.Join(txnMillis, "/")), records, txn)
+	t.ratio("  ratio flowproof / Kafka tool idempotent", fp, idem, fpAll, idemAll)
+	t.ratio("  ratio flowproof / Kafka tool transactional", fp, txn, fpAll, txnAll)
+	t.ratio("  ratio flowproof in chunks / in one chunk", fp, one, fpAll, oneAll)
+	t.ratio("  ratio flowproof one chunk / Kafka tool idempotent", one, idem, oneAll, idemAll)
+}
+
+func (t roundsTable) consumeRows(in summaryInput) {
+	if len(in.consume) == 0 {
+		return
+	}
+	var records []int64
+	var verify, tool, fetch []float64
+	for _, r := range in.consume {
+		records = append(records, r.verify.records)
+		verify = append(verify, r.verify.perSecond)
+		tool = append(tool, r.tool.perSecond)
+		fetch = append(fetch, r.tool.fetchPerSecond)
+	}
+	verifyAll := t.rates("consume: flowproof Verify (every record checked)", records, verify)
+	toolAll := t.rates("consume: Kafka ConsumerPerformance (incl. group join)", records, tool)
+	fetchAll := t.rates("consume: Kafka ConsumerPerformance (fetching only)", records, fetch)
+	t.ratio("  ratio Verify / ConsumerPerformance", verify, tool, verifyAll, toolAll)
+	t.ratio("  ratio Verify / ConsumerPerformance fetching only", verify, fetch, verifyAll, fetchAll)
+}
+
+func endpointRows(t table, in summaryInput) {
+	s := in.settings
 	inProcess, haveInProcess := findMicro(in.micro, "BenchmarkBatchesOf100")
 	if in.endpoint.messages > 0 {
 		t.row(fmt.Sprintf("endpoint process, loopback, %d clients, batches of %d", s.endpointClients, s.endpointBatch),
@@ -146,6 +167,9 @@ func printSummary(out io.Writer, in summaryInput) {
 			t.row("  ratio process / in process", ratioText(in.endpoint.rate(), inProcess.metrics["msgs/s"]), "")
 		}
 	}
+}
+
+func encoderRows(t table, in summaryInput) {
 	encoder, haveEncoder := findMicro(in.micro, "BenchmarkEncodeRawMessage")
 	encodingJSON, haveEncodingJSON := findMicro(in.micro, "BenchmarkEncodeRawMessageEncodingJSON")
 	if haveEncoder {
@@ -157,6 +181,9 @@ func printSummary(out io.Writer, in summaryInput) {
 			t.row("  ratio encoder / encoding/json (time)", ratioText(encoder.metrics["ns/op"], encodingJSON.metrics["ns/op"]), "")
 		}
 	}
+}
+
+func verifierRows(t table, in summaryInput) {
 	observe, haveObserve := findMicro(in.micro, "BenchmarkVerifierObserve")
 	unmarshal, haveUnmarshal := findMicro(in.micro, "BenchmarkFinalValueUnmarshal")
 	if haveObserve {
@@ -178,7 +205,6 @@ func printSummary(out io.Writer, in summaryInput) {
 		}
 		t.row("  ratio Verify end to end / checks alone on one core", ratioText(rateOverRounds(records, verify), ceiling), "")
 	}
-	t.flush()
 }
 
 func nsText(r microResult) string { return fmt.Sprintf("%.0f ns/op", r.metrics["ns/op"]) }

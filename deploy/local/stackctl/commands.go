@@ -211,7 +211,7 @@ func status(ctx context.Context, s *stack, asJSON bool, stdout io.Writer) error 
 }
 
 func printSummary(s *stack, stdout io.Writer) {
-	a := localstack.Default()
+	a := localstack.FromEnv()
 	fmt.Fprintf(stdout, `
 flowproof local stack is ready (%s, %d CPUs)
   Kafka bootstrap     %s

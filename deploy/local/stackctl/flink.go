@@ -109,7 +109,7 @@ func (flink) processes(s *stack) []string {
 // check is healthy when the JobManager has every TaskManager registered with
 // free slots and the SQL Gateway answers; either alone cannot run a pipeline.
 func (flink) check(ctx context.Context, s *stack) health.Result {
-	addrs := localstack.Default()
+	addrs := localstack.FromEnv()
 	var jm, gw health.Result
 	var wg sync.WaitGroup
 	wg.Add(2)

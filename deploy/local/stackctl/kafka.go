@@ -58,7 +58,7 @@ func (kafka) processes(*stack) []string {
 }
 
 func (kafka) check(ctx context.Context, _ *stack) health.Result {
-	return health.Kafka(ctx, localstack.Default().KafkaBrokers, kafkaNodes)
+	return health.Kafka(ctx, localstack.FromEnv().KafkaBrokers, kafkaNodes)
 }
 
 func (kafka) start(ctx context.Context, s *stack) error {

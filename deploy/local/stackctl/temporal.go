@@ -105,7 +105,7 @@ func (t temporal) argv(s *stack) []string {
 // and tests find whichever they were told to use.
 func temporalNamespaces() []string {
 	namespaces := []string{localstack.TemporalNamespace}
-	if ns := localstack.Default().TemporalNamespace; ns != localstack.TemporalNamespace {
+	if ns := localstack.FromEnv().TemporalNamespace; ns != localstack.TemporalNamespace {
 		namespaces = append(namespaces, ns)
 	}
 	return namespaces
@@ -123,18 +123,18 @@ func (temporal) check(ctx context.Context, s *stack) health.Result {
 		return health.Result{
 			Component: "temporal",
 			Detail:    fmt.Sprintf("temporal process of this stack is not running (see %s)", s.logFile("temporal")),
-			Addresses: []string{address, localstack.Default().TemporalUIURL},
+			Addresses: []string{address, localstack.FromEnv().TemporalUIURL},
 		}
 	}
 	if !listensOn(pid, localstack.TemporalPort) {
 		return health.Result{
 			Component: "temporal",
 			Detail:    fmt.Sprintf("temporal (pid %d) does not listen on port %d (yet); see %s", pid, localstack.TemporalPort, s.logFile("temporal")),
-			Addresses: []string{address, localstack.Default().TemporalUIURL},
+			Addresses: []string{address, localstack.FromEnv().TemporalUIURL},
 		}
 	}
-	server := health.Temporal(ctx, address, localstack.Default().TemporalNamespace)
-	ui := health.TemporalUI(ctx, localstack.Default().TemporalUIURL)
+	server := health.Temporal(ctx, address, localstack.FromEnv().TemporalNamespace)
+	ui := health.TemporalUI(ctx, localstack.FromEnv().TemporalUIURL)
 	res := server
 	res.Component = "temporal"
 	res.Addresses = append(append([]string(nil), server.Addresses...), ui.Addresses...)

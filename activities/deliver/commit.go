@@ -1,0 +1,139 @@
+package deliver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/flowproof/flowproof/internal/errtype"
+	"github.com/flowproof/flowproof/internal/kafkaeos"
+)
+
+// segmentCommit is the offset-commit metadata of a segment: a retried
+// segment that finds its own number here knows its earlier attempt
+// committed, and returns the result recorded with it.
+type segmentCommit struct {
+	Format  string `json:"format"`
+	Segment int    `json:"segment"`
+	// Topic is the enriched topic's id: a commit made for an earlier topic
+	// of the same name (a run id used again) is not this segment's.
+	Topic string `json:"topic"`
+	// From fingerprints the segment's start offsets.
+	From          string `json:"from"`
+	Delivered     int    `json:"delivered"`
+	Batches       int    `json:"batches"`
+	Retries       int    `json:"retries"`
+	TokenRejected bool   `json:"token_rejected,omitempty"`
+	RejectReason  string `json:"reject_reason,omitempty"`
+}
+
+// offsetsFingerprint identifies a segment's start offsets.
+func offsetsFingerprint(offsets map[int32]int64) string {
+	partitions := make([]int32, 0, len(offsets))
+	for p := range offsets {
+		partitions = append(partitions, p)
+	}
+	slices.Sort(partitions)
+	h := sha256.New()
+	for _, p := range partitions {
+		fmt.Fprintf(h, "%d:%d;", p, offsets[p])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// committedSegment looks for this segment's commit in the deliver group's
+// offsets. It must run after the producer fenced earlier attempts, so that
+// no commit of theirs is still pending.
+func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key segmentCommit) (SegmentResult, bool, error) {
+	committed, err := a.kafka.Admin.FetchOffsetsForTopics(kadm.RequireStable(ctx), in.Names.DeliverGroup, in.Names.EnrichedTopic)
+	if err != nil {
+		return SegmentResult{}, false, fmt.Errorf("committed offsets of group %s: %w", in.Names.DeliverGroup, err)
+	}
+	if err := committed.Error(); err != nil {
+		return SegmentResult{}, false, fmt.Errorf("committed offsets of group %s: %w", in.Names.DeliverGroup, err)
+	}
+	var (
+		found  bool
+		meta   segmentCommit
+		result = SegmentResult{Offsets: make(map[int32]int64)}
+	)
+	for p, o := range committed[in.Names.EnrichedTopic] {
+		if o.At < 0 {
+			continue
+		}
+		var m segmentCommit
+		if json.Unmarshal([]byte(o.Metadata), &m) != nil || m.Format != key.Format || m.Segment != key.Segment || m.Topic != key.Topic {
+			continue
+		}
+		if m.From != key.From {
+			return SegmentResult{}, false, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("segment %d of run %s was already committed from other start offsets (fingerprint %s, this attempt %s); segment numbers must not be reused",
+					in.Segment, in.Names.RunID, m.From, key.From), errtype.SegmentReused, nil)
+		}
+		found, meta = true, m
+		result.Offsets[p] = o.At
+	}
+	if !found {
+		return SegmentResult{}, false, nil
+	}
+	result.Delivered, result.Batches, result.Retries = meta.Delivered, meta.Batches, meta.Retries
+	result.TokenRejected, result.RejectReason = meta.TokenRejected, meta.RejectReason
+	return result, true, nil
+}
+
+// commitSegment writes the responses of the accepted batches, in build
+// order, and the deliver group's new offsets (with the result as metadata)
+// in one Kafka transaction.
+func (a *Activities) commitSegment(ctx context.Context, producer *kgo.Client, txnID string, in SegmentInput, key segmentCommit, outcome segmentOutcome, result SegmentResult) (err error) {
+	records := make([]*kgo.Record, 0, len(outcome.accepted))
+	for _, ab := range outcome.accepted {
+		value, err := json.Marshal(ab.record)
+		if err != nil {
+			return fmt.Errorf("encode response of batch %s: %w", ab.batch.id, err)
+		}
+		records = append(records, &kgo.Record{Topic: in.Names.ResponsesTopic, Key: []byte(ab.batch.id), Value: value})
+	}
+	reason := result.RejectReason
+	if len(reason) > maxRejectReasonLen {
+		reason = reason[:maxRejectReasonLen]
+	}
+	commit := key
+	commit.Delivered, commit.Batches, commit.Retries = result.Delivered, result.Batches, result.Retries
+	commit.TokenRejected, commit.RejectReason = result.TokenRejected, reason
+	metadata, err := json.Marshal(commit)
+	if err != nil {
+		return fmt.Errorf("encode commit metadata: %w", err)
+	}
+
+	if err := producer.BeginTransaction(); err != nil {
+		return fmt.Errorf("segment %d: begin transaction %s: %w", in.Segment, txnID, err)
+	}
+	defer func() {
+		// The caller's context may be what failed; the abort must still
+		// reach the broker, or the responses partitions stay blocked for
+		// read_committed readers until the transaction times out.
+		if err != nil {
+			if abortErr := kafkaeos.AbortTransaction(ctx, producer); abortErr != nil {
+				err = errors.Join(err, fmt.Errorf("transaction %s: %w", txnID, abortErr))
+			}
+		}
+	}()
+	if err := producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		return fmt.Errorf("segment %d: write responses to %s: %w", in.Segment, in.Names.ResponsesTopic, err)
+	}
+	if err := kafkaeos.CommitOffsetsInTxn(ctx, producer, txnID, in.Names.DeliverGroup, in.Names.EnrichedTopic, result.Offsets, string(metadata)); err != nil {
+		return fmt.Errorf("segment %d: %w", in.Segment, err)
+	}
+	if err := producer.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("segment %d: commit transaction %s: %w", in.Segment, txnID, err)
+	}
+	return nil
+}

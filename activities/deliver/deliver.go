@@ -1,0 +1,292 @@
+// Package deliver sends a run's enriched messages to the HTTP endpoint, in
+// segments of one token each, and writes the endpoint's answers to the
+// responses topic exactly once. It also obtains the tokens, and seals them
+// so that workflow history only ever holds ciphertext.
+package deliver
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
+	"github.com/flowproof/flowproof/internal/kafkaeos"
+)
+
+// Limits of one delivery segment.
+const (
+	// deliverMaxInFlight is how many HTTP batches may be in flight at once.
+	// At most one per partition is, so that the endpoint receives each
+	// logical queue (which lives in one partition) in order.
+	deliverMaxInFlight = 4
+	// deliverMaxReady bounds the batches built but not yet sent, so the
+	// Kafka reader cannot run far ahead of a slow endpoint.
+	deliverMaxReady = 64
+	// responsesTxnTimeout bounds the segment's Kafka transaction, which is
+	// only open while the responses are written at the segment's end.
+	responsesTxnTimeout = time.Minute
+	// commitMetadataFormat marks the offset-commit metadata a segment writes
+	// (see segmentCommit).
+	commitMetadataFormat = "flowproof.deliver.v1"
+	// maxRejectReasonLen keeps the commit metadata far below Kafka's
+	// offset.metadata.max.bytes (4096 by default).
+	maxRejectReasonLen = 256
+)
+
+// Config is what the worker knows about the token service and the
+// endpoint.
+type Config struct {
+	EndpointURL string
+	TokenURL    string
+	// TokenClientID and TokenClientSecret are the OAuth2 client credentials
+	// for the token service. The secret comes from the environment, never
+	// from workflow input.
+	TokenClientID     string
+	TokenClientSecret string
+	// TokenKey seals tokens before they leave an activity (AES-256-GCM,
+	// TokenKeyBytes long); every worker of a deployment needs the same key.
+	TokenKey []byte
+}
+
+// Activities holds the shared Kafka connection, the token client and the
+// endpoint client. Without an address or a key, the activity that needs it
+// fails with a message saying so, and the other one still works.
+type Activities struct {
+	kafka    *kafkaeos.Conn
+	token    tokenClient
+	endpoint endpointClient
+}
+
+// New builds the token and endpoint clients.
+func New(kafka *kafkaeos.Conn, cfg Config) (*Activities, error) {
+	token, err := newTokenClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	endpoint, err := newEndpointClient(cfg.EndpointURL)
+	if err != nil {
+		return nil, err
+	}
+	return &Activities{kafka: kafka, token: token, endpoint: endpoint}, nil
+}
+
+// SealedToken is a security token encrypted with the workers' token key, so
+// that workflow history (and thus the UI) only ever holds ciphertext.
+type SealedToken struct {
+	Sealed          []byte `json:"sealed"`
+	KeyID           string `json:"key_id"`
+	ExpiresAtUnix   int64  `json:"expires_at_unix"`
+	Quota           int    `json:"quota"`
+	ObtainedAtUnixM int64  `json:"obtained_at_unix_ms"`
+}
+
+// ObtainTokenInput asks the token service for a new token.
+type ObtainTokenInput struct {
+	// Renewal counts the tokens obtained before this one, for logs and UI.
+	Renewal int `json:"renewal"`
+	// Quota asks for a token that allows this many messages; 0 takes the
+	// token service's default. The service caps it at its maximum, and the
+	// granted quota is in SealedToken.Quota.
+	Quota int `json:"quota,omitempty"`
+	// TTLSeconds asks for a shorter lifetime than the service's default; 0
+	// takes the default.
+	TTLSeconds int `json:"ttl_seconds,omitempty"`
+}
+
+// SegmentInput delivers up to MaxMessages enriched messages, starting
+// at Offsets, with one token. The responses are written in one Kafka
+// transaction whose id derives from the run and segment, so a retried
+// segment fences its earlier attempt and starts over from the same offsets.
+type SegmentInput struct {
+	Names       activities.RunNames `json:"names"`
+	Segment     int                 `json:"segment"`
+	Offsets     map[int32]int64     `json:"offsets"`
+	MaxMessages int                 `json:"max_messages"`
+	BatchSize   int                 `json:"batch_size"`
+	Token       SealedToken         `json:"token"`
+	// IdleTimeoutMillis ends the segment early when no enriched message has
+	// arrived for that long (the segment then reports fewer messages).
+	IdleTimeoutMillis int64 `json:"idle_timeout_ms"`
+}
+
+// SegmentResult reports one segment.
+type SegmentResult struct {
+	Offsets   map[int32]int64 `json:"offsets"`
+	Delivered int             `json:"delivered"`
+	Batches   int             `json:"batches"`
+	// Retries counts HTTP requests that were retried (429, 5xx, network).
+	Retries int `json:"retries"`
+	// TokenRejected is true when the endpoint answered 401 (expired or used
+	// up); the segment stopped at the last accepted batch and the workflow
+	// renews the token before the next segment.
+	TokenRejected bool   `json:"token_rejected"`
+	RejectReason  string `json:"reject_reason,omitempty"`
+}
+
+// DeliverSegment sends up to MaxMessages enriched messages to the endpoint
+// with one token and writes one responses record per accepted batch, all in
+// one Kafka transaction (transactional id "<responses topic>.segment-<n>"),
+// together with the deliver group's offsets.
+//
+// A retried segment first fences its earlier attempt (which aborts whatever
+// that attempt had not committed) and then reads the group's committed
+// offsets: when the earlier attempt did commit, their metadata holds its
+// result, which is returned as it was, so a segment is delivered once
+// however often the activity runs.
+func (a *Activities) DeliverSegment(ctx context.Context, in SegmentInput) (SegmentResult, error) {
+	return a.deliverSegment(ctx, in, activities.ReporterOf(ctx))
+}
+
+func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep activities.Reporter) (SegmentResult, error) {
+	bearer, partitions, topicID, err := a.prepareSegment(ctx, in)
+	if err != nil {
+		return SegmentResult{}, err
+	}
+	start := time.Now()
+	txnID := fmt.Sprintf("%s.segment-%d", in.Names.ResponsesTopic, in.Segment)
+	producer, err := a.fenceSegment(ctx, in.Segment, txnID, in.Names.ResponsesTopic)
+	if err != nil {
+		return SegmentResult{}, err
+	}
+	defer producer.Close()
+	fenced := time.Now()
+	key := segmentCommit{Format: commitMetadataFormat, Segment: in.Segment, Topic: topicID, From: offsetsFingerprint(in.Offsets)}
+	if done, found, err := a.committedSegment(ctx, in, key); err != nil {
+		return SegmentResult{}, err
+	} else if found {
+		rep.Log.Info("segment was committed by an earlier attempt; returning its result",
+			"Segment", in.Segment, "Delivered", done.Delivered, "Batches", done.Batches)
+		return done, nil
+	}
+
+	checked := time.Now()
+	outcome, err := a.sendSegment(ctx, in, bearer, partitions, rep)
+	if err != nil {
+		return SegmentResult{}, err
+	}
+	sent := time.Now()
+	result := outcome.result()
+	if len(outcome.accepted) > 0 {
+		if err := a.commitSegment(ctx, producer, txnID, in, key, outcome, result); err != nil {
+			return SegmentResult{}, err
+		}
+	}
+	rep.Log.Info("segment delivered", "Segment", in.Segment, "Delivered", result.Delivered, "Batches", result.Batches,
+		"Retries", result.Retries, "TokenRejected", result.TokenRejected, "RejectReason", result.RejectReason,
+		"Took", time.Since(start), "Fence", fenced.Sub(start), "Check", checked.Sub(fenced),
+		"Send", sent.Sub(checked), "Commit", time.Since(sent))
+	return result, nil
+}
+
+// prepareSegment checks the input and the worker's settings, opens the
+// token and lists the enriched topic's partitions and id.
+func (a *Activities) prepareSegment(ctx context.Context, in SegmentInput) (bearer string, partitions []int32, topicID string, err error) {
+	if err := validateDeliverInput(in); err != nil {
+		return "", nil, "", temporal.NewNonRetryableApplicationError("invalid input: "+err.Error(), errtype.InvalidInput, nil)
+	}
+	if a.endpoint.batchesURL == "" {
+		return "", nil, "", temporal.NewNonRetryableApplicationError("EndpointURL is not configured", errtype.EndpointConfig, nil)
+	}
+	bearer, err = a.token.unseal(in.Token)
+	if err != nil {
+		return "", nil, "", temporal.NewNonRetryableApplicationError(err.Error(), errtype.TokenUnsealable, nil)
+	}
+	partitions, topicID, err = a.topicPartitions(ctx, in.Names.EnrichedTopic)
+	return bearer, partitions, topicID, err
+}
+
+// fenceSegment builds the segment's transactional producer and loads its
+// producer id, which fences every earlier attempt of this segment: the
+// broker aborts its open transaction, if any.
+func (a *Activities) fenceSegment(ctx context.Context, segment int, txnID, responsesTopic string) (*kgo.Client, error) {
+	producer, err := a.kafka.NewClient(
+		kgo.TransactionalID(txnID),
+		kgo.TransactionTimeout(responsesTxnTimeout),
+		kgo.DefaultProduceTopic(responsesTopic),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := producer.ProducerID(ctx); err != nil {
+		producer.Close()
+		return nil, fmt.Errorf("segment %d: init transactional producer %s: %w", segment, txnID, err)
+	}
+	return producer, nil
+}
+
+func validateDeliverInput(in SegmentInput) error {
+	var errs []error
+	for _, f := range []struct{ name, value string }{
+		{"Names.RunID", in.Names.RunID},
+		{"Names.EnrichedTopic", in.Names.EnrichedTopic},
+		{"Names.ResponsesTopic", in.Names.ResponsesTopic},
+		{"Names.DeliverGroup", in.Names.DeliverGroup},
+	} {
+		if f.value == "" {
+			errs = append(errs, fmt.Errorf("DeliverSegmentInput.%s is empty", f.name))
+		}
+	}
+	if in.Segment < 0 {
+		errs = append(errs, fmt.Errorf("DeliverSegmentInput.Segment must not be negative, got %d", in.Segment))
+	}
+	if in.MaxMessages < 1 {
+		errs = append(errs, fmt.Errorf("DeliverSegmentInput.MaxMessages must be at least 1, got %d", in.MaxMessages))
+	}
+	if in.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("DeliverSegmentInput.BatchSize must be at least 1, got %d", in.BatchSize))
+	}
+	if in.IdleTimeoutMillis < 0 {
+		errs = append(errs, fmt.Errorf("DeliverSegmentInput.IdleTimeoutMillis must not be negative, got %d", in.IdleTimeoutMillis))
+	}
+	for p, o := range in.Offsets {
+		if p < 0 || o < 0 {
+			errs = append(errs, fmt.Errorf("DeliverSegmentInput.Offsets[%d] = %d: partitions and offsets must not be negative", p, o))
+		}
+	}
+	if len(in.Token.Sealed) == 0 {
+		errs = append(errs, errors.New("DeliverSegmentInput.Token is empty; obtain a token first"))
+	}
+	return errors.Join(errs...)
+}
+
+// topicPartitions lists the partitions of topic and gives its topic id,
+// which tells a topic from an earlier one of the same name.
+func (a *Activities) topicPartitions(ctx context.Context, topic string) ([]int32, string, error) {
+	topics, err := a.kafka.Admin.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, "", fmt.Errorf("metadata of topic %s: %w", topic, err)
+	}
+	detail, ok := topics[topic]
+	if !ok || errors.Is(detail.Err, kerr.UnknownTopicOrPartition) {
+		return nil, "", fmt.Errorf("topic %s does not exist", topic)
+	}
+	if detail.Err != nil {
+		return nil, "", fmt.Errorf("metadata of topic %s: %w", topic, detail.Err)
+	}
+	partitions := detail.Partitions.Numbers()
+	if len(partitions) == 0 {
+		return nil, "", fmt.Errorf("topic %s has no partitions", topic)
+	}
+	slices.Sort(partitions)
+	return partitions, hex.EncodeToString(detail.ID[:]), nil
+}
+
+// annotate prefixes err's message with context. A Temporal ApplicationError
+// is rebuilt rather than wrapped: Temporal decides about retries by the
+// outermost error only, so wrapping a non-retryable error would make it
+// retryable.
+func annotate(err error, prefix string) error {
+	if appErr, ok := err.(*temporal.ApplicationError); ok {
+		return temporal.NewApplicationErrorWithOptions(prefix+": "+appErr.Message(), appErr.Type(),
+			temporal.ApplicationErrorOptions{NonRetryable: appErr.NonRetryable(), Cause: appErr.Unwrap()})
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
+}

@@ -1,0 +1,339 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
+)
+
+// deliverProgress is the heartbeat of a segment.
+type deliverProgress struct {
+	Delivered int `json:"delivered"`
+	Batches   int `json:"batches"`
+	Retries   int `json:"retries"`
+	InFlight  int `json:"in_flight"`
+}
+
+// segmentOutcome is what the consume-and-send phase of a segment achieved.
+type segmentOutcome struct {
+	accepted     []acceptedBatch // by batch index
+	offsets      map[int32]int64
+	delivered    int
+	rejectReason string
+	retries      int
+}
+
+type acceptedBatch struct {
+	batch  *deliveryBatch
+	record responseRecord
+}
+
+// result is the activity's result for the outcome.
+func (o segmentOutcome) result() SegmentResult {
+	return SegmentResult{
+		Offsets:       o.offsets,
+		Delivered:     o.delivered,
+		Batches:       len(o.accepted),
+		Retries:       o.retries,
+		TokenRejected: o.rejectReason != "",
+		RejectReason:  o.rejectReason,
+	}
+}
+
+// sentBatch is the endpoint's answer to one posted batch.
+type sentBatch struct {
+	batch   *deliveryBatch
+	outcome postOutcome
+	err     error
+}
+
+// segmentSender runs one segment's loop: records come in from the reader,
+// are cut into batches, and the batches are posted in build order, at most
+// deliverMaxInFlight at once and one per partition. Only the loop touches
+// its fields, except the counters, which the heartbeat reads.
+type segmentSender struct {
+	in     SegmentInput
+	bearer string
+	poster *batchPoster
+	log    log.Logger
+	// sendCtx is shared by the posts; stopSending ends them on the first
+	// error, stopReading ends the reader.
+	sendCtx     context.Context
+	stopSending context.CancelFunc
+	stopReading context.CancelFunc
+
+	builder   *batchBuilder
+	ready     []*deliveryBatch
+	busy      map[int32]bool
+	completed chan sentBatch
+	accepted  []acceptedBatch
+	rejection string
+	firstErr  error
+	stopped   bool
+	inputDone bool
+
+	delivered, batches, inFlight, retries atomic.Int64
+}
+
+// sendSegment reads enriched records from the segment's offsets, cuts them
+// into batches and posts them, until MaxMessages were read, the topic was
+// idle for IdleTimeoutMillis, or the endpoint refused the token.
+func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer string, partitions []int32, rep activities.Reporter) (segmentOutcome, error) {
+	consumer, err := a.segmentConsumer(in, partitions)
+	if err != nil {
+		return segmentOutcome{}, err
+	}
+	defer consumer.Close()
+
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	sendCtx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	s := &segmentSender{
+		in: in, bearer: bearer, log: rep.Log,
+		sendCtx: sendCtx, stopSending: stopSending, stopReading: stopReading,
+		builder:   newBatchBuilder(in.Names.RunID, in.BatchSize),
+		busy:      make(map[int32]bool),
+		completed: make(chan sentBatch, deliverMaxInFlight),
+	}
+	s.poster = a.endpoint.poster(rep.Log, &s.retries)
+
+	records := make(chan []*kgo.Record)
+	readerDone := make(chan error, 1)
+	go func() {
+		readerDone <- readEnriched(readCtx, consumer, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
+		close(records)
+	}()
+	stopHeartbeat := rep.HeartbeatEvery(ctx, s.progress)
+	s.run(ctx, records, readerDone)
+	stopHeartbeat()
+
+	if s.firstErr != nil {
+		return segmentOutcome{}, annotate(s.firstErr, fmt.Sprintf("segment %d", in.Segment))
+	}
+	if ctx.Err() != nil {
+		return segmentOutcome{}, fmt.Errorf("segment %d: %w", in.Segment, ctx.Err())
+	}
+	return s.outcome(), nil
+}
+
+// segmentConsumer reads the enriched topic's partitions from the segment's
+// offsets (the start where it has none), read_committed.
+func (a *Activities) segmentConsumer(in SegmentInput, partitions []int32) (*kgo.Client, error) {
+	startOffsets := make(map[int32]kgo.Offset, len(partitions))
+	for _, p := range partitions {
+		if o, ok := in.Offsets[p]; ok {
+			startOffsets[p] = kgo.NewOffset().At(o)
+		} else {
+			startOffsets[p] = kgo.NewOffset().AtStart()
+		}
+	}
+	return a.kafka.NewClient(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{in.Names.EnrichedTopic: startOffsets}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		// A start offset outside the partition means the workflow's offsets
+		// do not belong to this topic; silently reading from the start or
+		// the end would deliver messages twice or never.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	)
+}
+
+// run loops until the input ended and no batch is in flight, and either
+// every batch was sent or the segment stopped.
+func (s *segmentSender) run(ctx context.Context, records <-chan []*kgo.Record, readerDone <-chan error) {
+	ctxDone := ctx.Done()
+	for {
+		s.dispatch()
+		if s.inputDone && s.inFlight.Load() == 0 && (s.stopped || len(s.ready) == 0) {
+			return
+		}
+		// Read on only while the built batches are few.
+		var recordsIn <-chan []*kgo.Record
+		if !s.inputDone && !s.stopped && len(s.ready) < deliverMaxReady {
+			recordsIn = records
+		}
+		select {
+		case recs := <-recordsIn:
+			s.addRecords(recs)
+		case err := <-readerDone:
+			s.inputDone = true
+			// Drain the channel the reader closes after reporting.
+			for range records {
+			}
+			if err != nil && !s.stopped {
+				s.stop(err)
+			}
+			if !s.stopped {
+				s.ready = append(s.ready, s.builder.flush()...)
+			}
+		case done := <-s.completed:
+			s.complete(done)
+		case <-ctxDone:
+			// Only once: the loop goes on until the in-flight batches,
+			// whose requests share ctx, have come back.
+			ctxDone = nil
+			s.stop(ctx.Err())
+		}
+	}
+}
+
+// stop ends reading and sending; err (if any) is the segment's error, and
+// only the first is kept: later ones are its consequences.
+func (s *segmentSender) stop(err error) {
+	if s.firstErr == nil && err != nil {
+		s.firstErr = err
+		s.stopSending()
+	}
+	s.stopped = true
+	s.stopReading()
+}
+
+// dispatch posts ready batches in build order, one per partition at a time.
+func (s *segmentSender) dispatch() {
+	for !s.stopped && s.inFlight.Load() < deliverMaxInFlight {
+		i := slices.IndexFunc(s.ready, func(b *deliveryBatch) bool { return !s.busy[b.partition] })
+		if i < 0 {
+			return
+		}
+		batch := s.ready[i]
+		s.ready = slices.Delete(s.ready, i, i+1)
+		body, err := batchRequestBody(batch)
+		if err != nil {
+			s.stop(err)
+			return
+		}
+		s.busy[batch.partition] = true
+		s.inFlight.Add(1)
+		go func() {
+			outcome, err := s.poster.postBatch(s.sendCtx, s.bearer, batch, body)
+			s.completed <- sentBatch{batch, outcome, err}
+		}()
+	}
+}
+
+// addRecords checks records against the contract and adds them to their
+// partitions' batches.
+func (s *segmentSender) addRecords(records []*kgo.Record) {
+	for _, r := range records {
+		m, err := decodeEnriched(r, s.in.Names.RunID)
+		if err != nil {
+			s.stop(temporal.NewNonRetryableApplicationError(err.Error(), errtype.ContractViolation, nil))
+			return
+		}
+		if full := s.builder.add(r.Partition, r.Offset, m); full != nil {
+			s.ready = append(s.ready, full)
+		}
+	}
+}
+
+// complete takes the endpoint's answer to a batch: an error stops the
+// segment, a refused token ends it, an answer is checked and kept.
+func (s *segmentSender) complete(done sentBatch) {
+	s.inFlight.Add(-1)
+	s.busy[done.batch.partition] = false
+	switch {
+	case done.err != nil:
+		s.stop(done.err)
+	case done.outcome.rejectReason != "":
+		if s.rejection == "" {
+			s.rejection = done.outcome.rejectReason
+			s.log.Info("endpoint refused the token; ending the segment", "Segment", s.in.Segment,
+				"Reason", s.rejection, "BatchID", done.batch.id)
+		}
+		s.stop(nil)
+	default:
+		rec, err := newResponseRecord(s.in.Names.RunID, done.batch, done.outcome.answer)
+		if err != nil {
+			s.stop(temporal.NewNonRetryableApplicationError(err.Error(), errtype.ContractViolation, nil))
+			return
+		}
+		s.accepted = append(s.accepted, acceptedBatch{done.batch, rec})
+		s.delivered.Add(int64(len(done.batch.messages)))
+		s.batches.Add(1)
+	}
+}
+
+// progress is the heartbeat detail; it reads only the counters.
+func (s *segmentSender) progress() any {
+	return deliverProgress{Delivered: int(s.delivered.Load()), Batches: int(s.batches.Load()), Retries: int(s.retries.Load()), InFlight: int(s.inFlight.Load())}
+}
+
+// outcome sums up a segment that ended without error. Each partition's
+// accepted batches are a prefix of its batches (one in flight per
+// partition, none sent after a refusal), so the next offset to read is just
+// past the last accepted one.
+func (s *segmentSender) outcome() segmentOutcome {
+	slices.SortFunc(s.accepted, func(x, y acceptedBatch) int { return x.batch.index - y.batch.index })
+	offsets := make(map[int32]int64, len(s.in.Offsets)+len(s.accepted))
+	for p, o := range s.in.Offsets {
+		offsets[p] = o
+	}
+	for _, ab := range s.accepted {
+		offsets[ab.batch.partition] = ab.batch.lastOffset + 1
+	}
+	return segmentOutcome{
+		accepted:     s.accepted,
+		offsets:      offsets,
+		delivered:    int(s.delivered.Load()),
+		rejectReason: s.rejection,
+		retries:      int(s.retries.Load()),
+	}
+}
+
+// readEnriched polls records until max were read, nothing arrived for idle
+// (0: no limit), or ctx ends, and sends them to out. It returns nil when the
+// segment's input ended normally.
+func readEnriched(ctx context.Context, consumer *kgo.Client, maxRecords int, idle time.Duration, out chan<- []*kgo.Record) error {
+	read := 0
+	lastArrival := time.Now()
+	for read < maxRecords {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if idle > 0 {
+			pollCtx, cancel = context.WithDeadline(ctx, lastArrival.Add(idle))
+		}
+		fetches := consumer.PollRecords(pollCtx, maxRecords-read)
+		cancel()
+		if ctx.Err() != nil {
+			return nil // the caller stopped reading and knows why
+		}
+		var fetchErr error
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if fetchErr == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				fetchErr = fmt.Errorf("fetch %s[%d]: %w", topic, partition, err)
+			}
+		})
+		if errors.Is(fetchErr, kerr.OffsetOutOfRange) {
+			return temporal.NewNonRetryableApplicationError(fetchErr.Error()+"; the segment's start offsets are outside the topic", errtype.OffsetOutOfRange, fetchErr)
+		}
+		if fetchErr != nil {
+			return fetchErr
+		}
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			if idle > 0 && time.Since(lastArrival) >= idle {
+				return nil
+			}
+			continue
+		}
+		lastArrival = time.Now()
+		read += len(recs)
+		select {
+		case out <- recs:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}

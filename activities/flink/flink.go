@@ -1,0 +1,241 @@
+// Package flink starts a run's two Flink SQL jobs (enrich and split)
+// through the SQL Gateway and waits until they run.
+package flink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/flinksql"
+	"github.com/flowproof/flowproof/internal/errtype"
+)
+
+// Activities holds the Flink clients and the Kafka brokers the jobs read
+// and write: the SQL Gateway submits the jobs' SQL, the JobManager watches
+// them. Either client is nil when the worker lacks its address; the
+// activity then fails with a message saying so.
+type Activities struct {
+	brokers []string
+	gateway *flinksql.Gateway
+	jobs    *flinksql.JobManager
+}
+
+// New returns the Flink activities.
+func New(kafkaBrokers []string, gateway *flinksql.Gateway, jobs *flinksql.JobManager) *Activities {
+	return &Activities{brokers: kafkaBrokers, gateway: gateway, jobs: jobs}
+}
+
+// SubmitInput starts the enrich and split jobs of a run.
+type SubmitInput struct {
+	Names                    activities.RunNames `json:"names"`
+	Parallelism              int                 `json:"parallelism"`
+	CheckpointIntervalMillis int64               `json:"checkpoint_interval_ms"`
+}
+
+// transactionalIDPrefix is the exactly-once sink's prefix for a job. It
+// stays the same when the job is submitted again for the same run, so the
+// new job's sink aborts what an earlier one left open.
+func transactionalIDPrefix(jobName string) string { return jobName + ".txn" }
+
+// SubmitFlinkJobs starts the run's enrich job (raw -> enriched) and split
+// job (responses -> final) through the SQL Gateway and waits until both run
+// with all their tasks. A job of the same name that is already running
+// (submitted by an earlier attempt whose answer was lost) is reused rather
+// than submitted again, since two copies would write every record twice.
+func (a *Activities) SubmitFlinkJobs(ctx context.Context, in SubmitInput) (activities.FlinkJobs, error) {
+	if err := validateSubmitFlinkJobs(in); err != nil {
+		return activities.FlinkJobs{}, temporal.NewNonRetryableApplicationError("invalid input: "+err.Error(), errtype.InvalidInput, nil)
+	}
+	if a.gateway == nil || a.jobs == nil {
+		return activities.FlinkJobs{}, temporal.NewNonRetryableApplicationError("SQLGatewayURL and FlinkURL must both be configured", errtype.FlinkConfig, nil)
+	}
+	start := time.Now()
+	rep := activities.ReporterOf(ctx)
+	var stage atomic.Value // read by the heartbeat goroutine
+	stage.Store("looking for running jobs")
+	defer rep.HeartbeatEvery(ctx, func() any { return stage.Load() })()
+
+	jobs := activities.FlinkJobsOf(in.Names)
+	var err error
+	if jobs.EnrichJobID, err = a.runningJob(ctx, jobs.EnrichJobName, rep); err != nil {
+		return activities.FlinkJobs{}, err
+	}
+	if jobs.SplitJobID, err = a.runningJob(ctx, jobs.SplitJobName, rep); err != nil {
+		return activities.FlinkJobs{}, err
+	}
+	reused := compact(jobs.EnrichJobID, jobs.SplitJobID)
+	if jobs.EnrichJobID == "" || jobs.SplitJobID == "" {
+		if err := a.submitMissing(ctx, in, &jobs, &stage, rep); err != nil {
+			return activities.FlinkJobs{}, err
+		}
+	}
+	for _, job := range []struct{ name, id string }{{jobs.EnrichJobName, jobs.EnrichJobID}, {jobs.SplitJobName, jobs.SplitJobID}} {
+		stage.Store("waiting for " + job.name + " to run")
+		if err := a.waitJobRunning(ctx, job.id); err != nil {
+			return activities.FlinkJobs{}, fmt.Errorf("job %s (%s): %w", job.name, job.id, err)
+		}
+	}
+	jobs.SubmitToRunningMillis = time.Since(start).Milliseconds()
+	rep.Log.Info("Flink jobs running", "EnrichJobID", jobs.EnrichJobID, "SplitJobID", jobs.SplitJobID,
+		"Reused", reused, "SubmitToRunningMillis", jobs.SubmitToRunningMillis)
+	return jobs, nil
+}
+
+// submitMissing submits, in one SQL Gateway session, the jobs of jobs that
+// have no id yet, and sets their ids.
+func (a *Activities) submitMissing(ctx context.Context, in SubmitInput, jobs *activities.FlinkJobs, stage *atomic.Value, rep activities.Reporter) error {
+	props := map[string]string{
+		"execution.runtime-mode":           "streaming",
+		"execution.checkpointing.interval": strconv.FormatInt(in.CheckpointIntervalMillis, 10) + " ms",
+	}
+	if in.Parallelism > 0 {
+		props["parallelism.default"] = strconv.Itoa(in.Parallelism)
+	}
+	stage.Store("opening SQL Gateway session")
+	session, err := a.gateway.OpenSession(ctx, flinksql.SessionConfig{Name: "flowproof-" + in.Names.RunID, Properties: props})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Jobs outlive their session; closing it only frees the gateway.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := session.Close(closeCtx); err != nil {
+			rep.Log.Warn("close SQL Gateway session", "Error", err)
+		}
+	}()
+	settings := func(name, source, sink, group string) flinksql.JobSettings {
+		return flinksql.JobSettings{
+			Name:                  name,
+			Brokers:               a.brokers,
+			SourceTopic:           source,
+			SinkTopic:             sink,
+			GroupID:               group,
+			TransactionalIDPrefix: transactionalIDPrefix(name),
+			Parallelism:           in.Parallelism,
+			CheckpointInterval:    time.Duration(in.CheckpointIntervalMillis) * time.Millisecond,
+		}
+	}
+	if jobs.EnrichJobID == "" {
+		stage.Store("submitting enrich job")
+		job := flinksql.EnrichJob(settings(jobs.EnrichJobName, in.Names.RawTopic, in.Names.EnrichedTopic, in.Names.EnrichGroup))
+		if jobs.EnrichJobID, err = session.SubmitJob(ctx, job); err != nil {
+			return fmt.Errorf("submit enrich job %s: %w", jobs.EnrichJobName, err)
+		}
+	}
+	if jobs.SplitJobID == "" {
+		stage.Store("submitting split job")
+		job := flinksql.SplitJob(settings(jobs.SplitJobName, in.Names.ResponsesTopic, in.Names.FinalTopic, in.Names.SplitGroup))
+		if jobs.SplitJobID, err = session.SubmitJob(ctx, job); err != nil {
+			return fmt.Errorf("submit split job %s: %w", jobs.SplitJobName, err)
+		}
+	}
+	return nil
+}
+
+// compact drops the empty values.
+func compact(values ...string) []string {
+	out := []string{}
+	for _, v := range values {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func validateSubmitFlinkJobs(in SubmitInput) error {
+	var errs []error
+	for _, f := range []struct{ name, value string }{
+		{"Names.RunID", in.Names.RunID},
+		{"Names.RawTopic", in.Names.RawTopic},
+		{"Names.EnrichedTopic", in.Names.EnrichedTopic},
+		{"Names.ResponsesTopic", in.Names.ResponsesTopic},
+		{"Names.FinalTopic", in.Names.FinalTopic},
+		{"Names.EnrichGroup", in.Names.EnrichGroup},
+		{"Names.SplitGroup", in.Names.SplitGroup},
+	} {
+		if f.value == "" {
+			errs = append(errs, fmt.Errorf("SubmitFlinkJobsInput.%s is empty", f.name))
+		}
+	}
+	if in.Names.EnrichGroup != "" && in.Names.EnrichGroup == in.Names.SplitGroup {
+		errs = append(errs, fmt.Errorf("SubmitFlinkJobsInput.Names: EnrichGroup and SplitGroup are both %q; they name the two jobs and must differ", in.Names.EnrichGroup))
+	}
+	if in.Parallelism < 0 {
+		errs = append(errs, fmt.Errorf("SubmitFlinkJobsInput.Parallelism must not be negative (0: cluster default), got %d", in.Parallelism))
+	}
+	if in.CheckpointIntervalMillis < flinksql.MinCheckpointInterval.Milliseconds() {
+		errs = append(errs, fmt.Errorf("SubmitFlinkJobsInput.CheckpointIntervalMillis must be at least %d, got %d",
+			flinksql.MinCheckpointInterval.Milliseconds(), in.CheckpointIntervalMillis))
+	}
+	return errors.Join(errs...)
+}
+
+// runningJob returns the id of the not yet finished job named name, or ""
+// if there is none. Should there be several (two attempts that raced), the
+// oldest is kept and the others are cancelled, so the run never has two
+// copies of a job writing the same output.
+func (a *Activities) runningJob(ctx context.Context, name string, rep activities.Reporter) (string, error) {
+	all, err := a.jobs.Jobs(ctx)
+	if err != nil {
+		return "", fmt.Errorf("look for running job %s: %w", name, err)
+	}
+	var live []flinksql.JobSummary
+	for _, j := range all {
+		if j.Name == name && !j.State.Terminal() {
+			live = append(live, j)
+		}
+	}
+	if len(live) == 0 {
+		return "", nil
+	}
+	slices.SortFunc(live, func(x, y flinksql.JobSummary) int { return int(x.Start - y.Start) })
+	for _, extra := range live[1:] {
+		rep.Log.Warn("cancelling a second copy of a Flink job", "Job", name, "Kept", live[0].ID, "Cancelled", extra.ID)
+		if err := a.jobs.Cancel(ctx, extra.ID); err != nil {
+			return "", fmt.Errorf("cancel second copy %s of job %s: %w", extra.ID, name, err)
+		}
+	}
+	return live[0].ID, nil
+}
+
+// waitJobRunning waits until the job is RUNNING and so is each of its
+// tasks: a job is RUNNING as soon as it is scheduled, while its tasks may
+// still be deploying and reading nothing.
+func (a *Activities) waitJobRunning(ctx context.Context, id string) error {
+	if _, err := a.jobs.WaitForState(ctx, id, flinksql.JobRunning); err != nil {
+		return err
+	}
+	for {
+		job, err := a.jobs.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if job.State != flinksql.JobRunning {
+			return fmt.Errorf("job left RUNNING for %s while its tasks were starting", job.State)
+		}
+		waiting := 0
+		for _, v := range job.Vertices {
+			if v.Status != string(flinksql.JobRunning) {
+				waiting++
+			}
+		}
+		if waiting == 0 {
+			return nil
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d tasks not yet running: %w", waiting, len(job.Vertices), ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,137 @@
+package kafkaadmin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/errtype"
+	"github.com/flowproof/flowproof/internal/kafkaeos"
+)
+
+// PollLagInput names the groups whose lag is read.
+type PollLagInput struct {
+	Names activities.RunNames `json:"names"`
+}
+
+// LagSample is the consumer lag of the run's groups at one moment.
+type LagSample struct {
+	AtUnixMillis int64 `json:"at_unix_ms"`
+	Enrich       int64 `json:"enrich"`
+	Deliver      int64 `json:"deliver"`
+	Split        int64 `json:"split"`
+}
+
+// Max is the largest lag of the sample, the one backpressure acts on.
+func (l LagSample) Max() int64 { return max(l.Enrich, l.Deliver, l.Split) }
+
+// PollLag reads the consumer lag of the run's three groups: enrich on the
+// raw topic, deliver on the enriched topic, split on the responses topic.
+//
+// The lag of a partition is its last stable offset (the end a read_committed
+// reader can reach) minus the group's committed offset. A partition the group
+// has not committed yet, and a group that does not exist yet, count as
+// entirely unconsumed (end minus start): before the first Flink checkpoint
+// the enrich job has read nothing as far as anyone can prove, and reporting
+// zero there would let production run ahead unchecked.
+//
+// The figure over-counts a little on transactional topics, and all three are
+// transactional: each committed transaction leaves a commit marker that
+// occupies an offset in every partition it touched. A consumer that has read
+// every record may have committed the offset of that marker rather than the
+// one after it, so the lag stays at one per such partition even when nothing
+// is left to read. That is at most the partition count, small against any
+// backpressure threshold. Records of aborted transactions (a retried chunk)
+// also count until a consumer has skipped past them. Neither is subtracted,
+// because which offsets are markers or aborted cannot be known without
+// reading the partitions.
+func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, error) {
+	groups := []struct{ field, group, topic string }{
+		{"names.enrich_group", in.Names.EnrichGroup, in.Names.RawTopic},
+		{"names.deliver_group", in.Names.DeliverGroup, in.Names.EnrichedTopic},
+		{"names.split_group", in.Names.SplitGroup, in.Names.ResponsesTopic},
+	}
+	for _, g := range groups {
+		switch {
+		case g.group == "":
+			return LagSample{}, errtype.InvalidInputf("%s is empty", g.field)
+		case g.topic == "":
+			return LagSample{}, errtype.InvalidInputf("the topic that %s reads is empty", g.field)
+		}
+	}
+	topics := []string{in.Names.RawTopic, in.Names.EnrichedTopic, in.Names.ResponsesTopic}
+	// kadm finds partition leaders in the client's metadata cache, which
+	// may be seconds behind (a leader moved, a topic was just created);
+	// refreshing it first costs one request per poll.
+	if _, err := kafkaeos.FreshTopicDetails(ctx, a.kafka.Client, topics...); err != nil {
+		return LagSample{}, err
+	}
+	starts, err := a.kafka.Admin.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return LagSample{}, fmt.Errorf("list start offsets: %w", err)
+	}
+	ends, err := a.kafka.Admin.ListCommittedOffsets(ctx, topics...)
+	if err != nil {
+		return LagSample{}, fmt.Errorf("list last stable offsets: %w", err)
+	}
+
+	at := time.Now()
+	lags := make([]int64, len(groups))
+	for i, g := range groups {
+		committed, err := a.committedOffsets(ctx, g.group)
+		if err != nil {
+			return LagSample{}, err
+		}
+		lag, err := topicLag(g.topic, starts, ends, committed)
+		if err != nil {
+			return LagSample{}, fmt.Errorf("lag of group %s: %w", g.group, err)
+		}
+		lags[i] = lag
+	}
+	return LagSample{AtUnixMillis: at.UnixMilli(), Enrich: lags[0], Deliver: lags[1], Split: lags[2]}, nil
+}
+
+// committedOffsets fetches a group's committed offsets; a group that does
+// not exist has none.
+func (a *Activities) committedOffsets(ctx context.Context, group string) (kadm.OffsetResponses, error) {
+	committed, err := a.kafka.Admin.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
+	}
+	return committed, nil
+}
+
+// topicLag sums, over the partitions of topic, the end offset minus the
+// committed offset, or minus the start offset where nothing is committed.
+func topicLag(topic string, starts, ends kadm.ListedOffsets, committed kadm.OffsetResponses) (int64, error) {
+	partitions, ok := ends[topic]
+	if !ok {
+		return 0, fmt.Errorf("topic %s: no end offsets listed (does it exist?)", topic)
+	}
+	var total int64
+	for partition, end := range partitions {
+		if end.Err != nil {
+			return 0, fmt.Errorf("topic %s partition %d: end offset: %w", topic, partition, end.Err)
+		}
+		start, ok := starts.Lookup(topic, partition)
+		if !ok || start.Err != nil {
+			return 0, fmt.Errorf("topic %s partition %d: no start offset (%v)", topic, partition, start.Err)
+		}
+		consumedTo := start.Offset
+		if c, ok := committed.Lookup(topic, partition); ok && c.Err == nil && c.At >= 0 {
+			// Records below the start offset are gone (retention), so
+			// they are not lag either.
+			consumedTo = max(c.At, start.Offset)
+		}
+		total += max(0, end.Offset-consumedTo)
+	}
+	return total, nil
+}

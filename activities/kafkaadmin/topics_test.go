@@ -1,0 +1,66 @@
+package kafkaadmin
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/flowproof/flowproof/activities/internal/activitytest"
+)
+
+func TestRunTopicSpecs(t *testing.T) {
+	in := PrepareTopicsInput{Names: activitytest.Names("r"), Partitions: 12, ReplicationFactor: 3}
+	specs := map[string]topicSpec{}
+	for _, s := range runTopicSpecs(in) {
+		specs[s.name] = s
+	}
+	if len(specs) != 5 {
+		t.Fatalf("%d specs, want 5", len(specs))
+	}
+	for _, name := range []string{in.Names.RawTopic, in.Names.EnrichedTopic, in.Names.ResponsesTopic, in.Names.FinalTopic} {
+		if specs[name].partitions != 12 {
+			t.Errorf("%s: %d partitions, want 12", name, specs[name].partitions)
+		}
+		if got := specs[name].configs["min.insync.replicas"]; got == nil || *got != "2" {
+			t.Errorf("%s: min.insync.replicas %v, want 2", name, got)
+		}
+	}
+	ledger := specs[in.Names.LedgerTopic]
+	if ledger.partitions != 1 || *ledger.configs["cleanup.policy"] != "compact" {
+		t.Errorf("ledger spec %+v", ledger)
+	}
+	if got := specs[in.Names.FinalTopic].configs["message.timestamp.type"]; got == nil || *got != "LogAppendTime" {
+		t.Errorf("final topic timestamp type %v", got)
+	}
+	if got := specs[in.Names.RawTopic].configs["message.timestamp.type"]; got != nil {
+		t.Errorf("raw topic should keep CreateTime, has %s", *got)
+	}
+
+	single := runTopicSpecs(PrepareTopicsInput{Names: activitytest.Names("r"), Partitions: 1, ReplicationFactor: 1})
+	if _, set := single[0].configs["min.insync.replicas"]; set {
+		t.Error("min.insync.replicas set with one replica")
+	}
+}
+
+func TestValidatePrepareTopicsNamesTheField(t *testing.T) {
+	valid := PrepareTopicsInput{Names: activitytest.Names("r"), Partitions: 100, ReplicationFactor: 3}
+	if err := validatePrepareTopics(valid); err != nil {
+		t.Fatalf("valid input rejected: %v", err)
+	}
+	for field, mutate := range map[string]func(*PrepareTopicsInput){
+		"names.final_topic":  func(in *PrepareTopicsInput) { in.Names.FinalTopic = "" },
+		"names.ledger_topic": func(in *PrepareTopicsInput) { in.Names.LedgerTopic = in.Names.RawTopic },
+		"partitions":         func(in *PrepareTopicsInput) { in.Partitions = 0 },
+		"replication_factor": func(in *PrepareTopicsInput) { in.ReplicationFactor = 0 },
+	} {
+		in := valid
+		mutate(&in)
+		err := validatePrepareTopics(in)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || !appErr.NonRetryable() || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: got %v", field, err)
+		}
+	}
+}

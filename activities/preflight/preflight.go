@@ -1,0 +1,122 @@
+// Package preflight checks, before a run starts, that every component it
+// needs answers as only a working one can (see internal/health for the
+// checks themselves).
+package preflight
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/flowproof/flowproof/internal/errtype"
+	"github.com/flowproof/flowproof/internal/health"
+)
+
+// Config is the address of every component a run needs; an empty address
+// makes that component's check fail with a message saying so.
+type Config struct {
+	KafkaBrokers      []string
+	FlinkURL          string
+	SQLGatewayURL     string
+	TemporalAddress   string
+	TemporalNamespace string
+	EndpointURL       string
+	TokenURL          string
+}
+
+// Activities checks the components of Config; it holds no client, since
+// every check dials afresh.
+type Activities struct {
+	cfg Config
+}
+
+// New returns the health activities for cfg.
+func New(cfg Config) *Activities { return &Activities{cfg: cfg} }
+
+// CheckHealthInput says what a healthy stack has.
+type CheckHealthInput struct {
+	WantBrokers      int `json:"want_brokers"`
+	WantTaskManagers int `json:"want_task_managers"`
+}
+
+// CheckHealthResult lists every component's check.
+type CheckHealthResult struct {
+	Components []health.Result `json:"components"`
+}
+
+// CheckHealth checks every component a run needs, all at once: the Kafka
+// brokers and controller, the Flink JobManager (TaskManagers, free slots),
+// the SQL Gateway, Temporal, the endpoint and the token service.
+//
+// When any component is unhealthy it fails with a retryable
+// errtype.Unhealthy error (a component may still be starting; the workflow
+// bounds the attempts) naming each unhealthy component and why, and carrying
+// the full result as details, because Temporal drops the result of a failed
+// activity.
+func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (CheckHealthResult, error) {
+	if in.WantBrokers < 0 || in.WantTaskManagers < 0 {
+		return CheckHealthResult{}, errtype.InvalidInputf("CheckHealthInput: WantBrokers (%d) and WantTaskManagers (%d) must not be negative", in.WantBrokers, in.WantTaskManagers)
+	}
+	wantBrokers, wantTaskManagers := max(in.WantBrokers, 1), max(in.WantTaskManagers, 1)
+	cfg := a.cfg
+	checks := []struct {
+		component string
+		address   string
+		check     func(context.Context) health.Result
+	}{
+		{"kafka", strings.Join(cfg.KafkaBrokers, ","), func(ctx context.Context) health.Result {
+			return health.Kafka(ctx, cfg.KafkaBrokers, wantBrokers)
+		}},
+		{"flink-jobmanager", cfg.FlinkURL, func(ctx context.Context) health.Result {
+			return health.FlinkJobManager(ctx, cfg.FlinkURL, wantTaskManagers)
+		}},
+		{"sql-gateway", cfg.SQLGatewayURL, func(ctx context.Context) health.Result {
+			return health.SQLGateway(ctx, cfg.SQLGatewayURL)
+		}},
+		{"temporal", cfg.TemporalAddress, func(ctx context.Context) health.Result {
+			return health.Temporal(ctx, cfg.TemporalAddress, cfg.TemporalNamespace)
+		}},
+		{"endpoint", cfg.EndpointURL, func(ctx context.Context) health.Result {
+			return health.HTTPService(ctx, "endpoint", cfg.EndpointURL)
+		}},
+		{"token-service", cfg.TokenURL, func(ctx context.Context) health.Result {
+			return health.HTTPService(ctx, "token-service", cfg.TokenURL)
+		}},
+	}
+
+	results := make([]health.Result, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		if c.address == "" {
+			results[i] = health.Result{Component: c.component, Detail: "no address configured for the worker"}
+			continue
+		}
+		wg.Go(func() { results[i] = c.check(ctx) })
+	}
+	wg.Wait()
+
+	res := CheckHealthResult{Components: results}
+	if err := unhealthyError(res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// unhealthyError names every unhealthy component with its detail, or is nil.
+func unhealthyError(res CheckHealthResult) error {
+	var unhealthy []string
+	for _, r := range res.Components {
+		if !r.Healthy {
+			unhealthy = append(unhealthy, fmt.Sprintf("%s: %s", r.Component, r.Detail))
+		}
+	}
+	if len(unhealthy) == 0 {
+		return nil
+	}
+	return temporal.NewApplicationError(
+		fmt.Sprintf("%d of %d components unhealthy: %s", len(unhealthy), len(res.Components), strings.Join(unhealthy, "; ")),
+		errtype.Unhealthy, res)
+}

@@ -1,0 +1,144 @@
+// Package wiring builds every activity struct of flowproof from one worker
+// configuration and lists them for registration, so the worker and the
+// end-to-end tests build them the same way.
+package wiring
+
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/activities/flink"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/preflight"
+	"github.com/flowproof/flowproof/activities/produce"
+	"github.com/flowproof/flowproof/activities/verify"
+	"github.com/flowproof/flowproof/flinksql"
+	"github.com/flowproof/flowproof/internal/kafkaeos"
+)
+
+// Config is what the worker knows about the systems a run touches.
+type Config struct {
+	KafkaBrokers []string
+	// KafkaOptions are added to every Kafka client (TLS, SASL).
+	KafkaOptions []kgo.Opt
+
+	FlinkURL      string
+	SQLGatewayURL string
+
+	TemporalAddress   string
+	TemporalNamespace string
+
+	EndpointURL string
+	TokenURL    string
+	// TokenClientID and TokenClientSecret are the OAuth2 client credentials
+	// for the token service. The secret comes from the environment, never
+	// from workflow input.
+	TokenClientID     string
+	TokenClientSecret string
+	// TokenKey seals tokens before they leave an activity (AES-256-GCM,
+	// deliver.TokenKeyBytes long); every worker of a deployment needs the
+	// same key.
+	TokenKey []byte
+}
+
+// Activities are the activity structs of one worker; they share one Kafka
+// connection, which Close releases.
+type Activities struct {
+	Preflight  *preflight.Activities
+	KafkaAdmin *kafkaadmin.Activities
+	Flink      *flink.Activities
+	Produce    *produce.Activities
+	Deliver    *deliver.Activities
+	Verify     *verify.Activities
+
+	kafka *kafkaeos.Conn
+}
+
+// New builds the clients once. Without the Flink, endpoint or token
+// service addresses, the activities that need them fail with a message
+// saying so, and every other activity works.
+func New(cfg Config) (*Activities, error) {
+	kafka, err := kafkaeos.Dial(cfg.KafkaBrokers, cfg.KafkaOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("activities: %w", err)
+	}
+	gateway, jobs, err := flinkClients(cfg)
+	if err != nil {
+		kafka.Close()
+		return nil, err
+	}
+	deliverActs, err := deliver.New(kafka, deliver.Config{
+		EndpointURL:       cfg.EndpointURL,
+		TokenURL:          cfg.TokenURL,
+		TokenClientID:     cfg.TokenClientID,
+		TokenClientSecret: cfg.TokenClientSecret,
+		TokenKey:          cfg.TokenKey,
+	})
+	if err != nil {
+		kafka.Close()
+		return nil, fmt.Errorf("activities: %w", err)
+	}
+	return &Activities{
+		Preflight: preflight.New(preflight.Config{
+			KafkaBrokers:      cfg.KafkaBrokers,
+			FlinkURL:          cfg.FlinkURL,
+			SQLGatewayURL:     cfg.SQLGatewayURL,
+			TemporalAddress:   cfg.TemporalAddress,
+			TemporalNamespace: cfg.TemporalNamespace,
+			EndpointURL:       cfg.EndpointURL,
+			TokenURL:          cfg.TokenURL,
+		}),
+		KafkaAdmin: kafkaadmin.New(kafka, jobs),
+		Flink:      flink.New(cfg.KafkaBrokers, gateway, jobs),
+		Produce:    produce.New(kafka),
+		Deliver:    deliverActs,
+		Verify:     verify.New(kafka),
+		kafka:      kafka,
+	}, nil
+}
+
+func flinkClients(cfg Config) (*flinksql.Gateway, *flinksql.JobManager, error) {
+	var (
+		gateway *flinksql.Gateway
+		jobs    *flinksql.JobManager
+		err     error
+	)
+	if cfg.SQLGatewayURL != "" {
+		if gateway, err = flinksql.NewGateway(cfg.SQLGatewayURL, flinksql.Options{}); err != nil {
+			return nil, nil, fmt.Errorf("activities: SQL Gateway client: %w", err)
+		}
+	}
+	if cfg.FlinkURL != "" {
+		if jobs, err = flinksql.NewJobManager(cfg.FlinkURL, flinksql.Options{}); err != nil {
+			return nil, nil, fmt.Errorf("activities: JobManager client: %w", err)
+		}
+	}
+	return gateway, jobs, nil
+}
+
+// Close releases the shared Kafka connection.
+func (a *Activities) Close() {
+	if a.kafka != nil {
+		a.kafka.Close()
+	}
+}
+
+// All lists the activity structs, for worker.RegisterActivity: each
+// exported method of each is one activity, registered by its name. A zero
+// Activities lists empty structs, which is enough to register (and mock)
+// the activities in a test.
+func (a *Activities) All() []any {
+	return []any{
+		orZero(a.Preflight), orZero(a.KafkaAdmin), orZero(a.Flink),
+		orZero(a.Produce), orZero(a.Deliver), orZero(a.Verify),
+	}
+}
+
+func orZero[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
+}

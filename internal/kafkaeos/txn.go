@@ -1,0 +1,115 @@
+package kafkaeos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// EndTransactionTimeout bounds a commit or abort, which must not be cut
+// short by the caller's cancellation.
+const EndTransactionTimeout = time.Minute
+
+// AbortTransaction aborts the open transaction of producer, buffered
+// records included. It must finish even when ctx was cancelled (that is
+// the usual reason to abort), so it runs on a context of its own, bounded
+// by EndTransactionTimeout.
+func AbortTransaction(ctx context.Context, producer *kgo.Client) error {
+	abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), EndTransactionTimeout)
+	defer cancel()
+	var errs []error
+	if err := producer.AbortBufferedRecords(abortCtx); err != nil {
+		errs = append(errs, fmt.Errorf("abort buffered records: %w", err))
+	}
+	if err := producer.EndTransaction(abortCtx, kgo.TryAbort); err != nil {
+		errs = append(errs, fmt.Errorf("abort transaction: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// CommitOffsetsInTxn adds the group's offsets to the producer's open
+// transaction (AddOffsetsToTxn + TxnOffsetCommit), as a transactional
+// consumer would, so the offsets become visible exactly when the records
+// do. kgo's GroupTransactSession needs a group member; the caller assigns
+// partitions itself and is none, so the commit uses generation -1, which
+// brokers accept for a group without members.
+func CommitOffsetsInTxn(ctx context.Context, producer *kgo.Client, txnID, group, topic string, offsets map[int32]int64, metadata string) error {
+	id, epoch, err := producer.ProducerID(ctx)
+	if err != nil {
+		return fmt.Errorf("producer id of %s: %w", txnID, err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, id, epoch, group
+	if err := RetryRetriable(ctx, func() error {
+		resp, err := add.RequestWith(ctx, producer)
+		if err != nil {
+			return err
+		}
+		return kerr.ErrorForCode(resp.ErrorCode)
+	}); err != nil {
+		return fmt.Errorf("add group %s to transaction %s: %w", group, txnID, err)
+	}
+	commit := txnOffsetCommitRequest(txnID, group, topic, id, epoch, offsets, metadata)
+	return RetryRetriable(ctx, func() error {
+		resp, err := commit.RequestWith(ctx, producer)
+		if err != nil {
+			return fmt.Errorf("commit offsets of group %s in transaction %s: %w", group, txnID, err)
+		}
+		var errs []error
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					errs = append(errs, fmt.Errorf("commit offset of group %s for %s[%d]: %w", group, rt.Topic, rp.Partition, err))
+				}
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+func txnOffsetCommitRequest(txnID, group, topic string, id int64, epoch int16, offsets map[int32]int64, metadata string) *kmsg.TxnOffsetCommitRequest {
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = txnID, group, id, epoch
+	commit.Generation, commit.MemberID = -1, ""
+	t := kmsg.NewTxnOffsetCommitRequestTopic()
+	t.Topic = topic
+	partitions := make([]int32, 0, len(offsets))
+	for p := range offsets {
+		partitions = append(partitions, p)
+	}
+	slices.Sort(partitions)
+	for _, p := range partitions {
+		part := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		part.Partition, part.Offset, part.LeaderEpoch = p, offsets[p], -1
+		part.Metadata = &metadata
+		t.Partitions = append(t.Partitions, part)
+	}
+	commit.Topics = append(commit.Topics, t)
+	return commit
+}
+
+// RetryRetriable repeats fn while it fails with a retriable Kafka error (a
+// coordinator moving or loading, a transaction still ending), for up to
+// about ten seconds, backing off from 50 ms to 1 s.
+func RetryRetriable(ctx context.Context, fn func() error) error {
+	backoff := 50 * time.Millisecond
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := fn()
+		if err == nil || !kerr.IsRetriable(err) && !errors.Is(err, kerr.ConcurrentTransactions) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
