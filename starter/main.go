@@ -42,7 +42,8 @@ func main() {
 // for invalid usage, 1 for a failed operation or a run that did not succeed,
 // 130 when interrupted while following a run.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand(stdout, stderr)
+	// Commands take ctx from cmd.Context(), which cobra sets from ExecuteContextC.
+	root := newRootCommand(stdout, stderr) //nolint:contextcheck // see above
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -121,7 +122,7 @@ TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and TEMPORAL_PROFILE, or th
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          noArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			_ = cmd.Help()
 			return usagef("a command is required")
 		},

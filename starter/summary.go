@@ -89,7 +89,7 @@ func printMessages(w io.Writer, title string, msgs []activities.MessageView) {
 		fmt.Fprintf(tw, "%d\t%d@%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", v.Seq, v.Partition, v.Offset, v.Key,
 			v.Headers["correlation.id"], v.Headers["sending.id"], v.Headers["batch.number"], v.Headers["logical.queue"], v.ArrivedAt)
 	}
-	tw.Flush()
+	_ = tw.Flush() // a terminal that went away leaves nobody to tell
 }
 
 func millis(ms int64) string {

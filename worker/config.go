@@ -316,17 +316,17 @@ func writeKeyFile(path string, key []byte) (installed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("create token key file: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone after the rename; only a failure leaves it
 	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the error being returned says more
 		return false, fmt.Errorf("chmod token key file: %w", err)
 	}
 	if _, err := tmp.Write(key); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the error being returned says more
 		return false, fmt.Errorf("write token key file: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the error being returned says more
 		return false, fmt.Errorf("sync token key file: %w", err)
 	}
 	if err := tmp.Close(); err != nil {

@@ -64,20 +64,30 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	return 0
 }
 
-// serve runs the worker until SIGINT or SIGTERM.
-func serve(cfg config, logger *zap.Logger) error {
+// tokenKeyOf loads the token sealing key, or generates it on first use
+// when no key file is configured.
+func tokenKeyOf(cfg config, logger *zap.Logger) (key []byte, keyFile string, err error) {
 	keyFile, generate := cfg.tokenKeyFile, false
 	if keyFile == "" {
 		keyFile, generate = defaultTokenKeyFile(), true
 	}
-	tokenKey, created, err := loadTokenKey(keyFile, generate)
+	key, created, err := loadTokenKey(keyFile, generate)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if created {
 		logger.Info("generated a token sealing key; every worker of this deployment needs the same one", zap.String("key_file", keyFile))
 	} else if info, err := os.Stat(keyFile); err == nil && info.Mode().Perm()&0o077 != 0 {
 		logger.Warn("token key file is readable by other users; chmod 600 it", zap.String("key_file", keyFile), zap.Stringer("mode", info.Mode().Perm()))
+	}
+	return key, keyFile, nil
+}
+
+// serve runs the worker until SIGINT or SIGTERM.
+func serve(cfg config, logger *zap.Logger) error {
+	tokenKey, keyFile, err := tokenKeyOf(cfg, logger)
+	if err != nil {
+		return err
 	}
 
 	sdkMetrics := newSDKMetrics()

@@ -130,7 +130,7 @@ func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	defer server.Shutdown(t.Context())
+	defer func() { _ = server.Shutdown(t.Context()) }()
 	resp, err := http.Get(server.URL())
 	if err != nil {
 		t.Fatalf("scrape: %v", err)

@@ -22,7 +22,7 @@ func recordedHistory(t *testing.T, file string) *historypb.History {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", file))
 	require.NoError(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 	require.NoError(t, err)
 	return h

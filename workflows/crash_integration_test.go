@@ -44,7 +44,7 @@ func TestWorkerCrashMidRun(t *testing.T) {
 		require.NoError(t, err)
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logFile.Close() })
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = logFile.Close() })
 		return cmd
 	}
 

@@ -193,9 +193,9 @@ func TestEndToEnd(t *testing.T) {
 		var canceled *temporal.CanceledError
 		require.True(t, errors.As(err, &canceled), "%v", err)
 		// Cleanup ran: the run's raw topic is gone.
-		desc, err := e.client.DescribeWorkflowExecution(ctx, id, run.GetRunID())
+		desc, err := e.client.DescribeWorkflow(ctx, id, run.GetRunID())
 		require.NoError(t, err)
-		require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, desc.GetWorkflowExecutionInfo().GetStatus())
+		require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, desc.Status)
 		prefix := "flowproof." + strings.ReplaceAll(id, "/", "-")
 		require.True(t, topicGone(t, ctx, prefix+".raw"))
 		require.True(t, groupGone(t, ctx, prefix+".deliver"))

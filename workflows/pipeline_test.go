@@ -66,7 +66,7 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	env := newBareEnv()
 
 	env.OnActivity(preflightActs.CheckHealth, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in preflight.CheckHealthInput) (preflight.CheckHealthResult, error) {
+		func(_ context.Context, _ preflight.CheckHealthInput) (preflight.CheckHealthResult, error) {
 			f.record("health")
 			if f.healthErr != nil {
 				return preflight.CheckHealthResult{}, f.healthErr
@@ -79,12 +79,12 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			return kafkaadmin.PrepareTopicsResult{Created: in.Names.Topics(), Brokers: 3}, nil
 		})
 	env.OnActivity(flinkActs.SubmitFlinkJobs, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in flink.SubmitInput) (activities.FlinkJobs, error) {
+		func(_ context.Context, _ flink.SubmitInput) (activities.FlinkJobs, error) {
 			f.record("flink")
 			return activities.FlinkJobs{EnrichJobID: "enrich-1", SplitJobID: "split-1"}, nil
 		})
 	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {
+		func(_ context.Context, _ kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			lag := int64(0)
@@ -103,7 +103,7 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			return produce.ChunkResult{Produced: in.Count, DurationMillis: 100}, nil
 		})
 	env.OnActivity(deliverActs.ObtainToken, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in deliver.ObtainTokenInput) (deliver.SealedToken, error) {
+		func(_ context.Context, _ deliver.ObtainTokenInput) (deliver.SealedToken, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.tokens++
@@ -309,7 +309,7 @@ func TestDeliverFailsWhenStalled(t *testing.T) {
 	env.OnActivity(deliverActs.ObtainToken, mock.Anything, mock.Anything).Return(
 		deliver.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: time.Now().Add(24 * time.Hour).Unix()}, nil)
 	env.OnActivity(deliverActs.DeliverSegment, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, in deliver.SegmentInput) (deliver.SegmentResult, error) {
+		func(_ context.Context, in deliver.SegmentInput) (deliver.SegmentResult, error) {
 			return deliver.SegmentResult{Offsets: in.Offsets}, nil
 		})
 	env.ExecuteWorkflow(DeliverWorkflow, DeliverInput{

@@ -29,7 +29,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("testdata", file))
 			require.NoError(t, err)
-			defer f.Close()
+			defer func() { _ = f.Close() }()
 			history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 			require.NoError(t, err)
 			replayer := worker.NewWorkflowReplayer()

@@ -75,6 +75,7 @@ type TopicNames struct {
 // attribute, which reads StatusRunning until the run ends.
 type Status string
 
+// The values of Status.
 const (
 	StatusRunning   Status = "Running"
 	StatusSucceeded Status = "Succeeded"

@@ -284,7 +284,7 @@ func (a *Activities) topicPartitions(ctx context.Context, topic string) ([]int32
 // outermost error only, so wrapping a non-retryable error would make it
 // retryable.
 func annotate(err error, prefix string) error {
-	if appErr, ok := err.(*temporal.ApplicationError); ok {
+	if appErr, ok := err.(*temporal.ApplicationError); ok { //nolint:errorlint // only the outermost error counts, see above
 		return temporal.NewApplicationErrorWithOptions(prefix+": "+appErr.Message(), appErr.Type(),
 			temporal.ApplicationErrorOptions{NonRetryable: appErr.NonRetryable(), Cause: appErr.Unwrap()})
 	}

@@ -55,7 +55,7 @@ func deliverITActivities(t *testing.T) *Activities {
 // deliverITEnv is an activity environment, in which activity.RecordHeartbeat
 // works as in a worker.
 func deliverITEnv(a *Activities) *testsuite.TestActivityEnvironment {
-	return activitytest.Env(nil, a)
+	return activitytest.Env(a)
 }
 
 func deliverITNames(t *testing.T, label string) activities.RunNames {

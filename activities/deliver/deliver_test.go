@@ -377,7 +377,7 @@ func TestPostBatchCountsRetriesAndSendsHeaders(t *testing.T) {
 
 func TestPostBatch401IsARejectionWithTheChallengeReason(t *testing.T) {
 	batch := buildAll("r", 1, []record{{0, 0}})[0]
-	ec := endpointFor(t, func(w http.ResponseWriter, r *http.Request) {
+	ec := endpointFor(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="flowproof", error="invalid_token", error_description="quota exhausted"`)
 		w.WriteHeader(http.StatusUnauthorized)
 	})
@@ -397,7 +397,7 @@ func TestPostBatch401IsARejectionWithTheChallengeReason(t *testing.T) {
 
 func TestPostBatchGivesUpWithoutRevealingTheToken(t *testing.T) {
 	batch := buildAll("r", 1, []record{{0, 0}})[0]
-	ec := endpointFor(t, func(w http.ResponseWriter, r *http.Request) {
+	ec := endpointFor(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_ = json.NewEncoder(w).Encode(refsvcapi.ErrorResponse{Error: "injected_fault", ErrorDescription: "batch not accepted"})
 	})
@@ -423,7 +423,7 @@ func TestPostBatchGivesUpWithoutRevealingTheToken(t *testing.T) {
 func TestPostBatchBadRequestIsNotRetried(t *testing.T) {
 	var calls atomic.Int32
 	batch := buildAll("r", 1, []record{{0, 0}})[0]
-	ec := endpointFor(t, func(w http.ResponseWriter, r *http.Request) {
+	ec := endpointFor(t, func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		_ = json.NewEncoder(w).Encode(refsvcapi.ErrorResponse{Error: "invalid_request", ErrorDescription: "Idempotency-Key was already used with a different request body"})
@@ -451,7 +451,7 @@ func TestValidateDeliverInputNamesEveryField(t *testing.T) {
 func TestAnnotateKeepsRetryability(t *testing.T) {
 	nonRetryable := temporal.NewNonRetryableApplicationError("record breaks the contract", errtype.ContractViolation, errors.New("cause"))
 	err := annotate(nonRetryable, "segment 3")
-	appErr, ok := err.(*temporal.ApplicationError)
+	appErr, ok := err.(*temporal.ApplicationError) //nolint:errorlint // annotate must return it outermost
 	if !ok || !appErr.NonRetryable() || appErr.Type() != errtype.ContractViolation || !strings.HasPrefix(appErr.Error(), "segment 3: record breaks") {
 		t.Fatalf("annotate gave %T %v", err, err)
 	}

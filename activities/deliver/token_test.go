@@ -203,7 +203,7 @@ func TestObtainTokenRetriesTransientFailuresAndSeals(t *testing.T) {
 
 func TestObtainTokenInvalidClientIsNotRetried(t *testing.T) {
 	var calls atomic.Int32
-	a, secret := tokenActivities(t, func(w http.ResponseWriter, r *http.Request) {
+	a, secret := tokenActivities(t, func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		w.Header().Set("WWW-Authenticate", `Basic realm="x"`)
 		w.WriteHeader(http.StatusUnauthorized)
@@ -226,7 +226,7 @@ func TestObtainTokenInvalidClientIsNotRetried(t *testing.T) {
 }
 
 func TestObtainTokenRejectsIncompleteAnswer(t *testing.T) {
-	a, _ := tokenActivities(t, func(w http.ResponseWriter, r *http.Request) {
+	a, _ := tokenActivities(t, func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(tokenapi.TokenResponse{AccessToken: "tok", TokenType: "mac", ExpiresIn: 0, Quota: 5})
 	})
 	_, err := a.obtainToken(context.Background(), ObtainTokenInput{}, discard)

@@ -61,7 +61,7 @@ func (a *Activities) SubmitFlinkJobs(ctx context.Context, in SubmitInput) (activ
 	rep := activities.ReporterOf(ctx)
 	var stage atomic.Value // read by the heartbeat goroutine
 	stage.Store("looking for running jobs")
-	defer rep.HeartbeatEvery(ctx, func() any { return stage.Load() })()
+	defer rep.HeartbeatEvery(ctx, stage.Load)()
 
 	jobs := activities.FlinkJobsOf(in.Names)
 	var err error

@@ -56,7 +56,7 @@ func localStage(t *testing.T) *stage {
 		t.Fatal(err)
 	}
 	s := &stage{kafka: conn, flink: New(addrs.KafkaBrokers, gateway, jobs), deliver: deliverActs, cleanup: kafkaadmin.New(conn, jobs)}
-	s.env = activitytest.Env(nil, s.flink, s.deliver, s.cleanup)
+	s.env = activitytest.Env(s.flink, s.deliver, s.cleanup)
 	return s
 }
 

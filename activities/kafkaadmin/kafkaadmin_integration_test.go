@@ -28,7 +28,7 @@ const itPartitions = 12
 func prepareRun(t *testing.T, conn *kafkaeos.Conn, names activities.RunNames, partitions int) PrepareTopicsResult {
 	t.Helper()
 	acts := New(conn, nil)
-	res, err := activitytest.Execute[PrepareTopicsResult](t, activitytest.Env(nil, acts), acts.PrepareTopics,
+	res, err := activitytest.Execute[PrepareTopicsResult](t, activitytest.Env(acts), acts.PrepareTopics,
 		PrepareTopicsInput{Names: names, Partitions: partitions, ReplicationFactor: 3})
 	if err != nil {
 		t.Fatalf("PrepareTopics: %v", err)
@@ -45,7 +45,7 @@ func TestPrepareTopicsIsIdempotent(t *testing.T) {
 	if len(first.Created) != 5 || len(first.Existed) != 0 || first.Brokers != 3 {
 		t.Fatalf("first PrepareTopics: %+v; want 5 created, 3 brokers", first)
 	}
-	env := activitytest.Env(nil, acts)
+	env := activitytest.Env(acts)
 	second, err := activitytest.Execute[PrepareTopicsResult](t, env, acts.PrepareTopics, PrepareTopicsInput{Names: names, Partitions: itPartitions, ReplicationFactor: 3})
 	if err != nil {
 		t.Fatalf("second PrepareTopics: %v", err)
@@ -127,7 +127,7 @@ func TestPollLag(t *testing.T) {
 	prepareRun(t, conn, names, itPartitions)
 	producer := produce.New(conn)
 	chunk := produce.ChunkInput{Names: names, Count: 10_000, LogicalQueues: 1000, PayloadBytes: 128}
-	if _, err := activitytest.Execute[produce.ChunkResult](t, activitytest.Env(nil, producer), producer.ProduceChunk, chunk); err != nil {
+	if _, err := activitytest.Execute[produce.ChunkResult](t, activitytest.Env(producer), producer.ProduceChunk, chunk); err != nil {
 		t.Fatalf("ProduceChunk: %v", err)
 	}
 	ctx := context.Background()
@@ -164,7 +164,7 @@ func TestPollLag(t *testing.T) {
 
 	lagNames := names
 	lagNames.EnrichedTopic, lagNames.ResponsesTopic = names.RawTopic, names.RawTopic
-	sample, err := activitytest.Execute[LagSample](t, activitytest.Env(nil, acts), acts.PollLag, PollLagInput{Names: lagNames})
+	sample, err := activitytest.Execute[LagSample](t, activitytest.Env(acts), acts.PollLag, PollLagInput{Names: lagNames})
 	if err != nil {
 		t.Fatalf("PollLag: %v", err)
 	}
@@ -179,7 +179,7 @@ func TestPollLag(t *testing.T) {
 	}
 
 	// The real topics of the run: enriched and responses are empty.
-	sample, err = activitytest.Execute[LagSample](t, activitytest.Env(nil, acts), acts.PollLag, PollLagInput{Names: names})
+	sample, err = activitytest.Execute[LagSample](t, activitytest.Env(acts), acts.PollLag, PollLagInput{Names: names})
 	if err != nil {
 		t.Fatalf("PollLag: %v", err)
 	}

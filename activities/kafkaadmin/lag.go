@@ -123,7 +123,7 @@ func topicLag(topic string, starts, ends kadm.ListedOffsets, committed kadm.Offs
 		}
 		start, ok := starts.Lookup(topic, partition)
 		if !ok || start.Err != nil {
-			return 0, fmt.Errorf("topic %s partition %d: no start offset (%v)", topic, partition, start.Err)
+			return 0, fmt.Errorf("topic %s partition %d: no start offset: %w", topic, partition, start.Err)
 		}
 		consumedTo := start.Offset
 		if c, ok := committed.Lookup(topic, partition); ok && c.Err == nil && c.At >= 0 {

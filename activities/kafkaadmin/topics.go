@@ -244,7 +244,7 @@ func waitTopicsReady(ctx context.Context, client *kgo.Client, specs []topicSpec,
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("topics not ready after %s: %v (last error: %v)", topicsReadyTimeout, notReady, lastErr)
+			return fmt.Errorf("topics not ready after %s: %v (last error: %w)", topicsReadyTimeout, notReady, lastErr)
 		}
 		select {
 		case <-ctx.Done():

@@ -30,7 +30,7 @@ func localStack() *Activities {
 
 func TestCheckHealthOfTheLocalStack(t *testing.T) {
 	a := localStack()
-	env := activitytest.Env(nil, a)
+	env := activitytest.Env(a)
 	val, err := env.ExecuteActivity(a.CheckHealth, CheckHealthInput{WantBrokers: 3, WantTaskManagers: 1})
 	if err != nil {
 		t.Fatalf("CheckHealth: %v", err)
@@ -55,7 +55,7 @@ func TestCheckHealthNamesEachUnhealthyComponent(t *testing.T) {
 	a := localStack()
 	// Nothing listens on port 1; and no stack has 99 brokers.
 	a.cfg.EndpointURL = "http://127.0.0.1:1"
-	env := activitytest.Env(nil, a)
+	env := activitytest.Env(a)
 	_, err := env.ExecuteActivity(a.CheckHealth, CheckHealthInput{WantBrokers: 99, WantTaskManagers: 1})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != errtype.Unhealthy || appErr.NonRetryable() {

@@ -156,7 +156,7 @@ func abortedChunkError(ctx context.Context, chunk int, produceErr, abortErr erro
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case abortErr != nil:
-		return fmt.Errorf("chunk %d: produce: %w (and the abort failed: %v)", chunk, produceErr, abortErr)
+		return fmt.Errorf("chunk %d: produce: %w (and the abort failed: %w)", chunk, produceErr, abortErr)
 	default:
 		return fmt.Errorf("chunk %d: produce (transaction aborted): %w", chunk, produceErr)
 	}
@@ -175,7 +175,7 @@ func commitChunk(ctx context.Context, producer *kgo.Client, chunk int) error {
 		return nil
 	}
 	if abortErr := kafkaeos.AbortTransaction(ctx, producer); abortErr != nil {
-		return fmt.Errorf("chunk %d: commit: %w (and the abort afterwards failed: %v)", chunk, err, abortErr)
+		return fmt.Errorf("chunk %d: commit: %w (and the abort afterwards failed: %w)", chunk, err, abortErr)
 	}
 	return fmt.Errorf("chunk %d: commit failed, transaction aborted: %w", chunk, err)
 }

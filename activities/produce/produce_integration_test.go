@@ -105,7 +105,7 @@ func TestProduceChunkCommitsOnceAndSkipsWhenRetried(t *testing.T) {
 
 	in := produceInput(names, 0, 10_000, 0)
 	started := time.Now()
-	res, err := activitytest.Execute[ChunkResult](t, activitytest.Env(nil, acts), acts.ProduceChunk, in)
+	res, err := activitytest.Execute[ChunkResult](t, activitytest.Env(acts), acts.ProduceChunk, in)
 	wall := time.Since(started)
 	if err != nil {
 		t.Fatalf("ProduceChunk: %v", err)
@@ -117,7 +117,7 @@ func TestProduceChunkCommitsOnceAndSkipsWhenRetried(t *testing.T) {
 		res.DurationMillis, wall.Round(time.Millisecond), 10_000/wall.Seconds())
 
 	// The same chunk again, as after a lost activity result.
-	again, err := activitytest.Execute[ChunkResult](t, activitytest.Env(nil, acts), acts.ProduceChunk, in)
+	again, err := activitytest.Execute[ChunkResult](t, activitytest.Env(acts), acts.ProduceChunk, in)
 	if err != nil {
 		t.Fatalf("retried ProduceChunk: %v", err)
 	}
@@ -146,7 +146,7 @@ func TestProduceChunkCancelledMidwayLeavesNothingAndRetryCommitsOnce(t *testing.
 	// 10,000 at 4,000/s takes 2.5 s; cancel after 1.2 s.
 	in := produceInput(names, 3, 10_000, 4_000)
 	background, cancel := context.WithCancel(ctx)
-	env := activitytest.Env(background, acts)
+	env := activitytest.EnvWithin(background, acts)
 	var heartbeats []chunkProgress
 	var mu sync.Mutex
 	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
@@ -200,7 +200,7 @@ func TestProduceChunkCancelledMidwayLeavesNothingAndRetryCommitsOnce(t *testing.
 	}
 
 	in.RatePerSecond = 0
-	res, err := activitytest.Execute[ChunkResult](t, activitytest.Env(nil, acts), acts.ProduceChunk, in)
+	res, err := activitytest.Execute[ChunkResult](t, activitytest.Env(acts), acts.ProduceChunk, in)
 	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
@@ -224,12 +224,12 @@ func TestProduceChunkRetryFencesEarlierAttempt(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		slowRes, slowErr = activitytest.Execute[ChunkResult](t, activitytest.Env(nil, acts), acts.ProduceChunk, slow)
+		slowRes, slowErr = activitytest.Execute[ChunkResult](t, activitytest.Env(acts), acts.ProduceChunk, slow)
 	}()
 	time.Sleep(800 * time.Millisecond)
 	fast := slow
 	fast.RatePerSecond = 0
-	res, err := activitytest.Execute[ChunkResult](t, activitytest.Env(nil, acts), acts.ProduceChunk, fast)
+	res, err := activitytest.Execute[ChunkResult](t, activitytest.Env(acts), acts.ProduceChunk, fast)
 	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
@@ -262,7 +262,7 @@ func TestProduceThroughputTenChunksTwoConcurrent(t *testing.T) {
 	for range concurrency {
 		wg.Go(func() {
 			for c := range work {
-				res, err := activitytest.Execute[ChunkResult](t, activitytest.Env(nil, acts), acts.ProduceChunk, produceInput(names, c, perChunk, 0))
+				res, err := activitytest.Execute[ChunkResult](t, activitytest.Env(acts), acts.ProduceChunk, produceInput(names, c, perChunk, 0))
 				if err == nil && res.Produced != perChunk {
 					err = fmt.Errorf("chunk %d: %+v", c, res)
 				}

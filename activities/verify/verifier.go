@@ -371,7 +371,7 @@ func (v *verifier) result() Result {
 	if v.createTimeRecords > 0 {
 		summary = append(summary, fmt.Sprintf("%d records carry their writer's timestamp (CreateTime), not the broker's; their latency is not arrival time — is the final topic LogAppendTime?", v.createTimeRecords))
 	}
-	res.Problems = append(summary, v.problems...)
+	res.Problems = slices.Concat(summary, v.problems)
 	total := int64(len(summary)) + v.problemCount
 	if total > maxProblemLines {
 		res.Problems = append(res.Problems[:maxProblemLines-1], fmt.Sprintf("... and %d more problems", total-(maxProblemLines-1)))

@@ -108,7 +108,7 @@ func TestVerifyPassesACompleteRun(t *testing.T) {
 	writeFinal(t, names, seqRange(0, 100), false)
 	writeFinal(t, names, seqRange(n/2, n), true)
 
-	res, err := activitytest.Execute[Result](t, activitytest.Env(nil, acts), acts.Verify, Input{Names: names, Messages: n, IdleTimeoutMillis: 10_000})
+	res, err := activitytest.Execute[Result](t, activitytest.Env(acts), acts.Verify, Input{Names: names, Messages: n, IdleTimeoutMillis: 10_000})
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -145,7 +145,7 @@ func TestVerifyReportsDuplicateAndMissing(t *testing.T) {
 	writeFinal(t, names, []int64{7}, true) // 7 arrives twice
 
 	idle := int64(2000)
-	res, err := activitytest.Execute[Result](t, activitytest.Env(nil, acts), acts.Verify, Input{Names: names, Messages: n, IdleTimeoutMillis: idle})
+	res, err := activitytest.Execute[Result](t, activitytest.Env(acts), acts.Verify, Input{Names: names, Messages: n, IdleTimeoutMillis: idle})
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -175,7 +175,7 @@ func TestVerifyThroughput(t *testing.T) {
 		writeFinal(t, names, seqRange(from, from+50_000), true)
 	}
 	started := time.Now()
-	res, err := activitytest.Execute[Result](t, activitytest.Env(nil, acts), acts.Verify, Input{Names: names, Messages: n, IdleTimeoutMillis: 10_000})
+	res, err := activitytest.Execute[Result](t, activitytest.Env(acts), acts.Verify, Input{Names: names, Messages: n, IdleTimeoutMillis: 10_000})
 	wall := time.Since(started)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)

@@ -12,7 +12,7 @@ func fakeFlink(t *testing.T, routes map[string]string) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	for route, body := range routes {
-		mux.HandleFunc("GET "+route, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc("GET "+route, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(body))
 		})

@@ -10,10 +10,10 @@ import (
 
 func TestHTTPServiceReadsHealthz(t *testing.T) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ok/healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /ok/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(`{"status":"ok","service":"endpoint","uptime_seconds":75}`))
 	})
-	mux.HandleFunc("GET /failing/healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /failing/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 	})
 	server := httptest.NewServer(mux)

@@ -62,7 +62,9 @@ func TestTemporalClosedPortIsUnhealthy(t *testing.T) {
 		t.Fatalf("reserve a port: %v", err)
 	}
 	closed := l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatalf("free the port: %v", err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

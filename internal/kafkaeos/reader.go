@@ -48,6 +48,8 @@ type CommittedReader struct {
 	failingSince time.Time // zero while rounds succeed
 }
 
+// NewCommittedReader reads topic from its beginning with read_committed
+// isolation, asking every partition's leader directly.
 func NewCommittedReader(ctx context.Context, conn *Conn, topic string) (*CommittedReader, error) {
 	r := &CommittedReader{
 		kafka:        conn.Client,

@@ -15,8 +15,10 @@ func isolate(t *testing.T) {
 	t.Helper()
 	t.Setenv("TEMPORAL_CONFIG_FILE", filepath.Join(t.TempDir(), "absent.toml"))
 	for _, key := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_TLS", "TEMPORAL_PROFILE"} {
-		t.Setenv(key, "")
-		os.Unsetenv(key)
+		t.Setenv(key, "") // restores the variable after the test
+		if err := os.Unsetenv(key); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

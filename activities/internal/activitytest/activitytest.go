@@ -49,18 +49,22 @@ func UniqueNames(t testing.TB, label string) activities.RunNames {
 }
 
 // Env runs acts like a worker does, so heartbeats and activity loggers
-// work. A non-nil background context is the parent of every activity
-// context, which lets a test cancel an activity midway.
-func Env(background context.Context, acts ...any) *testsuite.TestActivityEnvironment {
+// work.
+func Env(acts ...any) *testsuite.TestActivityEnvironment {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	env.SetTestTimeout(3 * time.Minute)
 	for _, a := range acts {
 		env.RegisterActivity(a)
 	}
-	if background != nil {
-		env.SetWorkerOptions(worker.Options{BackgroundActivityContext: background})
-	}
+	return env
+}
+
+// EnvWithin is Env whose activity contexts descend from background, which
+// lets a test cancel an activity midway.
+func EnvWithin(background context.Context, acts ...any) *testsuite.TestActivityEnvironment {
+	env := Env(acts...)
+	env.SetWorkerOptions(worker.Options{BackgroundActivityContext: background})
 	return env
 }
 

@@ -130,14 +130,20 @@ func main() {
 		fmt.Println(version.String("bench"))
 		return
 	}
+	if err := runWithSignals(s); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// runWithSignals runs the benchmark until it ends, its timeout passes or
+// SIGINT/SIGTERM arrives.
+func runWithSignals(s settings) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := run(ctx, s); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-		os.Exit(1)
-	}
+	return run(ctx, s)
 }
 
 func run(ctx context.Context, s settings) error {
@@ -157,7 +163,7 @@ func run(ctx context.Context, s settings) error {
 		if err != nil {
 			return fmt.Errorf("work dir: %w", err)
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }() // a temporary directory; nothing to do if it stays
 		s.workDir = dir
 	}
 

@@ -269,7 +269,7 @@ func writeLines(path string, lines [][]byte) error {
 		_ = w.WriteByte('\n')
 	}
 	if err := w.Flush(); err != nil {
-		f.Close()
+		_ = f.Close() // the flush error says more
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
