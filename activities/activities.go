@@ -28,15 +28,41 @@ type RunNames struct {
 	// LedgerTopic records, in the same Kafka transaction as a chunk's
 	// messages, that the chunk was committed; a retried chunk reads it to
 	// know whether its first attempt already committed.
-	LedgerTopic  string `json:"ledger_topic"`
-	EnrichGroup  string `json:"enrich_group"`
-	DeliverGroup string `json:"deliver_group"`
-	SplitGroup   string `json:"split_group"`
+	LedgerTopic string `json:"ledger_topic"`
+	// AcceptedTopic records every batch the endpoint accepted, one
+	// AcceptedBatch each, written the moment the answer arrives and outside
+	// any transaction, so that no later retry or abort can erase it.
+	// Verification counts the endpoint's hop from it.
+	AcceptedTopic string `json:"accepted_topic,omitempty"`
+	EnrichGroup   string `json:"enrich_group"`
+	DeliverGroup  string `json:"deliver_group"`
+	SplitGroup    string `json:"split_group"`
 }
 
 // Topics lists every topic of the run.
 func (n RunNames) Topics() []string {
-	return []string{n.RawTopic, n.EnrichedTopic, n.ResponsesTopic, n.FinalTopic, n.LedgerTopic}
+	topics := []string{n.RawTopic, n.EnrichedTopic, n.ResponsesTopic, n.FinalTopic, n.LedgerTopic}
+	if n.AcceptedTopic != "" { // runs recorded before the endpoint's hop was counted had none
+		topics = append(topics, n.AcceptedTopic)
+	}
+	return topics
+}
+
+// AcceptedBatch is one record of RunNames.AcceptedTopic: a batch the
+// endpoint answered with 2xx, as delivery sent it. The key of the record is
+// the batch id.
+type AcceptedBatch struct {
+	BatchID string `json:"batch_id"`
+	Segment int    `json:"segment"`
+	// Attempt is the delivery activity's attempt that sent the batch.
+	Attempt int32 `json:"attempt"`
+	// Replayed is true when the endpoint answered from its idempotency
+	// store: it had accepted this batch id before and did not accept the
+	// messages again.
+	Replayed bool `json:"replayed,omitempty"`
+	// Seqs are the messages of the batch, in the order sent.
+	Seqs                 []int64 `json:"seqs"`
+	AcceptedAtUnixMillis int64   `json:"accepted_at_unix_ms"`
 }
 
 // Groups lists every consumer group of the run.

@@ -210,6 +210,7 @@ func (in PipelineInput) runNames() activities.RunNames {
 		ResponsesTopic: pick(in.Topics.Responses, "responses"),
 		FinalTopic:     pick(in.Topics.Final, "final"),
 		LedgerTopic:    prefix + "ledger",
+		AcceptedTopic:  prefix + "accepted",
 		EnrichGroup:    prefix + "enrich",
 		DeliverGroup:   prefix + "deliver",
 		SplitGroup:     prefix + "split",
