@@ -12,7 +12,7 @@ WORKER ?=
 ONLY ?=
 STACK_FLAGS = $(if $(ONLY),--only $(ONLY))
 
-.PHONY: build stackctl up down status logs test test-unit test-integration demo bench fmt vet
+.PHONY: build stackctl up down status logs test test-unit test-integration lint demo bench fmt vet
 
 build:
 	$(GO) build -o $(BIN)/ ./deploy/local/stackctl ./worker ./starter ./deploy/refsvc
@@ -43,6 +43,10 @@ test-unit:
 
 # Integration and end-to-end tests against the running local stack (make up);
 # `make test` also starts and stops the stack around them.
+# golangci-lint with .golangci.yml (built into the cache on first use).
+lint:
+	bash deploy/local/lint.sh
+
 test-integration: stackctl
 	@$(STACKCTL) status --only kafka,flink,temporal,refsvc >/dev/null || { echo "make test-integration: the local stack is not up (make up; make status shows what is down)" >&2; exit 1; }
 	$(GO) test -tags integration -count=1 -p 1 -timeout 45m ./...
