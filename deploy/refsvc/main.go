@@ -9,8 +9,9 @@
 // Every flag can also be set by an environment variable named
 // REFSVC_<SUBCOMMAND>_<FLAG> (upper case, dashes as underscores), e.g.
 // REFSVC_ENDPOINT_ERROR_RATE=0.1; a flag on the command line wins. The
-// client secret is read only from FLOWPROOF_TOKEN_CLIENT_SECRET, so that it
-// never shows in a process list. See docs/reference-services.md.
+// client secret is read only from FLOWPROOF_TOKEN_CLIENT_SECRET and the
+// endpoint's admin token only from FLOWPROOF_ENDPOINT_ADMIN_TOKEN, so that
+// neither shows in a process list. See docs/reference-services.md.
 package main
 
 import (
@@ -219,13 +220,14 @@ func runEndpoint(ctx context.Context, args []string) error {
 		IdempotencyMaxEntries: *idemMax,
 		JournalPath:           *journalFile,
 		Faults:                faults,
+		AdminToken:            os.Getenv(endpointapi.EnvAdminToken),
 	}, httpx.NewRegistry(), log)
 	if err != nil {
 		return err
 	}
-	f := ep.Faults()
+	f := ep.Faults("")
 	log.Info("starting", zap.Int("max_batch_messages", *maxBatch), zap.Duration("idempotency_ttl", *idemTTL),
-		zap.String("journal_file", *journalFile),
+		zap.String("journal_file", *journalFile), zap.Bool("admin_api_open", os.Getenv(endpointapi.EnvAdminToken) != ""),
 		zap.Float64("error_rate", f.ErrorRate), zap.Float64("throttle_rate", f.ThrottleRate),
 		zap.Int("latency_ms", f.LatencyMillis), zap.Float64("lost_response_rate", f.LostResponseRate))
 	serveErr := serve(ctx, c, handler, log)

@@ -1,8 +1,8 @@
 //go:build integration
 
 // These tests talk to the running token service and endpoint of the local
-// stack (bin/stackctl up --only refsvc); they change the endpoint's faults
-// only briefly and reset them afterwards.
+// stack (bin/stackctl up --only refsvc). The fault tests start an endpoint
+// of their own, built from this checkout, beside it.
 package main
 
 import (
@@ -11,12 +11,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,54 +259,170 @@ func TestEndpointRejectsInvalidBodies(t *testing.T) {
 	}
 }
 
-func setFaults(t *testing.T, u stackURLs, method, body string) endpointapi.Faults {
+// ownEndpoint builds refsvc from this checkout and starts its endpoint on a
+// free loopback port with a fresh admin token and the stack's signing key,
+// so that the stack's token service issues tokens it accepts. The stack's
+// own endpoint is left alone. The process's log is checked for the admin
+// token when the test ends.
+func ownEndpoint(t *testing.T) (baseURL, adminToken string) {
 	t.Helper()
-	req, err := http.NewRequest(method, u.endpoint+endpointapi.FaultsPath, strings.NewReader(body))
+	bin := filepath.Join(t.TempDir(), "refsvc")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build refsvc: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	adminToken = fmt.Sprintf("%x", secret)
+	var logs syncBuffer
+	cmd := exec.Command(bin, "endpoint", "--listen", addr,
+		"--signing-key-file", filepath.Join(localstack.StackDir(), "data", "refsvc", "signing.key"))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), endpointapi.EnvAdminToken + "=" + adminToken}
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if strings.Contains(logs.String(), adminToken) {
+			t.Errorf("the endpoint logged its admin token:\n%s", logs.String())
+		}
+	})
+	baseURL = "http://" + addr
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := httpClient.Get(baseURL + refsvcapi.HealthPath)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return baseURL, adminToken
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("own endpoint at %s not healthy: %v\n%s", baseURL, err, logs.String())
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// adminStatus sends a fault API request with the given Authorization
+// header and returns the status.
+func adminStatus(t *testing.T, method, target, authorization, contentType, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, target, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: %d %s", method, endpointapi.FaultsPath, resp.StatusCode, raw)
-	}
-	var f endpointapi.Faults
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
-func TestEndpointInjectsFaults(t *testing.T) {
-	u := urls(t)
-	t.Cleanup(func() { setFaults(t, u, http.MethodDelete, "") })
-	token := mustToken(t, u).AccessToken
+func TestEndpointFaultAPIIsClosedWithoutTheAdminToken(t *testing.T) {
+	live := urls(t)
+	base, adminToken := ownEndpoint(t)
+	target := base + endpointapi.FaultsPath
+	setting := `{"run_ids":["it-admin"],"error_rate":1}`
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		if got := adminStatus(t, method, target, "", "application/json", setting); got != http.StatusUnauthorized {
+			t.Errorf("%s without a credential: %d, want 401", method, got)
+		}
+		if got := adminStatus(t, method, target, "Bearer not-the-admin-token-0123456789abcdef", "application/json", setting); got != http.StatusForbidden {
+			t.Errorf("%s with a wrong token: %d, want 403", method, got)
+		}
+		// A token the token service issued is a batch credential, not an
+		// admin one.
+		if got := adminStatus(t, method, target, "Bearer "+mustToken(t, live).AccessToken, "application/json", setting); got != http.StatusForbidden {
+			t.Errorf("%s with a batch token: %d, want 403", method, got)
+		}
+	}
+	if got := adminStatus(t, http.MethodPost, target, "Bearer "+adminToken, "text/plain", setting); got != http.StatusUnsupportedMediaType {
+		t.Errorf("POST as text/plain: %d, want 415", got)
+	}
+	if got := adminStatus(t, http.MethodPost, target, "Bearer "+adminToken, "application/json", `{"run_ids":["r"],"eror_rate":1}`); got != http.StatusBadRequest {
+		t.Errorf("POST with an unknown field: %d, want 400", got)
+	}
+	state, err := endpointapi.AdminClient{BaseURL: base, Token: adminToken, HTTP: httpClient}.State(t.Context())
+	if err != nil || state.Active() {
+		t.Fatalf("faults after refused requests: %+v, %v", state, err)
+	}
+}
 
-	setFaults(t, u, http.MethodPost, `{"throttle_rate":1,"retry_after_seconds":2}`)
-	r := postBatch(t, u, token, newBatch("it-throttled", 1), true)
+func TestEndpointInjectsFaultsIntoTheNamedRunOnly(t *testing.T) {
+	live := urls(t)
+	base, adminToken := ownEndpoint(t)
+	u := stackURLs{token: live.token, endpoint: base}
+	admin := endpointapi.AdminClient{BaseURL: base, Token: adminToken, HTTP: httpClient}
+	ctx := t.Context()
+	token := mustToken(t, u).AccessToken
+	ofRun := func(run, prefix string, n int) endpointapi.BatchRequest {
+		b := newBatch(prefix, n)
+		b.RunID = run
+		return b
+	}
+
+	if _, err := admin.SetFaults(ctx, endpointapi.Faults{RunIDs: []string{"it-faulty"}, ThrottleRate: 1, RetryAfterSeconds: 2}); err != nil {
+		t.Fatal(err)
+	}
+	r := postBatch(t, u, token, ofRun("it-faulty", "it-throttled", 1), true)
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "2" {
 		t.Fatalf("throttled: %d Retry-After %q, want 429 with Retry-After 2", r.status, r.header.Get("Retry-After"))
 	}
+	// Another run's batches, and batches naming no run, are served.
+	postBatch(t, u, token, ofRun("it-healthy", "it-other-run", 1), true).accepted(t)
+	postBatch(t, u, token, newBatch("it-no-run", 1), true).accepted(t)
 
-	setFaults(t, u, http.MethodPost, `{"error_rate":1,"error_status":502}`)
-	if r := postBatch(t, u, token, newBatch("it-error", 1), true); r.status != http.StatusBadGateway {
+	if _, err := admin.SetFaults(ctx, endpointapi.Faults{RunIDs: []string{"it-faulty"}, ErrorRate: 1, ErrorStatus: 502}); err != nil {
+		t.Fatal(err)
+	}
+	if r := postBatch(t, u, token, ofRun("it-faulty", "it-error", 1), true); r.status != http.StatusBadGateway {
 		t.Fatalf("error fault: %d, want 502", r.status)
 	}
 
 	// A lost response: the batch is accepted, the client sees 503, and its
 	// retry gets the stored answer instead of a duplicate.
-	setFaults(t, u, http.MethodPost, `{"lost_response_rate":1}`)
-	lost := newBatch("it-lost", 3)
+	if _, err := admin.SetFaults(ctx, endpointapi.Faults{RunIDs: []string{"it-faulty"}, LostResponseRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	lost := ofRun("it-faulty", "it-lost", 3)
 	if r := postBatch(t, u, token, lost, true); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("lost response: %d, want 503", r.status)
 	}
-	if f := setFaults(t, u, http.MethodDelete, ""); f.LostResponseRate != 0 || f.ThrottleRate != 0 || f.ErrorRate != 0 {
-		t.Fatalf("faults after reset = %+v", f)
+	if err := admin.Reset(ctx, "it-faulty"); err != nil {
+		t.Fatal(err)
+	}
+	if state, err := admin.State(ctx); err != nil || state.Active() {
+		t.Fatalf("faults after reset = %+v, %v", state, err)
 	}
 	retry := postBatch(t, u, token, lost, true)
 	retry.accepted(t)

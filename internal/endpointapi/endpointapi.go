@@ -27,7 +27,11 @@ const ReplayedHeader = "Idempotent-Replayed"
 
 // BatchRequest is the body of POST /v1/batches.
 type BatchRequest struct {
-	BatchID  string    `json:"batch_id"`
+	BatchID string `json:"batch_id"`
+	// RunID names the flowproof run the batch belongs to; the endpoint
+	// applies the faults set for that run (see Faults.RunIDs). A batch
+	// without one is served without run-scoped faults.
+	RunID    string    `json:"run_id,omitempty"`
 	Messages []Message `json:"messages"`
 }
 
@@ -145,9 +149,16 @@ type BatchResult struct {
 	SendingID string `json:"sending_id"`
 }
 
-// Faults is the endpoint's fault injection setting (GET/POST /admin/faults).
-// Each request to /v1/batches draws its fault independently.
+// Faults is a fault injection setting of the endpoint. Set at run time
+// (POST /admin/faults) it applies only to the batches of the runs it names;
+// the setting the process started with (its flags) applies to every batch
+// of a run that has none of its own. Each request to /v1/batches draws its
+// fault independently.
 type Faults struct {
+	// RunIDs are the runs (BatchRequest.RunID) the setting applies to;
+	// required on POST. A later POST naming a run replaces that run's
+	// setting only.
+	RunIDs []string `json:"run_ids,omitempty"`
 	// ErrorRate is the probability of answering ErrorStatus without
 	// accepting the batch.
 	ErrorRate float64 `json:"error_rate"`
@@ -164,4 +175,32 @@ type Faults struct {
 	// lost on the way; a retry with the same Idempotency-Key gets the stored
 	// response.
 	LostResponseRate float64 `json:"lost_response_rate"`
+}
+
+// Active reports whether the setting injects anything.
+func (f Faults) Active() bool {
+	return f.ErrorRate > 0 || f.ThrottleRate > 0 || f.LostResponseRate > 0 || f.LatencyMillis > 0
+}
+
+// FaultState is the answer of GET /admin/faults.
+type FaultState struct {
+	// Default is the setting the process started with; it applies to
+	// every batch whose run has no setting of its own. Its RunIDs are empty.
+	Default Faults `json:"default"`
+	// Runs holds one setting per run that has one, in run id order, each
+	// with that single run in RunIDs.
+	Runs []Faults `json:"runs"`
+}
+
+// Active reports whether any batch may get a fault.
+func (s FaultState) Active() bool {
+	if s.Default.Active() {
+		return true
+	}
+	for _, f := range s.Runs {
+		if f.Active() {
+			return true
+		}
+	}
+	return false
 }

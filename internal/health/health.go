@@ -9,6 +9,8 @@ package health
 import (
 	"context"
 	"time"
+
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 // Result is the outcome of one component's check.
@@ -22,19 +24,23 @@ type Result struct {
 	LatencyMillis int64    `json:"latency_ms"`
 }
 
-// run times check and turns its error into an unhealthy Result.
+// run times check and turns its error into an unhealthy Result. Addresses
+// and the detail are redacted: a Result goes into logs and workflow
+// history, and an address or a client's error may carry credentials.
 func run(ctx context.Context, component string, addresses []string, check func(context.Context) (string, error)) Result {
 	start := time.Now()
 	detail, err := check(ctx)
 	res := Result{
 		Component:     component,
 		Healthy:       err == nil,
-		Detail:        detail,
-		Addresses:     addresses,
+		Detail:        redact.Text(detail),
 		LatencyMillis: time.Since(start).Milliseconds(),
 	}
+	for _, address := range addresses {
+		res.Addresses = append(res.Addresses, redact.URL(address))
+	}
 	if err != nil {
-		res.Detail = err.Error()
+		res.Detail = redact.Text(err.Error())
 	}
 	return res
 }

@@ -38,3 +38,22 @@ func TestHTTPServiceReadsHealthz(t *testing.T) {
 		t.Fatalf("stopped service: %+v", down)
 	}
 }
+
+func TestHealthResultsCarryNoCredentials(t *testing.T) {
+	server := httptest.NewServer(http.NotFoundHandler())
+	server.Close() // refused: the client's error quotes the URL
+	base := strings.Replace(server.URL, "http://", "http://flowproof:s3cret@", 1) + "/?token=t0k"
+	for _, res := range []Result{
+		HTTPService(context.Background(), "endpoint", base),
+		TemporalUI(context.Background(), base),
+		FlinkJobManager(context.Background(), base, 1),
+	} {
+		all := res.Detail + " " + strings.Join(res.Addresses, " ")
+		if strings.Contains(all, "s3cret") || strings.Contains(all, "t0k") {
+			t.Errorf("%s result carries credentials: %+v", res.Component, res)
+		}
+		if res.Healthy || !strings.Contains(all, "REDACTED") {
+			t.Errorf("%s result: %+v, want unhealthy with the URL redacted", res.Component, res)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 func install(ctx context.Context, s *stack) error {
@@ -163,8 +164,12 @@ func containsComponent(list []component, name string) bool {
 // componentStatus is one entry of `status --json`.
 type componentStatus struct {
 	health.Result
-	State     string         `json:"state"` // "up" or "down"
+	State     string         `json:"state"` // "up", "down" or "exposed"
 	Processes map[string]int `json:"rss_mib,omitempty"`
+	// Exposed lists the component's listeners bound beyond loopback; any
+	// makes the state "exposed", since the stack has no authentication
+	// of its own to stand between them and the network.
+	Exposed []string `json:"non_loopback_listeners,omitempty"`
 }
 
 func status(ctx context.Context, s *stack, asJSON bool, stdout io.Writer) error {
@@ -176,9 +181,17 @@ func status(ctx context.Context, s *stack, asJSON bool, stdout io.Writer) error 
 		res := c.check(checkCtx, s)
 		cancel()
 		st := componentStatus{Result: res, State: "down", Processes: map[string]int{}}
-		if res.Healthy {
+		for _, l := range s.exposedListeners(c.processes(s)) {
+			st.Exposed = append(st.Exposed, l.String())
+		}
+		switch {
+		case len(st.Exposed) > 0:
+			st.State = "exposed"
+			st.Detail = "listens beyond loopback: " + strings.Join(st.Exposed, ", ") + "; " + st.Detail
+			allUp = false
+		case res.Healthy:
 			st.State = "up"
-		} else {
+		default:
 			allUp = false
 		}
 		for _, p := range c.processes(s) {
@@ -201,11 +214,11 @@ func status(ctx context.Context, s *stack, asJSON bool, stdout io.Writer) error 
 			for _, rss := range st.Processes {
 				total += rss
 			}
-			fmt.Fprintf(stdout, "%-14s %-4s %6d MiB  %s\n", c.name(), st.State, total, st.Detail)
+			fmt.Fprintf(stdout, "%-14s %-7s %6d MiB  %s\n", c.name(), st.State, total, st.Detail)
 		}
 	}
 	if !allUp {
-		return errors.New("some components are down")
+		return errors.New("some components are down or listen beyond loopback")
 	}
 	return nil
 }
@@ -222,8 +235,8 @@ flowproof local stack is ready (%s, %d CPUs)
   Token service       %s
   HTTP endpoint       %s
   Data and logs       %s
-`, runtime.GOOS, runtime.NumCPU(), strings.Join(a.KafkaBrokers, ","), a.FlinkURL, a.SQLGatewayURL,
-		a.TemporalAddress, a.TemporalNamespace, a.TemporalUIURL, a.TokenURL, a.EndpointURL, s.dir)
+`, runtime.GOOS, runtime.NumCPU(), strings.Join(a.KafkaBrokers, ","), redact.URL(a.FlinkURL), redact.URL(a.SQLGatewayURL),
+		a.TemporalAddress, a.TemporalNamespace, redact.URL(a.TemporalUIURL), redact.URL(a.TokenURL), redact.URL(a.EndpointURL), s.dir)
 	if s.opts.withPrometheus {
 		fmt.Fprintf(stdout, "  Prometheus          http://127.0.0.1:%d\n", localstack.PrometheusPort)
 	}

@@ -145,21 +145,77 @@ func TestFlinkConfig(t *testing.T) {
 	if binds < 8 {
 		t.Errorf("only %d address and host settings; every listener must be bound to %s", binds, localstack.Host)
 	}
-	for key := range cfg {
-		if strings.HasPrefix(key, "metrics.reporter.") {
-			t.Errorf("%s is set without Prometheus", key)
-		}
-	}
-
+	// Flink's Prometheus reporter binds every interface, so it stays off,
+	// with Prometheus too.
 	s.opts.withPrometheus = true
 	withProm := parseSettings(t, flinkConfig(s), ": ", true)
-	if withProm["metrics.reporter.prom.port"] != strconv.Itoa(flinkMetricsPortBase) {
-		t.Errorf("with Prometheus: reporter port %q, want %d", withProm["metrics.reporter.prom.port"], flinkMetricsPortBase)
+	for key := range withProm {
+		if strings.HasPrefix(key, "metrics.reporter") {
+			t.Errorf("%s is set: Flink's reporters cannot bind to %s", key, localstack.Host)
+		}
 	}
-	delete(withProm, "metrics.reporter.prom.port")
-	delete(withProm, "metrics.reporter.prom.factory.class")
 	if !maps.Equal(withProm, cfg) {
-		t.Error("Prometheus changes more than the reporter settings")
+		t.Error("Prometheus changes Flink's configuration")
+	}
+}
+
+func TestFlinkRESTAPIRunsNoUploadedJars(t *testing.T) {
+	cfg := parseSettings(t, flinkConfig(testStack(t)), ": ", true)
+	if cfg["web.submit.enable"] != "false" {
+		t.Errorf("web.submit.enable = %q, want false: the REST API would run any jar uploaded to it", cfg["web.submit.enable"])
+	}
+	// flowproof cancels its jobs through the REST API.
+	if cfg["web.cancel.enable"] != "true" {
+		t.Errorf("web.cancel.enable = %q, want true", cfg["web.cancel.enable"])
+	}
+}
+
+// TestEveryProcessBindsLoopback reads the listen addresses off every
+// process's command line and Flink's and Kafka's configs.
+func TestEveryProcessBindsLoopback(t *testing.T) {
+	s := testStack(t)
+	s.opts.withPrometheus = true
+	var procs []process
+	procs = append(procs, refsvcProcesses(s, "secret", "admin")...)
+	procs = append(procs, process{name: "temporal", argv: temporal{}.argv(s)}, workerProcessSpec(s),
+		prometheusProcess(s.dataDir("prometheus"), "prometheus.yml"))
+	jm := flinkMemory{}
+	for _, name := range []string{flinkJobManager, flinkTaskManagerName(1), flinkSQLGateway} {
+		p, err := flinkClusterProcess(s, name, "cp.jar", jm, jm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+	}
+	listenFlags := map[string]bool{"--listen": true, "--ip": true, "-metrics-addr": true}
+	bound := 0
+	for _, p := range procs {
+		for i, arg := range p.argv {
+			if flag, value, ok := strings.Cut(arg, "="); ok && flag == "--web.listen-address" {
+				assertLoopbackOnly(t, p.name+" "+flag, value)
+				bound++
+			}
+			if listenFlags[arg] && i+1 < len(p.argv) {
+				value := p.argv[i+1]
+				if !strings.Contains(value, ":") {
+					value += ":0"
+				}
+				assertLoopbackOnly(t, p.name+" "+arg, value)
+				bound++
+			}
+			if strings.HasPrefix(arg, "metrics.reporter") {
+				t.Errorf("%s sets %s: Flink's reporters cannot bind to %s", p.name, arg, localstack.Host)
+			}
+		}
+	}
+	// token service, endpoint, temporal, worker, prometheus
+	if bound < 5 {
+		t.Errorf("found %d listen flags; every process's listener must be bound explicitly", bound)
+	}
+	for _, want := range []string{"rest.bind-address", "jobmanager.bind-host", "taskmanager.bind-host", "sql-gateway.endpoint.rest.bind-address"} {
+		if got := parseSettings(t, flinkConfig(s), ": ", true)[want]; got != localstack.Host {
+			t.Errorf("flink %s = %q, want %s", want, got, localstack.Host)
+		}
 	}
 }
 
@@ -228,9 +284,7 @@ func TestTemporalDevServerCommandLine(t *testing.T) {
 }
 
 func TestPrometheusConfig(t *testing.T) {
-	s := testStack(t)
-	s.opts.taskManagers = 2
-	got := prometheusConfig(prometheusScrapeJobs(s))
+	got := prometheusConfig(prometheusScrapeJobs())
 	want := `# Written by flowproof stackctl on every ` + "`up`" + `; edits are overwritten.
 global:
   scrape_interval: 10s
@@ -253,12 +307,6 @@ scrape_configs:
     static_configs:
       - targets:
           - "127.0.0.1:17234"
-  - job_name: "flink"
-    static_configs:
-      - targets:
-          - "127.0.0.1:19250"
-          - "127.0.0.1:19251"
-          - "127.0.0.1:19252"
 `
 	if got != want {
 		t.Errorf("prometheus.yml:\n%s\nwant:\n%s", got, want)
@@ -271,8 +319,8 @@ func TestFlinkClusterProcesses(t *testing.T) {
 	jm := flinkMemory{jvmOptions: []string{"-Xmx1"}, dynamicProperties: []string{"-D", "jm=1"}}
 	tm := flinkMemory{jvmOptions: []string{"-Xmx2"}, dynamicProperties: []string{"-D", "tm=2"}}
 	for name, want := range map[string][]string{
-		flinkJobManager:           {"-Xmx1", flinkJobManagerClass, "jm=1", "metrics.reporter.prom.port=19250"},
-		flinkTaskManagerName(3):   {"-Xmx2", flinkTaskManagerClass, "tm=2", "taskmanager.resource-id=flink-taskmanager-3", "metrics.reporter.prom.port=19253"},
+		flinkJobManager:           {"-Xmx1", flinkJobManagerClass, "jm=1"},
+		flinkTaskManagerName(3):   {"-Xmx2", flinkTaskManagerClass, "tm=2", "taskmanager.resource-id=flink-taskmanager-3"},
 		flinkSQLGateway:           {"-Xmx512m", flinkSQLGatewayClass},
 		flinkTaskManager + "bad":  nil,
 		"flink-something-unknown": nil,

@@ -45,11 +45,6 @@ const (
 	flinkMemoryCLI        = "org.apache.flink.runtime.util.bash.BashJavaUtils"
 
 	flinkSlotsPerTaskManager = 4
-
-	// flinkMetricsPortBase is where the Prometheus reporters listen when the
-	// stack runs with Prometheus: the JobManager on the base port,
-	// TaskManager N on base+N.
-	flinkMetricsPortBase = 19250
 )
 
 // flinkJava17Options are the module flags that Flink's default configuration
@@ -194,13 +189,9 @@ func flinkClusterProcess(s *stack, name, cp string, jmMemory, tmMemory flinkMemo
 	case name == flinkJobManager:
 		args := append([]string{"--configDir", flinkConfDir(s)}, jmMemory.dynamicProperties...)
 		args = append(args, flinkTmpProperties(s, name)...)
-		if s.opts.withPrometheus {
-			args = append(args, "-D", "metrics.reporter.prom.port="+strconv.Itoa(flinkMetricsPortBase))
-		}
 		return flinkProcess(s, name, cp, jmMemory.jvmOptions, flinkJobManagerClass, args), nil
 	case strings.HasPrefix(name, flinkTaskManager):
-		n, err := strconv.Atoi(strings.TrimPrefix(name, flinkTaskManager))
-		if err != nil {
+		if _, err := strconv.Atoi(strings.TrimPrefix(name, flinkTaskManager)); err != nil {
 			return process{}, fmt.Errorf("taskmanager process name %q: %w", name, err)
 		}
 		args := append([]string{"--configDir", flinkConfDir(s)}, tmMemory.dynamicProperties...)
@@ -208,9 +199,6 @@ func flinkClusterProcess(s *stack, name, cp string, jmMemory, tmMemory flinkMemo
 		// A stable id names the TaskManager in the web UI and its logs
 		// instead of a random host:port-suffix.
 		args = append(args, "-D", "taskmanager.resource-id="+name)
-		if s.opts.withPrometheus {
-			args = append(args, "-D", "metrics.reporter.prom.port="+strconv.Itoa(flinkMetricsPortBase+n))
-		}
 		return flinkProcess(s, name, cp, tmMemory.jvmOptions, flinkTaskManagerClass, args), nil
 	case name == flinkSQLGateway:
 		p := flinkProcess(s, name, cp, flinkSQLGatewayMemory, flinkSQLGatewayClass, nil)
@@ -259,6 +247,9 @@ func flinkTmpDir(s *stack, process string) string {
 // flinkConfig is the config.yaml shared by every Flink process (Flink 2
 // reads no other file). Everything binds to 127.0.0.1; the REST, RPC and
 // gateway ports are the stack's fixed ones, every other port is picked free.
+//
+// There is no Prometheus reporter: it listens on every interface and has no
+// option to bind one. Flink's metrics are read from its REST API instead.
 func flinkConfig(s *stack) string {
 	host := localstack.Host
 	settings := [][2]string{
@@ -273,6 +264,11 @@ func flinkConfig(s *stack) string {
 		{"sql-gateway.endpoint.rest.address", host},
 		{"sql-gateway.endpoint.rest.bind-address", host},
 		{"sql-gateway.endpoint.rest.port", strconv.Itoa(localstack.SQLGatewayPort)},
+		// The REST API would otherwise run any jar uploaded to it; jobs
+		// come only through the SQL Gateway. Cancelling stays on: the
+		// pipeline cancels its jobs through the REST API.
+		{"web.submit.enable", "false"},
+		{"web.cancel.enable", "true"},
 
 		// Sized for 2 cores and 24 GiB shared with three Kafka brokers
 		// (512 MiB heap each), Temporal and the Go worker: about 6 GiB for
@@ -305,14 +301,6 @@ func flinkConfig(s *stack) string {
 		{"restart-strategy.fixed-delay.attempts", "5"},
 		{"restart-strategy.fixed-delay.delay", "5s"},
 		{"jobmanager.execution.failover-strategy", "region"},
-	}
-	if s.opts.withPrometheus {
-		// The reporter listens on the wildcard address: it has no option to
-		// bind one interface. It is enabled only when Prometheus runs.
-		settings = append(settings,
-			[2]string{"metrics.reporter.prom.factory.class", "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"},
-			[2]string{"metrics.reporter.prom.port", strconv.Itoa(flinkMetricsPortBase)},
-		)
 	}
 	var b strings.Builder
 	b.WriteString("# Written by stackctl on every up; edit deploy/local/stackctl/flink.go instead.\n")

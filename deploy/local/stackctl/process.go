@@ -6,19 +6,58 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/flowproof/flowproof/internal/endpointapi"
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 // process is one OS process of a component (a Kafka node, a TaskManager, ...).
 type process struct {
-	name string   // unique in the stack: "kafka-1", "flink-taskmanager-2"
+	name string   // unique in stack: "kafka-1", "flink-taskmanager-2"
 	argv []string // argv[0] is looked up in PATH
-	env  []string // added to the inherited environment
-	dir  string   // working directory; the stack dir when empty
+	// env is the process's own variables. Of stackctl's environment it
+	// gets only baseEnvironment and the variables inherit names.
+	env     []string
+	inherit []string // names, or prefixes ending in "*"
+	dir     string   // working directory; the stack dir when empty
+}
+
+// baseEnvironment is what every process of the stack gets from stackctl's
+// environment: where programs are, the home and temp dirs, the locale and
+// time zone, and the JVM to use. Anything else (a developer's tokens,
+// cloud credentials, another tool's settings) stays out.
+var baseEnvironment = []string{"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "JAVA_HOME"}
+
+// environment builds p's environment from parent (stackctl's): the base,
+// what p inherits, then p's own variables, which win. The endpoint's admin
+// token is never inherited: only the endpoint gets it, as its own.
+func (p process) environment(parent []string) []string {
+	var env []string
+	for _, kv := range parent {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == endpointapi.EnvAdminToken {
+			continue
+		}
+		if slices.Contains(baseEnvironment, name) || p.inherits(name) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, p.env...)
+}
+
+func (p process) inherits(name string) bool {
+	for _, pattern := range p.inherit {
+		if prefix, ok := strings.CutSuffix(pattern, "*"); (ok && strings.HasPrefix(name, prefix)) || pattern == name {
+			return true
+		}
+	}
+	return false
 }
 
 // start launches p in its own session, detached from stackctl, with stdout and
@@ -44,10 +83,10 @@ func (s *stack) start(p process) error {
 	}
 	// The child holds its own copy of the descriptor.
 	defer func() { _ = logOut.Close() }()
-	fmt.Fprintf(logOut, "\n==== %s starting %s: %s\n", time.Now().Format(time.RFC3339), p.name, strings.Join(p.argv, " "))
+	fmt.Fprintf(logOut, "\n==== %s starting %s: %s\n", time.Now().Format(time.RFC3339), p.name, redact.Text(strings.Join(p.argv, " ")))
 
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
-	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Env = p.environment(os.Environ())
 	cmd.Dir = p.dir
 	if cmd.Dir == "" {
 		cmd.Dir = s.dir

@@ -280,3 +280,26 @@ func waitForLog(t *testing.T, path, want string) {
 	}
 	t.Fatalf("%s never logged %q", path, want)
 }
+
+func TestProcessLogRedactsURLsOnTheCommandLine(t *testing.T) {
+	s := testStack(t)
+	p := process{name: "redact-probe", argv: []string{"sh", "-c", "sleep 30", "probe", "http://u:s3cret@127.0.0.1:1/?token=t0k"}}
+	if err := s.start(p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.stop(p.name, time.Second) })
+	raw, err := os.ReadFile(s.logFile(p.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "s3cret") || strings.Contains(string(raw), "t0k") || !strings.Contains(string(raw), "127.0.0.1:1") {
+		t.Errorf("process log header %q: want the URL's credentials redacted", raw)
+	}
+}
+
+func TestHTTPGetErrorsCarryNoCredentials(t *testing.T) {
+	_, _, err := httpGet(t.Context(), "http://u:s3cret@127.0.0.1:1/-/ready?token=t0k")
+	if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "t0k") {
+		t.Errorf("httpGet error %v: want a failure without the credentials", err)
+	}
+}

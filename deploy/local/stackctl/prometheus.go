@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 // prometheusBinary is where Debian's prometheus package installs the server.
@@ -36,22 +37,15 @@ type scrapeJob struct {
 func prometheusTarget(port int) string { return localstack.Host + ":" + strconv.Itoa(port) }
 
 // prometheusScrapeJobs lists what Prometheus scrapes; a component that gains
-// a metrics endpoint adds its job here.
-func prometheusScrapeJobs(s *stack) []scrapeJob {
-	jobs := []scrapeJob{
+// a metrics endpoint adds its job here. Flink has none: its Prometheus
+// reporter cannot bind to loopback (see flinkConfig).
+func prometheusScrapeJobs() []scrapeJob {
+	return []scrapeJob{
 		{name: "token-service", targets: []string{prometheusTarget(localstack.TokenServicePort)}},
 		{name: "endpoint", targets: []string{prometheusTarget(localstack.EndpointPort)}},
 		{name: "worker", targets: []string{prometheusTarget(localstack.WorkerMetricsPort)}},
 		{name: "temporal", targets: []string{prometheusTarget(localstack.TemporalMetricsPort)}},
 	}
-	// Flink's Prometheus reporters: the JobManager on the base port and
-	// TaskManager N on base+N (see flink.go).
-	flinkTargets := []string{prometheusTarget(flinkMetricsPortBase)}
-	for n := 1; n <= s.opts.taskManagers; n++ {
-		flinkTargets = append(flinkTargets, prometheusTarget(flinkMetricsPortBase+n))
-	}
-	jobs = append(jobs, scrapeJob{name: "flink", targets: flinkTargets})
-	return jobs
 }
 
 func (prometheus) install(ctx context.Context, _ *stack) error {
@@ -96,7 +90,7 @@ func (prometheus) start(_ context.Context, s *stack) error {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	configFile := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(configFile, []byte(prometheusConfig(prometheusScrapeJobs(s))), 0o644); err != nil {
+	if err := os.WriteFile(configFile, []byte(prometheusConfig(prometheusScrapeJobs())), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", configFile, err)
 	}
 	// A running Prometheus keeps its old targets (say, another TaskManager
@@ -108,7 +102,11 @@ func (prometheus) start(_ context.Context, s *stack) error {
 		logf("prometheus already running (pid %d); reloaded %s", pid, configFile)
 		return nil
 	}
-	return s.start(process{
+	return s.start(prometheusProcess(dir, configFile))
+}
+
+func prometheusProcess(dir, configFile string) process {
+	return process{
 		name: "prometheus",
 		argv: []string{
 			prometheusBinary,
@@ -121,7 +119,7 @@ func (prometheus) start(_ context.Context, s *stack) error {
 			"--log.level=warn",
 		},
 		dir: dir,
-	})
+	}
 }
 
 // prometheusConfig renders prometheus.yml. Strings are JSON-quoted, which
@@ -199,19 +197,20 @@ func prometheusTargetsUp(ctx context.Context, base string) (up, total int, err e
 }
 
 // httpGet fetches url and returns its status and up to 4 MiB of its body.
+// Its errors name url redacted.
 func httpGet(ctx context.Context, url string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, nil, fmt.Errorf("request %s: %w", url, err)
+		return 0, nil, fmt.Errorf("request %s: %w", redact.URL(url), redact.Error(err))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("GET %s: %w", url, err)
+		return 0, nil, fmt.Errorf("GET %s: %w", redact.URL(url), redact.Error(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("GET %s: read body: %w", url, err)
+		return resp.StatusCode, nil, fmt.Errorf("GET %s: read body: %w", redact.URL(url), err)
 	}
 	return resp.StatusCode, body, nil
 }

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/flowproof/flowproof/deploy/refsvc/tokens"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
 )
@@ -31,6 +35,10 @@ func refsvcBinary(s *stack) string { return filepath.Join(s.repoDir, "bin", "ref
 
 func signingKeyFile(s *stack) string { return filepath.Join(s.dataDir("refsvc"), "signing.key") }
 
+func adminTokenFile(s *stack) string {
+	return filepath.Join(s.dataDir("refsvc"), endpointapi.AdminTokenFile)
+}
+
 func (refServices) install(ctx context.Context, s *stack) error {
 	return goBuild(ctx, s, refsvcBinary(s), "./deploy/refsvc")
 }
@@ -39,29 +47,41 @@ func (refServices) start(_ context.Context, s *stack) error {
 	if err := ensureSigningKey(signingKeyFile(s)); err != nil {
 		return err
 	}
-	var env []string
-	if os.Getenv(envClientSecret) == "" {
-		env = append(env, envClientSecret+"="+localstack.TokenClientSecret)
+	adminToken, err := ensureAdminToken(adminTokenFile(s))
+	if err != nil {
+		return err
 	}
-	bin, key := refsvcBinary(s), signingKeyFile(s)
-	procs := []process{
-		{
-			name: tokenServiceProcess,
-			argv: []string{bin, "token-service", "--listen", tokenServiceAddr(), "--signing-key-file", key},
-			env:  env,
-		},
-		{
-			name: endpointProcess,
-			argv: []string{bin, "endpoint", "--listen", endpointAddr(), "--signing-key-file", key,
-				"--journal-file", filepath.Join(s.dataDir("refsvc"), "endpoint.journal")},
-		},
+	secret := os.Getenv(envClientSecret)
+	if secret == "" {
+		secret = localstack.TokenClientSecret
 	}
-	for _, p := range procs {
+	for _, p := range refsvcProcesses(s, secret, adminToken) {
 		if err := s.start(p); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// refsvcProcesses are the two services. Each gets its credential in its
+// environment, never on the command line, and its own REFSVC_* settings.
+func refsvcProcesses(s *stack, clientSecret, adminToken string) []process {
+	bin, key := refsvcBinary(s), signingKeyFile(s)
+	return []process{
+		{
+			name:    tokenServiceProcess,
+			argv:    []string{bin, "token-service", "--listen", tokenServiceAddr(), "--signing-key-file", key},
+			env:     []string{envClientSecret + "=" + clientSecret},
+			inherit: []string{"REFSVC_TOKEN_SERVICE_*"},
+		},
+		{
+			name: endpointProcess,
+			argv: []string{bin, "endpoint", "--listen", endpointAddr(), "--signing-key-file", key,
+				"--journal-file", filepath.Join(s.dataDir("refsvc"), "endpoint.journal")},
+			env:     []string{endpointapi.EnvAdminToken + "=" + adminToken},
+			inherit: []string{"REFSVC_ENDPOINT_*"},
+		},
+	}
 }
 
 func tokenServiceAddr() string {
@@ -84,6 +104,42 @@ func ensureSigningKey(path string) error {
 	}
 	logf("generated signing key %s", path)
 	return nil
+}
+
+// ensureAdminToken returns the endpoint's admin token, first writing a
+// random one, readable by the owner only, unless the file exists. Clients
+// of the fault API read the same file (endpointapi.LoadAdminToken).
+func ensureAdminToken(path string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	if raw, err := os.ReadFile(path); err == nil {
+		if token := strings.TrimSpace(string(raw)); len(token) >= endpointapi.MinAdminTokenBytes {
+			return token, nil
+		}
+		return "", fmt.Errorf("%s holds no admin token of at least %d bytes; remove it to generate one", path, endpointapi.MinAdminTokenBytes)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read endpoint admin token: %w", err)
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return "", fmt.Errorf("generate endpoint admin token: %w", err)
+	}
+	token := hex.EncodeToString(secret)
+	// O_EXCL: a concurrent up that wrote the file first keeps its token.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("write endpoint admin token: %w", err)
+	}
+	if _, err := f.WriteString(token + "\n"); err != nil {
+		_ = f.Close()
+		return "", fmt.Errorf("write endpoint admin token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("write endpoint admin token: %w", err)
+	}
+	logf("generated endpoint admin token %s", path)
+	return token, nil
 }
 
 func (refServices) check(ctx context.Context, _ *stack) health.Result {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/procfs"
-
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/searchattr"
@@ -145,42 +143,3 @@ func (temporal) check(ctx context.Context, s *stack) health.Result {
 }
 
 func (temporal) processes(*stack) []string { return []string{"temporal"} }
-
-// listensOn reports whether process pid holds a listening TCP socket on
-// port, by matching the socket inodes of /proc/net/tcp{,6} against its open
-// files.
-func listensOn(pid, port int) bool {
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
-		return false
-	}
-	const tcpListen = 0x0A // TCP_LISTEN in include/net/tcp_states.h
-	sockets := map[string]bool{}
-	// procfs deprecates its /proc/net/tcp readers in favour of netlink,
-	// which would be a dependency for this one check.
-	for _, read := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} { //nolint:staticcheck // see above
-		lines, err := read()
-		if err != nil {
-			continue
-		}
-		for _, line := range lines {
-			if line.LocalPort == uint64(port) && line.St == tcpListen {
-				sockets[fmt.Sprintf("socket:[%d]", line.Inode)] = true
-			}
-		}
-	}
-	proc, err := fs.Proc(pid)
-	if err != nil {
-		return false
-	}
-	targets, err := proc.FileDescriptorTargets()
-	if err != nil {
-		return false
-	}
-	for _, target := range targets {
-		if sockets[target] {
-			return true
-		}
-	}
-	return false
-}

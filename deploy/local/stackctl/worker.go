@@ -46,14 +46,22 @@ func (worker) install(ctx context.Context, s *stack) error {
 // start passes the settings check relies on as flags, so that the
 // environment cannot move them elsewhere.
 func (worker) start(_ context.Context, s *stack) error {
-	return s.start(process{
+	return s.start(workerProcessSpec(s))
+}
+
+func workerProcessSpec(s *stack) process {
+	return process{
 		name: workerProcess,
 		argv: []string{workerBinary(s),
 			"-task-queue", workerTaskQueue(),
 			"-metrics-addr", workerMetricsAddr(),
 			"-stop-timeout", workerStopTimeout.String(),
 		},
-	})
+		// Its own settings (addresses, the token client's credentials,
+		// Kafka's TLS and SASL), Temporal's client profile and where that
+		// profile and the worker's caches live.
+		inherit: []string{"FLOWPROOF_*", "TEMPORAL_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"},
+	}
 }
 
 func (worker) stopGrace() time.Duration { return workerStopTimeout + workerExitMargin }

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,8 +46,13 @@ type Config struct {
 	// restarted endpoint continue batch numbers, quota use and idempotent
 	// replays; without it that state is lost on restart.
 	JournalPath string
-	// Faults is the fault injection setting at start.
+	// Faults is the fault injection setting at start. It applies to every
+	// batch of a run without a setting of its own (set through the admin
+	// API), so only whoever starts the process can set it for all runs.
 	Faults endpointapi.Faults
+	// AdminToken is the bearer credential of the fault API; without one
+	// the API refuses every request.
+	AdminToken string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Random draws faults, uniform in [0,1); math/rand/v2 when nil.
@@ -107,6 +111,12 @@ func (c *Config) validate() error {
 	if c.IdempotencyMaxEntries < 1 {
 		errs = append(errs, fmt.Errorf("idempotency max entries must be at least 1, got %d", c.IdempotencyMaxEntries))
 	}
+	if c.AdminToken != "" && len(c.AdminToken) < endpointapi.MinAdminTokenBytes {
+		errs = append(errs, fmt.Errorf("admin token is %d bytes; at least %d are required", len(c.AdminToken), endpointapi.MinAdminTokenBytes))
+	}
+	if len(c.Faults.RunIDs) > 0 {
+		errs = append(errs, errors.New("faults at start apply to every run and name none; set a run's faults through the admin API"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -116,6 +126,7 @@ type Endpoint struct {
 	log         *zap.Logger
 	verifier    *tokens.Verifier
 	faults      *faultInjector
+	admin       adminGuard
 	quota       *quotaLedger
 	idempotency *idempotencyStore
 	journal     *journal // nil without Config.JournalPath
@@ -150,7 +161,8 @@ func New(cfg Config, reg prometheus.Registerer, log *zap.Logger) (*Endpoint, err
 		cfg:         cfg,
 		log:         log,
 		verifier:    tokens.NewVerifier(cfg.SigningKey, cfg.Now, cfg.Leeway),
-		faults:      &faultInjector{faults: faults, random: cfg.Random},
+		faults:      newFaultInjector(faults, cfg.Random),
+		admin:       newAdminGuard(cfg.AdminToken, log),
 		quota:       newQuotaLedger(),
 		idempotency: newIdempotencyStore(cfg.IdempotencyTTL, cfg.IdempotencyMaxEntries),
 		instance:    hex.EncodeToString(instance),
@@ -217,16 +229,24 @@ func NewHandler(cfg Config, reg *prometheus.Registry, log *zap.Logger) (http.Han
 // Register adds the batch and fault admin routes to mux.
 func (e *Endpoint) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+endpointapi.BatchesPath, e.HandleBatch)
-	mux.HandleFunc("GET "+endpointapi.FaultsPath, e.handleGetFaults)
-	mux.HandleFunc("POST "+endpointapi.FaultsPath, e.handleSetFaults)
-	mux.HandleFunc("DELETE "+endpointapi.FaultsPath, e.handleResetFaults)
+	mux.HandleFunc("GET "+endpointapi.FaultsPath, e.admin.wrap(e.handleGetFaults))
+	mux.HandleFunc("POST "+endpointapi.FaultsPath, e.admin.wrap(e.handleSetFaults))
+	mux.HandleFunc("DELETE "+endpointapi.FaultsPath, e.admin.wrap(e.handleResetFaults))
 }
 
 // HandleBatch serves POST /v1/batches.
 func (e *Endpoint) HandleBatch(w http.ResponseWriter, r *http.Request) {
-	// Faults come first, as from a gateway in front of the service: a
-	// throttled or failed request has no effect.
-	faults, fault := e.faults.draw()
+	claims, ok := e.authenticate(w, r)
+	if !ok {
+		return
+	}
+	body, req, ok := e.readBatch(w, r)
+	if !ok {
+		return
+	}
+	// Faults come next, as from a gateway in front of the service that
+	// knows the run: a throttled or failed request has no effect.
+	faults, fault := e.faults.draw(req.RunID)
 	if faults.LatencyMillis > 0 {
 		e.injected.WithLabelValues("latency").Inc()
 		if err := delay(r.Context(), time.Duration(faults.LatencyMillis)*time.Millisecond); err != nil {
@@ -242,15 +262,6 @@ func (e *Endpoint) HandleBatch(w http.ResponseWriter, r *http.Request) {
 	case errorFault:
 		e.injected.WithLabelValues("error").Inc()
 		httpx.WriteError(w, faults.ErrorStatus, "injected_fault", "injected fault: batch not accepted")
-		return
-	}
-
-	claims, ok := e.authenticate(w, r)
-	if !ok {
-		return
-	}
-	body, req, ok := e.readBatch(w, r)
-	if !ok {
 		return
 	}
 
@@ -353,6 +364,7 @@ func bearerToken(header string) (string, bool) {
 // and skipping them halves the decoding cost.
 type incomingBatch struct {
 	BatchID  string `json:"batch_id"`
+	RunID    string `json:"run_id"`
 	Messages []struct {
 		CorrelationID string `json:"correlation_id"`
 		Seq           int64  `json:"seq"`
@@ -362,12 +374,10 @@ type incomingBatch struct {
 // readBatch reads and validates the body, answering 4xx when it is unusable.
 func (e *Endpoint) readBatch(w http.ResponseWriter, r *http.Request) ([]byte, incomingBatch, bool) {
 	var req incomingBatch
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mediaType, _, err := mime.ParseMediaType(ct); err != nil || mediaType != "application/json" {
-			e.rejectRequest(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
-				fmt.Sprintf("Content-Type must be application/json, got %q", ct))
-			return nil, req, false
-		}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		e.rejectRequest(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+			fmt.Sprintf("Content-Type must be application/json, got %q", ct))
+		return nil, req, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.MaxBodyBytes))
 	if err != nil {

@@ -28,6 +28,8 @@ var (
 	otherKey = []byte("fedcba9876543210fedcba9876543210")
 )
 
+const testAdminToken = "admin-0123456789abcdef0123456789abcdef"
+
 type harness struct {
 	server *httptest.Server
 	reg    *prometheus.Registry
@@ -50,6 +52,9 @@ func newHarnessAt(t *testing.T, cfg Config, now time.Time) *harness {
 	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), now: now}
 	cfg.SigningKey = testKey
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = testAdminToken
+	}
 	cfg.Now = h.clock
 	cfg.Random = h.random
 	handler, ep, err := NewHandler(cfg, h.reg, zap.NewNop())
@@ -158,9 +163,21 @@ func (h *harness) post(t *testing.T, token string, body []byte, headers ...strin
 	return h.do(t, http.MethodPost, endpointapi.BatchesPath, body, headers...)
 }
 
+// admin calls the fault API with the admin token.
+func (h *harness) admin(t *testing.T, method, path string, body []byte) reply {
+	t.Helper()
+	return h.do(t, method, path, body, "Authorization", "Bearer "+testAdminToken)
+}
+
 func batchBody(t *testing.T, batchID string, n int) []byte {
 	t.Helper()
-	req := endpointapi.BatchRequest{BatchID: batchID}
+	return runBatchBody(t, "", batchID, n)
+}
+
+// runBatchBody is a batch of n messages of run runID.
+func runBatchBody(t *testing.T, runID, batchID string, n int) []byte {
+	t.Helper()
+	req := endpointapi.BatchRequest{BatchID: batchID, RunID: runID}
 	for i := 0; i < n; i++ {
 		req.Messages = append(req.Messages, endpointapi.Message{
 			CorrelationID: fmt.Sprintf("%s-c%d", batchID, i),
@@ -451,31 +468,34 @@ func TestFaultsAreSetAtRunTimeAndDrawnPerRequest(t *testing.T) {
 	h := newHarness(t, Config{})
 	token := h.token(t, time.Hour, 1000)
 	set := func(f string) reply {
-		return h.do(t, http.MethodPost, endpointapi.FaultsPath, []byte(f))
+		return h.admin(t, http.MethodPost, endpointapi.FaultsPath, []byte(f))
 	}
-	if r := set(`{"throttle_rate":0.25,"retry_after_seconds":2,"error_rate":0.25,"error_status":500}`); r.status != 200 {
+	if r := set(`{"run_ids":["r1"],"throttle_rate":0.25,"retry_after_seconds":2,"error_rate":0.25,"error_status":500}`); r.status != 200 {
 		t.Fatalf("set faults: %d %s", r.status, r.body)
 	}
-	var current endpointapi.Faults
-	if err := json.Unmarshal(h.do(t, http.MethodGet, endpointapi.FaultsPath, nil).body, &current); err != nil {
+	var current endpointapi.FaultState
+	if err := json.Unmarshal(h.admin(t, http.MethodGet, endpointapi.FaultsPath, nil).body, &current); err != nil {
 		t.Fatal(err)
 	}
-	if current.ThrottleRate != 0.25 || current.ErrorRate != 0.25 || current.ErrorStatus != 500 || current.RetryAfterSeconds != 2 {
-		t.Fatalf("GET faults = %+v", current)
+	if len(current.Runs) != 1 || current.Default.Active() {
+		t.Fatalf("GET faults = %+v, want one run's setting and no default", current)
+	}
+	if f := current.Runs[0]; f.ThrottleRate != 0.25 || f.ErrorRate != 0.25 || f.ErrorStatus != 500 || f.RetryAfterSeconds != 2 || len(f.RunIDs) != 1 || f.RunIDs[0] != "r1" {
+		t.Fatalf("GET faults = %+v", f)
 	}
 
 	// Draws: below 0.25 throttles, below 0.5 fails, above passes.
 	h.mu.Lock()
 	h.rand = []float64{0.1, 0.3, 0.7}
 	h.mu.Unlock()
-	r := h.post(t, token, batchBody(t, "f1", 10))
+	r := h.post(t, token, runBatchBody(t, "r1", "f1", 10))
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "2" {
 		t.Fatalf("draw 0.1: %d Retry-After %q, want 429 with Retry-After 2", r.status, r.header.Get("Retry-After"))
 	}
-	if r := h.post(t, token, batchBody(t, "f2", 10)); r.status != http.StatusInternalServerError {
+	if r := h.post(t, token, runBatchBody(t, "r1", "f2", 10)); r.status != http.StatusInternalServerError {
 		t.Fatalf("draw 0.3: %d, want 500", r.status)
 	}
-	h.post(t, token, batchBody(t, "f3", 10)).batch(t)
+	h.post(t, token, runBatchBody(t, "r1", "f3", 10)).batch(t)
 	// Faulted requests have no effect: only the last batch counted.
 	if got := h.metric(t, "refsvc_endpoint_messages_accepted_total", nil); got != 10 {
 		t.Fatalf("messages accepted = %v, want 10", got)
@@ -486,16 +506,66 @@ func TestFaultsAreSetAtRunTimeAndDrawnPerRequest(t *testing.T) {
 		}
 	}
 
-	for _, bad := range []string{`{"error_rate":1.5}`, `{"throttle_rate":0.6,"error_rate":0.6}`, `{"error_status":200}`, `{"eror_rate":0.1}`, `{"latency_ms":-1}`} {
-		if r := set(bad); r.status != http.StatusBadRequest {
-			t.Errorf("set %s: %d, want 400", bad, r.status)
+	for bad, field := range map[string]string{
+		`{"run_ids":["r1"],"error_rate":1.5}`:                     "error_rate",
+		`{"run_ids":["r1"],"throttle_rate":0.6,"error_rate":0.6}`: "must not exceed 1",
+		`{"run_ids":["r1"],"error_status":200}`:                   "error_status",
+		`{"run_ids":["r1"],"eror_rate":0.1}`:                      `unknown field "eror_rate"`,
+		`{"run_ids":["r1"],"latency_ms":-1}`:                      "latency_ms",
+		`{"error_rate":0.1}`:                                      "run_ids is required",
+		`{"run_ids":[""],"error_rate":0.1}`:                       "run_ids[0]",
+		`{"run_ids":["r1"]} {"run_ids":["r2"]}`:                   "single JSON object",
+	} {
+		r := set(bad)
+		if er := r.errorResponse(t); r.status != http.StatusBadRequest || !strings.Contains(er.ErrorDescription, field) {
+			t.Errorf("set %s: %d %q, want 400 naming %q", bad, r.status, er.ErrorDescription, field)
 		}
 	}
-	if r := h.do(t, http.MethodDelete, endpointapi.FaultsPath, nil); r.status != 200 {
+	if r := h.admin(t, http.MethodDelete, endpointapi.FaultsPath, nil); r.status != 200 {
 		t.Fatalf("reset faults: %d", r.status)
 	}
-	if f := h.ep.Faults(); f.ThrottleRate != 0 || f.ErrorRate != 0 || f.LatencyMillis != 0 {
+	if f := h.ep.Faults("r1"); f.Active() {
 		t.Fatalf("faults after reset = %+v", f)
+	}
+}
+
+func TestFaultsApplyOnlyToTheRunsTheyName(t *testing.T) {
+	h := newHarness(t, Config{})
+	token := h.token(t, time.Hour, 1000)
+	if r := h.admin(t, http.MethodPost, endpointapi.FaultsPath, []byte(`{"run_ids":["a","b"],"error_rate":1}`)); r.status != 200 {
+		t.Fatalf("set faults: %d %s", r.status, r.body)
+	}
+	for _, run := range []string{"a", "b"} {
+		if r := h.post(t, token, runBatchBody(t, run, "of-"+run, 1)); r.status != http.StatusServiceUnavailable {
+			t.Errorf("batch of run %s: %d, want the injected 503", run, r.status)
+		}
+	}
+	// Another run, and a batch that names none, are served normally.
+	h.post(t, token, runBatchBody(t, "c", "of-c", 1)).batch(t)
+	h.post(t, token, runBatchBody(t, "", "of-none", 1)).batch(t)
+
+	// A later setting of one run leaves the other's alone.
+	if r := h.admin(t, http.MethodPost, endpointapi.FaultsPath, []byte(`{"run_ids":["b"],"latency_ms":1}`)); r.status != 200 {
+		t.Fatalf("set faults: %d %s", r.status, r.body)
+	}
+	if f := h.ep.Faults("a"); f.ErrorRate != 1 {
+		t.Errorf("run a's faults after setting b's: %+v", f)
+	}
+	h.post(t, token, runBatchBody(t, "b", "of-b-2", 1)).batch(t)
+
+	if r := h.admin(t, http.MethodDelete, endpointapi.FaultsPath+"?run_id=a", nil); r.status != 200 {
+		t.Fatalf("reset run a: %d", r.status)
+	}
+	h.post(t, token, runBatchBody(t, "a", "of-a-2", 1)).batch(t)
+	if f := h.ep.Faults("b"); f.LatencyMillis != 1 {
+		t.Errorf("resetting run a changed run b's faults: %+v", f)
+	}
+}
+
+func TestStartTimeFaultsMayNotNameRuns(t *testing.T) {
+	_, err := New(Config{SigningKey: testKey, Faults: endpointapi.Faults{RunIDs: []string{"r"}, ErrorRate: 1}}, prometheus.NewRegistry(), zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "name none") {
+		t.Fatalf("New with run ids in the start-time faults: %v", err)
 	}
 }
 
@@ -516,7 +586,9 @@ func TestLostResponseIsRecoveredByIdempotentRetry(t *testing.T) {
 	if r := h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "lost"); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("lost response: %d, want 503", r.status)
 	}
-	h.do(t, http.MethodDelete, endpointapi.FaultsPath, nil)
+	if r := h.admin(t, http.MethodDelete, endpointapi.FaultsPath, nil); r.status != http.StatusOK {
+		t.Fatalf("reset faults: %d", r.status)
+	}
 	// The batch was accepted (quota 10 is used), and the retry gets its answer.
 	r := h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "lost")
 	if r.batch(t).BatchNumber != 1 || r.header.Get(endpointapi.ReplayedHeader) != "true" {
@@ -584,7 +656,7 @@ func TestJournalCarriesStateAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = f.WriteString(`{"accepted_at_ms":17`)
-	f.Close()
+	_ = f.Close()
 
 	second := newHarnessAt(t, Config{JournalPath: path}, harnessStart.Add(time.Minute))
 	t.Cleanup(func() { _ = second.ep.Close() })

@@ -54,11 +54,12 @@ func openJournal(path string, e *Endpoint) (*journal, error) {
 	for _, rec := range live {
 		line, err := json.Marshal(rec)
 		if err != nil {
-			f.Close()
+			_ = f.Close()
 			return nil, fmt.Errorf("journal: encode record: %w", err)
 		}
-		w.Write(line)
-		w.WriteByte('\n')
+		// A bufio.Writer keeps its first error and Flush returns it.
+		_, _ = w.Write(line)
+		_ = w.WriteByte('\n')
 	}
 	if err := errors.Join(w.Flush(), f.Sync(), f.Close()); err != nil {
 		return nil, fmt.Errorf("journal: write %s: %w", tmp, err)
@@ -84,7 +85,7 @@ func replayJournal(path string, e *Endpoint) ([]journalRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	now := e.cfg.Now()
 	var live []journalRecord
 	scanner := bufio.NewScanner(f)

@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"encoding/base64"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,8 +150,8 @@ func TestVerifyAcceptsSignedTokenAndRejectsBadOnes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := verifier.Verify(tc.token)
-			rej, ok := err.(*Rejection)
-			if !ok {
+			var rej *Rejection
+			if !errors.As(err, &rej) {
 				t.Fatalf("Verify error = %v (%T), want a *Rejection", err, err)
 			}
 			if rej.Reason != tc.reason {

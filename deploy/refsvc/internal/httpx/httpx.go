@@ -58,7 +58,7 @@ func WriteError(w http.ResponseWriter, status int, code, description string) {
 
 // HandleHealth adds GET /healthz, answering 200 while the process serves.
 func HandleHealth(mux *http.ServeMux, service string, started time.Time) {
-	mux.HandleFunc("GET "+refsvcapi.HealthPath, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+refsvcapi.HealthPath, func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, refsvcapi.Health{
 			Status:        "ok",
 			Service:       service,
@@ -151,7 +151,8 @@ func Serve(ctx context.Context, addr string, handler http.Handler, grace time.Du
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", zap.Duration("grace", grace))
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	// ctx has ended; the grace period needs a context of its own.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("graceful shutdown: %w", err)
