@@ -178,24 +178,16 @@ func requireLoopback(rawURL string) error {
 // requireNoFaults makes sure no fault injection is active: a benchmark
 // against an endpoint that throttles on purpose would measure the faults.
 func requireNoFaults(ctx context.Context, client *http.Client, endpointURL string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpointURL+endpointapi.FaultsPath, nil)
+	token, err := endpointapi.LoadAdminToken(localstack.StackDir())
 	if err != nil {
 		return fmt.Errorf("endpoint faults: %w", err)
 	}
-	resp, err := client.Do(req)
+	state, err := endpointapi.AdminClient{BaseURL: endpointURL, Token: token, HTTP: client}.State(ctx)
 	if err != nil {
 		return fmt.Errorf("endpoint faults: %w", err)
 	}
-	defer resp.Body.Close()
-	var faults endpointapi.Faults
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("endpoint faults: status %d", resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&faults); err != nil {
-		return fmt.Errorf("endpoint faults: %w", err)
-	}
-	if faults.ErrorRate > 0 || faults.ThrottleRate > 0 || faults.LatencyMillis > 0 || faults.LostResponseRate > 0 {
-		return fmt.Errorf("the endpoint has fault injection on (%+v); turn it off (DELETE %s) before benchmarking", faults, endpointapi.FaultsPath)
+	if state.Active() {
+		return fmt.Errorf("the endpoint has fault injection on (%+v); turn it off (DELETE %s with the admin token) before benchmarking", state, endpointapi.FaultsPath)
 	}
 	return nil
 }
