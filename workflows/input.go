@@ -30,6 +30,8 @@ const (
 	DefaultBrokers                   = 3
 	DefaultTaskManagers              = 1
 	DefaultVerifyIdleSeconds         = 120
+	DefaultFlinkWatchSeconds         = 10
+	DefaultMaxFlinkRestarts          = 3
 )
 
 const (
@@ -74,6 +76,8 @@ func (in PipelineInput) WithDefaults(workflowID string) PipelineInput {
 	setDefault(&in.Brokers, DefaultBrokers)
 	setDefault(&in.TaskManagers, DefaultTaskManagers)
 	setDefault(&in.VerifyIdleSeconds, DefaultVerifyIdleSeconds)
+	setDefault(&in.FlinkWatchSeconds, DefaultFlinkWatchSeconds)
+	setDefault(&in.MaxFlinkRestarts, DefaultMaxFlinkRestarts)
 	setDefault(&in.TimeoutSeconds, defaultTimeoutSeconds(in.Messages, in.VerifyIdleSeconds))
 	return in
 }
@@ -144,6 +148,8 @@ func (in PipelineInput) Validate() error {
 		{in.Brokers >= replicationFactor, "brokers", fmt.Sprintf("must be at least the replication factor %d", replicationFactor), in.Brokers},
 		{in.TaskManagers >= 1, "task_managers", "must be at least 1", in.TaskManagers},
 		{in.VerifyIdleSeconds >= 1 && in.VerifyIdleSeconds <= 3_600, "verify_idle_seconds", "must be between 1 and 3,600", in.VerifyIdleSeconds},
+		{in.FlinkWatchSeconds >= 1 && in.FlinkWatchSeconds <= 300, "flink_watch_seconds", "must be between 1 and 300", in.FlinkWatchSeconds},
+		{in.MaxFlinkRestarts >= 0 && in.MaxFlinkRestarts <= 1_000, "max_flink_restarts", "must be between 0 (default 3) and 1,000", in.MaxFlinkRestarts},
 		{in.TimeoutSeconds >= 60 && in.TimeoutSeconds <= maxTimeoutSeconds, "timeout_seconds", fmt.Sprintf("must be between 60 and %d (7 days)", maxTimeoutSeconds), in.TimeoutSeconds},
 		{in.RunID != "" && topicAlphabet.MatchString(in.RunID) && len(in.RunID) <= maxRunIDLength, "run_id", fmt.Sprintf("must be 1 to %d characters of [a-zA-Z0-9._-]", maxRunIDLength), in.RunID},
 	}
