@@ -301,7 +301,7 @@ func (p *pipeline) verify(ctx workflow.Context) (verify.Result, error) {
 	p.setStage(ctx, StageVerify)
 	start := workflow.Now(ctx)
 	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Minute,
+		StartToCloseTimeout: verifyTimeout,
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 		Summary:             fmt.Sprintf("verify %d messages in %s", p.in.Messages, p.names.FinalTopic),
