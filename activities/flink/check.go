@@ -36,8 +36,8 @@ type JobMetrics struct {
 	LastCheckpointMillis int64 `json:"last_checkpoint_ms"`
 	LastCheckpointBytes  int64 `json:"last_checkpoint_bytes"`
 
-	// RecordsIn are the records the job's sources read, RecordsOut those
-	// its sinks wrote.
+	// RecordsIn are the records the job read from Kafka, RecordsOut those
+	// it wrote, since it last (re)started.
 	RecordsIn  int64 `json:"records_in"`
 	RecordsOut int64 `json:"records_out"`
 
@@ -174,13 +174,14 @@ func (a *Activities) rootCause(ctx context.Context, id string) (string, error) {
 	return history[0].RootCause(), nil
 }
 
-// jobRecords sums the records the job read from its sources and wrote to
-// its sinks: Flink counts a source's Kafka reads as the vertex's written
-// records and a sink's Kafka writes as its read records, and the vertices
-// are listed in topological order.
+// jobRecords are the records the job read from Kafka and wrote to Kafka
+// since it last (re)started. Flink counts a source's Kafka reads as its
+// vertex's read records and a sink's Kafka writes as its vertex's written
+// records, and lists the vertices from sources to sinks; both jobs chain
+// source and sink into one vertex.
 func jobRecords(job flinksql.Job) (in, out int64) {
 	if len(job.Vertices) == 0 {
 		return 0, 0
 	}
-	return job.Vertices[0].Metrics.WriteRecords, job.Vertices[len(job.Vertices)-1].Metrics.ReadRecords
+	return job.Vertices[0].Metrics.ReadRecords, job.Vertices[len(job.Vertices)-1].Metrics.WriteRecords
 }

@@ -61,6 +61,12 @@ func TestCheckFlinkJobsReportsARestartingJobWithItsRootCause(t *testing.T) {
 	names, jobs := submitRunJobs(t, a, "checkfail")
 	const messages = 50
 	produceRaw(t, a, names, messages, 5)
+	// One endpoint response of three messages: the split job reads one
+	// record and writes three, which tells records in from records out.
+	produceRecord(t, a, names.ResponsesTopic, []byte(`{"run_id":"`+names.RunID+`","batch_id":"b1","batch_number":1,"messages":[`+
+		`{"seq":0,"logical_queue":"q","correlation_id":"c0","sending_id":"s0","produced_at":"2026-12-01T00:00:00.000000Z"},`+
+		`{"seq":1,"logical_queue":"q","correlation_id":"c1","sending_id":"s1","produced_at":"2026-12-01T00:00:00.000000Z"},`+
+		`{"seq":2,"logical_queue":"q","correlation_id":"c2","sending_id":"s2","produced_at":"2026-12-01T00:00:00.000000Z"}]}`))
 
 	in := CheckInput{Jobs: jobs, MaxRestarts: 1}
 	healthy := checkUntilRecords(t, a, in, messages)
@@ -72,6 +78,9 @@ func TestCheckFlinkJobsReportsARestartingJobWithItsRootCause(t *testing.T) {
 	}
 	if enrich := healthy.Jobs[0]; enrich.RecordsIn != messages || enrich.RecordsOut != messages {
 		t.Errorf("enrich job read %d and wrote %d records, want %d each", enrich.RecordsIn, enrich.RecordsOut, messages)
+	}
+	if split := healthy.Jobs[1]; split.RecordsIn != 1 || split.RecordsOut != 3 {
+		t.Errorf("split job read %d and wrote %d records, want 1 response in and 3 messages out", split.RecordsIn, split.RecordsOut)
 	}
 
 	produceRecord(t, a, names.RawTopic, []byte("not json at all"))
@@ -121,7 +130,7 @@ func checkUntilRecords(t *testing.T, a *stage, in CheckInput, want int64) CheckR
 		if err != nil {
 			t.Fatalf("CheckFlinkJobs: %v", err)
 		}
-		done := len(res.Jobs) == 2 && res.Jobs[0].RecordsOut >= want &&
+		done := len(res.Jobs) == 2 && res.Jobs[0].RecordsOut >= want && res.Jobs[1].RecordsOut >= 3 &&
 			res.Jobs[0].CheckpointsCompleted > 0 && res.Jobs[1].CheckpointsCompleted > 0
 		if done || res.Failure != "" || time.Now().After(deadline) {
 			return res
