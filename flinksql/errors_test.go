@@ -116,3 +116,12 @@ func TestJobExceptionRootCause(t *testing.T) {
 		t.Errorf("RootCause() = %q, want %q", got, want)
 	}
 }
+
+func TestJobExceptionRootCauseIsBounded(t *testing.T) {
+	e := JobException{Stacktrace: "org.apache.flink.runtime.JobException: Recovery is suppressed\n" +
+		"Caused by: java.lang.IllegalStateException: " + strings.Repeat("x", 2*maxRootCauseLen) + "\n\tat a.b.C.d(C.java:1)"}
+	got := e.RootCause()
+	if len(got) > maxRootCauseLen+len("...") || !strings.HasPrefix(got, "IllegalStateException: xxx") || !strings.HasSuffix(got, "...") {
+		t.Errorf("RootCause() = %q (%d bytes): want the innermost cause cut to %d bytes", got, len(got), maxRootCauseLen)
+	}
+}

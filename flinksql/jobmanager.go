@@ -356,12 +356,13 @@ type JobException struct {
 	Endpoint   string `json:"endpoint"`
 }
 
-// RootCause is the first line of the innermost cause of the exception.
+// RootCause is the first line of the innermost cause of the exception, at
+// most maxRootCauseLen bytes: it goes into errors and workflow history.
 func (e JobException) RootCause() string {
 	if chain := causeChain(e.Stacktrace); len(chain) > 0 {
-		return firstLine(chain[len(chain)-1].String())
+		return compact(firstLine(chain[len(chain)-1].String()), maxRootCauseLen)
 	}
-	return firstLine(e.Name)
+	return compact(firstLine(e.Name), maxRootCauseLen)
 }
 
 // Exceptions returns the job's exception history, newest first.

@@ -22,9 +22,10 @@ const (
 	// MinCheckpointInterval is the shortest checkpoint interval accepted;
 	// the exactly-once sink commits one Kafka transaction per checkpoint.
 	MinCheckpointInterval = 100 * time.Millisecond
-	// maxPrefixLen leaves room for the "-<subtask>-<checkpoint>" Flink adds
-	// to a transactional id prefix.
-	maxPrefixLen = 200
+	// MaxNameLength bounds a job's name and its transactional id prefix,
+	// leaving room for the "-<subtask>-<checkpoint>" Flink adds to the
+	// prefix.
+	MaxNameLength = 200
 	// maxParallelism bounds Parallelism to something a cluster can run.
 	maxParallelism = 1024
 )
@@ -97,11 +98,11 @@ func (k JobSettings) validate(structName string) error {
 			errs = append(errs, fieldErr(structName, field, value, "%s", problem))
 		}
 	}
-	check("Name", k.Name, maxPrefixLen)
-	check("SourceTopic", k.SourceTopic, maxTopicLen)
-	check("SinkTopic", k.SinkTopic, maxTopicLen)
-	check("GroupID", k.GroupID, maxTopicLen)
-	check("TransactionalIDPrefix", k.TransactionalIDPrefix, maxPrefixLen)
+	check("Name", k.Name, MaxNameLength)
+	check("SourceTopic", k.SourceTopic, MaxTopicLength)
+	check("SinkTopic", k.SinkTopic, MaxTopicLength)
+	check("GroupID", k.GroupID, MaxTopicLength)
+	check("TransactionalIDPrefix", k.TransactionalIDPrefix, MaxNameLength)
 	if k.SourceTopic != "" && k.SourceTopic == k.SinkTopic {
 		errs = append(errs, fieldErr(structName, "SinkTopic", k.SinkTopic, "is the same as SourceTopic; the job would read its own output"))
 	}

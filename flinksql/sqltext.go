@@ -41,8 +41,9 @@ func fieldErr(structName, field, value, problem string, args ...any) *FieldError
 	return &FieldError{Struct: structName, Field: field, Value: value, Problem: fmt.Sprintf(problem, args...)}
 }
 
-// maxTopicLen is Kafka's limit on a topic name's length.
-const maxTopicLen = 249
+// MaxTopicLength is Kafka's limit on a topic name's length; consumer group
+// ids of the jobs are held to it too.
+const MaxTopicLength = 249
 
 // checkKafkaName checks a topic, group id, transactional id prefix or job
 // name against Kafka's topic alphabet [a-zA-Z0-9._-]; the same alphabet for

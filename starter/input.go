@@ -48,6 +48,8 @@ var inputFlagTable = []inputFlag{
 	{field: "lag_poll_every_seconds", name: "lag-poll-every-seconds", usage: "seconds between two readings of the consumer lag"},
 	{field: "flink_parallelism", name: "flink-parallelism", usage: "parallelism of the Flink jobs"},
 	{field: "checkpoint_interval_seconds", name: "checkpoint-interval-seconds", usage: "seconds between two checkpoints of the Flink jobs"},
+	{field: "flink_watch_seconds", name: "flink-watch-seconds", usage: "seconds between two checks of the Flink jobs while messages flow"},
+	{field: "max_flink_restarts", name: "max-flink-restarts", usage: "restarts of a Flink job that fail the run when exceeded"},
 	{field: "brokers", name: "brokers", usage: "Kafka brokers the health stage expects"},
 	{field: "task_managers", name: "task-managers", usage: "Flink TaskManagers the health stage expects"},
 	{field: "keep_topics", name: "keep-topics", usage: "leave the run's topics in place after the run"},

@@ -145,6 +145,9 @@ type deliverer struct {
 // segments of TokenRenewEvery messages, obtaining a fresh token before each
 // segment (and after a 401).
 func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, error) {
+	if err := in.validate(); err != nil {
+		return DeliverResult{}, err
+	}
 	d := newDeliverer(ctx, in)
 	return d.run(ctx)
 }

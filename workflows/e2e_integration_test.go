@@ -119,7 +119,14 @@ func TestEndToEnd(t *testing.T) {
 		for _, s := range m.Stages {
 			t.Logf("stage %-8s %8d msgs %8d ms %10.0f/s", s.Stage, s.Messages, s.DurationMillis, s.PerSecond)
 		}
+		for _, j := range m.Flink {
+			t.Logf("flink %s: %s, %d restarts, %d checkpoints (%d failed, last %d ms, %d bytes), records in %d out %d",
+				j.Name, j.State, j.Restarts, j.CheckpointsCompleted, j.CheckpointsFailed, j.LastCheckpointMillis, j.LastCheckpointBytes, j.RecordsIn, j.RecordsOut)
+		}
 		require.Equal(t, workflows.StatusSucceeded, res.Status, m.FailureMessage)
+		require.Len(t, m.Flink, 2, "both Flink jobs' figures")
+		require.Positive(t, m.Flink[0].RecordsOut, "the enrich job wrote records")
+		require.Positive(t, m.Flink[1].CheckpointsCompleted, "the split job checkpointed")
 		require.Equal(t, int64(50_000), m.Produced)
 		require.Equal(t, int64(50_000), m.Delivered)
 		require.Equal(t, int64(50_000), m.Verified)

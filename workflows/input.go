@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/verify"
+	"github.com/flowproof/flowproof/flinksql"
 	"github.com/flowproof/flowproof/internal/errtype"
 )
 
@@ -30,14 +32,14 @@ const (
 	DefaultBrokers                   = 3
 	DefaultTaskManagers              = 1
 	DefaultVerifyIdleSeconds         = 120
+	DefaultFlinkWatchSeconds         = 10
+	DefaultMaxFlinkRestarts          = 3
 )
 
 const (
 	// replicationFactor of every topic of a run; the health stage requires
 	// at least this many brokers.
 	replicationFactor = 3
-	// maxTopicLength is Kafka's limit on topic names.
-	maxTopicLength = 249
 	// maxBatchSize is what the reference endpoint accepts in one request.
 	maxBatchSize = 1_000
 	// maxTimeoutSeconds is a week: no run of any size needs longer.
@@ -74,16 +76,20 @@ func (in PipelineInput) WithDefaults(workflowID string) PipelineInput {
 	setDefault(&in.Brokers, DefaultBrokers)
 	setDefault(&in.TaskManagers, DefaultTaskManagers)
 	setDefault(&in.VerifyIdleSeconds, DefaultVerifyIdleSeconds)
-	setDefault(&in.TimeoutSeconds, defaultTimeoutSeconds(in.Messages, in.VerifyIdleSeconds))
+	setDefault(&in.FlinkWatchSeconds, DefaultFlinkWatchSeconds)
+	setDefault(&in.MaxFlinkRestarts, DefaultMaxFlinkRestarts)
+	setDefault(&in.TimeoutSeconds, defaultTimeoutSeconds(in.Messages, in.productionRate(), in.VerifyIdleSeconds))
 	return in
 }
 
 // defaultTimeoutSeconds allows set-up time plus production at a rate far
-// below what a healthy stack reaches (1,000 messages a second) plus the
-// time verification may wait for stragglers.
-func defaultTimeoutSeconds(messages int64, verifyIdleSeconds int) int {
+// below what a healthy stack reaches (1,000 messages a second, or half the
+// run's own rate cap when that is lower) plus the time verification may
+// wait for stragglers; at most the longest deadline allowed.
+func defaultTimeoutSeconds(messages int64, rate float64, verifyIdleSeconds int) int {
 	const setupSeconds, floorRatePerSecond = 15 * 60, 1_000
-	return setupSeconds + int(messages/floorRatePerSecond) + verifyIdleSeconds
+	production := float64(messages) / min(floorRatePerSecond, rate/2)
+	return int(min(setupSeconds+production+float64(verifyIdleSeconds), maxTimeoutSeconds))
 }
 
 // timeout is the run's deadline.
@@ -126,7 +132,7 @@ func (in PipelineInput) Validate() error {
 		rule  string
 		value any
 	}{
-		{in.Messages >= 1 && in.Messages <= 1_000_000_000, "messages", "must be between 1 and 1,000,000,000", in.Messages},
+		{in.Messages >= 1 && in.Messages <= verify.MaxMessages, "messages", fmt.Sprintf("must be between 1 and %d, the most one verification checks", verify.MaxMessages), in.Messages},
 		{in.LogicalQueues >= 1 && in.LogicalQueues <= 10_000, "logical_queues", "must be between 1 and 10,000", in.LogicalQueues},
 		{in.Partitions >= 1 && in.Partitions <= 1_000, "partitions", "must be between 1 and 1,000", in.Partitions},
 		{in.PayloadBytes >= 1 && in.PayloadBytes <= 100_000, "payload_bytes", "must be between 1 and 100,000", in.PayloadBytes},
@@ -143,7 +149,9 @@ func (in PipelineInput) Validate() error {
 		{in.CheckpointIntervalSeconds >= 1 && in.CheckpointIntervalSeconds <= 600, "checkpoint_interval_seconds", "must be between 1 and 600", in.CheckpointIntervalSeconds},
 		{in.Brokers >= replicationFactor, "brokers", fmt.Sprintf("must be at least the replication factor %d", replicationFactor), in.Brokers},
 		{in.TaskManagers >= 1, "task_managers", "must be at least 1", in.TaskManagers},
-		{in.VerifyIdleSeconds >= 1 && in.VerifyIdleSeconds <= 3_600, "verify_idle_seconds", "must be between 1 and 3,600", in.VerifyIdleSeconds},
+		{in.VerifyIdleSeconds >= 1 && in.VerifyIdleSeconds <= int(verify.MaxIdleTimeout/time.Second), "verify_idle_seconds", fmt.Sprintf("must be between 1 and %.0f", verify.MaxIdleTimeout.Seconds()), in.VerifyIdleSeconds},
+		{in.FlinkWatchSeconds >= 1 && in.FlinkWatchSeconds <= 300, "flink_watch_seconds", "must be between 1 and 300", in.FlinkWatchSeconds},
+		{in.MaxFlinkRestarts >= 0 && in.MaxFlinkRestarts <= 1_000, "max_flink_restarts", "must be between 0 (default 3) and 1,000", in.MaxFlinkRestarts},
 		{in.TimeoutSeconds >= 60 && in.TimeoutSeconds <= maxTimeoutSeconds, "timeout_seconds", fmt.Sprintf("must be between 60 and %d (7 days)", maxTimeoutSeconds), in.TimeoutSeconds},
 		{in.RunID != "" && topicAlphabet.MatchString(in.RunID) && len(in.RunID) <= maxRunIDLength, "run_id", fmt.Sprintf("must be 1 to %d characters of [a-zA-Z0-9._-]", maxRunIDLength), in.RunID},
 	}
@@ -152,7 +160,10 @@ func (in PipelineInput) Validate() error {
 			return errtype.InvalidInputf("%s %v: %s", c.field, c.value, c.rule)
 		}
 	}
-	return in.validateTopics()
+	if err := in.validateTopics(); err != nil {
+		return err
+	}
+	return in.checkAcrossFields()
 }
 
 // validateTopics checks the run's topic names, overridden or derived: Kafka
@@ -165,8 +176,8 @@ func (in PipelineInput) validateTopics() error {
 		{"topics.responses", names.ResponsesTopic}, {"topics.final", names.FinalTopic},
 	} {
 		field, topic := t.field, t.topic
-		if len(topic) > maxTopicLength || !topicAlphabet.MatchString(topic) || topic == "." || topic == ".." {
-			return errtype.InvalidInputf("%s %q: must be 1 to %d characters of [a-zA-Z0-9._-]", field, topic, maxTopicLength)
+		if len(topic) > flinksql.MaxTopicLength || !topicAlphabet.MatchString(topic) || topic == "." || topic == ".." {
+			return errtype.InvalidInputf("%s %q: must be 1 to %d characters of [a-zA-Z0-9._-]", field, topic, flinksql.MaxTopicLength)
 		}
 		if other, dup := seen[topic]; dup {
 			return errtype.InvalidInputf("%s %q: same topic as %s", field, topic, other)

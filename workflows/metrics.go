@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/verify"
 )
 
@@ -37,6 +38,8 @@ type Metrics struct {
 	FailureMessage string             `json:"failure,omitempty"`
 	// FailedStage is the stage a run that did not succeed ended in.
 	FailedStage string `json:"failed_stage,omitempty"`
+	// Flink are the figures of each Flink job at the run's last check.
+	Flink []flink.JobMetrics `json:"flink,omitempty"`
 }
 
 // StageMetrics times one stage.
@@ -62,6 +65,9 @@ func (m *Metrics) addDeliver(r DeliverResult) {
 	m.HTTPBatches, m.HTTPRetries = r.Batches, r.Retries
 	m.Stages = append(m.Stages, stageMetrics("deliver", r.Delivered, r.DurationMillis))
 }
+
+// addFlink is the one place a check of the Flink jobs enters the metrics.
+func (m *Metrics) addFlink(c flink.CheckResult) { m.Flink = c.Jobs }
 
 // addVerify is the one place a verification's result enters the metrics.
 func (m *Metrics) addVerify(v verify.Result) {

@@ -194,9 +194,13 @@ func (p *pipeline) submitFlinkJobs(ctx workflow.Context) error {
 
 // produceAndDeliver runs production (with backpressure) and delivery (with
 // token renewal) side by side as children and waits for both; the first
-// failure cancels the other.
+// failure cancels the other. Meanwhile it watches the Flink jobs, and a
+// failed job fails the run at once; one last check after delivery keeps
+// the jobs' final figures.
 func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
 	p.setStage(ctx, StageProduce)
+	// Runs recorded before Flink was watched replay without the checks.
+	watched := workflow.GetVersion(ctx, "watch-flink", workflow.DefaultVersion, 1) == 1
 	childCtx, cancelChildren := workflow.WithCancel(ctx)
 	defer cancelChildren()
 	produceFuture := p.startProduce(childCtx)
@@ -212,6 +216,13 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
 			firstErr = fmt.Errorf("%s: %w", child, err)
 			cancelChildren()
 		}
+	}
+	watchCtx, stopWatching := workflow.WithCancel(childCtx)
+	defer stopWatching()
+	if watched {
+		workflow.Go(watchCtx, func(ctx workflow.Context) {
+			p.watchFlink(ctx, func(err error) { fail("flink", err) })
+		})
 	}
 	selector := workflow.NewSelector(ctx)
 	selector.AddFuture(produceFuture, func(f workflow.Future) {
@@ -231,6 +242,12 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
 	})
 	selector.Select(ctx)
 	selector.Select(ctx)
+	stopWatching()
+	if firstErr == nil && watched {
+		if err := p.checkFlink(ctx); err != nil {
+			fail("flink", err)
+		}
+	}
 	if firstErr != nil {
 		return firstErr
 	}
@@ -284,7 +301,7 @@ func (p *pipeline) verify(ctx workflow.Context) (verify.Result, error) {
 	p.setStage(ctx, StageVerify)
 	start := workflow.Now(ctx)
 	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Minute,
+		StartToCloseTimeout: verifyTimeout,
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 		Summary:             fmt.Sprintf("verify %d messages in %s", p.in.Messages, p.names.FinalTopic),

@@ -51,6 +51,9 @@ type fakeStack struct {
 	// that many messages missing.
 	healthErr error
 	missing   int64
+	// flinkChecks counts CheckFlinkJobs calls; from the flinkFailAt-th on
+	// (0: never) the enrich job is reported FAILED.
+	flinkChecks, flinkFailAt int
 }
 
 func (f *fakeStack) record(name string) {
@@ -82,6 +85,13 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 		func(_ context.Context, _ flink.SubmitInput) (activities.FlinkJobs, error) {
 			f.record("flink")
 			return activities.FlinkJobs{EnrichJobID: "enrich-1", SplitJobID: "split-1"}, nil
+		})
+	env.OnActivity(flinkActs.CheckFlinkJobs, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in flink.CheckInput) (flink.CheckResult, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.flinkChecks++
+			return fakeFlinkCheck(in, f.flinkFailAt > 0 && f.flinkChecks >= f.flinkFailAt), nil
 		})
 	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {

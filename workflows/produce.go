@@ -76,6 +76,9 @@ type producer struct {
 // time, and holds production while the run's consumer lag is above the
 // threshold.
 func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, error) {
+	if err := in.validate(); err != nil {
+		return ProduceResult{}, err
+	}
 	p := newProducer(ctx, in)
 	return p.run(ctx)
 }

@@ -37,6 +37,11 @@ type PipelineInput struct {
 
 	FlinkParallelism          int `json:"flink_parallelism,omitempty"`           // default 2
 	CheckpointIntervalSeconds int `json:"checkpoint_interval_seconds,omitempty"` // default 5
+	// FlinkWatchSeconds is how often the run checks its Flink jobs while
+	// messages flow; a job that ended, or restarted more than
+	// MaxFlinkRestarts times (0 takes the default), fails the run.
+	FlinkWatchSeconds int `json:"flink_watch_seconds,omitempty"` // default 10
+	MaxFlinkRestarts  int `json:"max_flink_restarts,omitempty"`  // default 3
 
 	// Expected components; the health stage fails when fewer are up.
 	Brokers      int `json:"brokers,omitempty"`       // default 3

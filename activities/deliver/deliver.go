@@ -222,6 +222,10 @@ func (a *Activities) fenceSegment(ctx context.Context, segment int, txnID, respo
 	return producer, nil
 }
 
+// ValidateSegmentInput is DeliverSegment's own check of its input, which
+// the workflows' input checks are tested against.
+func ValidateSegmentInput(in SegmentInput) error { return validateDeliverInput(in) }
+
 func validateDeliverInput(in SegmentInput) error {
 	var errs []error
 	for _, f := range []struct{ name, value string }{

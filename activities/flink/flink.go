@@ -40,10 +40,10 @@ type SubmitInput struct {
 	CheckpointIntervalMillis int64               `json:"checkpoint_interval_ms"`
 }
 
-// transactionalIDPrefix is the exactly-once sink's prefix for a job. It
+// TransactionalIDPrefix is the exactly-once sink's prefix for a job. It
 // stays the same when the job is submitted again for the same run, so the
 // new job's sink aborts what an earlier one left open.
-func transactionalIDPrefix(jobName string) string { return jobName + ".txn" }
+func TransactionalIDPrefix(jobName string) string { return jobName + ".txn" }
 
 // SubmitFlinkJobs starts the run's enrich job (raw -> enriched) and split
 // job (responses -> final) through the SQL Gateway and waits until both run
@@ -51,7 +51,7 @@ func transactionalIDPrefix(jobName string) string { return jobName + ".txn" }
 // (submitted by an earlier attempt whose answer was lost) is reused rather
 // than submitted again, since two copies would write every record twice.
 func (a *Activities) SubmitFlinkJobs(ctx context.Context, in SubmitInput) (activities.FlinkJobs, error) {
-	if err := validateSubmitFlinkJobs(in); err != nil {
+	if err := ValidateSubmitInput(in); err != nil {
 		return activities.FlinkJobs{}, temporal.NewNonRetryableApplicationError("invalid input: "+err.Error(), errtype.InvalidInput, nil)
 	}
 	if a.gateway == nil || a.jobs == nil {
@@ -112,33 +112,40 @@ func (a *Activities) submitMissing(ctx context.Context, in SubmitInput, jobs *ac
 			rep.Log.Warn("close SQL Gateway session", "Error", err)
 		}
 	}()
-	settings := func(name, source, sink, group string) flinksql.JobSettings {
-		return flinksql.JobSettings{
-			Name:                  name,
-			Brokers:               a.brokers,
-			SourceTopic:           source,
-			SinkTopic:             sink,
-			GroupID:               group,
-			TransactionalIDPrefix: transactionalIDPrefix(name),
-			Parallelism:           in.Parallelism,
-			CheckpointInterval:    time.Duration(in.CheckpointIntervalMillis) * time.Millisecond,
-		}
-	}
+	enrich, split := JobSettings(in, a.brokers)
 	if jobs.EnrichJobID == "" {
 		stage.Store("submitting enrich job")
-		job := flinksql.EnrichJob(settings(jobs.EnrichJobName, in.Names.RawTopic, in.Names.EnrichedTopic, in.Names.EnrichGroup))
-		if jobs.EnrichJobID, err = session.SubmitJob(ctx, job); err != nil {
+		if jobs.EnrichJobID, err = session.SubmitJob(ctx, enrich); err != nil {
 			return fmt.Errorf("submit enrich job %s: %w", jobs.EnrichJobName, err)
 		}
 	}
 	if jobs.SplitJobID == "" {
 		stage.Store("submitting split job")
-		job := flinksql.SplitJob(settings(jobs.SplitJobName, in.Names.ResponsesTopic, in.Names.FinalTopic, in.Names.SplitGroup))
-		if jobs.SplitJobID, err = session.SubmitJob(ctx, job); err != nil {
+		if jobs.SplitJobID, err = session.SubmitJob(ctx, split); err != nil {
 			return fmt.Errorf("submit split job %s: %w", jobs.SplitJobName, err)
 		}
 	}
 	return nil
+}
+
+// JobSettings are the run's enrich and split jobs as SubmitFlinkJobs
+// submits them to Flink reading from and writing to brokers.
+func JobSettings(in SubmitInput, brokers []string) (flinksql.EnrichJob, flinksql.SplitJob) {
+	jobs := activities.FlinkJobsOf(in.Names)
+	settings := func(name, source, sink, group string) flinksql.JobSettings {
+		return flinksql.JobSettings{
+			Name:                  name,
+			Brokers:               brokers,
+			SourceTopic:           source,
+			SinkTopic:             sink,
+			GroupID:               group,
+			TransactionalIDPrefix: TransactionalIDPrefix(name),
+			Parallelism:           in.Parallelism,
+			CheckpointInterval:    time.Duration(in.CheckpointIntervalMillis) * time.Millisecond,
+		}
+	}
+	return flinksql.EnrichJob(settings(jobs.EnrichJobName, in.Names.RawTopic, in.Names.EnrichedTopic, in.Names.EnrichGroup)),
+		flinksql.SplitJob(settings(jobs.SplitJobName, in.Names.ResponsesTopic, in.Names.FinalTopic, in.Names.SplitGroup))
 }
 
 // compact drops the empty values.
@@ -152,7 +159,8 @@ func compact(values ...string) []string {
 	return out
 }
 
-func validateSubmitFlinkJobs(in SubmitInput) error {
+// ValidateSubmitInput is SubmitFlinkJobs' own check of its input.
+func ValidateSubmitInput(in SubmitInput) error {
 	var errs []error
 	for _, f := range []struct{ name, value string }{
 		{"Names.RunID", in.Names.RunID},

@@ -95,6 +95,10 @@ func runTopicSpecs(in PrepareTopicsInput) []topicSpec {
 
 func ptr(s string) *string { return &s }
 
+// ValidatePrepareTopicsInput is PrepareTopics' own check of its input,
+// which the workflows' input checks are tested against.
+func ValidatePrepareTopicsInput(in PrepareTopicsInput) error { return validatePrepareTopics(in) }
+
 func validatePrepareTopics(in PrepareTopicsInput) error {
 	fields := []struct{ field, value string }{
 		{"names.raw_topic", in.Names.RawTopic},

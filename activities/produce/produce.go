@@ -25,7 +25,11 @@ const (
 	// minTransactionTimeout leaves room for a slow flush and commit even
 	// for a chunk that is produced in a blink.
 	minTransactionTimeout = time.Minute
-	maxPayloadBytes       = 1 << 20
+	// MaxChunkDuration is the longest a chunk may take at its rate: half
+	// of the longest transaction, which leaves room for a slow broker.
+	MaxChunkDuration = maxTransactionTimeout / 2
+	// MaxPayloadBytes is the largest payload of a message.
+	MaxPayloadBytes = 1 << 20
 
 	producerMaxBufferedRecords = 50_000
 	producerMaxBufferedBytes   = 256 << 20
@@ -207,19 +211,25 @@ func validateProduceChunk(in ChunkInput) error {
 		return errtype.InvalidInputf("count is %d; want at least 1", in.Count)
 	case in.LogicalQueues < 1:
 		return errtype.InvalidInputf("logical_queues is %d; want at least 1", in.LogicalQueues)
-	case in.PayloadBytes < 0 || in.PayloadBytes > maxPayloadBytes:
-		return errtype.InvalidInputf("payload_bytes is %d; want 0 to %d", in.PayloadBytes, maxPayloadBytes)
+	case in.PayloadBytes < 0 || in.PayloadBytes > MaxPayloadBytes:
+		return errtype.InvalidInputf("payload_bytes is %d; want 0 to %d", in.PayloadBytes, MaxPayloadBytes)
 	case in.RatePerSecond < 0:
 		return errtype.InvalidInputf("rate_per_second is %g; want 0 (unlimited) or more", in.RatePerSecond)
 	}
 	if in.RatePerSecond > 0 {
-		if expected := time.Duration(float64(in.Count) / in.RatePerSecond * float64(time.Second)); expected > maxTransactionTimeout/2 {
-			return errtype.InvalidInputf("count %d at rate_per_second %g takes %s, longer than a Kafka transaction may stay open (%s); use smaller chunks",
-				in.Count, in.RatePerSecond, expected.Round(time.Second), maxTransactionTimeout/2)
+		// In seconds, as a float: a rate so low that the duration
+		// overflows time.Duration must still be refused.
+		if seconds := float64(in.Count) / in.RatePerSecond; seconds > MaxChunkDuration.Seconds() {
+			return errtype.InvalidInputf("count %d at rate_per_second %g takes %.0fs, longer than a Kafka transaction may stay open (%s); use smaller chunks",
+				in.Count, in.RatePerSecond, seconds, MaxChunkDuration)
 		}
 	}
 	return nil
 }
+
+// ValidateChunkInput is ProduceChunk's own check of its input, which the
+// workflows' input checks are tested against.
+func ValidateChunkInput(in ChunkInput) error { return validateProduceChunk(in) }
 
 // transactionTimeout is how long the broker lets the chunk's transaction
 // stay open before aborting it: twice the expected duration, so a slow

@@ -69,7 +69,11 @@ func (v Result) Passed() bool {
 
 // Bounds of a verification.
 const (
-	maxVerifyMessages  = 100_000_000
+	// MaxMessages is the most messages one verification checks.
+	MaxMessages = 100_000_000
+	// MaxIdleTimeout is the longest wait for missing messages: it must
+	// leave most of the activity's timeout to reading the final topic.
+	MaxIdleTimeout     = 10 * time.Minute
 	verifyMaxFetchWait = 500 * time.Millisecond
 )
 
@@ -85,13 +89,17 @@ func validateVerify(in Input) error {
 		return errtype.InvalidInputf("names.final_topic is empty")
 	case in.Names.RunID == "":
 		return errtype.InvalidInputf("names.run_id is empty")
-	case in.Messages < 1 || in.Messages > maxVerifyMessages:
-		return errtype.InvalidInputf("messages is %d; want 1 to %d", in.Messages, maxVerifyMessages)
-	case in.IdleTimeoutMillis < 1:
-		return errtype.InvalidInputf("idle_timeout_ms is %d; want at least 1", in.IdleTimeoutMillis)
+	case in.Messages < 1 || in.Messages > MaxMessages:
+		return errtype.InvalidInputf("messages is %d; want 1 to %d", in.Messages, MaxMessages)
+	case in.IdleTimeoutMillis < 1 || in.IdleTimeoutMillis > MaxIdleTimeout.Milliseconds():
+		return errtype.InvalidInputf("idle_timeout_ms is %d; want 1 to %d", in.IdleTimeoutMillis, MaxIdleTimeout.Milliseconds())
 	}
 	return nil
 }
+
+// ValidateInput is Verify's own check of its input, which the workflows'
+// input checks are tested against.
+func ValidateInput(in Input) error { return validateVerify(in) }
 
 // Verify reads the final topic from the start (read_committed, straight from
 // the partitions, no consumer group) and checks every record against the

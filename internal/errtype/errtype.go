@@ -61,6 +61,10 @@ const (
 	// DeliveryStalled is a delivery that saw no enriched message for too
 	// long while messages were still missing.
 	DeliveryStalled = "DeliveryStalled"
+	// FlinkJobFailed is a Flink job of the run that ended or restarted more
+	// than the run allows while messages flowed; the message carries
+	// Flink's root cause.
+	FlinkJobFailed = "FlinkJobFailed"
 )
 
 // InvalidInputf is the non-retryable error of an input that fails
