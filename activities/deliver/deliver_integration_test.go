@@ -508,7 +508,7 @@ func TestDeliverSegmentCancelledMidwayLeavesNothingAndRunsAgain(t *testing.T) {
 	setFaults(t, endpointapi.Faults{LatencyMillis: 400})
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	_, err := a.deliverSegment(ctx, in, activities.Reporter{Log: activitytest.Discard})
+	_, err := a.deliverSegment(ctx, in, activities.Reporter{Log: activitytest.Discard}, 1)
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled segment returned %v, want the context's error", err)
 	}
