@@ -1,15 +1,21 @@
 package deliver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 	"github.com/flowproof/flowproof/internal/errtype"
 )
 
@@ -236,5 +242,42 @@ func TestValidatePlanAgainstStartsAndQuota(t *testing.T) {
 		if err := c.plan.validate(c.starts, c.max); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", name, err, c.want)
 		}
+	}
+}
+
+// The accepted topic's record of a batch says which answer it was: the
+// seqs in the order sent, the attempt, and whether the endpoint replayed it.
+func TestAcceptedRecordAndTheReplayedAnswer(t *testing.T) {
+	batch := buildAll("r", 3, []record{{2, 7}, {2, 9}, {2, 10}})[0]
+	calls := 0
+	ec := endpointFor(t, func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if calls > 1 {
+			w.Header().Set(endpointapi.ReplayedHeader, "true")
+		}
+		acceptBatch(w, r)
+	})
+	var retries atomic.Int64
+	body, _ := batchRequestBody(batch)
+	poster := ec.poster(discard, &retries)
+	first, err := poster.postBatch(context.Background(), "tok", batch, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := poster.postBatch(context.Background(), "tok", batch, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.replayed || !again.replayed {
+		t.Fatalf("replayed = %v then %v, want false then true", first.replayed, again.replayed)
+	}
+	at := time.UnixMilli(1_796_000_000_000)
+	rec := acceptedRecord(batch, 4, 2, again.replayed, at)
+	want := activities.AcceptedBatch{
+		BatchID: "r-p2-o7-10", Segment: 4, Attempt: 2, Replayed: true,
+		Seqs: []int64{72, 92, 102}, AcceptedAtUnixMillis: at.UnixMilli(),
+	}
+	if fmt.Sprint(rec) != fmt.Sprint(want) {
+		t.Fatalf("accepted record %+v, want %+v", rec, want)
 	}
 }

@@ -306,3 +306,66 @@ func TestAcceptedTopicHoldsEveryAcceptedBatch(t *testing.T) {
 	}
 	t.Logf("accepted topic: %d records (%v by attempt) for %d batches the endpoint journalled", len(records), byAttempt, len(journalled))
 }
+
+// A token refused in the middle of a planned segment leaves the rest of the
+// plan; sent with a new token, the rest holds the batches the whole plan
+// would have sent: 25 runs of 100 records, each accepted once.
+func TestPlannedSegmentRefusedMidwaySendsTheRestWithTheSameBatches(t *testing.T) {
+	a := deliverITActivities(t)
+	names := deliverITNames(t, "refused-plan")
+	deliverITTopics(t, a, names)
+	fillEnriched(t, a, names, deliverITMessages)
+	env := deliverITEnv(a)
+	rep := activities.Reporter{Log: activitytest.Discard}
+	journal := newJournalTail(t)
+	ctx := context.Background()
+	plan, err := a.planSegment(ctx, PlanSegmentInput{Names: names, MaxMessages: deliverITMessages, IdleTimeoutMillis: 3000}, rep)
+	if err != nil || plan.Records != deliverITMessages {
+		t.Fatalf("plan %+v, %v; want all %d records", plan, err, deliverITMessages)
+	}
+
+	small := obtainToken(t, env, a, ObtainTokenInput{Quota: 250})
+	first, err := a.deliverSegment(ctx, SegmentInput{
+		Names: names, Segment: 0, MaxMessages: plan.Records, BatchSize: deliverITBatchSize, Token: small, Plan: &plan,
+	}, rep, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("segment 0 with quota 250: %+v, rest %+v", first, first.Rest)
+	if !first.TokenRejected || first.Delivered != 200 || first.Rest == nil || first.Rest.Records != plan.Records-200 {
+		t.Fatalf("segment 0: %+v, want 200 delivered, the token refused and the rest of the plan", first)
+	}
+	for p, end := range first.Rest.Ends {
+		if plan.Ends[p] != end {
+			t.Fatalf("the rest ends partition %d at %d, the plan at %d", p, end, plan.Ends[p])
+		}
+	}
+
+	renewed := obtainToken(t, env, a, ObtainTokenInput{Renewal: 1})
+	second, err := a.deliverSegment(ctx, SegmentInput{
+		Names: names, Segment: 1, Offsets: first.Offsets, MaxMessages: first.Rest.Records, BatchSize: deliverITBatchSize,
+		Token: renewed, Plan: first.Rest,
+	}, rep, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.TokenRejected || second.Rest != nil || first.Delivered+second.Delivered != deliverITMessages {
+		t.Fatalf("segment 1: %+v, want the remaining %d", second, deliverITMessages-first.Delivered)
+	}
+
+	batches := map[string]int{}
+	for seq, ids := range journal.acceptedSeqs(t, names.RunID) {
+		if len(ids) != 1 {
+			t.Errorf("seq %d accepted in batches %v", seq, ids)
+		}
+		batches[ids[0]]++
+	}
+	for id, n := range batches {
+		if n != deliverITBatchSize {
+			t.Errorf("batch %s holds %d messages, want a whole run of %d", id, n, deliverITBatchSize)
+		}
+	}
+	if len(batches) != deliverITMessages/deliverITBatchSize {
+		t.Errorf("the endpoint accepted %d batches, want %d", len(batches), deliverITMessages/deliverITBatchSize)
+	}
+}
