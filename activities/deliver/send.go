@@ -107,7 +107,13 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 	var reader *planReader
 	if in.Plan != nil {
 		reader = newPlanReader(*in.Plan)
-		partitions = reader.partitions()
+		planned := reader.partitions()
+		for _, p := range planned {
+			if !slices.Contains(partitions, p) {
+				return segmentOutcome{}, errtype.InvalidInputf("DeliverSegmentInput.Plan names partition %d, which topic %s does not have", p, in.Names.EnrichedTopic)
+			}
+		}
+		partitions = planned
 	}
 	consumer, err := a.partitionConsumer(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
@@ -212,9 +218,10 @@ func (s *segmentSender) run(ctx context.Context, records <-chan []*kgo.Record, r
 			s.complete(done)
 		case r := <-s.recorded:
 			s.recording--
-			if r.err != nil {
+			switch {
+			case r.err != nil:
 				s.stop(r.err)
-			} else {
+			case s.firstErr == nil: // else the segment fails and commits nothing
 				s.accept(r.accepted)
 			}
 		case <-ctxDone:
@@ -293,18 +300,20 @@ func (s *segmentSender) complete(done sentBatch) {
 		}
 		s.stop(nil)
 	default:
+		// The endpoint accepted the batch: that is recorded even when its
+		// answer breaks the contract, which fails the segment.
 		rec, err := newResponseRecord(s.in.Names.RunID, done.batch, done.outcome.answer)
 		if err != nil {
 			s.stop(temporal.NewNonRetryableApplicationError(err.Error(), errtype.ContractViolation, nil))
-			return
 		}
 		accepted := acceptedBatch{done.batch, rec}
-		if s.record == nil {
+		switch {
+		case s.record != nil:
+			s.recording++
+			s.record(done.batch, done.outcome.replayed, func(err error) { s.recorded <- recordedBatch{accepted, err} })
+		case err == nil:
 			s.accept(accepted)
-			return
 		}
-		s.recording++
-		s.record(done.batch, done.outcome.replayed, func(err error) { s.recorded <- recordedBatch{accepted, err} })
 	}
 }
 
