@@ -61,6 +61,9 @@ type DeliverResult struct {
 	UsedOnToken int                 `json:"used_on_token"`
 	// EmptySegments counts the segments in a row that found no message.
 	EmptySegments int `json:"empty_segments"`
+	// Plan is what a refused token left unsent of the last segment's plan;
+	// the next segment sends it as it is, so that no batch is cut again.
+	Plan *deliver.SegmentPlan `json:"plan,omitempty"`
 }
 
 // UnmarshalJSON reads a DeliverResult written under either set of names: a
@@ -127,6 +130,9 @@ const (
 	// renewBeforeExpiry renews a token that would expire within this margin
 	// instead of sending a segment that would fail half way.
 	renewBeforeExpiry = 30 * time.Second
+	// plannedSegmentsChange gates planned segments (PlanSegment before each
+	// DeliverSegment): recorded runs replay without them.
+	plannedSegmentsChange = "deliver-planned-segments"
 )
 
 // deliverer is one run of DeliverWorkflow.
@@ -139,6 +145,9 @@ type deliverer struct {
 	// tokenRefused: the endpoint refused the current token (401), so the
 	// next segment needs a new one whatever its quota and expiry.
 	tokenRefused bool
+	// planned: each segment's extent is planned before it is sent, so a
+	// retried segment sends the same batches (see deliver.SegmentPlan).
+	planned bool
 }
 
 // DeliverWorkflow reads the enriched topic and posts it to the endpoint in
@@ -172,6 +181,7 @@ func newDeliverer(ctx workflow.Context, in DeliverInput) *deliverer {
 // run delivers segment after segment until every message is delivered, or
 // continues as new when this workflow run has delivered its share.
 func (d *deliverer) run(ctx workflow.Context) (DeliverResult, error) {
+	d.planned = workflow.GetVersion(ctx, plannedSegmentsChange, workflow.DefaultVersion, 1) >= 1
 	for scheduled := 0; d.state.Delivered < d.in.Messages; scheduled++ {
 		if scheduled >= d.in.SegmentsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			d.in.State = d.state
@@ -228,10 +238,27 @@ func (d *deliverer) renewToken(ctx workflow.Context) error {
 }
 
 // deliverSegment posts the next segment: what is left of the token's quota,
-// at most what is left to deliver.
+// at most what is left to deliver. A planned segment sends the rest of the
+// last plan, if a refused token left one, or else plans anew; a plan
+// without records is an empty segment, with nothing to send.
 func (d *deliverer) deliverSegment(ctx workflow.Context) (deliver.SegmentResult, error) {
 	segment := d.state.Segments
 	want := int(min(int64(d.in.TokenRenewEvery-d.state.UsedOnToken), d.in.Messages-d.state.Delivered))
+	var plan *deliver.SegmentPlan
+	if d.planned {
+		plan = d.state.Plan
+		if plan == nil {
+			planned, err := d.planSegment(ctx, segment, want)
+			if err != nil {
+				return deliver.SegmentResult{}, err
+			}
+			plan = &planned
+		}
+		if plan.Empty() {
+			return deliver.SegmentResult{Offsets: d.state.Offsets}, nil
+		}
+		want = plan.Records
+	}
 	segCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 15 * time.Minute,
 		HeartbeatTimeout:    time.Minute,
@@ -241,17 +268,37 @@ func (d *deliverer) deliverSegment(ctx workflow.Context) (deliver.SegmentResult,
 	var res deliver.SegmentResult
 	if err := workflow.ExecuteActivity(segCtx, deliverActs.DeliverSegment, deliver.SegmentInput{
 		Names: d.in.Names, Segment: segment, Offsets: d.state.Offsets, MaxMessages: want,
-		BatchSize: d.in.BatchSize, Token: d.state.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(),
+		BatchSize: d.in.BatchSize, Token: d.state.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(), Plan: plan,
 	}).Get(ctx, &res); err != nil {
 		return deliver.SegmentResult{}, fmt.Errorf("deliver segment %d: %w", segment, err)
 	}
 	return res, nil
 }
 
+// planSegment fixes the extent of the next segment: up to want records,
+// waiting up to segmentIdle for the first.
+func (d *deliverer) planSegment(ctx workflow.Context, segment, want int) (deliver.SegmentPlan, error) {
+	planCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: segmentIdle + 2*time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
+		Summary:             fmt.Sprintf("plan segment %d/%d (up to %d messages)", segment+1, d.segments, want),
+	})
+	var plan deliver.SegmentPlan
+	if err := workflow.ExecuteActivity(planCtx, deliverActs.PlanSegment, deliver.PlanSegmentInput{
+		Names: d.in.Names, Segment: segment, Offsets: d.state.Offsets, MaxMessages: want,
+		IdleTimeoutMillis: segmentIdle.Milliseconds(),
+	}).Get(ctx, &plan); err != nil {
+		return deliver.SegmentPlan{}, fmt.Errorf("plan segment %d: %w", segment, err)
+	}
+	return plan, nil
+}
+
 // segmentDelivered counts a segment, fails a stalled delivery and reports
 // progress to the parent.
 func (d *deliverer) segmentDelivered(ctx workflow.Context, res deliver.SegmentResult) error {
 	d.state.addSegment(res)
+	d.state.Plan = res.Rest
 	if res.TokenRejected {
 		d.tokenRefused = true
 		workflow.GetLogger(ctx).Info("token rejected by endpoint; renewing", "reason", res.RejectReason)

@@ -2,11 +2,17 @@ package workflows
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -85,4 +91,67 @@ func TestTokenDue(t *testing.T) {
 			require.Equal(t, tc.want, d.tokenDue(now))
 		})
 	}
+}
+
+// Every segment is planned before it is sent, and a segment cut short by a
+// refused token is followed, with a new token, by the rest of its plan as
+// it was: its batches are cut from the same records, never planned again.
+func TestDeliverSendsTheRestOfARefusedPlanUnchanged(t *testing.T) {
+	f := &fakeStack{rejectOnce: true}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(DeliverWorkflow, DeliverInput{
+		Names: PipelineInput{RunID: "plan"}.runNames(), Messages: 30_000, BatchSize: 100, TokenRenewEvery: 10_000, StallSeconds: 300,
+	})
+	require.NoError(t, env.GetWorkflowError())
+	var res DeliverResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, int64(30_000), res.Delivered)
+	require.Nil(t, res.Plan, "a finished delivery has no plan left")
+
+	// 10,000; 5,000 and refused; its rest of 5,000 on a new token; 5,000
+	// on what is left of that token's quota; 5,000 on the next token.
+	require.Len(t, f.segmentInputs, 5)
+	for i, in := range f.segmentInputs {
+		require.NotNil(t, in.Plan, "segment %d has no plan", i)
+		require.Equal(t, in.Plan.Records, in.MaxMessages, "segment %d is bounded by its plan", i)
+	}
+	refused, rest := f.segmentInputs[1], f.segmentInputs[2]
+	require.Equal(t, refused.Plan.Ends, rest.Plan.Ends, "the rest ends where the refused plan did")
+	require.Equal(t, 5_000, rest.Plan.Records)
+	require.Equal(t, map[int32]int64{0: 15_000}, rest.Offsets, "the rest starts where the refused segment stopped")
+	require.Equal(t, 4, f.plans, "the rest is not planned again")
+	require.Equal(t, 4, f.tokens, "a new token after the refusal")
+}
+
+// A continued run sends the rest a refused token left, as it was.
+func TestDeliverCarriesTheRestOfAPlanAcrossContinueAsNew(t *testing.T) {
+	f := &fakeStack{rejectOnce: true}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(DeliverWorkflow, DeliverInput{
+		Names: PipelineInput{RunID: "plan-can"}.runNames(), Messages: 30_000, BatchSize: 100, TokenRenewEvery: 10_000,
+		StallSeconds: 300, SegmentsPerRun: 2,
+	})
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next DeliverInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.State.Plan)
+	require.Equal(t, f.segmentInputs[1].Plan.Ends, next.State.Plan.Ends)
+	require.Equal(t, 5_000, next.State.Plan.Records)
+	require.Equal(t, int64(15_000), next.State.Delivered)
+}
+
+// A delivery with planned segments, recorded from a 50,000-message run on
+// the local stack, replays: the planned path stays deterministic.
+func TestReplayRecordedPlannedDelivery(t *testing.T) {
+	f, err := os.Open(filepath.Join("testdata", "history-50k-deliver-planned.json"))
+	require.NoError(t, err)
+	defer func() { _ = f.Close() }()
+	history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	require.NoError(t, err)
+	replayer := worker.NewWorkflowReplayer()
+	RegisterWorkflows(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
+		OriginalExecution: workflow.Execution{ID: "e2e-50k-132006/deliver"},
+	}))
 }

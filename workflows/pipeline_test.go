@@ -46,7 +46,11 @@ type fakeStack struct {
 	lagSamples []int64 // returned in order by PollLag; the last one repeats
 	polls      int
 	rejectOnce bool
-	cleanups   []kafkaadmin.CleanupInput
+	// plans counts PlanSegment calls; segmentInputs are DeliverSegment's
+	// inputs, in order.
+	plans         int
+	segmentInputs []deliver.SegmentInput
+	cleanups      []kafkaadmin.CleanupInput
 	// healthErr fails the health check; missing makes verification find
 	// that many messages missing.
 	healthErr error
@@ -119,21 +123,34 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			f.tokens++
 			return deliver.SealedToken{Sealed: []byte("ciphertext"), ExpiresAtUnix: time.Now().Add(time.Hour).Unix(), Quota: 10_000}, nil
 		})
+	env.OnActivity(deliverActs.PlanSegment, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in deliver.PlanSegmentInput) (deliver.SegmentPlan, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.plans++
+			// Partition 0 holds every message, one offset each.
+			return deliver.SegmentPlan{Ends: map[int32]int64{0: in.Offsets[0] + int64(in.MaxMessages)}, Records: in.MaxMessages}, nil
+		})
 	env.OnActivity(deliverActs.DeliverSegment, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in deliver.SegmentInput) (deliver.SegmentResult, error) {
 			f.record("deliver")
 			f.mu.Lock()
 			defer f.mu.Unlock()
+			f.segmentInputs = append(f.segmentInputs, in)
 			n := in.MaxMessages
 			rejected := false
 			if f.rejectOnce && f.delivered > 0 {
 				f.rejectOnce, rejected, n = false, true, n/2
 			}
 			f.delivered += int64(n)
-			return deliver.SegmentResult{
+			res := deliver.SegmentResult{
 				Offsets: map[int32]int64{0: f.delivered}, Delivered: n, Batches: n / in.BatchSize,
 				TokenRejected: rejected, RejectReason: map[bool]string{true: "quota exhausted"}[rejected],
-			}, nil
+			}
+			if rejected && in.Plan != nil {
+				res.Rest = &deliver.SegmentPlan{Ends: in.Plan.Ends, Records: in.Plan.Records - n}
+			}
+			return res, nil
 		})
 	env.OnActivity(verifyActs.Verify, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in verify.Input) (verify.Result, error) {
@@ -318,10 +335,7 @@ func TestDeliverFailsWhenStalled(t *testing.T) {
 	env := newBareEnv()
 	env.OnActivity(deliverActs.ObtainToken, mock.Anything, mock.Anything).Return(
 		deliver.SealedToken{Sealed: []byte("x"), ExpiresAtUnix: time.Now().Add(24 * time.Hour).Unix()}, nil)
-	env.OnActivity(deliverActs.DeliverSegment, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in deliver.SegmentInput) (deliver.SegmentResult, error) {
-			return deliver.SegmentResult{Offsets: in.Offsets}, nil
-		})
+	env.OnActivity(deliverActs.PlanSegment, mock.Anything, mock.Anything).Return(deliver.SegmentPlan{}, nil)
 	env.ExecuteWorkflow(DeliverWorkflow, DeliverInput{
 		Names: PipelineInput{RunID: "stall"}.runNames(), Messages: 1_000, BatchSize: 100, TokenRenewEvery: 1_000, StallSeconds: 1,
 	})

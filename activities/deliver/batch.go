@@ -71,6 +71,21 @@ func (b *batchBuilder) add(partition int32, offset int64, m deliveryMessage) *de
 	return b.close(batch)
 }
 
+// addPlanned appends a record of a plan whose partition ends at end, and
+// returns the batches it completed: a full one, or the partition's last,
+// however short.
+func (b *batchBuilder) addPlanned(partition int32, offset int64, m deliveryMessage, end int64) []*deliveryBatch {
+	if full := b.add(partition, offset, m); full != nil {
+		return []*deliveryBatch{full}
+	}
+	if offset < end-1 {
+		return nil
+	}
+	last := b.open[partition]
+	delete(b.open, partition)
+	return []*deliveryBatch{b.close(last)}
+}
+
 // flush closes the open batches, in partition order.
 func (b *batchBuilder) flush() []*deliveryBatch {
 	partitions := make([]int32, 0, len(b.open))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/flowproof/flowproof/activities"
@@ -63,6 +64,7 @@ type Activities struct {
 	kafka    *kafkaeos.Conn
 	token    tokenClient
 	endpoint endpointClient
+	accepted *acceptedLog
 }
 
 // New builds the token and endpoint clients.
@@ -75,7 +77,7 @@ func New(kafka *kafkaeos.Conn, cfg Config) (*Activities, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Activities{kafka: kafka, token: token, endpoint: endpoint}, nil
+	return &Activities{kafka: kafka, token: token, endpoint: endpoint, accepted: newAcceptedLog(kafka)}, nil
 }
 
 // SealedToken is a security token encrypted with the workers' token key, so
@@ -101,19 +103,28 @@ type ObtainTokenInput struct {
 	TTLSeconds int `json:"ttl_seconds,omitempty"`
 }
 
-// SegmentInput delivers up to MaxMessages enriched messages, starting
-// at Offsets, with one token. The responses are written in one Kafka
+// SegmentInput delivers the enriched messages of Plan (from Offsets up to
+// the plan's ends) with one token. The responses are written in one Kafka
 // transaction whose id derives from the run and segment, so a retried
-// segment fences its earlier attempt and starts over from the same offsets.
+// segment fences its earlier attempt and starts over from the same offsets,
+// and sends the same batches: the plan fixes which records they hold.
 type SegmentInput struct {
-	Names       activities.RunNames `json:"names"`
-	Segment     int                 `json:"segment"`
-	Offsets     map[int32]int64     `json:"offsets"`
-	MaxMessages int                 `json:"max_messages"`
-	BatchSize   int                 `json:"batch_size"`
-	Token       SealedToken         `json:"token"`
-	// IdleTimeoutMillis ends the segment early when no enriched message has
-	// arrived for that long (the segment then reports fewer messages).
+	Names   activities.RunNames `json:"names"`
+	Segment int                 `json:"segment"`
+	Offsets map[int32]int64     `json:"offsets"`
+	// MaxMessages bounds the segment; with a Plan, the plan's Records must
+	// not exceed it.
+	MaxMessages int         `json:"max_messages"`
+	BatchSize   int         `json:"batch_size"`
+	Token       SealedToken `json:"token"`
+	// Plan is the segment's extent, made by PlanSegment before anything was
+	// sent. Without one (workflows started before plans existed), the
+	// segment reads until MaxMessages or IdleTimeoutMillis, and a retry may
+	// cut its batches differently.
+	Plan *SegmentPlan `json:"plan,omitempty"`
+	// IdleTimeoutMillis ends a segment without a Plan early when no
+	// enriched message has arrived for that long (the segment then reports
+	// fewer messages).
 	IdleTimeoutMillis int64 `json:"idle_timeout_ms"`
 }
 
@@ -129,6 +140,10 @@ type SegmentResult struct {
 	// renews the token before the next segment.
 	TokenRejected bool   `json:"token_rejected"`
 	RejectReason  string `json:"reject_reason,omitempty"`
+	// Rest is what a refused token left unsent of the segment's Plan, from
+	// Offsets on: the next segment sends it as it is, so its batches are
+	// those this segment would have sent.
+	Rest *SegmentPlan `json:"rest,omitempty"`
 }
 
 // DeliverSegment sends up to MaxMessages enriched messages to the endpoint
@@ -141,11 +156,15 @@ type SegmentResult struct {
 // offsets: when the earlier attempt did commit, their metadata holds its
 // result, which is returned as it was, so a segment is delivered once
 // however often the activity runs.
+//
+// Every batch the endpoint accepts is also recorded at once in the accepted
+// topic (see acceptedLog), outside the transaction, so that what an
+// aborted or retried attempt sent is still counted.
 func (a *Activities) DeliverSegment(ctx context.Context, in SegmentInput) (SegmentResult, error) {
-	return a.deliverSegment(ctx, in, activities.ReporterOf(ctx))
+	return a.deliverSegment(ctx, in, activities.ReporterOf(ctx), activity.GetInfo(ctx).Attempt)
 }
 
-func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep activities.Reporter) (SegmentResult, error) {
+func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep activities.Reporter, attempt int32) (SegmentResult, error) {
 	bearer, partitions, topicID, err := a.prepareSegment(ctx, in)
 	if err != nil {
 		return SegmentResult{}, err
@@ -164,16 +183,22 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 	} else if found {
 		rep.Log.Info("segment was committed by an earlier attempt; returning its result",
 			"Segment", in.Segment, "Delivered", done.Delivered, "Batches", done.Batches)
+		if done.TokenRejected {
+			done.Rest = in.Plan.rest(done.Offsets, done.Delivered)
+		}
 		return done, nil
 	}
 
 	checked := time.Now()
-	outcome, err := a.sendSegment(ctx, in, bearer, partitions, rep)
+	outcome, err := a.sendSegment(ctx, in, bearer, partitions, rep, attempt)
 	if err != nil {
 		return SegmentResult{}, err
 	}
 	sent := time.Now()
 	result := outcome.result()
+	if result.TokenRejected {
+		result.Rest = in.Plan.rest(result.Offsets, result.Delivered)
+	}
 	if len(outcome.accepted) > 0 {
 		if err := a.commitSegment(ctx, producer, txnID, in, key, outcome, result); err != nil {
 			return SegmentResult{}, err
@@ -257,6 +282,9 @@ func validateDeliverInput(in SegmentInput) error {
 	}
 	if len(in.Token.Sealed) == 0 {
 		errs = append(errs, errors.New("DeliverSegmentInput.Token is empty; obtain a token first"))
+	}
+	if in.Plan != nil {
+		errs = append(errs, in.Plan.validate(in.Offsets, in.MaxMessages))
 	}
 	return errors.Join(errs...)
 }

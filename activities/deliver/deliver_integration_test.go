@@ -59,16 +59,18 @@ func deliverITEnv(a *Activities) *testsuite.TestActivityEnvironment {
 }
 
 func deliverITNames(t *testing.T, label string) activities.RunNames {
-	return activitytest.UniqueNames(t, label)
+	names := activitytest.UniqueNames(t, label)
+	names.AcceptedTopic = "flowproof." + names.RunID + ".accepted"
+	return names
 }
 
-// deliverITTopics creates the enriched and responses topics (RF 3) and
-// deletes them, and the deliver group, when the test ends.
+// deliverITTopics creates the enriched, responses and accepted topics (RF
+// 3) and deletes them, and the deliver group, when the test ends.
 func deliverITTopics(t *testing.T, a *Activities, names activities.RunNames) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for topic, partitions := range map[string]int32{names.EnrichedTopic: deliverITPartitions, names.ResponsesTopic: 3} {
+	for topic, partitions := range map[string]int32{names.EnrichedTopic: deliverITPartitions, names.ResponsesTopic: 3, names.AcceptedTopic: 3} {
 		resp, err := a.kafka.Admin.CreateTopic(ctx, partitions, 3, nil, topic)
 		if err == nil {
 			err = resp.Err
@@ -80,7 +82,7 @@ func deliverITTopics(t *testing.T, a *Activities, names activities.RunNames) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := a.kafka.Admin.DeleteTopics(ctx, names.EnrichedTopic, names.ResponsesTopic); err != nil {
+		if _, err := a.kafka.Admin.DeleteTopics(ctx, names.EnrichedTopic, names.ResponsesTopic, names.AcceptedTopic); err != nil {
 			t.Errorf("delete topics: %v", err)
 		}
 		if _, err := a.kafka.Admin.DeleteGroups(ctx, names.DeliverGroup); err != nil {
@@ -95,6 +97,12 @@ func deliverITTopics(t *testing.T, a *Activities, names activities.RunNames) {
 // valid JSON: a read_committed reader never sees them, and delivery would
 // fail if it did.
 func fillEnriched(t *testing.T, a *Activities, names activities.RunNames, n int) {
+	t.Helper()
+	fillEnrichedFrom(t, a, names, 0, n)
+}
+
+// fillEnrichedFrom writes seqs from, from+1, ... like fillEnriched.
+func fillEnrichedFrom(t *testing.T, a *Activities, names activities.RunNames, from, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -133,8 +141,8 @@ func fillEnriched(t *testing.T, a *Activities, names activities.RunNames, n int)
 		}
 	}
 	var first, second []*kgo.Record
-	for seq := int64(0); seq < int64(n); seq++ {
-		if seq < int64(n/2) {
+	for seq := int64(from); seq < int64(from+n); seq++ {
+		if seq < int64(from+n/2) {
 			first = append(first, record(seq))
 		} else {
 			second = append(second, record(seq))
@@ -508,7 +516,7 @@ func TestDeliverSegmentCancelledMidwayLeavesNothingAndRunsAgain(t *testing.T) {
 	setFaults(t, endpointapi.Faults{LatencyMillis: 400})
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	_, err := a.deliverSegment(ctx, in, activities.Reporter{Log: activitytest.Discard})
+	_, err := a.deliverSegment(ctx, in, activities.Reporter{Log: activitytest.Discard}, 1)
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled segment returned %v, want the context's error", err)
 	}

@@ -78,6 +78,9 @@ type postOutcome struct {
 	answer endpointapi.BatchResponse
 	// rejectReason is set when the endpoint refused the token (401).
 	rejectReason string
+	// replayed is true when the endpoint answered from its idempotency
+	// store: it had accepted the batch before.
+	replayed bool
 }
 
 // postBatch sends one batch, retrying 429, 5xx and network failures. A 401
@@ -111,7 +114,7 @@ func (p *batchPoster) postBatch(ctx context.Context, bearer string, b *deliveryB
 			return postOutcome{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("batch %s: endpoint answer is not a batch response: %v", b.id, err), errtype.ContractViolation, nil)
 		}
-		return postOutcome{answer: answer}, nil
+		return postOutcome{answer: answer, replayed: resp.Header.Get(endpointapi.ReplayedHeader) == "true"}, nil
 	case resp.StatusCode == http.StatusUnauthorized:
 		return postOutcome{rejectReason: rejectionReason(resp.Header.Get("WWW-Authenticate"), answerBody)}, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:

@@ -51,6 +51,13 @@ func (o segmentOutcome) result() SegmentResult {
 	}
 }
 
+// recordedBatch is an accepted batch whose record in the accepted topic
+// was acknowledged, or failed with err.
+type recordedBatch struct {
+	accepted acceptedBatch
+	err      error
+}
+
 // sentBatch is the endpoint's answer to one posted batch.
 type sentBatch struct {
 	batch   *deliveryBatch
@@ -73,6 +80,12 @@ type segmentSender struct {
 	stopSending context.CancelFunc
 	stopReading context.CancelFunc
 
+	// record writes an accepted batch to the accepted topic; nil when the
+	// run has none. Its acknowledgements come back on recorded.
+	record    func(b *deliveryBatch, replayed bool, done func(error))
+	recorded  chan recordedBatch
+	recording int
+
 	builder   *batchBuilder
 	ready     []*deliveryBatch
 	busy      map[int32]bool
@@ -87,10 +100,22 @@ type segmentSender struct {
 }
 
 // sendSegment reads enriched records from the segment's offsets, cuts them
-// into batches and posts them, until MaxMessages were read, the topic was
-// idle for IdleTimeoutMillis, or the endpoint refused the token.
-func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer string, partitions []int32, rep activities.Reporter) (segmentOutcome, error) {
-	consumer, err := a.segmentConsumer(in, partitions)
+// into batches and posts them, until the plan's records were sent (without
+// a plan: MaxMessages were read or the topic was idle for
+// IdleTimeoutMillis), or the endpoint refused the token.
+func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer string, partitions []int32, rep activities.Reporter, attempt int32) (segmentOutcome, error) {
+	var reader *planReader
+	if in.Plan != nil {
+		reader = newPlanReader(*in.Plan)
+		planned := reader.partitions()
+		for _, p := range planned {
+			if !slices.Contains(partitions, p) {
+				return segmentOutcome{}, errtype.InvalidInputf("DeliverSegmentInput.Plan names partition %d, which topic %s does not have", p, in.Names.EnrichedTopic)
+			}
+		}
+		partitions = planned
+	}
+	consumer, err := a.partitionConsumer(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
 		return segmentOutcome{}, err
 	}
@@ -106,13 +131,23 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 		builder:   newBatchBuilder(in.Names.RunID, in.BatchSize),
 		busy:      make(map[int32]bool),
 		completed: make(chan sentBatch, deliverMaxInFlight),
+		recorded:  make(chan recordedBatch, deliverMaxInFlight),
 	}
 	s.poster = a.endpoint.poster(rep.Log, &s.retries)
+	if topic := in.Names.AcceptedTopic; topic != "" { // runs recorded before the endpoint's hop was counted have none
+		s.record = func(b *deliveryBatch, replayed bool, done func(error)) {
+			a.accepted.write(ctx, topic, acceptedRecord(b, in.Segment, attempt, replayed, time.Now()), done)
+		}
+	}
 
 	records := make(chan []*kgo.Record)
 	readerDone := make(chan error, 1)
 	go func() {
-		readerDone <- readEnriched(readCtx, consumer, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
+		if reader != nil {
+			readerDone <- readPlanned(readCtx, consumer, in.Names.EnrichedTopic, reader, records)
+		} else {
+			readerDone <- readEnriched(readCtx, consumer, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
+		}
 		close(records)
 	}()
 	stopHeartbeat := rep.HeartbeatEvery(ctx, s.progress)
@@ -128,19 +163,19 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 	return s.outcome(), nil
 }
 
-// segmentConsumer reads the enriched topic's partitions from the segment's
-// offsets (the start where it has none), read_committed.
-func (a *Activities) segmentConsumer(in SegmentInput, partitions []int32) (*kgo.Client, error) {
+// partitionConsumer reads partitions of topic from offsets (the start where
+// it has none), read_committed.
+func (a *Activities) partitionConsumer(topic string, offsets map[int32]int64, partitions []int32) (*kgo.Client, error) {
 	startOffsets := make(map[int32]kgo.Offset, len(partitions))
 	for _, p := range partitions {
-		if o, ok := in.Offsets[p]; ok {
+		if o, ok := offsets[p]; ok {
 			startOffsets[p] = kgo.NewOffset().At(o)
 		} else {
 			startOffsets[p] = kgo.NewOffset().AtStart()
 		}
 	}
 	return a.kafka.NewClient(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{in.Names.EnrichedTopic: startOffsets}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: startOffsets}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.FetchMaxWait(500*time.Millisecond),
 		// A start offset outside the partition means the workflow's offsets
@@ -150,13 +185,14 @@ func (a *Activities) segmentConsumer(in SegmentInput, partitions []int32) (*kgo.
 	)
 }
 
-// run loops until the input ended and no batch is in flight, and either
-// every batch was sent or the segment stopped.
+// run loops until the input ended, no batch is in flight and every
+// accepted batch is recorded, and either every batch was sent or the
+// segment stopped.
 func (s *segmentSender) run(ctx context.Context, records <-chan []*kgo.Record, readerDone <-chan error) {
 	ctxDone := ctx.Done()
 	for {
 		s.dispatch()
-		if s.inputDone && s.inFlight.Load() == 0 && (s.stopped || len(s.ready) == 0) {
+		if s.inputDone && s.inFlight.Load() == 0 && s.recording == 0 && (s.stopped || len(s.ready) == 0) {
 			return
 		}
 		// Read on only while the built batches are few.
@@ -180,6 +216,14 @@ func (s *segmentSender) run(ctx context.Context, records <-chan []*kgo.Record, r
 			}
 		case done := <-s.completed:
 			s.complete(done)
+		case r := <-s.recorded:
+			s.recording--
+			switch {
+			case r.err != nil:
+				s.stop(r.err)
+			case s.firstErr == nil: // else the segment fails and commits nothing
+				s.accept(r.accepted)
+			}
 		case <-ctxDone:
 			// Only once: the loop goes on until the in-flight batches,
 			// whose requests share ctx, have come back.
@@ -232,7 +276,9 @@ func (s *segmentSender) addRecords(records []*kgo.Record) {
 			s.stop(temporal.NewNonRetryableApplicationError(err.Error(), errtype.ContractViolation, nil))
 			return
 		}
-		if full := s.builder.add(r.Partition, r.Offset, m); full != nil {
+		if s.in.Plan != nil {
+			s.ready = append(s.ready, s.builder.addPlanned(r.Partition, r.Offset, m, s.in.Plan.Ends[r.Partition])...)
+		} else if full := s.builder.add(r.Partition, r.Offset, m); full != nil {
 			s.ready = append(s.ready, full)
 		}
 	}
@@ -254,15 +300,29 @@ func (s *segmentSender) complete(done sentBatch) {
 		}
 		s.stop(nil)
 	default:
+		// The endpoint accepted the batch: that is recorded even when its
+		// answer breaks the contract, which fails the segment.
 		rec, err := newResponseRecord(s.in.Names.RunID, done.batch, done.outcome.answer)
 		if err != nil {
 			s.stop(temporal.NewNonRetryableApplicationError(err.Error(), errtype.ContractViolation, nil))
-			return
 		}
-		s.accepted = append(s.accepted, acceptedBatch{done.batch, rec})
-		s.delivered.Add(int64(len(done.batch.messages)))
-		s.batches.Add(1)
+		accepted := acceptedBatch{done.batch, rec}
+		switch {
+		case s.record != nil:
+			s.recording++
+			s.record(done.batch, done.outcome.replayed, func(err error) { s.recorded <- recordedBatch{accepted, err} })
+		case err == nil:
+			s.accept(accepted)
+		}
 	}
+}
+
+// accept counts a batch the endpoint accepted (and the accepted topic
+// recorded): the segment will commit its response.
+func (s *segmentSender) accept(ab acceptedBatch) {
+	s.accepted = append(s.accepted, ab)
+	s.delivered.Add(int64(len(ab.batch.messages)))
+	s.batches.Add(1)
 }
 
 // progress is the heartbeat detail; it reads only the counters.
@@ -294,40 +354,21 @@ func (s *segmentSender) outcome() segmentOutcome {
 
 // readEnriched polls records until max were read, nothing arrived for idle
 // (0: no limit), or ctx ends, and sends them to out. It returns nil when the
-// segment's input ended normally.
+// segment's input ended normally, or ctx ended (the caller knows why).
 func readEnriched(ctx context.Context, consumer *kgo.Client, maxRecords int, idle time.Duration, out chan<- []*kgo.Record) error {
 	read := 0
-	lastArrival := time.Now()
 	for read < maxRecords {
-		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		var deadline time.Time
 		if idle > 0 {
-			pollCtx, cancel = context.WithDeadline(ctx, lastArrival.Add(idle))
+			deadline = time.Now().Add(idle)
 		}
-		fetches := consumer.PollRecords(pollCtx, maxRecords-read)
-		cancel()
+		recs, err := pollCommitted(ctx, consumer, maxRecords-read, deadline)
 		if ctx.Err() != nil {
-			return nil // the caller stopped reading and knows why
+			return nil
 		}
-		var fetchErr error
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if fetchErr == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				fetchErr = fmt.Errorf("fetch %s[%d]: %w", topic, partition, err)
-			}
-		})
-		if errors.Is(fetchErr, kerr.OffsetOutOfRange) {
-			return temporal.NewNonRetryableApplicationError(fetchErr.Error()+"; the segment's start offsets are outside the topic", errtype.OffsetOutOfRange, fetchErr)
+		if err != nil || len(recs) == 0 {
+			return err
 		}
-		if fetchErr != nil {
-			return fetchErr
-		}
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			if idle > 0 && time.Since(lastArrival) >= idle {
-				return nil
-			}
-			continue
-		}
-		lastArrival = time.Now()
 		read += len(recs)
 		select {
 		case out <- recs:
@@ -336,4 +377,39 @@ func readEnriched(ctx context.Context, consumer *kgo.Client, maxRecords int, idl
 		}
 	}
 	return nil
+}
+
+// pollCommitted polls up to maxRecords records (0: no limit), waiting until
+// deadline (zero: no limit) for the first; it returns none when the
+// deadline passed, and ctx's error when ctx ended.
+func pollCommitted(ctx context.Context, consumer *kgo.Client, maxRecords int, deadline time.Time) ([]*kgo.Record, error) {
+	for {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			pollCtx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		fetches := consumer.PollRecords(pollCtx, maxRecords)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var fetchErr error
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if fetchErr == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				fetchErr = fmt.Errorf("fetch %s[%d]: %w", topic, partition, err)
+			}
+		})
+		if errors.Is(fetchErr, kerr.OffsetOutOfRange) {
+			return nil, temporal.NewNonRetryableApplicationError(fetchErr.Error()+"; the segment's start offsets are outside the topic", errtype.OffsetOutOfRange, fetchErr)
+		}
+		if fetchErr != nil {
+			return nil, fetchErr
+		}
+		if recs := fetches.Records(); len(recs) > 0 {
+			return recs, nil
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return nil, nil
+		}
+	}
 }
