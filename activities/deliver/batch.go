@@ -158,11 +158,11 @@ func decodeEnriched(r *kgo.Record, runID string) (deliveryMessage, error) {
 	return deliveryMessage{Seq: *v.Seq, LogicalQueue: v.LogicalQueue, CorrelationID: v.CorrelationID, ProducedAt: v.ProducedAt}, nil
 }
 
-// batchRequestBody encodes a batch for POST /v1/batches. The encoding is
-// deterministic, so a retried batch has the same body and the endpoint
-// answers it from its idempotency store.
-func batchRequestBody(b *deliveryBatch) ([]byte, error) {
-	req := endpointapi.BatchRequest{BatchID: b.id, Messages: make([]endpointapi.Message, len(b.messages))}
+// batchRequestBody encodes a batch of run runID for POST /v1/batches. The
+// encoding is deterministic, so a retried batch has the same body and the
+// endpoint answers it from its idempotency store.
+func batchRequestBody(runID string, b *deliveryBatch) ([]byte, error) {
+	req := endpointapi.BatchRequest{BatchID: b.id, RunID: runID, Messages: make([]endpointapi.Message, len(b.messages))}
 	for i, m := range b.messages {
 		producedAt, err := json.Marshal(m.ProducedAt)
 		if err != nil {

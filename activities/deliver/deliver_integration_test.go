@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -301,33 +300,34 @@ func checkGroupOffsets(t *testing.T, a *Activities, names activities.RunNames, w
 }
 
 // setFaults changes the endpoint's fault injection; the test's cleanup
-// turns every fault off again.
-func setFaults(t *testing.T, f endpointapi.Faults) {
+// faultAdmin is the endpoint's fault API with the stack's admin token.
+func faultAdmin(t *testing.T) endpointapi.AdminClient {
 	t.Helper()
-	url := strings.TrimRight(localstack.FromEnv().EndpointURL, "/") + endpointapi.FaultsPath
-	body, _ := json.Marshal(f)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	token, err := endpointapi.LoadAdminToken(localstack.StackDir())
 	if err != nil {
-		t.Fatalf("set faults: %v", err)
+		t.Fatalf("endpoint admin token: %v", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("set faults: status %d", resp.StatusCode)
-	}
-	t.Cleanup(func() { resetFaults(t) })
+	return endpointapi.AdminClient{BaseURL: localstack.FromEnv().EndpointURL, Token: token}
 }
 
-// resetFaults turns every endpoint fault off.
-func resetFaults(t *testing.T) {
+// setFaults sets the endpoint's faults for run alone; the test's cleanup
+// removes them again.
+func setFaults(t *testing.T, run string, f endpointapi.Faults) {
 	t.Helper()
-	url := strings.TrimRight(localstack.FromEnv().EndpointURL, "/") + endpointapi.FaultsPath
-	req, _ := http.NewRequest(http.MethodDelete, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Errorf("reset faults: %v", err)
-		return
+	admin := faultAdmin(t)
+	f.RunIDs = []string{run}
+	if _, err := admin.SetFaults(context.Background(), f); err != nil {
+		t.Fatalf("set faults: %v", err)
 	}
-	resp.Body.Close()
+	t.Cleanup(func() { resetFaults(t, run) })
+}
+
+// resetFaults turns run's endpoint faults off.
+func resetFaults(t *testing.T, run string) {
+	t.Helper()
+	if err := faultAdmin(t).Reset(context.Background(), run); err != nil {
+		t.Errorf("reset faults: %v", err)
+	}
 }
 
 func TestObtainTokenFromTheTokenService(t *testing.T) {
@@ -443,7 +443,7 @@ func TestDeliverSegmentRidesOutEndpointFaults(t *testing.T) {
 	env := deliverITEnv(a)
 	token := obtainToken(t, env, a, ObtainTokenInput{})
 
-	setFaults(t, endpointapi.Faults{ThrottleRate: 0.15, RetryAfterSeconds: 1, ErrorRate: 0.15, ErrorStatus: 503, LostResponseRate: 0.1})
+	setFaults(t, names.RunID, endpointapi.Faults{ThrottleRate: 0.15, RetryAfterSeconds: 1, ErrorRate: 0.15, ErrorStatus: 503, LostResponseRate: 0.1})
 	res, took := deliver(t, env, a, SegmentInput{
 		Names: names, Segment: 0, MaxMessages: deliverITMessages, BatchSize: deliverITBatchSize,
 		Token: token, IdleTimeoutMillis: 3000,
@@ -513,7 +513,7 @@ func TestDeliverSegmentCancelledMidwayLeavesNothingAndRunsAgain(t *testing.T) {
 	}
 
 	// Slow batches, and a cancellation while they are in flight.
-	setFaults(t, endpointapi.Faults{LatencyMillis: 400})
+	setFaults(t, names.RunID, endpointapi.Faults{LatencyMillis: 400})
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	_, err := a.deliverSegment(ctx, in, activities.Reporter{Log: activitytest.Discard}, 1)
@@ -529,7 +529,7 @@ func TestDeliverSegmentCancelledMidwayLeavesNothingAndRunsAgain(t *testing.T) {
 			}
 		})
 	}
-	resetFaults(t)
+	resetFaults(t, names.RunID)
 
 	res, _ := deliver(t, env, a, in)
 	if res.Delivered != deliverITMessages {

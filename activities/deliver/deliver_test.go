@@ -133,11 +133,11 @@ func TestBatchIDOfAGrownPartialBatchDiffers(t *testing.T) {
 
 func TestBatchRequestBodyIsDeterministicAndCarriesTheContractFields(t *testing.T) {
 	batch := buildAll("r1", 2, []record{{0, 0}, {0, 1}})[0]
-	body1, err := batchRequestBody(batch)
+	body1, err := batchRequestBody("unit", batch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body2, _ := batchRequestBody(batch)
+	body2, _ := batchRequestBody("unit", batch)
 	if string(body1) != string(body2) {
 		t.Fatalf("two encodings differ:\n%s\n%s", body1, body2)
 	}
@@ -362,7 +362,7 @@ func TestPostBatchCountsRetriesAndSendsHeaders(t *testing.T) {
 		}
 	})
 	var retries atomic.Int64
-	body, _ := batchRequestBody(batch)
+	body, _ := batchRequestBody("unit", batch)
 	out, err := ec.poster(discard, &retries).postBatch(context.Background(), "tok", batch, body)
 	if err != nil {
 		t.Fatalf("postBatch: %v", err)
@@ -382,7 +382,7 @@ func TestPostBatch401IsARejectionWithTheChallengeReason(t *testing.T) {
 		w.WriteHeader(http.StatusUnauthorized)
 	})
 	var retries atomic.Int64
-	body, _ := batchRequestBody(batch)
+	body, _ := batchRequestBody("unit", batch)
 	out, err := ec.poster(discard, &retries).postBatch(context.Background(), "secret-token-value", batch, body)
 	if err != nil {
 		t.Fatalf("postBatch: %v", err)
@@ -403,7 +403,7 @@ func TestPostBatchGivesUpWithoutRevealingTheToken(t *testing.T) {
 	})
 	ec.retry.retryMax = 2
 	var retries atomic.Int64
-	body, _ := batchRequestBody(batch)
+	body, _ := batchRequestBody("unit", batch)
 	_, err := ec.poster(discard, &retries).postBatch(context.Background(), "secret-token-value", batch, body)
 	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "batch not accepted") {
 		t.Fatalf("err = %v, want the status and the endpoint's description", err)
@@ -428,7 +428,7 @@ func TestPostBatchBadRequestIsNotRetried(t *testing.T) {
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		_ = json.NewEncoder(w).Encode(refsvcapi.ErrorResponse{Error: "invalid_request", ErrorDescription: "Idempotency-Key was already used with a different request body"})
 	})
-	body, _ := batchRequestBody(batch)
+	body, _ := batchRequestBody("unit", batch)
 	_, err := ec.poster(discard, new(atomic.Int64)).postBatch(context.Background(), "tok", batch, body)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || !appErr.NonRetryable() {

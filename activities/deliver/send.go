@@ -253,7 +253,7 @@ func (s *segmentSender) dispatch() {
 		}
 		batch := s.ready[i]
 		s.ready = slices.Delete(s.ready, i, i+1)
-		body, err := batchRequestBody(batch)
+		body, err := batchRequestBody(s.in.Names.RunID, batch)
 		if err != nil {
 			s.stop(err)
 			return
