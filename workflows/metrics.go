@@ -37,6 +37,9 @@ type Metrics struct {
 	FailureMessage string             `json:"failure,omitempty"`
 	// FailedStage is the stage a run that did not succeed ended in.
 	FailedStage string `json:"failed_stage,omitempty"`
+	// Hops is the hop table: every hop of the run counted per seq from the
+	// data itself (raw, enriched, endpoint, final), as Verify counted it.
+	Hops []verify.HopCount `json:"hops,omitempty"`
 }
 
 // StageMetrics times one stage.
@@ -67,6 +70,7 @@ func (m *Metrics) addDeliver(r DeliverResult) {
 func (m *Metrics) addVerify(v verify.Result) {
 	m.Verified = v.Unique
 	m.Verification = v
+	m.Hops = v.Hops
 	m.Latency = v.Latency
 }
 

@@ -220,6 +220,7 @@ func (e *Endpoint) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+endpointapi.FaultsPath, e.handleGetFaults)
 	mux.HandleFunc("POST "+endpointapi.FaultsPath, e.handleSetFaults)
 	mux.HandleFunc("DELETE "+endpointapi.FaultsPath, e.handleResetFaults)
+	mux.HandleFunc("GET "+endpointapi.RunStatsPath, e.handleRunStats)
 }
 
 // HandleBatch serves POST /v1/batches.
