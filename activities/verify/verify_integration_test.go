@@ -396,14 +396,14 @@ func TestVerifyNamesTheHopWithADuplicate(t *testing.T) {
 		failedHop string // empty: the run passes
 	}{
 		{"clean", func(*testing.T, activities.RunNames) []activities.AcceptedBatch { return nil }, ""},
-		{"endpoint", func(t *testing.T, names activities.RunNames) []activities.AcceptedBatch {
+		{"endpoint", func(_ *testing.T, names activities.RunNames) []activities.AcceptedBatch {
 			// A retried segment cut seqs 150..249 at other bounds: the
 			// endpoint accepted them again under another batch id.
 			again := acceptedBatches(names.RunID, seqRange(150, 250), 100)
 			again[0].Attempt = 2
 			return again
 		}, HopEndpoint},
-		{"endpoint replayed", func(t *testing.T, names activities.RunNames) []activities.AcceptedBatch {
+		{"endpoint replayed", func(_ *testing.T, names activities.RunNames) []activities.AcceptedBatch {
 			// A retry answered from the idempotency store is no duplicate.
 			replayed := acceptedBatches(names.RunID, seqRange(100, 200), 100)
 			replayed[0].Replayed, replayed[0].Attempt = true, 2
