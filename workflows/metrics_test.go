@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	sdk "go.temporal.io/api/sdk/v1"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 	"github.com/flowproof/flowproof/activities/verify"
@@ -57,4 +60,34 @@ func TestHopTableAndFailureNameTheHopThatIsNotExact(t *testing.T) {
 	require.Contains(t, table, "| endpoint | 12 | 10 | 0 | 2 | 0 | **NOT EXACT** | flowproof.r.accepted | 6 batches / 0 replayed |")
 	require.Contains(t, table, "| endpoint (own count) | 0 | 0 | 0 | 0 | 0 | not counted |  | not available |")
 	require.Empty(t, hopTableMarkdown(nil, 10), "no table before verification")
+}
+
+func TestCurrentDetailsShowTheHopTableAtTheEnd(t *testing.T) {
+	hops := []verify.HopCount{
+		{Hop: verify.HopRaw, Source: "flowproof.unit.raw", Records: 10, Unique: 10},
+		{Hop: verify.HopFinal, Source: "flowproof.unit.final", Records: 10, Unique: 9, Missing: 1},
+	}
+	detailsOf := func(hops []verify.HopCount) string {
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestWorkflowEnvironment()
+		env.RegisterWorkflowWithOptions(func(ctx workflow.Context) error {
+			p := newPipeline(ctx, PipelineInput{RunID: "unit", Messages: 10})
+			p.progress.Stage = StageDone
+			p.metrics.addVerify(verify.Result{Expected: 10, Records: 10, Unique: 9, Missing: 1, Hops: hops})
+			p.updateDetails(ctx)
+			return nil
+		}, workflow.RegisterOptions{Name: "details"})
+		env.ExecuteWorkflow("details")
+		require.NoError(t, env.GetWorkflowError())
+		encoded, err := env.QueryWorkflow("__temporal_workflow_metadata")
+		require.NoError(t, err)
+		var metadata sdk.WorkflowMetadata
+		require.NoError(t, encoded.Get(&metadata))
+		return metadata.GetCurrentDetails()
+	}
+	details := detailsOf(hops)
+	require.Contains(t, details, "| done | 10 |")
+	require.Contains(t, details, "| raw | 10 | 10 | 0 | 0 | 0 | exact | flowproof.unit.raw |")
+	require.Contains(t, details, "| final | 10 | 9 | 1 | 0 | 0 | **NOT EXACT** | flowproof.unit.final |")
+	require.NotContains(t, detailsOf(nil), "every hop")
 }

@@ -298,7 +298,7 @@ func TestOwnCountOfTheReferenceEndpoint(t *testing.T) {
 
 	answer = http.NotFound
 	got := acts.reference.ownCount(ctx, "r", 10)
-	if !got.Skipped || !strings.Contains(got.Note, "not available") || !got.Exact(10) {
+	if !got.Skipped || !strings.Contains(got.Note, "not available: the endpoint has no per-run stats route") || !got.Exact(10) {
 		t.Errorf("no stats route: %+v", got)
 	}
 

@@ -47,6 +47,7 @@ func TestRunStatsCountTheRunsAcceptedSeqs(t *testing.T) {
 	send("run-1-p1-o0-2", 3, 4, 5)
 	send("run-1-p1-o0-2", 3, 4, 5) // a retry: replayed, not accepted again
 	send("run-1-p0-o1-3", 1, 2, 6) // the same messages cut at other bounds
+	send("run-1-p0-o1-1", 1)       // and seq 1 a third time
 	send("run-1-p7-o0-0", 9)       // another run's batch ids below
 	send("run-1-p-o0-0", 7)
 	send("run-10-p0-o0-2", 0, 1, 2)
@@ -55,7 +56,7 @@ func TestRunStatsCountTheRunsAcceptedSeqs(t *testing.T) {
 	h.post(t, token, seqBatch(t, "run-1-p2-o0-0", 7)).batch(t)
 
 	got := h.runStats(t, "run-1")
-	want := endpointapi.RunStats{RunID: "run-1", Batches: 4, AcceptedMessages: 10, UniqueSeqs: 8, DuplicatedSeqs: 2,
+	want := endpointapi.RunStats{RunID: "run-1", Batches: 5, AcceptedMessages: 11, UniqueSeqs: 8, DuplicatedSeqs: 2,
 		Complete: true, WindowSeconds: int64(DefaultIdempotencyTTL.Seconds())}
 	if got != want {
 		t.Errorf("stats\n got %+v\nwant %+v", got, want)
