@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -42,18 +43,20 @@ func (c *hopCounts) read(ctx context.Context, kafka *kafkaeos.Conn, records *ato
 	type topicHop struct {
 		topic   string
 		observe func(*kgo.Record)
+		tally   *seqTally
 	}
 	topics := []topicHop{
-		{c.in.Names.RawTopic, c.raw.observe},
-		{c.in.Names.EnrichedTopic, c.enriched.observe},
+		{c.in.Names.RawTopic, c.raw.observe, &c.raw.tally},
+		{c.in.Names.EnrichedTopic, c.enriched.observe, &c.enriched.tally},
 	}
 	if c.accepted != nil {
-		topics = append(topics, topicHop{c.in.Names.AcceptedTopic, c.accepted.observe})
+		topics = append(topics, topicHop{c.in.Names.AcceptedTopic, c.accepted.observe, &c.accepted.tally})
 	}
+	settle := min(hopSettleTime, time.Duration(c.in.IdleTimeoutMillis)*time.Millisecond)
 	errs := make([]error, len(topics))
 	var wg sync.WaitGroup
 	for i, t := range topics {
-		wg.Go(func() { errs[i] = readToEnd(ctx, kafka, t.topic, t.observe, records) })
+		wg.Go(func() { errs[i] = readHop(ctx, kafka, t.topic, t.observe, t.tally, settle, records) })
 	}
 	if c.reference != nil {
 		wg.Go(func() { c.ownCount = c.reference.ownCount(ctx, c.in.Names.RunID, c.in.Messages) })
@@ -62,24 +65,38 @@ func (c *hopCounts) read(ctx context.Context, kafka *kafkaeos.Conn, records *ato
 	return errors.Join(errs...)
 }
 
-// readToEnd passes every committed record of topic to observe, up to each
-// partition's last stable offset. The run's writers of the topic have
-// finished when Verify runs, so there is nothing to wait for.
-func readToEnd(ctx context.Context, kafka *kafkaeos.Conn, topic string, observe func(*kgo.Record), records *atomic.Int64) error {
+// hopSettleTime bounds how long a hop that is short of messages is read
+// for more. The writers of these topics finished before Verify began, but
+// a transaction's commit markers reach its partitions after the commit
+// returned, and until one has, a read_committed reader sees that
+// partition's records of the transaction as not there yet.
+const hopSettleTime = 10 * time.Second
+
+// readHop passes every committed record of topic to observe: up to each
+// partition's last stable offset, and, while tally is short of the
+// expected messages, what becomes stable for up to settle more.
+func readHop(ctx context.Context, kafka *kafkaeos.Conn, topic string, observe func(*kgo.Record), tally *seqTally, settle time.Duration, records *atomic.Int64) error {
 	reader, err := kafkaeos.NewCommittedReader(ctx, kafka, topic)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", topic, err)
 	}
-	read := 0
-	for !reader.CaughtUp() {
-		n, err := reader.FetchRound(ctx, verifyMaxFetchWait, true, observe)
+	lastArrival := time.Now()
+	for {
+		// Caught up, every partition is asked again, to learn of offsets
+		// that became stable since.
+		n, err := reader.FetchRound(ctx, min(verifyMaxFetchWait, settle), !reader.CaughtUp(), observe)
 		if err != nil {
-			return fmt.Errorf("verify %s after %d records: %w", topic, read, err)
+			return fmt.Errorf("verify %s after %d records: %w", topic, tally.records, err)
 		}
-		read += n
 		records.Add(int64(n))
+		if n > 0 {
+			lastArrival = time.Now()
+		}
+		caughtUp := reader.CaughtUp()
+		if caughtUp && (tally.unique == tally.expected || time.Since(lastArrival) >= settle) {
+			return nil
+		}
 	}
-	return nil
 }
 
 // judge adds the hop table to the final topic's result, and a summary line

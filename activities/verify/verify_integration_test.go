@@ -436,6 +436,9 @@ func TestVerifyNamesTheHopWithADuplicate(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
+			if len(res.Hops) != 5 {
+				t.Fatalf("%d hops, want raw, enriched, endpoint, its own count and final: %+v", len(res.Hops), res.Hops)
+			}
 			for _, h := range res.Hops {
 				t.Logf("%-20s records %5d unique %5d missing %d duplicated %3d bad %d %s %s", h.Hop, h.Records, h.Unique, h.Missing, h.Duplicated, h.BadRecords, h.Verdict(n), h.Note)
 			}
