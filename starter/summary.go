@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -64,6 +65,7 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 		}
 		_ = tw.Flush()
 	}
+	printHops(w, m.Hops, m.Verification.Expected)
 	if len(m.Health) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "health:")
@@ -73,6 +75,29 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	}
 	printMessages(w, "first messages in the final topic:", m.Verification.First)
 	printMessages(w, "last messages in the final topic:", m.Verification.Last)
+}
+
+// printHops shows the hop table: every hop of the run counted per seq, so
+// a failed run says at which hop messages went missing or doubled.
+func printHops(w io.Writer, hops []verify.HopCount, expected int64) {
+	if len(hops) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "hop\trecords\tunique\tmissing\tduplicated\tbad\tverdict\tsource")
+	var notes []string
+	for _, h := range hops {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Hop, commas(h.Records), commas(h.Unique), commas(h.Missing),
+			commas(h.Duplicated), commas(h.BadRecords), h.Verdict(expected), orDash(h.Source))
+		if h.Note != "" {
+			notes = append(notes, h.Hop+": "+h.Note)
+		}
+	}
+	_ = tw.Flush()
+	for _, n := range notes {
+		fmt.Fprintln(w, "  "+n)
+	}
 }
 
 // printMessages shows verified messages with their headers, so a reader

@@ -40,6 +40,9 @@ type Metrics struct {
 	FailedStage string `json:"failed_stage,omitempty"`
 	// Flink are the figures of each Flink job at the run's last check.
 	Flink []flink.JobMetrics `json:"flink,omitempty"`
+	// Hops is the hop table: every hop of the run counted per seq from the
+	// data itself (raw, enriched, endpoint, final), as Verify counted it.
+	Hops []verify.HopCount `json:"hops,omitempty"`
 }
 
 // StageMetrics times one stage.
@@ -73,6 +76,7 @@ func (m *Metrics) addFlink(c flink.CheckResult) { m.Flink = c.Jobs }
 func (m *Metrics) addVerify(v verify.Result) {
 	m.Verified = v.Unique
 	m.Verification = v
+	m.Hops = v.Hops
 	m.Latency = v.Latency
 }
 

@@ -445,15 +445,40 @@ func (p *pipeline) updateDetails(ctx workflow.Context) {
 | stage | messages | produced | delivered | verified | produce rate | lag | held | token renewals |
 |---|---|---|---|---|---|---|---|---|
 | %s | %d | %d | %d | %d | %.0f/s | %d | %s | %d |
-`, p.in.RunID, pr.Stage, pr.Messages, pr.Produced, pr.Delivered, pr.Verified, pr.RatePerSecond, pr.Lag, held, pr.TokenRenewals))
+`, p.in.RunID, pr.Stage, pr.Messages, pr.Produced, pr.Delivered, pr.Verified, pr.RatePerSecond, pr.Lag, held, pr.TokenRenewals)+
+		hopTableMarkdown(p.metrics.Hops, p.metrics.Verification.Expected))
+}
+
+// hopTableMarkdown renders the hop table once verification has counted it.
+func hopTableMarkdown(hops []verify.HopCount, expected int64) string {
+	if len(hops) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n#### every hop, counted per seq\n| hop | records | unique | missing | duplicated | bad records | verdict | source | note |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, h := range hops {
+		verdict := h.Verdict(expected)
+		if !h.Exact(expected) {
+			verdict = "**" + verdict + "**"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s | %s |\n", h.Hop, h.Records, h.Unique, h.Missing, h.Duplicated, h.BadRecords,
+			verdict, h.Source, strings.ReplaceAll(h.Note, "|", "/"))
+	}
+	return b.String()
 }
 
 func (p *pipeline) addStage(stage string, messages int64, from, to time.Time) {
 	p.metrics.Stages = append(p.metrics.Stages, stageMetrics(stage, messages, to.Sub(from).Milliseconds()))
 }
 
+// verificationFailure names the hops that were not exact, with the final
+// topic's figures and the first problem.
 func verificationFailure(v verify.Result) string {
-	msg := fmt.Sprintf("verification failed: %d of %d unique, %d missing, %d duplicates, %d bad records",
+	msg := "verification failed"
+	if failed := v.FailedHops(); len(failed) > 0 {
+		msg += " at hop " + strings.Join(failed, ", hop ")
+	}
+	msg += fmt.Sprintf(": final topic %d of %d unique, %d missing, %d duplicates, %d bad records",
 		v.Unique, v.Expected, v.Missing, v.Duplicates, v.BadRecords)
 	if len(v.Problems) > 0 {
 		msg += ": " + v.Problems[0]

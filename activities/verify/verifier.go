@@ -374,7 +374,8 @@ func (v *verifier) result() Result {
 	res.Problems = slices.Concat(summary, v.problems)
 	total := int64(len(summary)) + v.problemCount
 	if total > maxProblemLines {
-		res.Problems = append(res.Problems[:maxProblemLines-1], fmt.Sprintf("... and %d more problems", total-(maxProblemLines-1)))
+		res.problemsLeftOut = total - (maxProblemLines - 1)
+		res.Problems = append(res.Problems[:maxProblemLines-1], fmt.Sprintf("... and %d more problems", res.problemsLeftOut))
 	}
 	return res
 }

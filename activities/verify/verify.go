@@ -1,10 +1,13 @@
-// Package verify proves (or disproves) that every message of a run reached
-// the final topic exactly once and intact.
+// Package verify proves (or disproves) that every message of a run passed
+// every hop exactly once and intact: the raw and enriched topics, the
+// endpoint and the final topic, each counted per seq from the data itself.
 package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,15 +16,32 @@ import (
 	"github.com/flowproof/flowproof/internal/kafkaeos"
 )
 
-// Activities holds the shared Kafka connection.
+// Activities holds the shared Kafka connection and, when the run's
+// endpoint is the reference one, its address.
 type Activities struct {
-	kafka *kafkaeos.Conn
+	kafka     *kafkaeos.Conn
+	reference *referenceEndpoint // nil: no cross-check
 }
 
 // New returns the verify activity.
 func New(kafka *kafkaeos.Conn) *Activities { return &Activities{kafka: kafka} }
 
-// Input checks the final topic of a run.
+// CrossCheckWith makes Verify ask the reference endpoint at endpointURL
+// for its own count of each run (endpointapi.RunStatsPath) and report it
+// as one more hop. An empty endpointURL leaves a unchanged; an endpoint
+// without that route is reported as not available, not as a failure.
+func (a *Activities) CrossCheckWith(endpointURL string) (*Activities, error) {
+	if endpointURL == "" {
+		return a, nil
+	}
+	reference, err := newReferenceEndpoint(endpointURL)
+	if err != nil {
+		return nil, err
+	}
+	return &Activities{kafka: a.kafka, reference: reference}, nil
+}
+
+// Input checks the hops of a run.
 type Input struct {
 	Names    activities.RunNames `json:"names"`
 	Messages int64               `json:"messages"`
@@ -53,18 +73,41 @@ type Result struct {
 	DuplicateCorrelationIDs int64 `json:"duplicate_correlation_ids"`
 	// BadRecords counts records that break the contract: unparsable value,
 	// a header missing or differing from its field, a wrong correlation id.
-	BadRecords     int64                    `json:"bad_records"`
+	BadRecords int64 `json:"bad_records"`
+	// Hops are the run's hops, each counted per seq: raw, enriched, the
+	// endpoint (from the accepted topic, and the reference endpoint's own
+	// count when there is one) and final. The fields above are the final
+	// topic's; a verification recorded before hops were counted has none.
+	Hops           []HopCount               `json:"hops,omitempty"`
 	FirstMissing   []int64                  `json:"first_missing,omitempty"`
 	Problems       []string                 `json:"problems,omitempty"`
 	Latency        Percentiles              `json:"latency"`
 	First          []activities.MessageView `json:"first"`
 	Last           []activities.MessageView `json:"last"`
 	DurationMillis int64                    `json:"duration_ms"`
+
+	// problemsLeftOut counts the problems the last line of Problems stands
+	// for ("... and N more problems"); zero when every problem is listed.
+	problemsLeftOut int64
 }
 
-// Passed is true when every message arrived exactly once and intact.
+// Passed is true when every message arrived exactly once and intact, and
+// passed every hop counted exactly once.
 func (v Result) Passed() bool {
-	return v.Expected > 0 && v.Unique == v.Expected && v.Missing == 0 && v.Duplicates == 0 && v.BadRecords == 0
+	finalExact := v.Expected > 0 && v.Unique == v.Expected && v.Missing == 0 && v.Duplicates == 0 && v.BadRecords == 0
+	return finalExact && len(v.FailedHops()) == 0
+}
+
+// FailedHops names the hops that were not exact, in the order a message
+// passes them.
+func (v Result) FailedHops() []string {
+	var failed []string
+	for _, h := range v.Hops {
+		if !h.Exact(v.Expected) {
+			failed = append(failed, h.Hop)
+		}
+	}
+	return failed
 }
 
 // Bounds of a verification.
@@ -81,6 +124,13 @@ const (
 type verifyProgress struct {
 	Records int64 `json:"records"`
 	Unique  int64 `json:"unique"`
+	// HopRecords are the records read from the other hops' topics.
+	HopRecords int64 `json:"hop_records,omitempty"`
+}
+
+// finalProgress is what the final topic's reader has counted so far.
+type finalProgress struct {
+	records, unique atomic.Int64
 }
 
 func validateVerify(in Input) error {
@@ -101,34 +151,77 @@ func validateVerify(in Input) error {
 // input checks are tested against.
 func ValidateInput(in Input) error { return validateVerify(in) }
 
-// Verify reads the final topic from the start (read_committed, straight from
-// the partitions, no consumer group) and checks every record against the
-// message contract. It stops when every expected message has been seen and
-// every partition has been read to its last stable offset — so duplicates
-// already committed are counted too — or when no record arrived for
-// IdleTimeoutMillis, and then reports what is missing.
+// Verify counts every hop of the run per seq, reading the topics in
+// parallel, each from the start (read_committed, straight from the
+// partitions, no consumer group) to its last stable offset: the raw and
+// enriched topics, the accepted topic (what the endpoint accepted) and the
+// final topic, whose records it also checks against the message contract.
+// The final topic is read until every expected message has been seen and
+// every partition to its last stable offset — so duplicates already
+// committed are counted too — or until no record arrived for
+// IdleTimeoutMillis. With a reference endpoint (CrossCheckWith), its own
+// count is one more hop.
 func (a *Activities) Verify(ctx context.Context, in Input) (Result, error) {
-	return FinalTopic(ctx, a.kafka, in, activities.ReporterOf(ctx))
+	if err := validateVerify(in); err != nil {
+		return Result{}, err
+	}
+	rep := activities.ReporterOf(ctx)
+	started := time.Now()
+	var final finalProgress
+	var hopRecords atomic.Int64
+	defer rep.HeartbeatEvery(ctx, func() any {
+		return verifyProgress{Records: final.records.Load(), Unique: final.unique.Load(), HopRecords: hopRecords.Load()}
+	})()
+
+	counts := newHopCounts(in, a.reference)
+	var (
+		wg       sync.WaitGroup
+		res      Result
+		finalErr error
+	)
+	wg.Go(func() { res, finalErr = readFinal(ctx, a.kafka, in, rep, &final) })
+	hopsErr := counts.read(ctx, a.kafka, &hopRecords)
+	wg.Wait()
+	if err := errors.Join(finalErr, hopsErr); err != nil {
+		return Result{}, err
+	}
+	res = counts.judge(res)
+	res.DurationMillis = time.Since(started).Milliseconds()
+	rep.Log.Info("verification done", "Passed", res.Passed(), "FailedHops", res.FailedHops(),
+		"Records", res.Records, "Unique", res.Unique, "Missing", res.Missing,
+		"Duplicates", res.Duplicates, "Bad", res.BadRecords, "DurationMillis", res.DurationMillis)
+	return res, nil
 }
 
-// FinalTopic is Verify for a caller that is no activity (the benchmark): it
-// reports to rep.
+// FinalTopic verifies the final topic only, for a caller that is no
+// activity (the benchmark): it reports to rep.
 func FinalTopic(ctx context.Context, kafka *kafkaeos.Conn, in Input, rep activities.Reporter) (Result, error) {
 	if err := validateVerify(in); err != nil {
 		return Result{}, err
 	}
 	started := time.Now()
+	var progress finalProgress
+	defer rep.HeartbeatEvery(ctx, func() any {
+		return verifyProgress{Records: progress.records.Load(), Unique: progress.unique.Load()}
+	})()
+	res, err := readFinal(ctx, kafka, in, rep, &progress)
+	if err != nil {
+		return Result{}, err
+	}
+	res.DurationMillis = time.Since(started).Milliseconds()
+	rep.Log.Info("verification done", "Topic", in.Names.FinalTopic, "Passed", res.Passed(),
+		"Records", res.Records, "Unique", res.Unique, "Missing", res.Missing,
+		"Duplicates", res.Duplicates, "Bad", res.BadRecords, "DurationMillis", res.DurationMillis)
+	return res, nil
+}
+
+// readFinal reads and checks the final topic, counting into progress.
+func readFinal(ctx context.Context, kafka *kafkaeos.Conn, in Input, rep activities.Reporter, progress *finalProgress) (Result, error) {
 	reader, err := kafkaeos.NewCommittedReader(ctx, kafka, in.Names.FinalTopic)
 	if err != nil {
 		return Result{}, fmt.Errorf("verify %s: %w", in.Names.FinalTopic, err)
 	}
 	v := newVerifier(in.Names.RunID, in.Messages)
-
-	var records, unique atomic.Int64
-	defer rep.HeartbeatEvery(ctx, func() any {
-		return verifyProgress{Records: records.Load(), Unique: unique.Load()}
-	})()
-
 	idle := time.Duration(in.IdleTimeoutMillis) * time.Millisecond
 	lastArrival := time.Now()
 	for {
@@ -136,8 +229,8 @@ func FinalTopic(ctx context.Context, kafka *kafkaeos.Conn, in Input, rep activit
 		if err != nil {
 			return Result{}, fmt.Errorf("verify %s after %d records: %w", in.Names.FinalTopic, v.records, err)
 		}
-		records.Store(v.records)
-		unique.Store(v.unique)
+		progress.records.Store(v.records)
+		progress.unique.Store(v.unique)
 		if n > 0 {
 			lastArrival = time.Now()
 		}
@@ -150,10 +243,5 @@ func FinalTopic(ctx context.Context, kafka *kafkaeos.Conn, in Input, rep activit
 			break
 		}
 	}
-	res := v.result()
-	res.DurationMillis = time.Since(started).Milliseconds()
-	rep.Log.Info("verification done", "Topic", in.Names.FinalTopic, "Passed", res.Passed(),
-		"Records", res.Records, "Unique", res.Unique, "Missing", res.Missing,
-		"Duplicates", res.Duplicates, "Bad", res.BadRecords, "DurationMillis", res.DurationMillis)
-	return res, nil
+	return v.result(), nil
 }

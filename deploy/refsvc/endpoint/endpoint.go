@@ -232,6 +232,7 @@ func (e *Endpoint) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+endpointapi.FaultsPath, e.admin.wrap(e.handleGetFaults))
 	mux.HandleFunc("POST "+endpointapi.FaultsPath, e.admin.wrap(e.handleSetFaults))
 	mux.HandleFunc("DELETE "+endpointapi.FaultsPath, e.admin.wrap(e.handleResetFaults))
+	mux.HandleFunc("GET "+endpointapi.RunStatsPath, e.handleRunStats)
 }
 
 // HandleBatch serves POST /v1/batches.
