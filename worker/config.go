@@ -58,7 +58,9 @@ type config struct {
 	flinkURL      string
 	sqlGatewayURL string
 	endpointURL   string
-	tokenURL      string
+	// referenceEndpointURL is set when endpointURL is flowproof's reference endpoint.
+	referenceEndpointURL string
+	tokenURL             string
 
 	tokenClientID     string
 	tokenClientSecret string
@@ -132,6 +134,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&cfg.flinkURL, "flink-url", local.FlinkURL, "Flink REST URL ($"+localstack.EnvFlinkURL+")")
 	fs.StringVar(&cfg.sqlGatewayURL, "sql-gateway-url", local.SQLGatewayURL, "Flink SQL Gateway URL ($"+localstack.EnvSQLGatewayURL+")")
 	fs.StringVar(&cfg.endpointURL, "endpoint-url", local.EndpointURL, "HTTP batch endpoint URL ($"+localstack.EnvEndpointURL+")")
+	fs.StringVar(&cfg.referenceEndpointURL, "reference-endpoint-url", getenv(localstack.EnvReferenceEndpointURL), "flowproof's reference endpoint, when it is the endpoint: verification then cross-checks its own count of each run ($"+localstack.EnvReferenceEndpointURL+"; empty for any other endpoint)")
 	fs.StringVar(&cfg.tokenURL, "token-url", local.TokenURL, "token service URL ($"+localstack.EnvTokenURL+")")
 	fs.StringVar(&cfg.tokenClientID, "token-client-id", envconf.String(getenv, localstack.EnvTokenClientID, localstack.TokenClientID), "OAuth2 client id at the token service ($"+localstack.EnvTokenClientID+"); the secret is read from $"+localstack.EnvTokenClientSecret+" only")
 	fs.StringVar(&cfg.tokenKeyFile, "token-key-file", getenv(envTokenKeyFile), "file with the 32-byte token sealing key, raw, hex or base64 ($"+envTokenKeyFile+"; default: generated once into "+defaultTokenKeyFile()+")")

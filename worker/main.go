@@ -190,16 +190,17 @@ func newLogger(format, level string, w io.Writer) (*zap.Logger, error) {
 // activitiesConfig is the part of cfg the activities use.
 func (cfg config) activitiesConfig(temporalAddress, temporalNamespace string, tokenKey []byte) wiring.Config {
 	return wiring.Config{
-		KafkaBrokers:      cfg.kafkaBrokers,
-		KafkaOptions:      cfg.kafka.options(),
-		FlinkURL:          cfg.flinkURL,
-		SQLGatewayURL:     cfg.sqlGatewayURL,
-		TemporalAddress:   temporalAddress,
-		TemporalNamespace: temporalNamespace,
-		EndpointURL:       cfg.endpointURL,
-		TokenURL:          cfg.tokenURL,
-		TokenClientID:     cfg.tokenClientID,
-		TokenClientSecret: cfg.tokenClientSecret,
-		TokenKey:          tokenKey,
+		KafkaBrokers:         cfg.kafkaBrokers,
+		KafkaOptions:         cfg.kafka.options(),
+		FlinkURL:             cfg.flinkURL,
+		SQLGatewayURL:        cfg.sqlGatewayURL,
+		TemporalAddress:      temporalAddress,
+		TemporalNamespace:    temporalNamespace,
+		EndpointURL:          cfg.endpointURL,
+		ReferenceEndpointURL: cfg.referenceEndpointURL,
+		TokenURL:             cfg.tokenURL,
+		TokenClientID:        cfg.tokenClientID,
+		TokenClientSecret:    cfg.tokenClientSecret,
+		TokenKey:             tokenKey,
 	}
 }

@@ -39,7 +39,8 @@ func TestWorkerCrashMidRun(t *testing.T) {
 	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
 	taskQueue := fmt.Sprintf("flowproof-crash-%d", time.Now().UnixNano())
 	startWorkerProcess := func(name string) *exec.Cmd {
-		cmd := exec.Command(workerBin, "--task-queue", taskQueue, "--token-key-file", keyFile, "--metrics-addr", "", "--log-format", "console")
+		cmd := exec.Command(workerBin, "--task-queue", taskQueue, "--token-key-file", keyFile, "--metrics-addr", "", "--log-format", "console",
+			"--reference-endpoint-url", localstack.FromEnv().EndpointURL)
 		logFile, err := os.Create(filepath.Join(dir, name+".log"))
 		require.NoError(t, err)
 		cmd.Stdout, cmd.Stderr = logFile, logFile

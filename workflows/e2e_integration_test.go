@@ -63,16 +63,17 @@ func startWorker(t *testing.T) *e2e {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	acts, err := wiring.New(wiring.Config{
-		KafkaBrokers:      addrs.KafkaBrokers,
-		FlinkURL:          addrs.FlinkURL,
-		SQLGatewayURL:     addrs.SQLGatewayURL,
-		TemporalAddress:   addrs.TemporalAddress,
-		TemporalNamespace: addrs.TemporalNamespace,
-		EndpointURL:       addrs.EndpointURL,
-		TokenURL:          addrs.TokenURL,
-		TokenClientID:     "flowproof",
-		TokenClientSecret: localstack.TokenClientSecret,
-		TokenKey:          key,
+		KafkaBrokers:         addrs.KafkaBrokers,
+		FlinkURL:             addrs.FlinkURL,
+		SQLGatewayURL:        addrs.SQLGatewayURL,
+		TemporalAddress:      addrs.TemporalAddress,
+		TemporalNamespace:    addrs.TemporalNamespace,
+		EndpointURL:          addrs.EndpointURL,
+		ReferenceEndpointURL: addrs.EndpointURL,
+		TokenURL:             addrs.TokenURL,
+		TokenClientID:        "flowproof",
+		TokenClientSecret:    localstack.TokenClientSecret,
+		TokenKey:             key,
 	})
 	require.NoError(t, err)
 

@@ -31,7 +31,11 @@ type Config struct {
 	TemporalNamespace string
 
 	EndpointURL string
-	TokenURL    string
+	// ReferenceEndpointURL, when the endpoint is flowproof's reference one,
+	// lets verification cross-check the endpoint's own count of each run;
+	// empty for any other endpoint.
+	ReferenceEndpointURL string
+	TokenURL             string
 	// TokenClientID and TokenClientSecret are the OAuth2 client credentials
 	// for the token service. The secret comes from the environment, never
 	// from workflow input.
@@ -80,6 +84,11 @@ func New(cfg Config) (*Activities, error) {
 		kafka.Close()
 		return nil, fmt.Errorf("activities: %w", err)
 	}
+	verifyActs, err := verify.New(kafka).CrossCheckWith(cfg.ReferenceEndpointURL)
+	if err != nil {
+		kafka.Close()
+		return nil, fmt.Errorf("reference endpoint: %w", err)
+	}
 	return &Activities{
 		Preflight: preflight.New(preflight.Config{
 			KafkaBrokers:      cfg.KafkaBrokers,
@@ -94,7 +103,7 @@ func New(cfg Config) (*Activities, error) {
 		Flink:      flink.New(cfg.KafkaBrokers, gateway, jobs),
 		Produce:    produce.New(kafka),
 		Deliver:    deliverActs,
-		Verify:     verify.New(kafka),
+		Verify:     verifyActs,
 		kafka:      kafka,
 	}, nil
 }

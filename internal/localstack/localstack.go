@@ -30,6 +30,10 @@ const (
 	EnvTemporalUIURL   = "FLOWPROOF_TEMPORAL_UI_URL"
 	EnvEndpointURL     = "FLOWPROOF_ENDPOINT_URL"
 	EnvTokenURL        = "FLOWPROOF_TOKEN_URL"
+	// EnvReferenceEndpointURL names flowproof's reference endpoint when
+	// it is the one delivered to, so verification can cross-check its own
+	// per-run count; unset against any other endpoint.
+	EnvReferenceEndpointURL = "FLOWPROOF_REFERENCE_ENDPOINT_URL"
 )
 
 // Environment variables of the token client's credentials, read by every

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 // runCLI runs stackctl's command line against an empty stack dir.
@@ -183,5 +185,5 @@ func TestWorkerRunsWithTheSettingsItsCheckExpects(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.stop(workerProcess, time.Second) })
-	waitForLog(t, s.logFile(workerProcess), "args: -task-queue flowproof -metrics-addr 127.0.0.1:19464 -stop-timeout 30s\n")
+	waitForLog(t, s.logFile(workerProcess), "args: -task-queue flowproof -metrics-addr 127.0.0.1:19464 -stop-timeout 30s -reference-endpoint-url "+localstack.FromEnv().EndpointURL+"\n")
 }

@@ -56,6 +56,9 @@ func workerProcessSpec(s *stack) process {
 			"-task-queue", workerTaskQueue(),
 			"-metrics-addr", workerMetricsAddr(),
 			"-stop-timeout", workerStopTimeout.String(),
+			// The stack's endpoint is the reference one: verification
+			// cross-checks its own count of each run.
+			"-reference-endpoint-url", localstack.FromEnv().EndpointURL,
 		},
 		// Its own settings (addresses, the token client's credentials,
 		// Kafka's TLS and SASL), Temporal's client profile and where that
