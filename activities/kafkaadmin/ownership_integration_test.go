@@ -38,6 +38,13 @@ func withFlink(t *testing.T, conn *kafkaeos.Conn) *Activities {
 func ownedNames(t *testing.T) (activities.RunNames, Owner) {
 	names := activitytest.UniqueNames(t, "")
 	names.AcceptedTopic = "flowproof." + names.RunID + ".accepted"
+	// activitytest.DeleteRunAtCleanup knows no accepted topic.
+	t.Cleanup(func() {
+		if conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers); err == nil {
+			_, _ = conn.Admin.DeleteTopics(context.Background(), names.AcceptedTopic)
+			conn.Close()
+		}
+	})
 	return names, Owner{Namespace: "default", WorkflowID: "wf-" + names.RunID, FirstRunID: "first-run", TemporalRunID: "first-run"}
 }
 
