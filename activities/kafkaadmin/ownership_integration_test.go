@@ -273,3 +273,19 @@ func TestRetriedPrepareRecognisesItsOwnTopics(t *testing.T) {
 		waitTopic(t, conn, topic, false)
 	}
 }
+
+// TestPrepareRefusesAResetWhoseTopicsAreGone: a later Temporal run of a
+// workflow whose ledger is gone (its first run cleaned up) is refused and
+// creates nothing.
+func TestPrepareRefusesAResetWhoseTopicsAreGone(t *testing.T) {
+	conn := activitytest.Conn(t)
+	acts := withFlink(t, conn)
+	names, owner := ownedNames(t)
+	activitytest.DeleteRunAtCleanup(t, conn, names)
+	owner.TemporalRunID = "reset-run"
+	_, err := prepareAs(t, acts, names, owner)
+	wantErrType(t, err, errtype.RunReset, owner.WorkflowID)
+	if exists, err := topicExists(context.Background(), conn, names.LedgerTopic); err != nil || exists {
+		t.Errorf("ledger created by a refused reset (%v)", err)
+	}
+}

@@ -67,6 +67,9 @@ func CreateRunTopics(ctx context.Context, kafka *kafkaeos.Conn, in PrepareTopics
 	}
 	specs := runTopicSpecs(in)
 	ledger, others := splitLedger(specs, in.Names.LedgerTopic)
+	if err := refuseResetWithoutLedger(ctx, kafka, in); err != nil {
+		return result, err
+	}
 	state, created, err := claimLedger(ctx, kafka, in, ledger, meta.Brokers.NodeIDs())
 	if err != nil {
 		return result, err
@@ -130,6 +133,25 @@ func checkReset(in PrepareTopicsInput, state ledgerState) (string, error) {
 			in.Names.RunID, prepared), errtype.RunReset, nil)
 	}
 	return prepared, nil
+}
+
+// refuseResetWithoutLedger refuses a later Temporal run of the workflow (a
+// reset, or a retry of the whole workflow) whose ledger is gone: its first
+// run may have produced and delivered and then cleaned up, and this one
+// would send the same run's messages again. Only a new workflow is sure to
+// start afresh.
+func refuseResetWithoutLedger(ctx context.Context, kafka *kafkaeos.Conn, in PrepareTopicsInput) error {
+	o := in.Owner
+	if o.FirstRunID == "" || o.TemporalRunID == "" || o.TemporalRunID == o.FirstRunID {
+		return nil
+	}
+	exists, err := topicExists(ctx, kafka, in.Names.LedgerTopic)
+	if err != nil || exists {
+		return err
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"workflow %s was reset or retried (Temporal run %s, first run %s) and run %s has no ledger any more: its first run may have sent its messages already; nothing was created: start a new run instead",
+		o.WorkflowID, o.TemporalRunID, o.FirstRunID, in.Names.RunID), errtype.RunReset, nil)
 }
 
 func (r *PrepareTopicsResult) note(topic string, created bool) {
