@@ -27,7 +27,8 @@ type CleanupInput struct {
 // unless KeepTopics, deletes the topics and consumer groups its ledger
 // records as its own, the ledger last. A run whose ledger names another
 // owner (its Prepare failed on names that were taken) deletes nothing and
-// cancels only the jobs it knows by id. The workflow calls it at the end
+// cancels only the jobs it knows by id; a run without a ledger deletes
+// nothing either. The workflow calls it at the end
 // of every run, also a failed or cancelled one (in a disconnected
 // context), so each step tolerates what is already gone and cleaning up
 // twice is harmless. With KeepTopics the ledger records that the topics
@@ -42,8 +43,10 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 	var errs []error
 	jobs := in.Jobs
 	switch {
-	case !owned:
-		// The names may be another run's: its jobs are not ours to cancel.
+	case !owned && state.exists:
+		// The names are another run's: its jobs are not ours to cancel.
+		// (Without a ledger nobody claims them, and jobs of those names
+		// are a leftover or this run's own.)
 		jobs.EnrichJobName, jobs.SplitJobName = "", ""
 	case jobs.EnrichJobName == "" && jobs.SplitJobName == "":
 		// The submission never answered (failed or cancelled half way), but

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/kafkaeos"
 )
@@ -24,7 +25,8 @@ const sweepTimeout = 30 * time.Second
 
 // PrepareTopics first removes, best-effort and bounded in time, the
 // leftovers of finished runs (see Sweeper), then creates the run's topics
-// the way CreateRunTopics does.
+// the way CreateRunTopics does. A workflow reset before it produced goes
+// on with its topics, and its earlier run's Flink jobs are cancelled.
 func (a *Activities) PrepareTopics(ctx context.Context, in PrepareTopicsInput) (PrepareTopicsResult, error) {
 	logger := activity.GetLogger(ctx)
 	if c := activity.GetClient(ctx); c != nil && in.Owner.WorkflowID != "" {
@@ -36,7 +38,16 @@ func (a *Activities) PrepareTopics(ctx context.Context, in PrepareTopicsInput) (
 			logger.Warn("leftovers of finished runs not all removed", "Removed", len(removed), "Error", err)
 		}
 	}
-	return CreateRunTopics(ctx, a.kafka, in, logger)
+	result, err := CreateRunTopics(ctx, a.kafka, in, logger)
+	if err == nil && result.ResetFromRunID != "" && a.jobs != nil {
+		// The reset ended the earlier run without its cleanup: its Flink
+		// jobs, if it got that far, would run beside the ones this run
+		// submits next, on the same groups.
+		if err := a.cancelFlinkJobs(ctx, activities.FlinkJobsOf(in.Names), activities.ReporterOf(ctx)); err != nil {
+			return result, fmt.Errorf("cancel the Flink jobs of the run before the reset: %w", err)
+		}
+	}
+	return result, err
 }
 
 // CreateRunTopics creates the run's topics, owned by in.Owner; it logs to
