@@ -5,6 +5,7 @@
 //	starter run [input flags] [--json] start, follow with a progress bar, print the result
 //	starter status ID                  describe a run, its progress or its result
 //	starter schedule create|list|trigger|delete
+//	starter cleanup [--dry-run]          remove what finished runs left behind
 //
 // The Temporal connection follows Temporal's conventions (TEMPORAL_ADDRESS,
 // TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE) and
@@ -141,7 +142,7 @@ TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and TEMPORAL_PROFILE, or th
 	pf.StringVar(&a.uiURL, "ui-url", local.TemporalUIURL, "Temporal Web UI base URL for printed links ($"+localstack.EnvTemporalUIURL+")")
 	pf.StringVar(&a.taskQueue, "task-queue", localstack.TaskQueue, "task queue of the flowproof worker")
 
-	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand())
+	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand(), a.cleanupCommand())
 	return root
 }
 

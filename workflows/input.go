@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -46,6 +48,9 @@ const (
 	maxTimeoutSeconds = 7 * 24 * 3600
 	// maxRunIDLength leaves room in a topic name for the prefix and suffix.
 	maxRunIDLength = 200
+	// runIDHashBytes of SHA-256 tell apart workflow ids that sanitizeRunID
+	// had to change: 64 bits, no collision in any realistic number of runs.
+	runIDHashBytes = 8
 )
 
 var topicAlphabet = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
@@ -171,7 +176,10 @@ func (in PipelineInput) Validate() error {
 func (in PipelineInput) validateTopics() error {
 	names := in.runNames()
 	seen := map[string]string{}
+	// The ledger and accepted topics are derived from the run id only;
+	// an override must not take their names either.
 	for _, t := range []struct{ field, topic string }{
+		{"the run's ledger topic", names.LedgerTopic}, {"the run's accepted topic", names.AcceptedTopic},
 		{"topics.raw", names.RawTopic}, {"topics.enriched", names.EnrichedTopic},
 		{"topics.responses", names.ResponsesTopic}, {"topics.final", names.FinalTopic},
 	} {
@@ -187,22 +195,30 @@ func (in PipelineInput) validateTopics() error {
 	return nil
 }
 
-// sanitizeRunID turns a workflow id into a string Kafka accepts in topic names.
+// sanitizeRunID turns a workflow id into a run id Kafka accepts in topic
+// names, one to one: an id that is one already stays as it is (so its names
+// stay the same), and an id whose characters had to be replaced or that
+// had to be shortened gets a hash of the whole original id appended, so
+// that two workflow ids never share a run's topics.
 func sanitizeRunID(workflowID string) string {
 	var b strings.Builder
+	changed := false
 	for _, r := range workflowID {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
 			b.WriteRune(r)
 		default:
 			b.WriteByte('-')
+			changed = true
 		}
 	}
 	id := b.String()
-	if len(id) > maxRunIDLength {
-		id = id[:maxRunIDLength]
+	if !changed && len(id) <= maxRunIDLength {
+		return id
 	}
-	return id
+	sum := sha256.Sum256([]byte(workflowID))
+	suffix := "-" + hex.EncodeToString(sum[:runIDHashBytes])
+	return id[:min(len(id), maxRunIDLength-len(suffix))] + suffix
 }
 
 // runNames derives the run's topics and groups (docs/message-contract.md).

@@ -19,8 +19,11 @@ func TestWithDefaultsKeepsWhatIsSet(t *testing.T) {
 	if got := (PipelineInput{}).WithDefaults("").RunID; got != "" {
 		t.Errorf("RunID without a workflow id = %q, want empty", got)
 	}
-	if got := (PipelineInput{}).WithDefaults("nightly run/1").RunID; got != "nightly-run-1" {
+	if got := (PipelineInput{}).WithDefaults("nightly-run-1").RunID; got != "nightly-run-1" {
 		t.Errorf("RunID from a workflow id = %q, want nightly-run-1", got)
+	}
+	if got := (PipelineInput{}).WithDefaults("nightly run/1").RunID; !strings.HasPrefix(got, "nightly-run-1-") {
+		t.Errorf("RunID from a workflow id with replaced characters = %q, want nightly-run-1-<hash>", got)
 	}
 }
 

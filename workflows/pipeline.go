@@ -160,16 +160,21 @@ func (p *pipeline) checkHealth(ctx workflow.Context) error {
 	return nil
 }
 
-// prepareTopics creates the run's topics.
+// prepareTopics creates the run's topics, recorded as owned by this
+// workflow; names another run or anybody else holds fail it (see
+// kafkaadmin.CreateRunTopics).
 func (p *pipeline) prepareTopics(ctx workflow.Context) error {
 	p.setStage(ctx, StagePrepare)
 	start := workflow.Now(ctx)
 	var topics kafkaadmin.PrepareTopicsResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, 2*time.Minute, 5, "create the run's topics"),
 		kafkaAdminActs.PrepareTopics, kafkaadmin.PrepareTopicsInput{
-			Names: p.names, Partitions: p.in.Partitions, ReplicationFactor: replicationFactor,
+			Names: p.names, Partitions: p.in.Partitions, ReplicationFactor: replicationFactor, Owner: runOwner(ctx),
 		}).Get(ctx, &topics); err != nil {
 		return fmt.Errorf("prepare topics: %w", err)
+	}
+	if topics.ResetFromRunID != "" {
+		workflow.GetLogger(ctx).Warn("run was reset before it produced; it goes on with its topics", "PreparedBy", topics.ResetFromRunID)
 	}
 	p.metrics.Brokers = topics.Brokers
 	p.addStage(StagePrepare, 0, start, workflow.Now(ctx))
@@ -326,11 +331,22 @@ func (p *pipeline) cleanup(ctx workflow.Context) error {
 	start := workflow.Now(ctx)
 	err := workflow.ExecuteActivity(withOptions(ctx, 5*time.Minute, 5, "cancel Flink jobs, delete topics"),
 		kafkaAdminActs.Cleanup, kafkaadmin.CleanupInput{
-			Names: p.names, Jobs: p.metrics.FlinkJobs, KeepTopics: p.in.KeepTopics,
+			Names: p.names, Jobs: p.metrics.FlinkJobs, KeepTopics: p.in.KeepTopics, Owner: runOwner(ctx),
 		}).Get(ctx, nil)
 	p.addStage(StageCleanup, 0, start, workflow.Now(ctx))
 	p.metrics.TotalMillis = workflow.Now(ctx).Sub(p.started).Milliseconds()
 	return err
+}
+
+// runOwner names this workflow as the owner of what the run creates. The
+// first run id stays the same over a reset, so a reset run still owns the
+// topics and its Prepare can tell it was reset.
+func runOwner(ctx workflow.Context) kafkaadmin.Owner {
+	info := workflow.GetInfo(ctx)
+	return kafkaadmin.Owner{
+		Namespace: info.Namespace, WorkflowID: info.WorkflowExecution.ID,
+		FirstRunID: info.FirstRunID, TemporalRunID: info.WorkflowExecution.RunID,
+	}
 }
 
 // conclude judges the run and records why it failed, if it did, with the

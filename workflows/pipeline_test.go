@@ -219,8 +219,8 @@ func TestPipelineEmptyInputGetsDefaults(t *testing.T) {
 	require.Equal(t, 100, in.BatchSize)
 	require.Equal(t, 10_000, in.TokenRenewEvery)
 	require.Equal(t, int64(100_000), in.LagResume)
-	require.Equal(t, "nightly-2026-11-27", in.RunID)
-	require.Equal(t, "flowproof.nightly-2026-11-27.final", in.runNames().FinalTopic)
+	require.Equal(t, sanitizeRunID("nightly:2026-11-27"), in.RunID)
+	require.Equal(t, "flowproof."+in.RunID+".final", in.runNames().FinalTopic)
 	require.Equal(t, float64(50_000), in.productionRate())
 }
 

@@ -19,18 +19,36 @@ type CleanupInput struct {
 	Names      activities.RunNames  `json:"names"`
 	Jobs       activities.FlinkJobs `json:"jobs"`
 	KeepTopics bool                 `json:"keep_topics"`
+	// Owner is the workflow the run belongs to (see PrepareTopicsInput).
+	Owner Owner `json:"owner,omitzero"`
 }
 
 // Cleanup undoes what a run created: it cancels the run's Flink jobs and,
-// unless KeepTopics, deletes its topics and consumer groups. The workflow
-// calls it at the end of every run, also a failed or cancelled one (in a
-// disconnected context), so each step tolerates what is already gone and
-// cleaning up twice is harmless.
+// unless KeepTopics, deletes the topics and consumer groups its ledger
+// records as its own, the ledger last. A run whose ledger names another
+// owner (its Prepare failed on names that were taken) deletes nothing and
+// cancels only the jobs it knows by id; a run without a ledger deletes
+// nothing either. The workflow calls it at the end
+// of every run, also a failed or cancelled one (in a disconnected
+// context), so each step tolerates what is already gone and cleaning up
+// twice is harmless. With KeepTopics the ledger records that the topics
+// were kept on purpose, so that no leftover sweep removes them.
 func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 	rep := activities.ReporterOf(ctx)
+	state, err := readLedger(ctx, a.kafka, in.Names.LedgerTopic)
+	if err != nil {
+		return fmt.Errorf("read the run's ledger: %w", err)
+	}
+	owned := state.ownedBy(in.Owner)
 	var errs []error
 	jobs := in.Jobs
-	if jobs.EnrichJobName == "" && jobs.SplitJobName == "" {
+	switch {
+	case !owned && state.exists:
+		// The names are another run's: its jobs are not ours to cancel.
+		// (Without a ledger nobody claims them, and jobs of those names
+		// are a leftover or this run's own.)
+		jobs.EnrichJobName, jobs.SplitJobName = "", ""
+	case jobs.EnrichJobName == "" && jobs.SplitJobName == "":
 		// The submission never answered (failed or cancelled half way), but
 		// Flink may have accepted the jobs: cancel them by their run names.
 		named := activities.FlinkJobsOf(in.Names)
@@ -39,23 +57,49 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) error {
 	if err := a.cancelFlinkJobs(ctx, jobs, rep); err != nil {
 		errs = append(errs, fmt.Errorf("cancel Flink jobs: %w", err))
 	}
-	if !in.KeepTopics {
-		if err := a.deleteTopics(ctx, in.Names, rep.Log); err != nil {
-			errs = append(errs, fmt.Errorf("delete topics: %w", err))
+	switch {
+	case !owned:
+		rep.Log.Info("the run owns no topics or groups; nothing deleted", "Ledger", in.Names.LedgerTopic, "LedgerExists", state.exists)
+	case in.KeepTopics:
+		if !state.kept {
+			if err := writeLedger(ctx, a.kafka, in.Names.LedgerTopic, keptKey, in.Owner); err != nil {
+				errs = append(errs, err)
+			}
 		}
-		// The groups' offsets point into the deleted topics; without them
-		// the groups only clutter the cluster.
-		if err := a.deleteGroups(ctx, in.Names, rep.Log); err != nil {
-			errs = append(errs, fmt.Errorf("delete consumer groups: %w", err))
+	default:
+		if prepared := state.owner.Owner.TemporalRunID; prepared != "" && in.Owner.TemporalRunID != "" && prepared != in.Owner.TemporalRunID {
+			rep.Log.Warn("the workflow was reset since it prepared its topics", "PreparedBy", prepared)
+		}
+		errs = append(errs, a.removeRun(ctx, in.Names.LedgerTopic, state, rep.Log))
+	}
+	return errors.Join(errs...)
+}
+
+// removeRun deletes the consumer groups and topics that state records as
+// the run's, the ledger only when everything else is gone.
+func (a *Activities) removeRun(ctx context.Context, ledger string, state ledgerState, logger log.Logger) error {
+	topics := state.createdTopics(ledger)
+	data := slices.DeleteFunc(slices.Clone(topics), func(t string) bool { return t == ledger })
+	var errs []error
+	if err := a.deleteTopics(ctx, data, logger); err != nil {
+		errs = append(errs, fmt.Errorf("delete topics: %w", err))
+	}
+	// The groups' offsets point into the deleted topics; without them
+	// the groups only clutter the cluster.
+	if err := a.deleteGroups(ctx, state.groups, logger); err != nil {
+		errs = append(errs, fmt.Errorf("delete consumer groups: %w", err))
+	}
+	if len(errs) == 0 && state.ownsTopic(ledger) {
+		if err := a.deleteTopics(ctx, []string{ledger}, logger); err != nil {
+			errs = append(errs, fmt.Errorf("delete ledger: %w", err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// deleteTopics deletes the run's topics. A topic that does not exist (never
-// created, or deleted by an earlier attempt) is not an error.
-func (a *Activities) deleteTopics(ctx context.Context, names activities.RunNames, logger log.Logger) error {
-	topics := slices.DeleteFunc(names.Topics(), func(t string) bool { return t == "" })
+// deleteTopics deletes topics. A topic that does not exist (deleted by an
+// earlier attempt) is not an error.
+func (a *Activities) deleteTopics(ctx context.Context, topics []string, logger log.Logger) error {
 	if len(topics) == 0 {
 		return nil
 	}
@@ -76,11 +120,9 @@ func (a *Activities) deleteTopics(ctx context.Context, names activities.RunNames
 	return errors.Join(errs...)
 }
 
-// deleteGroups deletes the run's consumer groups, which would otherwise
-// pile up on the cluster run after run. A group that does not exist is not
-// an error.
-func (a *Activities) deleteGroups(ctx context.Context, names activities.RunNames, logger log.Logger) error {
-	groups := slices.DeleteFunc(names.Groups(), func(g string) bool { return g == "" })
+// deleteGroups deletes consumer groups, which would otherwise pile up on
+// the cluster run after run. A group that does not exist is not an error.
+func (a *Activities) deleteGroups(ctx context.Context, groups []string, logger log.Logger) error {
 	if len(groups) == 0 {
 		return nil
 	}

@@ -103,7 +103,7 @@ func TestPrepareTopicsIsIdempotent(t *testing.T) {
 
 	// Deleting twice is fine; afterwards the topics are gone.
 	for range 2 {
-		if err := acts.deleteTopics(ctx, names, activitytest.Discard); err != nil {
+		if err := acts.deleteTopics(ctx, names.Topics(), activitytest.Discard); err != nil {
 			t.Fatalf("deleteTopics: %v", err)
 		}
 	}

@@ -13,8 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/flowproof/flowproof/activities"
@@ -40,13 +38,21 @@ type PrepareTopicsInput struct {
 	Names             activities.RunNames `json:"names"`
 	Partitions        int                 `json:"partitions"`
 	ReplicationFactor int                 `json:"replication_factor"`
+	// Owner is the workflow the run belongs to; the ledger records it. A
+	// caller outside Temporal (the benchmark) leaves it empty, which the
+	// leftover sweep never touches.
+	Owner Owner `json:"owner,omitzero"`
 }
 
-// PrepareTopicsResult says which topics were created and which existed.
+// PrepareTopicsResult says which topics were created and which existed
+// (because an earlier attempt of the same run created them).
 type PrepareTopicsResult struct {
 	Created []string `json:"created"`
 	Existed []string `json:"existed"`
 	Brokers int      `json:"brokers"`
+	// ResetFromRunID is, when the workflow was reset after it had prepared
+	// its topics, the Temporal run that prepared them.
+	ResetFromRunID string `json:"reset_from_run_id,omitempty"`
 }
 
 // Limits of PrepareTopicsInput.
@@ -84,13 +90,17 @@ func runTopicSpecs(in PrepareTopicsInput) []topicSpec {
 		return configs
 	}
 	partitions := int32(in.Partitions)
-	return []topicSpec{
+	specs := []topicSpec{
 		{name: in.Names.RawTopic, partitions: partitions, configs: data(nil)},
 		{name: in.Names.EnrichedTopic, partitions: partitions, configs: data(nil)},
 		{name: in.Names.ResponsesTopic, partitions: partitions, configs: data(nil)},
 		{name: in.Names.FinalTopic, partitions: partitions, configs: data(map[string]string{"message.timestamp.type": "LogAppendTime"})},
 		{name: in.Names.LedgerTopic, partitions: 1, configs: data(map[string]string{"cleanup.policy": "compact"})},
 	}
+	if in.Names.AcceptedTopic != "" { // runs recorded before the endpoint's hop was counted had none
+		specs = append(specs, topicSpec{name: in.Names.AcceptedTopic, partitions: partitions, configs: data(nil)})
+	}
+	return specs
 }
 
 func ptr(s string) *string { return &s }
@@ -106,9 +116,13 @@ func validatePrepareTopics(in PrepareTopicsInput) error {
 		{"names.responses_topic", in.Names.ResponsesTopic},
 		{"names.final_topic", in.Names.FinalTopic},
 		{"names.ledger_topic", in.Names.LedgerTopic},
+		{"names.accepted_topic", in.Names.AcceptedTopic},
 	}
 	seen := map[string]string{}
 	for _, f := range fields {
+		if f.value == "" && f.field == "names.accepted_topic" {
+			continue // optional: runs recorded before it existed have none
+		}
 		if f.value == "" {
 			return errtype.InvalidInputf("%s is empty", f.field)
 		}
@@ -124,72 +138,6 @@ func validatePrepareTopics(in PrepareTopicsInput) error {
 		return errtype.InvalidInputf("replication_factor is %d; want 1 to %d", in.ReplicationFactor, maxReplicationFactor)
 	}
 	return nil
-}
-
-// PrepareTopics creates the run's topics. It is idempotent: a topic that
-// already exists with the wanted partition count is reported as existed, so
-// a retried attempt (or a rerun with the same run id) goes through; one with
-// another partition count is an error, because the run's guarantees (a
-// logical queue stays in one partition, the ledger is one partition) rest on
-// it.
-func (a *Activities) PrepareTopics(ctx context.Context, in PrepareTopicsInput) (PrepareTopicsResult, error) {
-	return CreateRunTopics(ctx, a.kafka, in, activity.GetLogger(ctx))
-}
-
-// CreateRunTopics is PrepareTopics outside an activity (the benchmark): it
-// logs to logger.
-func CreateRunTopics(ctx context.Context, kafka *kafkaeos.Conn, in PrepareTopicsInput, logger log.Logger) (PrepareTopicsResult, error) {
-	if err := validatePrepareTopics(in); err != nil {
-		return PrepareTopicsResult{}, err
-	}
-	meta, err := kafka.Admin.BrokerMetadata(ctx)
-	if err != nil {
-		return PrepareTopicsResult{}, fmt.Errorf("broker metadata: %w", err)
-	}
-	result := PrepareTopicsResult{Brokers: len(meta.Brokers)}
-	if in.ReplicationFactor > result.Brokers {
-		// Not non-retryable: a broker that is restarting comes back.
-		return result, fmt.Errorf("replication_factor is %d but only %d brokers are up", in.ReplicationFactor, result.Brokers)
-	}
-
-	specs := runTopicSpecs(in)
-	for _, spec := range specs {
-		created, err := ensureTopic(ctx, kafka, spec, int16(in.ReplicationFactor))
-		if err != nil {
-			return result, err
-		}
-		if created {
-			result.Created = append(result.Created, spec.name)
-		} else {
-			result.Existed = append(result.Existed, spec.name)
-		}
-	}
-	if err := waitTopicsReady(ctx, kafka.Client, specs, meta.Brokers.NodeIDs()); err != nil {
-		return result, err
-	}
-	logger.Info("topics prepared", "Created", result.Created, "Existed", result.Existed, "Brokers", result.Brokers)
-	return result, nil
-}
-
-// ensureTopic creates spec unless it exists, and reports whether it created
-// it.
-func ensureTopic(ctx context.Context, kafka *kafkaeos.Conn, spec topicSpec, replicationFactor int16) (bool, error) {
-	exists, err := checkExistingTopic(ctx, kafka, spec)
-	if err != nil || exists {
-		return false, err
-	}
-	resp, err := kafka.Admin.CreateTopic(ctx, spec.partitions, replicationFactor, spec.configs, spec.name)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, kerr.TopicAlreadyExists):
-		// Someone created it between the check and the create; it is
-		// only ours to use if it has the right shape.
-		_, err := checkExistingTopic(ctx, kafka, spec)
-		return false, err
-	default:
-		return false, fmt.Errorf("create topic %s (%d partitions, replication factor %d): %w %s", spec.name, spec.partitions, replicationFactor, err, resp.ErrMessage)
-	}
 }
 
 // checkExistingTopic reports whether spec's topic exists, and errors when it

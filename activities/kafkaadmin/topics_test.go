@@ -38,6 +38,12 @@ func TestRunTopicSpecs(t *testing.T) {
 		t.Errorf("raw topic should keep CreateTime, has %s", *got)
 	}
 
+	withAccepted := in
+	withAccepted.Names.AcceptedTopic = "flowproof.r.accepted"
+	if all := runTopicSpecs(withAccepted); len(all) != 6 || all[5].name != "flowproof.r.accepted" || all[5].partitions != 12 {
+		t.Errorf("specs with the accepted topic: %+v", all)
+	}
+
 	single := runTopicSpecs(PrepareTopicsInput{Names: activitytest.Names("r"), Partitions: 1, ReplicationFactor: 1})
 	if _, set := single[0].configs["min.insync.replicas"]; set {
 		t.Error("min.insync.replicas set with one replica")
@@ -50,10 +56,11 @@ func TestValidatePrepareTopicsNamesTheField(t *testing.T) {
 		t.Fatalf("valid input rejected: %v", err)
 	}
 	for field, mutate := range map[string]func(*PrepareTopicsInput){
-		"names.final_topic":  func(in *PrepareTopicsInput) { in.Names.FinalTopic = "" },
-		"names.ledger_topic": func(in *PrepareTopicsInput) { in.Names.LedgerTopic = in.Names.RawTopic },
-		"partitions":         func(in *PrepareTopicsInput) { in.Partitions = 0 },
-		"replication_factor": func(in *PrepareTopicsInput) { in.ReplicationFactor = 0 },
+		"names.final_topic":    func(in *PrepareTopicsInput) { in.Names.FinalTopic = "" },
+		"names.ledger_topic":   func(in *PrepareTopicsInput) { in.Names.LedgerTopic = in.Names.RawTopic },
+		"names.accepted_topic": func(in *PrepareTopicsInput) { in.Names.AcceptedTopic = in.Names.RawTopic },
+		"partitions":           func(in *PrepareTopicsInput) { in.Partitions = 0 },
+		"replication_factor":   func(in *PrepareTopicsInput) { in.ReplicationFactor = 0 },
 	} {
 		in := valid
 		mutate(&in)

@@ -33,6 +33,10 @@ const (
 
 	producerMaxBufferedRecords = 50_000
 	producerMaxBufferedBytes   = 256 << 20
+	// ledgerStableSlack is how late after its timeout the broker may abort
+	// an expired transaction (transaction.abort.timed.out.transaction.
+	// cleanup.interval.ms is 10 s by default).
+	ledgerStableSlack = 30 * time.Second
 	// recordBlockSize is how many kgo.Records are allocated at once; a
 	// block is garbage once the producer is done with all of its records.
 	recordBlockSize = 1024
@@ -74,11 +78,12 @@ type ChunkResult struct {
 //
 // Exactly-once across retries works like this: the attempt first claims the
 // chunk's transactional id (which fences an earlier attempt and lets the
-// broker finish or abort that attempt's transaction), then reads the ledger
-// up to its last stable offset. If the chunk is there, an earlier attempt
-// committed and only its result was lost, so this attempt writes nothing.
-// Claiming before reading matters: read first, and an earlier attempt could
-// still commit between the read and this attempt's own commit.
+// broker finish or abort that attempt's transaction), waits until the
+// transactions then open on the ledger (other chunks') have ended, and reads
+// the ledger. If the chunk is there, an earlier attempt committed and only
+// its result was lost, so this attempt writes nothing. Claiming before
+// reading matters: read first, and an earlier attempt could still commit
+// between the read and this attempt's own commit.
 func (a *Activities) ProduceChunk(ctx context.Context, in ChunkInput) (ChunkResult, error) {
 	return WriteChunk(ctx, a.kafka, in, activities.ReporterOf(ctx))
 }
@@ -103,7 +108,7 @@ func WriteChunk(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput, rep ac
 		return ChunkResult{}, err
 	}
 	defer producer.Close()
-	committed, err := ledgerHasChunk(ctx, kafka, in.Names.LedgerTopic, in.Chunk)
+	committed, err := ledgerHasChunk(ctx, kafka, in)
 	if err != nil {
 		return ChunkResult{}, fmt.Errorf("chunk %d: read ledger %s: %w", in.Chunk, in.Names.LedgerTopic, err)
 	}
@@ -264,15 +269,40 @@ type chunkLedgerEntry struct {
 	Count    int   `json:"count"`
 }
 
-// ledgerHasChunk reads the ledger topic up to its last stable offset and
-// reports whether chunk's ledger record is there, i.e. whether a transaction
-// that wrote chunk committed.
-func ledgerHasChunk(ctx context.Context, kafka *kafkaeos.Conn, ledgerTopic string, chunk int) (bool, error) {
-	reader, err := kafkaeos.NewCommittedReader(ctx, kafka, ledgerTopic)
+// ledgerHasChunk reports whether the chunk's ledger record is committed,
+// i.e. whether a transaction that wrote the chunk committed.
+//
+// A read_committed reader stops at the ledger's last stable offset, the
+// first offset of a transaction still open, so another chunk's transaction
+// begun before this chunk's earlier attempt committed would hide that
+// attempt's record. So: when the ledger holds no record of the chunk at all,
+// committed or not, no attempt committed it (a first attempt, the usual
+// case, goes on without waiting for other chunks). Otherwise the reader
+// waits until the transactions open now have ended, which the claim already
+// did for the chunk's own, and reads what is committed. Chunks of a run
+// share their rate and nearly their size, so each ends (or the broker
+// expires it) within about this chunk's own transaction timeout.
+func ledgerHasChunk(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput) (bool, error) {
+	key := chunkLedgerKey(in.Chunk)
+	written, err := ledgerHasKey(ctx, kafka, in.Names.LedgerTopic, key, kafkaeos.NewUncommittedReader)
+	if err != nil || !written {
+		return false, err
+	}
+	if err := kafkaeos.WaitStable(ctx, kafka, in.Names.LedgerTopic, transactionTimeout(in)+ledgerStableSlack); err != nil {
+		return false, err
+	}
+	return ledgerHasKey(ctx, kafka, in.Names.LedgerTopic, key, kafkaeos.NewCommittedReader)
+}
+
+// ledgerHasKey reads the ledger with the reader newReader makes until it
+// finds a record with key or has read everything.
+func ledgerHasKey(ctx context.Context, kafka *kafkaeos.Conn, ledgerTopic, key string,
+	newReader func(context.Context, *kafkaeos.Conn, string) (*kafkaeos.CommittedReader, error),
+) (bool, error) {
+	reader, err := newReader(ctx, kafka, ledgerTopic)
 	if err != nil {
 		return false, err
 	}
-	key := chunkLedgerKey(chunk)
 	found := false
 	for !found && !reader.CaughtUp() {
 		if _, err := reader.FetchRound(ctx, 0, true, func(rec *kgo.Record) {

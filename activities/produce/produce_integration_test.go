@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,7 +127,10 @@ func TestProduceChunkCommitsOnceAndSkipsWhenRetried(t *testing.T) {
 	}
 
 	checkRawRecords(t, names, activitytest.ConsumeCommitted(t, names.RawTopic, 10_000, 3*time.Second), 0, 10_000)
-	ledger := activitytest.ConsumeCommitted(t, names.LedgerTopic, 1, 2*time.Second)
+	// Besides the chunk, the ledger holds the run's owner and topic records.
+	ledger := slices.DeleteFunc(activitytest.ConsumeCommitted(t, names.LedgerTopic, 1, 2*time.Second), func(r *kgo.Record) bool {
+		return !strings.HasPrefix(string(r.Key), "chunk-")
+	})
 	if len(ledger) != 1 || string(ledger[0].Key) != "chunk-0" {
 		t.Fatalf("ledger holds %d records, want one chunk-0", len(ledger))
 	}
@@ -280,4 +284,86 @@ func TestProduceThroughputTenChunksTwoConcurrent(t *testing.T) {
 	}
 	t.Logf("100,000 records in 10 chunks, 2 concurrent, 100 partitions: %s, %.0f records/s", wall.Round(time.Millisecond), chunks*perChunk/wall.Seconds())
 	checkRawRecords(t, names, activitytest.ConsumeCommitted(t, names.RawTopic, chunks*perChunk, 3*time.Second), 0, chunks*perChunk)
+}
+
+// TestProduceChunkRetrySeesCommitBehindAnOpenTransaction forces the bad
+// moment of a retried chunk: its earlier attempt committed, but another
+// producer's transaction, begun on the ledger before that commit, is still
+// open, so read_committed cannot see the chunk's ledger record yet. The
+// retry must wait for that transaction to end instead of writing the chunk
+// a second time; the transaction then commits or aborts.
+func TestProduceChunkRetrySeesCommitBehindAnOpenTransaction(t *testing.T) {
+	for _, end := range []kgo.TransactionEndTry{kgo.TryCommit, kgo.TryAbort} {
+		name := map[kgo.TransactionEndTry]string{kgo.TryCommit: "commit", kgo.TryAbort: "abort"}[end]
+		t.Run(name, func(t *testing.T) { retryBehindOpenTransaction(t, end) })
+	}
+}
+
+func retryBehindOpenTransaction(t *testing.T, end kgo.TransactionEndTry) {
+	conn := activitytest.Conn(t)
+	acts := New(conn)
+	names := activitytest.UniqueNames(t, "")
+	prepareRun(t, conn, names, itPartitions)
+	ctx := context.Background()
+
+	// Another chunk's transaction, open on the ledger.
+	other := openLedgerTransaction(t, conn, names)
+
+	in := produceInput(names, 4, 2_000, 0)
+	first, err := activitytest.Execute[ChunkResult](t, activitytest.Env(acts), acts.ProduceChunk, in)
+	if err != nil || first.Produced != 2_000 {
+		t.Fatalf("first attempt: %+v, %v", first, err)
+	}
+	if lso, err := conn.Admin.ListCommittedOffsets(ctx, names.LedgerTopic); err != nil || lso[names.LedgerTopic][0].Offset >= ledgerEnd(t, conn, names) {
+		t.Fatalf("the open transaction does not hold the ledger's last stable offset back (%v): the test would prove nothing", err)
+	}
+
+	// The retry, as after a lost result; the other transaction ends while
+	// the retry runs.
+	const endAfter = 3 * time.Second
+	ended := make(chan error, 1)
+	time.AfterFunc(endAfter, func() { ended <- other.EndTransaction(ctx, end) })
+	started := time.Now()
+	retry, err := activitytest.Execute[ChunkResult](t, activitytest.Env(acts), acts.ProduceChunk, in)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	took := time.Since(started)
+	if err := <-ended; err != nil {
+		t.Fatalf("end the other transaction: %v", err)
+	}
+	if !retry.AlreadyCommitted || retry.Produced != 0 {
+		t.Errorf("retry: %+v after %s; want AlreadyCommitted and nothing produced", retry, took.Round(time.Millisecond))
+	}
+	t.Logf("retry answered AlreadyCommitted=%v after %s (the other transaction ended after %s)", retry.AlreadyCommitted, took.Round(time.Millisecond), endAfter)
+	checkRawRecords(t, names, activitytest.ConsumeCommitted(t, names.RawTopic, 2_000, 3*time.Second), in.FirstSeq, 2_000)
+}
+
+// openLedgerTransaction begins a transaction of another transactional
+// producer that has written to the run's ledger, and leaves it open.
+func openLedgerTransaction(t *testing.T, conn *kafkaeos.Conn, names activities.RunNames) *kgo.Client {
+	t.Helper()
+	producer, err := conn.NewClient(kgo.TransactionalID(names.RawTopic+".it-other"), kgo.TransactionTimeout(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	ctx := context.Background()
+	if err := producer.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	rec := &kgo.Record{Topic: names.LedgerTopic, Key: []byte("chunk-999999"), Value: []byte(`{"chunk":999999}`)}
+	if err := producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatalf("write to the ledger in the other transaction: %v", err)
+	}
+	return producer
+}
+
+func ledgerEnd(t *testing.T, conn *kafkaeos.Conn, names activities.RunNames) int64 {
+	t.Helper()
+	hwm, err := conn.Admin.ListEndOffsets(context.Background(), names.LedgerTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hwm[names.LedgerTopic][0].Offset
 }

@@ -20,6 +20,15 @@ const (
 	// component's result.
 	Unhealthy = "Unhealthy"
 
+	// GroupExists is a consumer group of the run that already has committed
+	// offsets before the run started: another run's, or anybody's.
+	GroupExists = "GroupExists"
+	// RunReset is a run reset (in Temporal) after it had produced messages;
+	// going on would produce and deliver again.
+	RunReset = "RunReset"
+	// TopicExists is a topic of the run that exists and that the run did
+	// not create: another run's, or anybody's. The run leaves it alone.
+	TopicExists = "TopicExists"
 	// TopicMismatch is a topic of the run that exists with another shape.
 	TopicMismatch = "TopicMismatch"
 

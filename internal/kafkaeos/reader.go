@@ -37,13 +37,17 @@ const (
 // stable offset and the parser reports the next offset past the batches it
 // skipped, so being caught up is a comparison, not a timeout.
 type CommittedReader struct {
-	kafka        *kgo.Client
-	admin        *kadm.Client
-	topic        string
-	topicID      [16]byte
-	leaders      map[int32]int32
-	next         map[int32]int64
-	stable       map[int32]int64 // last stable offset from the newest response; absent until one arrived
+	kafka   *kgo.Client
+	admin   *kadm.Client
+	topic   string
+	topicID [16]byte
+	leaders map[int32]int32
+	next    map[int32]int64
+	// stable is, per partition, the offset up to which the newest response
+	// said there is something to read: the last stable offset, or the high
+	// watermark when uncommitted; absent until a response arrived.
+	stable       map[int32]int64
+	uncommitted  bool
 	decompressor kgo.Decompressor
 	failingSince time.Time // zero while rounds succeed
 }
@@ -51,11 +55,25 @@ type CommittedReader struct {
 // NewCommittedReader reads topic from its beginning with read_committed
 // isolation, asking every partition's leader directly.
 func NewCommittedReader(ctx context.Context, conn *Conn, topic string) (*CommittedReader, error) {
+	return newReader(ctx, conn, topic, false)
+}
+
+// NewUncommittedReader is NewCommittedReader with read_uncommitted
+// isolation: it reads up to the high watermark, records of open and aborted
+// transactions included, so a transaction left open cannot hold it up. It
+// suits records written outside transactions, and asking whether a record
+// was written at all.
+func NewUncommittedReader(ctx context.Context, conn *Conn, topic string) (*CommittedReader, error) {
+	return newReader(ctx, conn, topic, true)
+}
+
+func newReader(ctx context.Context, conn *Conn, topic string, uncommitted bool) (*CommittedReader, error) {
 	r := &CommittedReader{
 		kafka:        conn.Client,
 		admin:        conn.Admin,
 		topic:        topic,
 		stable:       make(map[int32]int64),
+		uncommitted:  uncommitted,
 		decompressor: kgo.DefaultDecompressor(),
 	}
 	if err := r.refreshLeaders(ctx); err != nil {
@@ -100,7 +118,8 @@ func (r *CommittedReader) refreshLeaders(ctx context.Context) error {
 }
 
 // CaughtUp is true when every partition has been read up to the last stable
-// offset its newest Fetch response reported.
+// offset (for an uncommitted reader: the high watermark) its newest Fetch
+// response reported.
 func (r *CommittedReader) CaughtUp() bool {
 	for partition, next := range r.next {
 		stable, known := r.stable[partition]
@@ -204,8 +223,12 @@ func (r *CommittedReader) deliver(all []kgo.FetchPartition, onRecord func(*kgo.R
 	slices.SortFunc(all, func(a, b kgo.FetchPartition) int { return int(a.Partition - b.Partition) })
 	records := 0
 	for i := range all {
-		if all[i].LastStableOffset >= 0 {
-			r.stable[all[i].Partition] = all[i].LastStableOffset
+		until := all[i].LastStableOffset
+		if r.uncommitted {
+			until = all[i].HighWatermark
+		}
+		if until >= 0 {
+			r.stable[all[i].Partition] = until
 		}
 		for _, rec := range all[i].Records {
 			onRecord(rec)
@@ -243,6 +266,10 @@ func (r *CommittedReader) fetchFromLeader(ctx context.Context, leader int32, par
 	req.MinBytes = 1
 	req.MaxBytes = readerMaxBytes
 	req.IsolationLevel = 1 // read_committed
+	isolation := kgo.ReadCommitted()
+	if r.uncommitted {
+		req.IsolationLevel, isolation = 0, kgo.ReadUncommitted()
+	}
 	topic := kmsg.NewFetchRequestTopic()
 	topic.Topic = r.topic
 	topic.TopicID = r.topicID
@@ -277,14 +304,18 @@ func (r *CommittedReader) fetchFromLeader(ctx context.Context, leader int32, par
 			from := r.next[rp.Partition]
 			fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 				Offset:         from,
-				IsolationLevel: kgo.ReadCommitted(),
+				IsolationLevel: isolation,
 				Topic:          r.topic,
 				Partition:      rp.Partition,
 			}, rp, r.decompressor, nil)
 			if fp.Err != nil {
 				return leaderFetch{fatal: fmt.Errorf("decode %s partition %d at offset %d: %w", r.topic, rp.Partition, from, fp.Err)}
 			}
-			if next == from && len(rp.RecordBatches) > 0 && fp.LastStableOffset > from {
+			until := fp.LastStableOffset
+			if r.uncommitted {
+				until = fp.HighWatermark
+			}
+			if next == from && len(rp.RecordBatches) > 0 && until > from {
 				return leaderFetch{fatal: fmt.Errorf("decode %s partition %d: no progress at offset %d (a batch larger than %d bytes?)", r.topic, rp.Partition, from, readerPartitionMaxBytes)}
 			}
 			result.next[rp.Partition] = next
