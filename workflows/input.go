@@ -46,8 +46,10 @@ const (
 	maxBatchSize = 1_000
 	// maxTimeoutSeconds is a week: no run of any size needs longer.
 	maxTimeoutSeconds = 7 * 24 * 3600
-	// maxRunIDLength leaves room in a topic name for the prefix and suffix.
-	maxRunIDLength = 200
+	// maxRunIDLength is the longest run id whose longest derived name, the
+	// enrich job's transactional id prefix flowproof.<run>.enrich.txn,
+	// fits flinksql.MaxNameLength; TestLongestRunIDFitsEveryName checks it.
+	maxRunIDLength = flinksql.MaxNameLength - len("flowproof.") - len(".enrich.txn")
 	// runIDHashBytes of SHA-256 tell apart workflow ids that sanitizeRunID
 	// had to change: 64 bits, no collision in any realistic number of runs.
 	runIDHashBytes = 8

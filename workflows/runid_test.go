@@ -54,3 +54,14 @@ func TestSanitizeRunIDIsOneToOne(t *testing.T) {
 	}
 	t.Logf("%d workflow ids, each with a run id of its own", len(byRunID))
 }
+
+func TestLongestRunIDFitsEveryName(t *testing.T) {
+	in := PipelineInput{RunID: strings.Repeat("r", maxRunIDLength)}.WithDefaults("wf")
+	if err := in.Validate(); err != nil {
+		t.Fatalf("a run id of the longest allowed length is refused: %v", err)
+	}
+	in.RunID += "r"
+	if err := in.Validate(); err == nil {
+		t.Fatalf("a run id one character longer than maxRunIDLength passes")
+	}
+}
