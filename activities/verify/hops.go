@@ -99,12 +99,16 @@ func (t *seqTally) reject(format string, args ...any) {
 	}
 }
 
-func (t *seqTally) firstMissing(limit int) []int64 {
+func (t *seqTally) firstMissing(limit int) []int64 { return firstUnset(t.seen, t.expected, limit) }
+
+// firstUnset returns up to limit seqs below expected whose bit in seen is
+// not set, ascending.
+func firstUnset(seen []uint64, expected int64, limit int) []int64 {
 	var missing []int64
-	for word, bitsSeen := range t.seen {
+	for word, bitsSeen := range seen {
 		for unseen := ^bitsSeen; unseen != 0 && len(missing) < limit; unseen &= unseen - 1 {
 			seq := int64(word)*64 + int64(bits.TrailingZeros64(unseen))
-			if seq >= t.expected {
+			if seq >= expected {
 				return missing
 			}
 			missing = append(missing, seq)

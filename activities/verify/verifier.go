@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -310,22 +309,7 @@ func isLowerHex(s string) bool {
 }
 
 // missingSeqs returns up to limit seqs never seen, ascending.
-func (v *verifier) missingSeqs(limit int) []int64 {
-	var missing []int64
-	for word, bitsSeen := range v.seen {
-		for unseen := ^bitsSeen; unseen != 0 && len(missing) < limit; unseen &= unseen - 1 {
-			seq := int64(word)*64 + int64(bits.TrailingZeros64(unseen))
-			if seq >= v.expected {
-				return missing
-			}
-			missing = append(missing, seq)
-		}
-		if len(missing) == limit {
-			break
-		}
-	}
-	return missing
-}
+func (v *verifier) missingSeqs(limit int) []int64 { return firstUnset(v.seen, v.expected, limit) }
 
 // duplicateCorrelationIDs counts ids that occurred before; it sorts the ids.
 func (v *verifier) duplicateCorrelationIDs() int64 {
