@@ -288,7 +288,10 @@ func metricMap(list []Metric) map[string]Metric {
 	return m
 }
 
-// Restarts is the job's numRestarts metric.
+// Restarts is the job's numRestarts metric. The JobManager fetches
+// metrics from the TaskManagers every few seconds, so a job that started a
+// moment ago may not report it yet; it has not restarted then, and
+// Restarts says 0.
 func (jm *JobManager) Restarts(ctx context.Context, jobID string) (int64, error) {
 	m, err := jm.JobMetrics(ctx, jobID, "numRestarts")
 	if err != nil {
@@ -296,7 +299,7 @@ func (jm *JobManager) Restarts(ctx context.Context, jobID string) (int64, error)
 	}
 	v, ok := m["numRestarts"]
 	if !ok {
-		return 0, fmt.Errorf("flinksql: job %s reports no numRestarts metric yet", jobID)
+		return 0, nil
 	}
 	f, err := v.Float()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -167,5 +168,21 @@ func TestJobManagerUnknownJob(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "Job 0123456789abcdef0123456789abcdef not found") {
 		t.Errorf("Error() = %v", err)
+	}
+}
+
+// A job that started a moment ago has no numRestarts metric yet: it has
+// not restarted.
+func TestRestartsOfAJobWithoutTheMetricYetIsZero(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `[]`)
+	}))
+	defer srv.Close()
+	jm, err := NewJobManager(srv.URL, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := jm.Restarts(context.Background(), "0123456789abcdef0123456789abcdef"); err != nil || n != 0 {
+		t.Errorf("restarts = %d, %v; want 0 and no error", n, err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -110,7 +109,7 @@ func (a *Activities) checkJob(ctx context.Context, name, id string, maxRestarts 
 	}
 	m.State = job.State
 	m.RecordsIn, m.RecordsOut = jobRecords(job)
-	if m.Restarts, err = a.restarts(ctx, id); err != nil {
+	if m.Restarts, err = a.jobs.Restarts(ctx, id); err != nil {
 		return m, "", err
 	}
 	checkpoints, err := a.jobs.Checkpoints(ctx, id)
@@ -144,24 +143,6 @@ func (a *Activities) checkJob(ctx context.Context, name, id string, maxRestarts 
 		failure += " (Flink recorded no exception)"
 	}
 	return m, failure, nil
-}
-
-// restarts is the job's numRestarts metric; a job that has not reported it
-// yet has not restarted.
-func (a *Activities) restarts(ctx context.Context, id string) (int64, error) {
-	metrics, err := a.jobs.JobMetrics(ctx, id, "numRestarts")
-	if err != nil {
-		return 0, err
-	}
-	v, ok := metrics["numRestarts"]
-	if !ok {
-		return 0, nil
-	}
-	n, err := strconv.ParseFloat(v.Value, 64)
-	if err != nil {
-		return 0, fmt.Errorf("numRestarts %q: %w", v.Value, err)
-	}
-	return int64(n), nil
 }
 
 // rootCause is the root cause of the job's newest exception, "" when it has
