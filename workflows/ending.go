@@ -64,8 +64,15 @@ func (p *pipeline) endingError(result PipelineResult, runErr error) error {
 	case errors.As(runErr, &appErr) && appErr.Type() != "":
 		errType = appErr.Type()
 	}
+	// The SDK ends a workflow as canceled, without these details, when a
+	// CanceledError is anywhere in the error's chain; a stage that the
+	// deadline cancelled must not make the cause one.
+	cause := runErr
+	if temporal.IsCanceledError(runErr) {
+		cause = nil
+	}
 	return temporal.NewApplicationErrorWithOptions(result.Metrics.FailureMessage, errType, temporal.ApplicationErrorOptions{
-		NonRetryable: true, Cause: runErr, Details: []any{result},
+		NonRetryable: true, Cause: cause, Details: []any{result},
 	})
 }
 

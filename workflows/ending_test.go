@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -94,4 +95,19 @@ func TestAnEarlyEndingKeepsTheCountsOfProgress(t *testing.T) {
 	require.Equal(t, int64(40_000), m.Produced)
 	require.Equal(t, int64(20_000), m.Delivered)
 	require.Equal(t, 2, m.TokenRenewals)
+}
+
+// The deadline ends the run by cancelling its stages, so the stage's error
+// is a cancellation. A CanceledError anywhere in the failure's chain makes
+// the SDK end the workflow as canceled and drop the result (seen on the
+// real stack: a run past its deadline ended Canceled without details).
+func TestAFailedEndingCarriesNoCancellation(t *testing.T) {
+	p := &pipeline{timedOut: true}
+	result := PipelineResult{Status: StatusFailed, Metrics: Metrics{FailureMessage: "the run passed its deadline"}}
+	err := p.endingError(result, fmt.Errorf("produce: %w", temporal.NewCanceledError()))
+	var canceled *temporal.CanceledError
+	require.False(t, errors.As(err, &canceled), "a failed ending must not carry a CanceledError: %v", err)
+	got, ok := ResultOfEnding(err)
+	require.True(t, ok)
+	require.Equal(t, StatusFailed, got.Status)
 }
