@@ -174,6 +174,26 @@ func TestEndToEnd(t *testing.T) {
 		require.Contains(t, appErr.Error(), "batch_size")
 	})
 
+	t.Run("a run past its deadline ends Failed with its result", func(t *testing.T) {
+		// 500,000 messages take minutes on two cores; the deadline cuts the
+		// run after 60 s, in production or delivery.
+		run := e.start(t, ctx, "e2e-deadline-"+suffix, workflows.PipelineInput{
+			Messages: 500_000, Partitions: 12, LogicalQueues: 100, TimeoutSeconds: 60,
+		})
+		err := run.Get(ctx, nil)
+		var appErr *temporal.ApplicationError
+		require.True(t, errors.As(err, &appErr), "want a failure, got %v", err)
+		require.Equal(t, errtype.RunTimedOut, appErr.Type())
+		result, ok := workflows.ResultOfEnding(err)
+		require.True(t, ok, "the failure carries the result")
+		require.Equal(t, workflows.StatusFailed, result.Status)
+		require.NotEmpty(t, result.Metrics.FailedStage)
+		require.Positive(t, result.Metrics.Produced, "counts so far")
+		desc, err := e.client.DescribeWorkflow(ctx, run.GetID(), run.GetRunID())
+		require.NoError(t, err)
+		require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, desc.Status)
+	})
+
 	t.Run("a misspelt field is refused, as the UI and CLI send it", func(t *testing.T) {
 		run := e.start(t, ctx, "e2e-typo-"+suffix, json.RawMessage(`{"mesages": 5000}`))
 		err := run.Get(ctx, nil)
