@@ -67,26 +67,8 @@ func deliverITNames(t *testing.T, label string) activities.RunNames {
 // 3) and deletes them, and the deliver group, when the test ends.
 func deliverITTopics(t *testing.T, a *Activities, names activities.RunNames) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for topic, partitions := range map[string]int32{names.EnrichedTopic: deliverITPartitions, names.ResponsesTopic: 3, names.AcceptedTopic: 3} {
-		resp, err := a.kafka.Admin.CreateTopic(ctx, partitions, 3, nil, topic)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil {
-			t.Fatalf("create topic %s: %v", topic, err)
-		}
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := a.kafka.Admin.DeleteTopics(ctx, names.EnrichedTopic, names.ResponsesTopic, names.AcceptedTopic); err != nil {
-			t.Errorf("delete topics: %v", err)
-		}
-		if _, err := a.kafka.Admin.DeleteGroups(ctx, names.DeliverGroup); err != nil {
-			t.Logf("delete group %s: %v", names.DeliverGroup, err)
-		}
+	activitytest.CreateTopics(t, a.kafka, names, map[string]int32{
+		names.EnrichedTopic: deliverITPartitions, names.ResponsesTopic: 3, names.AcceptedTopic: 3,
 	})
 }
 

@@ -71,24 +71,8 @@ func (s *stage) cancelJobs(t *testing.T, names activities.RunNames, jobs activit
 // the test ends.
 func createRunTopics(t *testing.T, a *stage, names activities.RunNames, partitions int32) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, topic := range []string{names.RawTopic, names.EnrichedTopic, names.ResponsesTopic, names.FinalTopic} {
-		resp, err := a.kafka.Admin.CreateTopic(ctx, partitions, 3, nil, topic)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil {
-			t.Fatalf("create topic %s: %v", topic, err)
-		}
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := a.kafka.Admin.DeleteTopics(ctx, names.RawTopic, names.EnrichedTopic, names.ResponsesTopic, names.FinalTopic); err != nil {
-			t.Errorf("delete topics: %v", err)
-		}
-		_, _ = a.kafka.Admin.DeleteGroups(ctx, names.EnrichGroup, names.DeliverGroup, names.SplitGroup)
+	activitytest.CreateTopics(t, a.kafka, names, map[string]int32{
+		names.RawTopic: partitions, names.EnrichedTopic: partitions, names.ResponsesTopic: partitions, names.FinalTopic: partitions,
 	})
 }
 

@@ -128,6 +128,24 @@ func DeleteRunAtCleanup(t testing.TB, conn *kafkaeos.Conn, names activities.RunN
 	})
 }
 
+// CreateTopics creates the given topics of names (RF 3, name to partition
+// count) and deletes every topic and group of names when the test ends.
+func CreateTopics(t testing.TB, conn *kafkaeos.Conn, names activities.RunNames, partitions map[string]int32) {
+	t.Helper()
+	DeleteRunAtCleanup(t, conn, names)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for topic, n := range partitions {
+		resp, err := conn.Admin.CreateTopic(ctx, n, 3, nil, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatalf("create topic %s: %v", topic, err)
+		}
+	}
+}
+
 // ConsumeCommitted reads topic from the start with an ordinary
 // read_committed kgo consumer (deliberately not kafkaeos.CommittedReader,
 // so the two check each other) until at least want records arrived and
