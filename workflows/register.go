@@ -45,3 +45,9 @@ var (
 	deliverActs    *deliver.Activities
 	verifyActs     *verify.Activities
 )
+
+// RegisterDrill registers DrillWorkflow, for the drill worker of a local
+// stack only: the activities it calls can kill the stack's processes.
+func RegisterDrill(r worker.WorkflowRegistry) {
+	r.RegisterWorkflow(DrillWorkflow)
+}

@@ -74,6 +74,10 @@ const (
 	// than the run allows while messages flowed; the message carries
 	// Flink's root cause.
 	FlinkJobFailed = "FlinkJobFailed"
+
+	// DrillFailed is a drill whose run did not come through its faults as
+	// it must; the details carry the DrillResult.
+	DrillFailed = "DrillFailed"
 )
 
 // InvalidInputf is the non-retryable error of an input that fails

@@ -1,0 +1,86 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/flowproof/flowproof/internal/drillapi"
+)
+
+const (
+	// rateWindow is the span over which a throughput is measured: long
+	// enough to smooth the run's coarse progress steps (about 1% of the
+	// messages each), short enough to see a dip.
+	rateWindow = 5 * time.Second
+	// baselineSpan is how far before a fault its baseline rate is taken.
+	baselineSpan = 10 * time.Second
+	// recoveredShare of the baseline rate counts as recovered (the 80%).
+	recoveredShare = 0.8
+)
+
+// rateBefore is the counter's rate over the last baselineSpan of samples
+// (or all of them when they span less, but at least rateWindow); 0 when the
+// samples cannot tell.
+func rateBefore(samples []drillapi.Sample) float64 {
+	if len(samples) < 2 {
+		return 0
+	}
+	last := samples[len(samples)-1]
+	first := samples[0]
+	for _, s := range samples {
+		if last.At.Sub(s.At) <= baselineSpan {
+			first = s
+			break
+		}
+	}
+	span := last.At.Sub(first.At)
+	if span < rateWindow {
+		return 0
+	}
+	return float64(last.Count-first.Count) / span.Seconds()
+}
+
+// recovery is how a fault's run came back.
+type recovery struct {
+	Recovered bool
+	// After is the time from the fault until the first rateWindow that ran
+	// at recoveredShare of baseline or more, or until the counter reached
+	// total, whichever came first.
+	After time.Duration
+}
+
+// recoveryOf reads samples taken from the fault on: the run recovered at
+// the start of the first window of rateWindow after injectedAt whose rate
+// is at least recoveredShare of baseline, or when the counter reached total.
+// A baseline of 0 (nothing moved before the fault) recovers at the first
+// movement.
+func recoveryOf(samples []drillapi.Sample, injectedAt time.Time, baseline float64, total int64) recovery {
+	var after []drillapi.Sample
+	for _, s := range samples {
+		if !s.At.Before(injectedAt) {
+			after = append(after, s)
+		}
+	}
+	end := 0
+	for _, from := range after {
+		if from.Count >= total {
+			return recovery{Recovered: true, After: from.At.Sub(injectedAt)}
+		}
+		for end < len(after) && after[end].At.Sub(from.At) < rateWindow {
+			end++
+		}
+		if end == len(after) {
+			break
+		}
+		to := after[end]
+		rate := float64(to.Count-from.Count) / to.At.Sub(from.At).Seconds()
+		if (baseline > 0 && rate >= recoveredShare*baseline) || (baseline == 0 && to.Count > from.Count) {
+			return recovery{Recovered: true, After: from.At.Sub(injectedAt)}
+		}
+	}
+	for _, s := range after {
+		if s.Count >= total {
+			return recovery{Recovered: true, After: s.At.Sub(injectedAt)}
+		}
+	}
+	return recovery{}
+}
