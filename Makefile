@@ -12,7 +12,7 @@ WORKER ?=
 ONLY ?=
 STACK_FLAGS = $(if $(ONLY),--only $(ONLY))
 
-.PHONY: build stackctl up down status logs test test-unit test-integration lint demo bench fmt vet
+.PHONY: build stackctl up down status logs test test-unit test-integration lint demo drills bench fmt vet
 
 build:
 	$(GO) build -o $(BIN)/ ./deploy/local/stackctl ./worker ./starter ./deploy/refsvc
@@ -55,6 +55,13 @@ test-integration: stackctl
 # verified result (MESSAGES=n for another size).
 demo:
 	bash deploy/local/demo.sh
+
+# Every fault drill (kill a broker, a TaskManager, the JobManager, the
+# endpoint, the worker; stop the token service, Temporal; endpoint error
+# storms) at 200,000 messages each, and one table. MESSAGES=n, DRILLS="a b".
+# docs/drills.md.
+drills:
+	bash deploy/local/drills.sh
 
 # The whole suite: unit tests, then integration and end-to-end tests against
 # the real local stack (started once, stopped afterwards).

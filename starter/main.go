@@ -6,6 +6,7 @@
 //	starter status ID                  describe a run, its progress or its result
 //	starter schedule create|list|trigger|delete
 //	starter cleanup [--dry-run]          remove what finished runs left behind
+//	starter drill NAME... | --all        run fault drills on the local stack
 //
 // The Temporal connection follows Temporal's conventions (TEMPORAL_ADDRESS,
 // TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE) and
@@ -142,7 +143,7 @@ TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and TEMPORAL_PROFILE, or th
 	pf.StringVar(&a.uiURL, "ui-url", local.TemporalUIURL, "Temporal Web UI base URL for printed links ($"+localstack.EnvTemporalUIURL+")")
 	pf.StringVar(&a.taskQueue, "task-queue", localstack.TaskQueue, "task queue of the flowproof worker")
 
-	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand(), a.cleanupCommand())
+	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand(), a.cleanupCommand(), a.drillCommand())
 	return root
 }
 

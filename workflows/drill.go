@@ -303,3 +303,14 @@ func drillDetails(name string, outcomes []FaultOutcome, state string) string {
 	}
 	return b.String()
 }
+
+// DrillResultOfEnding returns the DrillResult a failed drill carries in
+// its failure; false when it carries none (invalid input, terminated).
+func DrillResultOfEnding(err error) (DrillResult, bool) {
+	var result DrillResult
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&result) == nil {
+		return result, true
+	}
+	return DrillResult{}, false
+}
