@@ -196,6 +196,9 @@ func (d *drill) applyStep(ctx workflow.Context, step FaultStep) FaultOutcome {
 	return outcome
 }
 
+// The drill's activities run on the drill's own task queue (the default),
+// which only the drill worker serves.
+
 // watchOptions run the progress activities: they heartbeat every few
 // seconds and may be retried at will, since they only read.
 func watchOptions(ctx workflow.Context, summary string) workflow.Context {
@@ -203,7 +206,6 @@ func watchOptions(ctx workflow.Context, summary string) workflow.Context {
 		StartToCloseTimeout: 6 * time.Hour,
 		// Long enough to ride out a stopped Temporal server.
 		HeartbeatTimeout: 2 * time.Minute,
-		TaskQueue:        drillapi.TaskQueue,
 		RetryPolicy:      &temporal.RetryPolicy{NonRetryableErrorTypes: []string{errtype.InvalidInput}},
 		Summary:          summary,
 	})
@@ -215,7 +217,6 @@ func faultOptions(ctx workflow.Context, step FaultStep) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Duration(step.HoldSeconds)*time.Second + 10*time.Minute,
 		HeartbeatTimeout:    2 * time.Minute,
-		TaskQueue:           drillapi.TaskQueue,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 		Summary:             fmt.Sprintf("%s for %d s", step.Fault, step.HoldSeconds),
 	})

@@ -47,8 +47,12 @@ func (p *pipeline) watchFlink(ctx workflow.Context, fail func(error)) {
 func (p *pipeline) checkFlink(ctx workflow.Context) error {
 	checkCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
+		// A JobManager that is restarting answers nothing for a while; the
+		// check waits about a minute for it, so that the run fails on what
+		// the JobManager says once back (a job it lost), not on the
+		// connection refused meanwhile.
 		RetryPolicy: &temporal.RetryPolicy{
-			MaximumAttempts: 3, InitialInterval: 2 * time.Second,
+			MaximumAttempts: 6, InitialInterval: 2 * time.Second, MaximumInterval: 15 * time.Second,
 			NonRetryableErrorTypes: []string{errtype.InvalidInput, errtype.FlinkConfig},
 		},
 		Summary: "check the Flink jobs",
