@@ -77,12 +77,14 @@ func (a *app) drill(cmd *cobra.Command, f *drillFlags, names []string) error {
 	var results []workflows.DrillResult
 	for _, name := range names {
 		id := "drill-" + name + "-" + time.Now().UTC().Format("20060102T150405Z")
+		drill := workflows.DrillInput{Drill: name, Pipeline: in, PipelineTaskQueue: a.taskQueue}
 		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID: id, TaskQueue: f.drillTaskQueue,
 			WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 			WorkflowExecutionErrorWhenAlreadyStarted: true,
 			StaticSummary:                            "flowproof drill " + name,
-		}, workflows.DrillWorkflow, workflows.DrillInput{Drill: name, Pipeline: in, PipelineTaskQueue: a.taskQueue})
+			WorkflowExecutionTimeout:                 drill.ExecutionTimeout(),
+		}, workflows.DrillWorkflow, drill)
 		if err != nil {
 			return fmt.Errorf("start DrillWorkflow %s on task queue %s: %w", id, f.drillTaskQueue, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/flowproof/flowproof/internal/drillapi"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -53,6 +54,10 @@ type scheduleSpec struct {
 	timezone      string
 	catchupWindow time.Duration
 	input         inputFlags
+	// drill, when set, schedules that DrillWorkflow on drillTaskQueue
+	// instead of a PipelineWorkflow.
+	drill          string
+	drillTaskQueue string
 }
 
 func (a *app) scheduleCreateCommand() *cobra.Command {
@@ -107,6 +112,8 @@ id plus the scheduled time, and it names its Kafka topics after that id.`,
 	fs.StringVar(&s.cron, "cron", defaultCron, "when to run, as a cron expression (minute hour day-of-month month day-of-week)")
 	fs.StringVar(&s.timezone, "timezone", "UTC", "IANA time zone the cron expression is read in")
 	fs.DurationVar(&s.catchupWindow, "catchup-window", time.Hour, "how late a run missed during a server outage may still start")
+	fs.StringVar(&s.drill, "drill", "", "schedule this drill (DrillWorkflow, local stack only) instead of a pipeline run: "+strings.Join(workflows.DrillNames(), ", "))
+	fs.StringVar(&s.drillTaskQueue, "drill-task-queue", drillapi.TaskQueue, "task queue of the drill worker, with --drill")
 	s.input.register(fs, false)
 	return cmd
 }
@@ -142,26 +149,50 @@ func (s *scheduleSpec) options(cmd *cobra.Command, taskQueue string) (client.Sch
 	if err := validateInput(cmd.Flags(), in, s.id); err != nil {
 		return client.ScheduleOptions{}, err
 	}
+	action, err := s.action(in, taskQueue)
+	if err != nil {
+		return client.ScheduleOptions{}, err
+	}
 	return client.ScheduleOptions{
 		ID: s.id,
 		Spec: client.ScheduleSpec{
 			CronExpressions: []string{s.cron},
 			TimeZoneName:    s.timezone,
 		},
-		Action: &client.ScheduleWorkflowAction{
-			// The server appends the scheduled time to make each run's id.
-			ID:        s.id,
-			Workflow:  workflows.PipelineWorkflow,
-			Args:      []any{in},
-			TaskQueue: taskQueue,
-			// A wedged night must not make overlap Skip skip every night after it.
-			WorkflowExecutionTimeout: in.WithDefaults(s.id).ExecutionTimeout(),
-			StaticSummary:            staticSummary(in) + " (schedule " + s.id + ")",
-			StaticDetails:            staticDetails(in, fmt.Sprintf("Started by schedule `%s` (`%s`, %s).", s.id, s.cron, s.timezone)),
-		},
+		Action:        action,
 		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 		CatchupWindow: s.catchupWindow,
 		Memo:          map[string]any{memoCron: s.cron, memoTimezone: s.timezone},
+	}, nil
+}
+
+// action is what the schedule starts: a pipeline run, or with --drill a
+// drill whose run uses the input.
+func (s *scheduleSpec) action(in workflows.PipelineInput, taskQueue string) (*client.ScheduleWorkflowAction, error) {
+	if s.drill != "" {
+		if _, ok := workflows.DrillNamed(s.drill); !ok {
+			return nil, usagef("--drill %q: want one of %s", s.drill, strings.Join(workflows.DrillNames(), ", "))
+		}
+		drill := workflows.DrillInput{Drill: s.drill, Pipeline: in, PipelineTaskQueue: taskQueue}
+		return &client.ScheduleWorkflowAction{
+			ID:                       s.id,
+			Workflow:                 workflows.DrillWorkflow,
+			Args:                     []any{drill},
+			TaskQueue:                s.drillTaskQueue,
+			WorkflowExecutionTimeout: drill.ExecutionTimeout(),
+			StaticSummary:            "flowproof drill " + s.drill + " (schedule " + s.id + ")",
+		}, nil
+	}
+	return &client.ScheduleWorkflowAction{
+		// The server appends the scheduled time to make each run's id.
+		ID:        s.id,
+		Workflow:  workflows.PipelineWorkflow,
+		Args:      []any{in},
+		TaskQueue: taskQueue,
+		// A wedged night must not make overlap Skip skip every night after it.
+		WorkflowExecutionTimeout: in.WithDefaults(s.id).ExecutionTimeout(),
+		StaticSummary:            staticSummary(in) + " (schedule " + s.id + ")",
+		StaticDetails:            staticDetails(in, fmt.Sprintf("Started by schedule `%s` (`%s`, %s).", s.id, s.cron, s.timezone)),
 	}, nil
 }
 

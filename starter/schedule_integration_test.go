@@ -243,3 +243,57 @@ func TestScheduleLifecycle(t *testing.T) {
 		t.Errorf("second delete: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestScheduleDrill schedules a drill instead of a pipeline run: the
+// triggered execution is a DrillWorkflow on the drill task queue whose
+// input names the drill and the pipeline's task queue.
+func TestScheduleDrill(t *testing.T) {
+	c := dialForTest(t)
+	ctx := context.Background()
+	scheduleID := uniqueName("flowproof-it-drill-schedule")
+	drillQueue := uniqueName("flowproof-it-nodrillworker")
+	t.Cleanup(func() { _ = c.ScheduleClient().GetHandle(context.Background(), scheduleID).Delete(context.Background()) })
+
+	if code, _, errOut := starter(t, "schedule", "create", "--schedule-id", scheduleID, "--drill", "kill-everything"); code != 2 || !strings.Contains(errOut, "kill-broker") {
+		t.Errorf("unknown drill: exit %d, stderr %q; want 2 and the list of drills", code, errOut)
+	}
+	code, out, errOut := starter(t, "schedule", "create", "--schedule-id", scheduleID, "--drill", "kill-taskmanager",
+		"--drill-task-queue", drillQueue, "--task-queue", "flowproof-it-pipeline", "--messages", "50000")
+	if code != 0 {
+		t.Fatalf("schedule create --drill: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if code, out, errOut = starter(t, "schedule", "trigger", "--schedule-id", scheduleID); code != 0 {
+		t.Fatalf("trigger: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	query := fmt.Sprintf("TemporalScheduledById = '%s'", scheduleID)
+	var run *workflowservice.ListWorkflowExecutionsResponse
+	eventually(t, 20*time.Second, "the triggered drill is visible", func() error {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			return err
+		}
+		if len(resp.Executions) != 1 {
+			return fmt.Errorf("%d executions match %s, want 1", len(resp.Executions), query)
+		}
+		run = resp
+		return nil
+	})
+	exec := run.Executions[0]
+	workflowID := exec.GetExecution().GetWorkflowId()
+	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), workflowID, "", "schedule drill test done") })
+	if exec.GetType().GetName() != "DrillWorkflow" || exec.GetTaskQueue() != drillQueue {
+		t.Errorf("triggered execution = %s (%s on %s), want DrillWorkflow on %s", workflowID, exec.GetType().GetName(), exec.GetTaskQueue(), drillQueue)
+	}
+	desc, err := c.ScheduleClient().GetHandle(ctx, scheduleID).Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	action := desc.Schedule.Action.(*client.ScheduleWorkflowAction)
+	var in workflows.DrillInput
+	if err := converter.GetDefaultDataConverter().FromPayload(action.Args[0].(*commonpb.Payload), &in); err != nil {
+		t.Fatalf("decode scheduled drill input: %v", err)
+	}
+	if in.Drill != "kill-taskmanager" || in.PipelineTaskQueue != "flowproof-it-pipeline" || in.Pipeline.Messages != 50000 {
+		t.Errorf("scheduled drill input = %+v", in)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flowproof/flowproof/internal/drillapi"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -173,4 +174,20 @@ func (s FaultStep) trigger() (counter string, share float64, err error) {
 		return "", 0, fmt.Errorf("at %q: the share must be a number above 0%% and below 100%%", s.At)
 	}
 	return counter, n / 100, nil
+}
+
+// ExecutionTimeout is the Temporal execution timeout that starters set on a
+// drill: its run's, plus its faults' holds, plus time to lift the last one.
+// An input that does not plan (invalid) gets the run's default.
+func (in DrillInput) ExecutionTimeout() time.Duration {
+	const liftAllowance = 15 * time.Minute
+	plan, err := in.plan("drill")
+	if err != nil {
+		return PipelineInput{Messages: DefaultDrillMessages}.WithDefaults("drill").ExecutionTimeout() + liftAllowance
+	}
+	timeout := plan.pipeline.ExecutionTimeout() + liftAllowance
+	for _, step := range plan.spec.Faults {
+		timeout += time.Duration(step.HoldSeconds) * time.Second
+	}
+	return timeout
 }
