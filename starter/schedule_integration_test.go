@@ -252,7 +252,9 @@ func TestScheduleDrill(t *testing.T) {
 	ctx := context.Background()
 	scheduleID := uniqueName("flowproof-it-drill-schedule")
 	drillQueue := uniqueName("flowproof-it-nodrillworker")
-	t.Cleanup(func() { _ = c.ScheduleClient().GetHandle(context.Background(), scheduleID).Delete(context.Background()) })
+	t.Cleanup(func() {
+		_ = c.ScheduleClient().GetHandle(context.Background(), scheduleID).Delete(context.Background())
+	})
 
 	if code, _, errOut := starter(t, "schedule", "create", "--schedule-id", scheduleID, "--drill", "kill-everything"); code != 2 || !strings.Contains(errOut, "kill-broker") {
 		t.Errorf("unknown drill: exit %d, stderr %q; want 2 and the list of drills", code, errOut)
