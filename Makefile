@@ -8,6 +8,8 @@ FORMAT ?= text
 TASKMANAGERS ?= 3
 # WORKER=1: `make up` also runs bin/worker as a component of the stack.
 WORKER ?=
+# DRILLS=1: `make up` also runs bin/drillworker, which carries out fault drills on the stack.
+DRILLS ?=
 # ONLY=worker (or kafka,refsvc ...): up, down and status act on these components only.
 ONLY ?=
 STACK_FLAGS = $(if $(ONLY),--only $(ONLY))
@@ -15,13 +17,13 @@ STACK_FLAGS = $(if $(ONLY),--only $(ONLY))
 .PHONY: build stackctl up down status logs test test-unit test-integration lint demo drills bench fmt vet
 
 build:
-	$(GO) build -o $(BIN)/ ./deploy/local/stackctl ./worker ./starter ./deploy/refsvc
+	$(GO) build -o $(BIN)/ ./deploy/local/stackctl ./worker ./starter ./deploy/refsvc ./deploy/local/drillworker
 
 stackctl:
 	$(GO) build -o $(BIN)/ ./deploy/local/stackctl
 
 up: stackctl
-	$(STACKCTL) up --taskmanagers $(TASKMANAGERS) $(if $(filter 1,$(WORKER)),--with-worker) $(STACK_FLAGS) $(UP_FLAGS)
+	$(STACKCTL) up --taskmanagers $(TASKMANAGERS) $(if $(filter 1,$(WORKER)),--with-worker) $(if $(filter 1,$(DRILLS)),--with-drills) $(STACK_FLAGS) $(UP_FLAGS)
 
 down: stackctl
 	$(STACKCTL) down $(STACK_FLAGS)

@@ -39,6 +39,24 @@ type RunNames struct {
 	SplitGroup    string `json:"split_group"`
 }
 
+// RunNamesOf is the names of the run runID when its input overrides none
+// of its topics: flowproof.<run>.raw and so on (docs/message-contract.md).
+func RunNamesOf(runID string) RunNames {
+	prefix := "flowproof." + runID + "."
+	return RunNames{
+		RunID:          runID,
+		RawTopic:       prefix + "raw",
+		EnrichedTopic:  prefix + "enriched",
+		ResponsesTopic: prefix + "responses",
+		FinalTopic:     prefix + "final",
+		LedgerTopic:    prefix + "ledger",
+		AcceptedTopic:  prefix + "accepted",
+		EnrichGroup:    prefix + "enrich",
+		DeliverGroup:   prefix + "deliver",
+		SplitGroup:     prefix + "split",
+	}
+}
+
 // Topics lists every topic of the run.
 func (n RunNames) Topics() []string {
 	topics := []string{n.RawTopic, n.EnrichedTopic, n.ResponsesTopic, n.FinalTopic, n.LedgerTopic}

@@ -193,6 +193,30 @@ func (jm *JobManager) WaitForState(ctx context.Context, jobID string, states ...
 	}
 }
 
+// Subtask is one parallel instance of a vertex and where it runs.
+type Subtask struct {
+	Index  int    `json:"subtask"`
+	Status string `json:"status"`
+	// TaskManagerID is the TaskManager's resource id (the local stack sets
+	// it to the TaskManager's process name).
+	TaskManagerID string `json:"taskmanager-id"`
+}
+
+// Subtasks lists the subtasks of a job's vertex with the TaskManagers they
+// run on.
+func (jm *JobManager) Subtasks(ctx context.Context, jobID, vertexID string) ([]Subtask, error) {
+	if err := validJobID(jobID); err != nil {
+		return nil, err
+	}
+	var out struct {
+		Subtasks []Subtask `json:"subtasks"`
+	}
+	if err := jm.rest.do(ctx, "GET", "/jobs/"+jobID+"/vertices/"+url.PathEscape(vertexID), retrySafe, nil, &out); err != nil {
+		return nil, fmt.Errorf("subtasks of vertex %s of job %s: %w", vertexID, jobID, err)
+	}
+	return out.Subtasks, nil
+}
+
 // Metric is one metric value; aggregated metrics fill Sum/Min/Max/Avg,
 // plain ones Value.
 type Metric struct {

@@ -19,11 +19,11 @@ import (
 
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/temporalclient"
 	"github.com/flowproof/flowproof/internal/version"
+	"github.com/flowproof/flowproof/internal/zaplog"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -51,7 +51,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		}
 		return 1
 	}
-	logger, err := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	logger, err := zaplog.New("worker", cfg.logFormat, cfg.logLevel, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 2
@@ -163,28 +163,6 @@ func serve(cfg config, logger *zap.Logger) error {
 	}
 	logger.Info("worker stopped")
 	return nil
-}
-
-// newLogger builds the worker's zap logger: production JSON, or a
-// human-readable console encoding, on w.
-func newLogger(format, level string, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, usagef("-log-level: %w", err)
-	}
-	var encoder zapcore.Encoder
-	switch format {
-	case "json":
-		encoder = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
-	case "console":
-		ec := zap.NewDevelopmentEncoderConfig()
-		ec.EncodeTime = zapcore.ISO8601TimeEncoder
-		encoder = zapcore.NewConsoleEncoder(ec)
-	default:
-		return nil, usagef("-log-format: want json or console, got %q", format)
-	}
-	core := zapcore.NewCore(encoder, zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core, zap.AddCaller(), zap.AddStacktrace(zapcore.DPanicLevel)).Named("worker"), nil
 }
 
 // activitiesConfig is the part of cfg the activities use.

@@ -175,7 +175,7 @@ func (d *drill) applyStep(ctx workflow.Context, step FaultStep) FaultOutcome {
 	sampling := workflow.ExecuteActivity(watchOptions(ctx, "sample "+counter+" during "+step.Fault), drillapi.SampleProgress, watch)
 	var report drillapi.FaultReport
 	faultErr := workflow.ExecuteActivity(faultOptions(ctx, step), drillapi.ApplyFault, drillapi.FaultRequest{
-		Fault: step.Fault, RunID: d.plan.pipeline.RunID, HoldSeconds: step.HoldSeconds,
+		Fault: step.Fault, RunID: d.plan.pipeline.RunID, Names: d.plan.pipeline.runNames(), HoldSeconds: step.HoldSeconds,
 	}).Get(ctx, &report)
 	var during drillapi.ProgressSamples
 	sampleErr := sampling.Get(ctx, &during)
@@ -211,14 +211,20 @@ func watchOptions(ctx workflow.Context, summary string) workflow.Context {
 	})
 }
 
-// faultOptions run ApplyFault once: a retry would hit the stack a second
-// time, and a fault that could not be applied is the drill's finding.
+// faultOptions run ApplyFault. A retry finds the injection in the last
+// attempt's heartbeat and only holds and lifts, so a drill worker that died
+// mid-hold does not leave the stack broken. Heartbeats cannot reach a
+// stopped Temporal server, so the heartbeat timeout outlasts the hold.
 func faultOptions(ctx workflow.Context, step FaultStep) workflow.Context {
+	hold := time.Duration(step.HoldSeconds) * time.Second
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Duration(step.HoldSeconds)*time.Second + 10*time.Minute,
-		HeartbeatTimeout:    2 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
-		Summary:             fmt.Sprintf("%s for %d s", step.Fault, step.HoldSeconds),
+		StartToCloseTimeout: hold + 10*time.Minute,
+		HeartbeatTimeout:    hold + 2*time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: []string{errtype.InvalidInput, errtype.NoFaultTarget},
+		},
+		Summary: fmt.Sprintf("%s for %d s", step.Fault, step.HoldSeconds),
 	})
 }
 

@@ -225,25 +225,19 @@ func sanitizeRunID(workflowID string) string {
 
 // runNames derives the run's topics and groups (docs/message-contract.md).
 func (in PipelineInput) runNames() activities.RunNames {
-	prefix := "flowproof." + in.RunID + "."
-	pick := func(override, stage string) string {
-		if override != "" {
-			return override
+	names := activities.RunNamesOf(in.RunID)
+	for _, override := range []struct {
+		topic *string
+		name  string
+	}{
+		{&names.RawTopic, in.Topics.Raw}, {&names.EnrichedTopic, in.Topics.Enriched},
+		{&names.ResponsesTopic, in.Topics.Responses}, {&names.FinalTopic, in.Topics.Final},
+	} {
+		if override.name != "" {
+			*override.topic = override.name
 		}
-		return prefix + stage
 	}
-	return activities.RunNames{
-		RunID:          in.RunID,
-		RawTopic:       pick(in.Topics.Raw, "raw"),
-		EnrichedTopic:  pick(in.Topics.Enriched, "enriched"),
-		ResponsesTopic: pick(in.Topics.Responses, "responses"),
-		FinalTopic:     pick(in.Topics.Final, "final"),
-		LedgerTopic:    prefix + "ledger",
-		AcceptedTopic:  prefix + "accepted",
-		EnrichGroup:    prefix + "enrich",
-		DeliverGroup:   prefix + "deliver",
-		SplitGroup:     prefix + "split",
-	}
+	return names
 }
 
 // productionRate is the overall cap: messages go round-robin over the

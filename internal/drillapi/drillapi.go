@@ -7,7 +7,11 @@
 // production worker never registers them, so it can never kill anything.
 package drillapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/flowproof/flowproof/activities"
+)
 
 // TaskQueue is served by the drill worker only.
 const TaskQueue = "flowproof-drills"
@@ -70,6 +74,10 @@ type FaultRequest struct {
 	// partitions whose leader is killed, its Flink jobs the TaskManager,
 	// its id the endpoint's per-run fault setting.
 	RunID string `json:"run_id"`
+	// Names are the run's topics and consumer groups, as its input made
+	// them; a request without them means the names RunID derives
+	// (activities.RunNamesOf).
+	Names activities.RunNames `json:"names,omitempty"`
 	// HoldSeconds is how long the fault lasts before it is lifted.
 	HoldSeconds int `json:"hold_seconds"`
 }

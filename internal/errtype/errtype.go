@@ -78,6 +78,10 @@ const (
 	// DrillFailed is a drill whose run did not come through its faults as
 	// it must; the details carry the DrillResult.
 	DrillFailed = "DrillFailed"
+	// NoFaultTarget is a drill's fault that finds nothing of its run to
+	// hit: no raw topic whose partitions a broker leads, no Flink job of
+	// the run on a TaskManager.
+	NoFaultTarget = "NoFaultTarget"
 )
 
 // InvalidInputf is the non-retryable error of an input that fails

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flowproof/flowproof/internal/envconf"
 )
@@ -142,4 +143,29 @@ func homeDir() string {
 		return home
 	}
 	return os.TempDir()
+}
+
+// The stack's worker gets WorkerStopTimeout as its -stop-timeout: how long
+// its running activities may take to finish after SIGTERM. Closing its
+// clients may take WorkerExitMargin more; a worker still running after both
+// outlived its stop timeout (stackctl's down then kills it, the stop-worker
+// drill reports it).
+const (
+	WorkerStopTimeout = 30 * time.Second
+	WorkerExitMargin  = 10 * time.Second
+)
+
+// ProcessSignal is what `stackctl kill|stop --json` did to one process of
+// the stack: one element of the JSON array it prints.
+type ProcessSignal struct {
+	Process string `json:"process"`
+	PID     int    `json:"pid"`
+	// Signal is the first signal sent: SIGKILL for kill, SIGTERM for stop.
+	Signal string    `json:"signal"`
+	SentAt time.Time `json:"sent_at"`
+	// ExitedAfterMillis is the time from Signal until the process was gone.
+	ExitedAfterMillis int64 `json:"exited_after_ms"`
+	// KilledAfterMillis is set when stop's grace ran out: the time from
+	// SIGTERM to the SIGKILL that followed.
+	KilledAfterMillis int64 `json:"killed_after_ms,omitempty"`
 }

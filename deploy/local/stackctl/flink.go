@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/flowproof/flowproof/flinksql"
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
 )
@@ -111,6 +113,11 @@ func (flink) check(ctx context.Context, s *stack) health.Result {
 	go func() { defer wg.Done(); jm = health.FlinkJobManager(ctx, addrs.FlinkURL, s.opts.taskManagers) }()
 	go func() { defer wg.Done(); gw = health.SQLGateway(ctx, addrs.SQLGatewayURL) }()
 	wg.Wait()
+	if jm.Healthy {
+		if stale := staleTaskManager(ctx, s, addrs.FlinkURL); stale != "" {
+			jm.Healthy, jm.Detail = false, stale+"; "+jm.Detail
+		}
+	}
 	return health.Result{
 		Component:     "flink",
 		Healthy:       jm.Healthy && gw.Healthy,
@@ -118,6 +125,38 @@ func (flink) check(ctx context.Context, s *stack) health.Result {
 		Addresses:     append(jm.Addresses, gw.Addresses...),
 		LatencyMillis: max(jm.LatencyMillis, gw.LatencyMillis),
 	}
+}
+
+// staleTaskManager names a TaskManager of the stack that is not
+// registered as the process now running: the JobManager keeps a killed
+// TaskManager registered until its heartbeat times out (50 s), and its
+// restarted process registers under the same resource id only later.
+// The registered TaskManager is this process when the process listens on
+// the registered data port. "" means every one is.
+func staleTaskManager(ctx context.Context, s *stack, flinkURL string) string {
+	jm, err := flinksql.NewJobManager(flinkURL, flinksql.Options{RetryMax: -1})
+	if err != nil {
+		return err.Error()
+	}
+	registered, err := jm.TaskManagers(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	for i := 1; i <= s.opts.taskManagers; i++ {
+		name := flinkTaskManagerName(i)
+		pid, ok := s.running(name)
+		if !ok {
+			return name + " is not running"
+		}
+		j := slices.IndexFunc(registered, func(tm flinksql.TaskManager) bool { return tm.ID == name })
+		if j < 0 {
+			return name + " is not registered (yet)"
+		}
+		if !listensOn(pid, registered[j].DataPort) {
+			return fmt.Sprintf("%s (pid %d) is not registered yet: the registered one, data port %d, is an earlier process", name, pid, registered[j].DataPort)
+		}
+	}
+	return ""
 }
 
 func (f flink) start(ctx context.Context, s *stack) error {

@@ -57,8 +57,29 @@ func (kafka) processes(*stack) []string {
 	return names
 }
 
-func (kafka) check(ctx context.Context, _ *stack) health.Result {
-	return health.Kafka(ctx, localstack.FromEnv().KafkaBrokers, kafkaNodes)
+// check also wants every node's own process listening on its broker port:
+// the controller keeps a killed node registered until its session times
+// out, so the cluster's metadata alone would pass a node that is not back.
+func (kafka) check(ctx context.Context, s *stack) health.Result {
+	res := health.Kafka(ctx, localstack.FromEnv().KafkaBrokers, kafkaNodes)
+	if !res.Healthy {
+		return res
+	}
+	for node := 1; node <= kafkaNodes; node++ {
+		name := kafkaNodeName(node)
+		pid, ok := s.running(name)
+		if !ok {
+			res.Healthy = false
+			res.Detail = fmt.Sprintf("%s: process of this stack is not running (see %s); %s", name, s.logFile(name), res.Detail)
+			return res
+		}
+		if !listensOn(pid, kafkaBrokerPorts[node-1]) {
+			res.Healthy = false
+			res.Detail = fmt.Sprintf("%s (pid %d) does not listen on port %d (yet); %s", name, pid, kafkaBrokerPorts[node-1], res.Detail)
+			return res
+		}
+	}
+	return res
 }
 
 func (kafka) start(ctx context.Context, s *stack) error {

@@ -3,10 +3,12 @@
 // Temporal dev server with its UI, and the reference token service and HTTP
 // endpoint; on request also Prometheus and flowproof's own worker.
 //
-//	stackctl up [--taskmanagers N] [--with-prometheus] [--with-worker]   install, start, wait until ready
+//	stackctl up [--taskmanagers N] [--with-prometheus] [--with-worker] [--with-drills]   install, start, wait until ready
 //	stackctl down                                        stop every process of the stack
 //	stackctl status [--json]                             up/down per component
 //	stackctl logs [component]                            log file paths, or one log's tail
+//	stackctl kill PROCESS... [--json]                    SIGKILL single processes (fault drills)
+//	stackctl stop PROCESS... [--grace D] [--json]        SIGTERM single processes, SIGKILL after the grace
 //	stackctl --version
 //
 // Everything binds to 127.0.0.1; data, logs and pid files live under
@@ -25,6 +27,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/flowproof/flowproof/internal/drillapi"
 	"github.com/flowproof/flowproof/internal/version"
 )
 
@@ -46,6 +49,8 @@ var commands = []command{
 	{"status", "[flags]", "Check every component; exit 1 if any is down.", setupStatus},
 	{"logs", "[component]", "List the log files, or print the tail of one process's log.", setupLogs},
 	{"install", "", "Fetch or build what the components need into the cache, without starting them.", setupInstall},
+	{"kill", "PROCESS... [--json]", "SIGKILL processes of the stack (kafka-2, flink-taskmanager-1, worker, ...), as a crash would.", setupKill},
+	{"stop", "PROCESS... [--grace D] [--json]", "SIGTERM processes of the stack, SIGKILL after the grace; prints how long each took to exit.", setupStop},
 	{"kafka-class", "MAIN-CLASS [args]", "Run a class from the stack's Kafka jars in the foreground.", setupKafkaClass},
 }
 
@@ -138,6 +143,7 @@ func setupUp(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Context,
 	fs.IntVar(&s.opts.taskManagers, "taskmanagers", s.opts.taskManagers, "number of Flink TaskManagers; remembered by later commands")
 	fs.BoolVar(&s.opts.withPrometheus, "with-prometheus", s.opts.withPrometheus, "also run Prometheus (Debian package) scraping the stack; remembered by later commands")
 	fs.BoolVar(&s.opts.withWorker, "with-worker", false, "also build and run bin/worker on task queue "+workerTaskQueue()+"; never implied by an earlier up")
+	fs.BoolVar(&s.opts.withDrills, "with-drills", false, "also build and run bin/drillworker on task queue "+drillapi.TaskQueue+", which kills and restarts the stack's processes for fault drills; never implied by an earlier up")
 	fs.DurationVar(&s.opts.readyTimeout, "timeout", s.opts.readyTimeout, "how long to wait for each component to be ready")
 	onlyFlag(fs, s, "start")
 	return func(ctx context.Context, args []string) error {
@@ -165,8 +171,9 @@ func setupStatus(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Cont
 		if err := noArgs(args); err != nil {
 			return err
 		}
-		// The worker is shown once an up started it, also after it died.
+		// The workers are shown once an up started them, also after they died.
 		s.opts.withWorker = fileExists(s.pidFile(workerProcess))
+		s.opts.withDrills = fileExists(s.pidFile(drillWorkerProcess))
 		return status(ctx, s, *asJSON, stdout)
 	}
 }

@@ -110,21 +110,21 @@ func TestDownStopsTheWorkerFirstWithItsOwnGrace(t *testing.T) {
 	s.opts.taskManagers = 2
 	plan := stopPlan(s)
 	want := []string{
-		"worker", "prometheus", "endpoint", "token-service", "temporal",
+		"drill-worker", "worker", "prometheus", "endpoint", "token-service", "temporal",
 		"flink-sql-gateway", "flink-taskmanager-2", "flink-taskmanager-1", "flink-jobmanager",
 		"kafka-3", "kafka-2", "kafka-1",
 	}
 	if got := stopOrder(plan); !slices.Equal(got, want) {
 		t.Fatalf("stop order %v; want %v", got, want)
 	}
-	if plan[0].grace != workerStopTimeout+workerExitMargin {
-		t.Errorf("worker grace %s; want its stop timeout %s and a margin", plan[0].grace, workerStopTimeout)
+	if plan[1].grace != workerStopTimeout+workerExitMargin {
+		t.Errorf("worker grace %s; want its stop timeout %s and a margin", plan[1].grace, workerStopTimeout)
 	}
-	if plan[0].grace <= workerStopTimeout {
-		t.Errorf("worker grace %s is not longer than its -stop-timeout %s", plan[0].grace, workerStopTimeout)
+	if plan[1].grace <= workerStopTimeout {
+		t.Errorf("worker grace %s is not longer than its -stop-timeout %s", plan[1].grace, workerStopTimeout)
 	}
-	if plan[1].grace != defaultStopGrace {
-		t.Errorf("prometheus grace %s; want %s", plan[1].grace, defaultStopGrace)
+	if plan[2].grace != defaultStopGrace {
+		t.Errorf("prometheus grace %s; want %s", plan[2].grace, defaultStopGrace)
 	}
 
 	s.opts.only = []string{"kafka"}
@@ -146,6 +146,40 @@ func TestTheWorkerIsOptIn(t *testing.T) {
 	s.opts = options{only: []string{"worker"}}
 	if list := components(s); len(list) != 1 || list[0].name() != "worker" {
 		t.Errorf("--only worker: components %v", names(list))
+	}
+}
+
+func TestTheDrillWorkerIsOptInAndComesAfterTheWorker(t *testing.T) {
+	s := testStack(t)
+	if containsComponent(components(s), drillWorkerProcess) {
+		t.Error("a plain up starts the drill worker")
+	}
+	s.opts.withWorker, s.opts.withDrills = true, true
+	list := names(components(s))
+	if n := len(list); n < 2 || list[n-2] != "worker" || list[n-1] != drillWorkerProcess {
+		t.Errorf("up --with-worker --with-drills: components %v; want the worker, then the drill worker, last", list)
+	}
+	s.opts = options{only: []string{drillWorkerProcess}}
+	if list := names(components(s)); !slices.Equal(list, []string{drillWorkerProcess}) {
+		t.Errorf("--only %s: components %v", drillWorkerProcess, list)
+	}
+}
+
+func TestTheDrillWorkerRunsThisStackctlOnThisStack(t *testing.T) {
+	s := testStack(t)
+	p, err := drillWorkerProcessSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	args := strings.Join(p.argv, " ")
+	for _, want := range []string{"-stackctl " + self, "-stack-dir " + s.dir, "-repo-dir " + s.repoDir, "-worker-stop-limit 40s"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("drill worker command line %q lacks %q", args, want)
+		}
+	}
+	if p.dir != s.repoDir {
+		t.Errorf("drill worker runs in %q; want the checkout %q", p.dir, s.repoDir)
 	}
 }
 

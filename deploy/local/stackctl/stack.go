@@ -28,6 +28,7 @@ type options struct {
 	taskManagers   int
 	withPrometheus bool
 	withWorker     bool
+	withDrills     bool
 	readyTimeout   time.Duration
 	only           []string // component names; all when empty
 }
@@ -78,7 +79,7 @@ func coreComponents() []component {
 	return []component{kafka{}, flink{}, temporal{}, refServices{}}
 }
 
-func optionalComponents() []component { return []component{prometheus{}, worker{}} }
+func optionalComponents() []component { return []component{prometheus{}, worker{}, drillWorker{}} }
 
 func componentNames() []string {
 	var names []string
@@ -88,8 +89,8 @@ func componentNames() []string {
 	return names
 }
 
-// components lists what the command acts on, in start order. The worker
-// comes last: it needs all the others.
+// components lists what the command acts on, in start order. The workers
+// come last: they need all the others.
 func components(s *stack) []component {
 	if len(s.opts.only) > 0 {
 		// Naming a component selects it, the optional ones included.
@@ -107,6 +108,9 @@ func components(s *stack) []component {
 	}
 	if s.opts.withWorker {
 		list = append(list, worker{})
+	}
+	if s.opts.withDrills {
+		list = append(list, drillWorker{})
 	}
 	return list
 }

@@ -25,8 +25,8 @@ const (
 	// workerStopTimeout is the worker's -stop-timeout: how long its running
 	// activities get to finish after SIGTERM. down waits that long and
 	// workerExitMargin more (closing clients) before SIGKILL.
-	workerStopTimeout = 30 * time.Second
-	workerExitMargin  = 10 * time.Second
+	workerStopTimeout = localstack.WorkerStopTimeout
+	workerExitMargin  = localstack.WorkerExitMargin
 )
 
 func (worker) name() string { return "worker" }
