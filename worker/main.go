@@ -17,6 +17,7 @@ import (
 	"os"
 	"time"
 
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
@@ -127,10 +128,12 @@ func serve(cfg config, logger *zap.Logger) error {
 	}
 	defer acts.Close()
 
+	activityHandBack := newHandBack(cfg.stopTimeout)
 	w := worker.New(temporal, cfg.taskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     cfg.maxActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: cfg.maxWorkflowTasks,
 		WorkerStopTimeout:                      cfg.stopTimeout,
+		Interceptors:                           []interceptor.WorkerInterceptor{activityHandBack},
 	})
 	workflows.Register(w, acts)
 
@@ -155,10 +158,11 @@ func serve(cfg config, logger *zap.Logger) error {
 	}
 	logger.Info("worker starting", fields...)
 
-	// Run returns once SIGINT or SIGTERM arrived and the worker stopped
-	// polling and let running activities finish (up to -stop-timeout); the
+	// Run returns once SIGINT or SIGTERM arrived, the worker stopped
+	// polling, and its running activities finished or, cancelled by
+	// handBack, were handed back to Temporal (within -stop-timeout); the
 	// deferred calls then release the Kafka clients and the connection.
-	if err := w.Run(worker.InterruptCh()); err != nil {
+	if err := w.Run(activityHandBack.relay(worker.InterruptCh())); err != nil {
 		return fmt.Errorf("run worker on task queue %s: %w", cfg.taskQueue, err)
 	}
 	logger.Info("worker stopped")

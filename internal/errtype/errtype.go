@@ -82,6 +82,11 @@ const (
 	// hit: no raw topic whose partitions a broker leads, no Flink job of
 	// the run on a TaskManager.
 	NoFaultTarget = "NoFaultTarget"
+
+	// WorkerStopping is an activity handed back by a worker told to stop
+	// (SIGTERM) before the activity finished; retryable, so that another
+	// worker runs it again.
+	WorkerStopping = "WorkerStopping"
 )
 
 // InvalidInputf is the non-retryable error of an input that fails
