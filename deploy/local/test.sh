@@ -31,8 +31,10 @@ stop_stack() {
   fi
 }
 trap stop_stack EXIT
-# No --with-worker: the tests run their own workers on their own task queues.
-bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}"
+# Most tests run their own workers on their own task queues; the drills
+# (TestDrills) go through the stack's worker and drill worker, as make
+# drills does.
+bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}" --with-worker --with-drills
 
 echo "== integration and end-to-end tests"
 # -p 1: the packages share one stack on two cores; running them one at a
