@@ -91,61 +91,65 @@ func mostLeading[K int32 | string](counts map[K]int) K {
 }
 
 // restartBroker starts the killed broker, waits until it is back in every
-// ISR of the run's raw topic and hands it back the leadership of its
-// preferred partitions, so that the cluster is whole again and a later
-// drill finds the leaders where they were.
+// ISR of the cluster (internal topics included: transactions and offsets
+// live there) and hands it back the leadership of its preferred
+// partitions, so that the cluster is whole again and a later drill finds
+// the leaders where they were. The whole cluster, not the run's topics: a
+// run that ended during the hold has deleted them.
 func restartBroker(ctx context.Context, f *Faults, req drillapi.FaultRequest, inj *injection) error {
 	if err := restart(ctx, f, req, inj); err != nil {
 		return err
 	}
-	topic := runNames(req).RawTopic
 	began := time.Now()
-	partitions, err := waitFullISR(ctx, f.Kafka, topic, *inj)
-	if err != nil {
+	if err := waitFullISR(ctx, f.Kafka, *inj); err != nil {
 		return err
 	}
-	inj.Detail += fmt.Sprintf("; every replica of %s in sync %s later", topic, time.Since(began).Round(time.Millisecond))
-	set := kadm.TopicsSet{}
-	set.Add(topic, partitions...)
-	results, err := f.Kafka.ElectLeaders(ctx, kadm.ElectPreferredReplica, set)
+	inj.Detail += fmt.Sprintf("; every replica in sync %s later", time.Since(began).Round(time.Millisecond))
+	// No partitions named: every partition of the cluster.
+	results, err := f.Kafka.ElectLeaders(ctx, kadm.ElectPreferredReplica, nil)
 	if err != nil {
-		return fmt.Errorf("elect preferred leaders of %s: %w", topic, err)
+		return fmt.Errorf("elect preferred leaders: %w", err)
 	}
-	for _, r := range results[topic] {
-		if r.Err != nil && !errors.Is(r.Err, kerr.ElectionNotNeeded) {
-			return fmt.Errorf("elect preferred leader of %s partition %d: %w %s", topic, r.Partition, r.Err, r.ErrMessage)
+	for topic, partitions := range results {
+		for _, r := range partitions {
+			if r.Err != nil && !errors.Is(r.Err, kerr.ElectionNotNeeded) && !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+				return fmt.Errorf("elect preferred leader of %s partition %d: %w %s", topic, r.Partition, r.Err, r.ErrMessage)
+			}
 		}
 	}
 	return nil
 }
 
-// waitFullISR waits until every partition of topic has all its replicas
-// in sync and returns the partitions.
-func waitFullISR(ctx context.Context, adm *kadm.Client, topic string, inj injection) ([]int32, error) {
+// waitFullISR waits until every partition of the cluster has all its
+// replicas in sync. Topics deleted meanwhile don't count.
+func waitFullISR(ctx context.Context, adm *kadm.Client, inj injection) error {
 	deadline := time.Now().Add(isrWaitTimeout)
 	for {
-		details, err := adm.ListTopics(ctx, topic)
-		if err == nil {
-			err = details[topic].Err
-		}
-		var partitions []int32
+		details, err := adm.ListTopicsWithInternal(ctx)
 		lagging := 0
-		for _, p := range details[topic].Partitions {
-			partitions = append(partitions, p.Partition)
-			if len(p.ISR) < len(p.Replicas) {
-				lagging++
+		for _, topic := range details {
+			if topic.Err != nil {
+				if !errors.Is(topic.Err, kerr.UnknownTopicOrPartition) && err == nil {
+					err = fmt.Errorf("%s: %w", topic.Topic, topic.Err)
+				}
+				continue
+			}
+			for _, p := range topic.Partitions {
+				if len(p.ISR) < len(p.Replicas) {
+					lagging++
+				}
 			}
 		}
-		if err == nil && lagging == 0 && len(partitions) > 0 {
-			return partitions, nil
+		if err == nil && lagging == 0 {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s: %d partitions still under-replicated %s after the restart (metadata error: %w)", topic, lagging, isrWaitTimeout, err)
+			return fmt.Errorf("%d partitions still under-replicated %s after the restart (metadata error: %w)", lagging, isrWaitTimeout, err)
 		}
 		activity.RecordHeartbeat(ctx, inj)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}
