@@ -60,7 +60,7 @@ demo:
 
 # Every fault drill (kill a broker, a TaskManager, the JobManager, the
 # endpoint, the worker; stop the token service, Temporal; endpoint error
-# storms) at 200,000 messages each, and one table. MESSAGES=n, DRILLS="a b".
+# storms) at 200,000 messages each, and one table. MESSAGES=n, DRILL_NAMES="a b".
 # docs/drills.md.
 drills:
 	bash deploy/local/drills.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every fault drill on the local stack, one after the other, at 200,000
-# messages each (MESSAGES=n for another size, DRILLS="kill-broker ..." for a
+# messages each (MESSAGES=n for another size, DRILL_NAMES="kill-broker ..." for a
 # subset), and one table at the end: drill, injected at, recovery time,
 # status, per-hop missing/duplicated. The stack, its worker and its drill
 # worker stay up afterwards; `make down` stops them. docs/drills.md.
@@ -11,8 +11,8 @@ go build -o bin/ ./deploy/local/stackctl ./starter
 bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}" --with-worker --with-drills
 
 names=(--all)
-if [ -n "${DRILLS:-}" ]; then
-  read -r -a names <<<"$DRILLS"
+if [ -n "${DRILL_NAMES:-}" ]; then
+  read -r -a names <<<"$DRILL_NAMES"
 fi
 out="${TMPDIR:-/tmp}/flowproof-drills.txt"
 set +e
