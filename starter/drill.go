@@ -128,12 +128,18 @@ func printDrills(w io.Writer, results []workflows.DrillResult) {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%s\t%s\n", r.Metrics.Drill, r.Status, hops, orDash(run))
 		}
 		for _, o := range r.Metrics.Faults {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Metrics.Drill, injectedAt(o), orDash(o.Target), recoveryText(o), r.Status, hops, orDash(run))
+			// The table names the process; the verdict lines below and
+			// --json keep why it was picked.
+			target, _, _ := strings.Cut(o.Target, " (")
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Metrics.Drill, injectedAt(o), orDash(target), recoveryText(o), r.Status, hops, orDash(run))
 		}
 	}
 	_ = tw.Flush()
 	for _, r := range results {
 		fmt.Fprintf(w, "%s: %s\n", r.Metrics.Drill, r.Metrics.Verdict)
+		for _, o := range r.Metrics.Faults {
+			fmt.Fprintf(w, "  %s: %s\n", o.Fault, strings.Join(nonEmpty(o.Target, o.Detail, o.Error, strings.Join(o.Problems, "; ")), "; "))
+		}
 	}
 }
 
@@ -168,4 +174,14 @@ func hopCounts(run workflows.PipelineResult) string {
 		parts = append(parts, fmt.Sprintf("%s %d/%d", h.Hop, h.Missing, h.Duplicated))
 	}
 	return strings.Join(parts, " ")
+}
+
+func nonEmpty(values ...string) []string {
+	var out []string
+	for _, v := range values {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
