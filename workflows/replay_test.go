@@ -24,6 +24,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"history-50k-pipeline.json": "lead-50k-1",
 		"history-50k-produce.json":  "lead-50k-1/produce",
 		"history-50k-deliver.json":  "lead-50k-1/deliver",
+		// A kill-broker drill of 100,000 messages.
+		"history-drill-kill-broker.json": "drill-kill-broker-20261201T161112Z",
 	}
 	for file, workflowID := range recorded {
 		t.Run(file, func(t *testing.T) {
@@ -34,6 +36,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			require.NoError(t, err)
 			replayer := worker.NewWorkflowReplayer()
 			RegisterWorkflows(replayer)
+			RegisterDrill(replayer)
 			require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: workflowID},
 			}))
