@@ -158,7 +158,8 @@ func (d *drill) applyStep(ctx workflow.Context, step FaultStep) FaultOutcome {
 	outcome := FaultOutcome{FaultStep: step}
 	counter, share, _ := step.trigger() // validated by plan
 	total := d.plan.pipeline.Messages
-	watch := drillapi.ProgressRequest{WorkflowID: d.plan.childID, Counter: counter, Total: total,
+	watch := drillapi.ProgressRequest{WorkflowID: d.plan.childID, RunID: d.plan.pipeline.RunID,
+		RawTopic: d.plan.pipeline.runNames().RawTopic, Counter: counter, Total: total,
 		Mark: int64(math.Ceil(share * float64(total)))}
 
 	var before drillapi.ProgressSamples

@@ -64,6 +64,32 @@ func TestRecoveryIsTheStartOfTheFirstWindowBackAtEightyPercent(t *testing.T) {
 	require.Equal(t, 10*time.Second, rec.After)
 }
 
+func TestRecoveryCountsFromAnImpactThatComesLater(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	// The run goes on at 1,000/s for 5 s on what it had (a token's quota),
+	// stalls for 60 s, then runs at 1,000/s again.
+	counts := []int64{0, 1000, 2000, 3000, 4000, 5000}
+	for i := 0; i < 60; i++ {
+		counts = append(counts, 5000)
+	}
+	for i := 1; i <= 10; i++ {
+		counts = append(counts, 5000+int64(i*1000))
+	}
+	rec := recoveryOf(samplesEvery(t0, time.Second, counts...), t0, 1000, 1_000_000)
+	require.True(t, rec.Recovered)
+	// The stall ends at 65 s; the 5 s from 64 s on average 800/s.
+	require.Equal(t, 64*time.Second, rec.After, "back when the stall ends, not at once because the first seconds still ran")
+}
+
+func TestRecoveryIsNotTheEndOfTheStage(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	// 1,000/s to the end; the last window is short of it.
+	counts := []int64{0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 7500}
+	rec := recoveryOf(samplesEvery(t0, time.Second, counts...), t0, 1000, 7500)
+	require.True(t, rec.Recovered)
+	require.Zero(t, rec.After, "the stage ending is no dip")
+}
+
 func TestRecoveryIgnoresSamplesBeforeTheFault(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	samples := samplesEvery(t0.Add(-5*time.Second), time.Second, 0, 1000, 2000, 3000, 4000, 5000, 5000, 5000, 5000, 5000, 5000, 5000)

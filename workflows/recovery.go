@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"github.com/flowproof/flowproof/internal/drillapi"
@@ -48,11 +49,14 @@ type recovery struct {
 	After time.Duration
 }
 
-// recoveryOf reads samples taken from the fault on: the run recovered at
-// the start of the first window of rateWindow after injectedAt whose rate
-// is at least recoveredShare of baseline, or when the counter reached total.
-// A baseline of 0 (nothing moved before the fault) recovers at the first
-// movement.
+// recoveryOf reads samples taken from the fault on. The fault's impact is
+// the first window of rateWindow whose rate falls below recoveredShare of
+// baseline, which may come well after the fault (a token that still had
+// quota left, a backlog downstream of a killed TaskManager); the run has
+// recovered at the start of the first later window back at that share, or
+// when the counter reached total. A run whose rate never fell recovered at
+// once. A baseline of 0 (nothing moved before the fault) counts any
+// movement as back.
 func recoveryOf(samples []drillapi.Sample, injectedAt time.Time, baseline float64, total int64) recovery {
 	var after []drillapi.Sample
 	for _, s := range samples {
@@ -60,27 +64,36 @@ func recoveryOf(samples []drillapi.Sample, injectedAt time.Time, baseline float6
 			after = append(after, s)
 		}
 	}
+	completed := slices.IndexFunc(after, func(s drillapi.Sample) bool { return s.Count >= total })
+	// Windows that end past completion would read the stage's end as a dip.
+	considered := after
+	if completed >= 0 {
+		considered = after[:completed+1]
+	}
+	dipped := false
 	end := 0
-	for _, from := range after {
-		if from.Count >= total {
-			return recovery{Recovered: true, After: from.At.Sub(injectedAt)}
-		}
-		for end < len(after) && after[end].At.Sub(from.At) < rateWindow {
+	for _, from := range considered {
+		for end < len(considered) && considered[end].At.Sub(from.At) < rateWindow {
 			end++
 		}
-		if end == len(after) {
+		if end == len(considered) {
 			break
 		}
-		to := after[end]
+		to := considered[end]
 		rate := float64(to.Count-from.Count) / to.At.Sub(from.At).Seconds()
-		if (baseline > 0 && rate >= recoveredShare*baseline) || (baseline == 0 && to.Count > from.Count) {
+		back := (baseline > 0 && rate >= recoveredShare*baseline) || (baseline == 0 && to.Count > from.Count)
+		switch {
+		case !dipped && !back:
+			dipped = true
+		case dipped && back:
 			return recovery{Recovered: true, After: from.At.Sub(injectedAt)}
 		}
 	}
-	for _, s := range after {
-		if s.Count >= total {
-			return recovery{Recovered: true, After: s.At.Sub(injectedAt)}
-		}
+	switch {
+	case !dipped:
+		return recovery{Recovered: true}
+	case completed >= 0:
+		return recovery{Recovered: true, After: after[completed].At.Sub(injectedAt)}
 	}
 	return recovery{}
 }

@@ -104,11 +104,19 @@ const (
 )
 
 // ProgressRequest names the run and counter AwaitProgress and
-// SampleProgress watch.
+// SampleProgress watch. The counters are read at their source, finer than
+// the run's progress query (which moves a segment or a chunk at a time):
+// produced is the sum of the raw topic's end offsets, delivered the
+// reference endpoint's own count of the run's distinct messages.
 type ProgressRequest struct {
-	// WorkflowID is the watched PipelineWorkflow's id.
+	// WorkflowID is the watched PipelineWorkflow's id; it tells when the
+	// run has ended.
 	WorkflowID string `json:"workflow_id"`
-	Counter    string `json:"counter"`
+	// RunID is the flowproof run whose messages the endpoint counts.
+	RunID string `json:"run_id"`
+	// RawTopic is the run's raw topic, whose end offsets count production.
+	RawTopic string `json:"raw_topic"`
+	Counter  string `json:"counter"`
 	// Mark is the count AwaitProgress waits for; SampleProgress stops at
 	// Total.
 	Mark  int64 `json:"mark,omitempty"`

@@ -2,24 +2,34 @@ package drills
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 
 	"github.com/flowproof/flowproof/internal/drillapi"
+	"github.com/flowproof/flowproof/internal/endpointapi"
 	"github.com/flowproof/flowproof/internal/errtype"
-	"github.com/flowproof/flowproof/workflows"
 )
 
-// Watch holds the Temporal client through which drills read the progress
-// of the run they hit (its progress query), as the starter's progress bar
-// does. Its activities only read, so they may be retried at will.
+// Watch reads the progress of the run a drill hits, at the sources: the
+// run's raw topic in Kafka (produced) and the reference endpoint's count of
+// the run (delivered); Temporal says when the run has ended. Its activities
+// only read, so they may be retried at will.
 type Watch struct {
 	Temporal client.Client
+	Kafka    *kadm.Client
+	// EndpointURL is the reference endpoint, whose RunStats count what it
+	// accepted of each run.
+	EndpointURL string
+	HTTP        *http.Client
 }
 
 const (
@@ -85,8 +95,10 @@ var errRunEnded = errors.New("the watched run has ended")
 // sample calls take with a sample of the counter every interval until take
 // returns true, the run closes (errRunEnded) or ctx ends.
 func (w *Watch) sample(ctx context.Context, req drillapi.ProgressRequest, take func(drillapi.Sample) bool) error {
-	if req.WorkflowID == "" || (req.Counter != drillapi.CounterProduced && req.Counter != drillapi.CounterDelivered) {
-		return errtype.InvalidInputf("progress request: want a workflow id and counter produced or delivered, got %q and %q", req.WorkflowID, req.Counter)
+	if req.WorkflowID == "" || req.RunID == "" || req.RawTopic == "" ||
+		(req.Counter != drillapi.CounterProduced && req.Counter != drillapi.CounterDelivered) {
+		return errtype.InvalidInputf("progress request: want a workflow id, run id, raw topic and counter produced or delivered, got %q, %q, %q and %q",
+			req.WorkflowID, req.RunID, req.RawTopic, req.Counter)
 	}
 	interval := defaultSampleInterval
 	if req.IntervalMillis > 0 {
@@ -120,18 +132,50 @@ func (w *Watch) sample(ctx context.Context, req drillapi.ProgressRequest, take f
 func (w *Watch) count(ctx context.Context, req drillapi.ProgressRequest) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	value, err := w.Temporal.QueryWorkflow(ctx, req.WorkflowID, "", workflows.ProgressQuery)
-	if err != nil {
-		return 0, fmt.Errorf("query progress of %s: %w", req.WorkflowID, err)
-	}
-	var p workflows.Progress
-	if err := value.Get(&p); err != nil {
-		return 0, fmt.Errorf("decode progress of %s: %w", req.WorkflowID, err)
-	}
 	if req.Counter == drillapi.CounterProduced {
-		return p.Produced, nil
+		return w.produced(ctx, req.RawTopic)
 	}
-	return p.Delivered, nil
+	return w.delivered(ctx, req.RunID)
+}
+
+// produced sums the end offsets of the raw topic: every record written,
+// a little more than the messages (transaction markers, aborted retries),
+// which is the same before and after a fault and so cancels in a rate. A
+// listing that misses a partition (a leader moving) is no sample at all.
+func (w *Watch) produced(ctx context.Context, topic string) (int64, error) {
+	offsets, err := w.Kafka.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = offsets.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	var sum int64
+	offsets.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+	return sum, nil
+}
+
+// delivered is the reference endpoint's count of the run's distinct
+// messages, which moves a batch at a time.
+func (w *Watch) delivered(ctx context.Context, runID string) (int64, error) {
+	url := endpointapi.RunStatsURL(w.EndpointURL, runID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, http.NoBody)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := w.HTTP.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var stats endpointapi.RunStats
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", url, err)
+	}
+	return stats.UniqueSeqs, nil
 }
 
 // closed reports whether the run has ended; an error (a server being

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,7 +190,10 @@ func serve(cfg config, logger *zap.Logger) error {
 	workflows.RegisterDrill(w)
 	w.RegisterActivityWithOptions(faults.ApplyFault, activity.RegisterOptions{Name: drillapi.ApplyFault})
 	// Method names are the activity names: AwaitProgress, SampleProgress.
-	w.RegisterActivity(&drills.Watch{Temporal: temporal})
+	w.RegisterActivity(&drills.Watch{
+		Temporal: temporal, Kafka: faults.Kafka, EndpointURL: cfg.endpointURL,
+		HTTP: &http.Client{Timeout: 5 * time.Second},
+	})
 
 	logger.Info("drill worker starting",
 		zap.String("temporal_address", clientOpts.HostPort),
