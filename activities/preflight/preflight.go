@@ -6,6 +6,7 @@ package preflight
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -49,7 +50,11 @@ type CheckHealthResult struct {
 
 // CheckHealth checks every component a run needs, all at once: the Kafka
 // brokers and controller, the Flink JobManager (TaskManagers, free slots),
-// the SQL Gateway, Temporal, the endpoint and the token service.
+// the SQL Gateway, Temporal, the endpoint and the token service. What the
+// endpoint and the token service report of their own dependencies follows
+// their rows (the reference endpoint's Redis store as "endpoint-store"): the
+// worker learns of them only through the service, never with their
+// addresses or credentials.
 //
 // When any component is unhealthy it fails with a retryable
 // errtype.Unhealthy error (a component may still be starting; the workflow
@@ -65,40 +70,40 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (Chec
 	checks := []struct {
 		component string
 		address   string
-		check     func(context.Context) health.Result
+		check     func(context.Context) []health.Result
 	}{
-		{"kafka", strings.Join(cfg.KafkaBrokers, ","), func(ctx context.Context) health.Result {
-			return health.Kafka(ctx, cfg.KafkaBrokers, wantBrokers)
+		{"kafka", strings.Join(cfg.KafkaBrokers, ","), func(ctx context.Context) []health.Result {
+			return []health.Result{health.Kafka(ctx, cfg.KafkaBrokers, wantBrokers)}
 		}},
-		{"flink-jobmanager", cfg.FlinkURL, func(ctx context.Context) health.Result {
-			return health.FlinkJobManager(ctx, cfg.FlinkURL, wantTaskManagers)
+		{"flink-jobmanager", cfg.FlinkURL, func(ctx context.Context) []health.Result {
+			return []health.Result{health.FlinkJobManager(ctx, cfg.FlinkURL, wantTaskManagers)}
 		}},
-		{"sql-gateway", cfg.SQLGatewayURL, func(ctx context.Context) health.Result {
-			return health.SQLGateway(ctx, cfg.SQLGatewayURL)
+		{"sql-gateway", cfg.SQLGatewayURL, func(ctx context.Context) []health.Result {
+			return []health.Result{health.SQLGateway(ctx, cfg.SQLGatewayURL)}
 		}},
-		{"temporal", cfg.TemporalAddress, func(ctx context.Context) health.Result {
-			return health.Temporal(ctx, cfg.TemporalAddress, cfg.TemporalNamespace)
+		{"temporal", cfg.TemporalAddress, func(ctx context.Context) []health.Result {
+			return []health.Result{health.Temporal(ctx, cfg.TemporalAddress, cfg.TemporalNamespace)}
 		}},
-		{"endpoint", cfg.EndpointURL, func(ctx context.Context) health.Result {
+		{"endpoint", cfg.EndpointURL, func(ctx context.Context) []health.Result {
 			return health.HTTPService(ctx, "endpoint", cfg.EndpointURL)
 		}},
-		{"token-service", cfg.TokenURL, func(ctx context.Context) health.Result {
+		{"token-service", cfg.TokenURL, func(ctx context.Context) []health.Result {
 			return health.HTTPService(ctx, "token-service", cfg.TokenURL)
 		}},
 	}
 
-	results := make([]health.Result, len(checks))
+	rows := make([][]health.Result, len(checks))
 	var wg sync.WaitGroup
 	for i, c := range checks {
 		if c.address == "" {
-			results[i] = health.Result{Component: c.component, Detail: "no address configured for the worker"}
+			rows[i] = []health.Result{{Component: c.component, Detail: "no address configured for the worker"}}
 			continue
 		}
-		wg.Go(func() { results[i] = c.check(ctx) })
+		wg.Go(func() { rows[i] = c.check(ctx) })
 	}
 	wg.Wait()
 
-	res := CheckHealthResult{Components: results}
+	res := CheckHealthResult{Components: slices.Concat(rows...)}
 	if err := unhealthyError(res); err != nil {
 		return res, err
 	}

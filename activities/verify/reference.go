@@ -48,7 +48,7 @@ func (r *referenceEndpoint) ownCount(ctx context.Context, runID string, expected
 	hop.Note = fmt.Sprintf("%d batches, %d seqs accepted more than once", stats.Batches, stats.DuplicatedSeqs)
 	if !stats.Complete {
 		hop.Skipped = true
-		hop.Note += "; not judged: the endpoint's idempotency store is full, so it may have forgotten batches of the run"
+		hop.Note += "; not judged: the endpoint's figures leave some of the run's seqs uncounted"
 	}
 	return hop
 }

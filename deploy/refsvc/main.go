@@ -10,8 +10,9 @@
 // REFSVC_<SUBCOMMAND>_<FLAG> (upper case, dashes as underscores), e.g.
 // REFSVC_ENDPOINT_ERROR_RATE=0.1; a flag on the command line wins. The
 // client secret is read only from FLOWPROOF_TOKEN_CLIENT_SECRET and the
-// endpoint's admin token only from FLOWPROOF_ENDPOINT_ADMIN_TOKEN, so that
-// neither shows in a process list. See docs/reference-services.md.
+// endpoint's admin token only from FLOWPROOF_ENDPOINT_ADMIN_TOKEN, and the
+// endpoint's Redis password from the file --redis-password-file names, so
+// that none shows in a process list. See docs/reference-services.md.
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -190,8 +192,9 @@ func runEndpoint(ctx context.Context, args []string) error {
 	maxBatch := fs.Int("max-batch-messages", endpoint.DefaultMaxBatchMessages, "largest batch accepted")
 	maxBody := fs.Int64("max-body-bytes", endpoint.DefaultMaxBodyBytes, "largest request body accepted")
 	idemTTL := fs.Duration("idempotency-ttl", endpoint.DefaultIdempotencyTTL, "how long an accepted batch's response is kept for retries")
-	idemMax := fs.Int("idempotency-max-entries", endpoint.DefaultIdempotencyMaxEntries, "how many accepted batches are kept for retries")
-	journalFile := fs.String("journal-file", "", "file of accepted batches, replayed at start so that batch numbers, quota use and retries survive a restart; in memory only when empty")
+	redisAddr := fs.String("redis-addr", localstack.RedisAddress(), "host:port of the Redis that keeps accepted batches, quota use and run figures")
+	redisPasswordFile := fs.String("redis-password-file", "", "file holding the Redis password (mode 0600); no AUTH when empty")
+	keyPrefix := fs.String("redis-key-prefix", endpoint.DefaultKeyPrefix, "prefix of every key the endpoint writes to Redis")
 	var faults endpointapi.Faults
 	fs.Float64Var(&faults.ErrorRate, "error-rate", 0, "fraction of batch requests answered with --error-status")
 	fs.IntVar(&faults.ErrorStatus, "error-status", 503, "status of an injected error")
@@ -206,36 +209,73 @@ func runEndpoint(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	redisPassword, err := loadSecretFile(*redisPasswordFile)
+	if err != nil {
+		return fmt.Errorf("redis password: %w", err)
+	}
 	log, err := newLogger("endpoint", c.logLevel)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	redis.SetLogger(redisLogger{log.Named("redis")})
 	handler, ep, err := endpoint.NewHandler(endpoint.Config{
-		SigningKey:            key,
-		Leeway:                *leeway,
-		MaxBatchMessages:      *maxBatch,
-		MaxBodyBytes:          *maxBody,
-		IdempotencyTTL:        *idemTTL,
-		IdempotencyMaxEntries: *idemMax,
-		JournalPath:           *journalFile,
-		Faults:                faults,
-		AdminToken:            os.Getenv(endpointapi.EnvAdminToken),
+		SigningKey:       key,
+		Leeway:           *leeway,
+		MaxBatchMessages: *maxBatch,
+		MaxBodyBytes:     *maxBody,
+		IdempotencyTTL:   *idemTTL,
+		Redis:            redis.NewClient(&redis.Options{Addr: *redisAddr, Password: redisPassword}),
+		KeyPrefix:        *keyPrefix,
+		Faults:           faults,
+		AdminToken:       os.Getenv(endpointapi.EnvAdminToken),
 	}, httpx.NewRegistry(), log)
 	if err != nil {
 		return err
 	}
 	f := ep.Faults("")
 	log.Info("starting", zap.Int("max_batch_messages", *maxBatch), zap.Duration("idempotency_ttl", *idemTTL),
-		zap.String("journal_file", *journalFile), zap.Bool("admin_api_open", os.Getenv(endpointapi.EnvAdminToken) != ""),
+		zap.String("redis", *redisAddr), zap.Bool("admin_api_open", os.Getenv(endpointapi.EnvAdminToken) != ""),
 		zap.Float64("error_rate", f.ErrorRate), zap.Float64("throttle_rate", f.ThrottleRate),
 		zap.Int("latency_ms", f.LatencyMillis), zap.Float64("lost_response_rate", f.LostResponseRate))
 	serveErr := serve(ctx, c, handler, log)
 	if err := ep.Close(); err != nil {
-		log.Error("close journal", zap.Error(err))
+		log.Error("close redis client", zap.Error(err))
 		return errors.Join(serveErr, err)
 	}
 	return serveErr
+}
+
+// redisLogger puts go-redis's own messages (a pool that cannot dial, say)
+// into the endpoint's JSON log.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...))
+}
+
+// loadSecretFile reads a secret kept in a file readable by its owner only;
+// "" for no path.
+func loadSecretFile(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s has mode %v; it must be readable by its owner only (0600)", path, info.Mode().Perm())
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	secret := strings.TrimSpace(string(raw))
+	if secret == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return secret, nil
 }
 
 func serve(ctx context.Context, c common, handler http.Handler, log *zap.Logger) error {

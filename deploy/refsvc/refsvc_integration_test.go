@@ -260,11 +260,25 @@ func TestEndpointRejectsInvalidBodies(t *testing.T) {
 }
 
 // ownEndpoint builds refsvc from this checkout and starts its endpoint on a
-// free loopback port with a fresh admin token and the stack's signing key,
-// so that the stack's token service issues tokens it accepts. The stack's
-// own endpoint is left alone. The process's log is checked for the admin
-// token when the test ends.
+// free loopback port with a fresh admin token, the stack's signing key (so
+// that the stack's token service issues tokens it accepts) and the stack's
+// Redis. The stack's own endpoint is left alone. The process's log is
+// checked for the admin token and the Redis password when the test ends.
 func ownEndpoint(t *testing.T) (baseURL, adminToken string) {
+	t.Helper()
+	ep := startOwnEndpoint(t)
+	return ep.baseURL, ep.adminToken
+}
+
+// endpointProcess is an endpoint a test started, and may kill and restart.
+type endpointProcess struct {
+	bin, addr, baseURL, adminToken string
+	args                           []string
+	cmd                            *exec.Cmd
+	logs                           *syncBuffer
+}
+
+func startOwnEndpoint(t *testing.T, extraArgs ...string) *endpointProcess {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "refsvc")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -278,35 +292,58 @@ func ownEndpoint(t *testing.T) (baseURL, adminToken string) {
 	_ = ln.Close()
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	adminToken = fmt.Sprintf("%x", secret)
-	var logs syncBuffer
-	cmd := exec.Command(bin, "endpoint", "--listen", addr,
-		"--signing-key-file", filepath.Join(localstack.StackDir(), "data", "refsvc", "signing.key"))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), endpointapi.EnvAdminToken + "=" + adminToken}
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	ep := &endpointProcess{bin: bin, addr: addr, baseURL: "http://" + addr, adminToken: fmt.Sprintf("%x", secret), logs: &syncBuffer{}}
+	ep.args = append([]string{"endpoint", "--listen", addr,
+		"--signing-key-file", filepath.Join(localstack.StackDir(), "data", "refsvc", "signing.key"),
+		"--redis-password-file", localstack.RedisPasswordFile(localstack.StackDir())}, extraArgs...)
+	t.Cleanup(func() {
+		if ep.cmd != nil {
+			_ = ep.cmd.Process.Signal(syscall.SIGTERM)
+			_ = ep.cmd.Wait()
+		}
+		password, _ := os.ReadFile(localstack.RedisPasswordFile(localstack.StackDir()))
+		logs := ep.logs.String()
+		if strings.Contains(logs, ep.adminToken) || (len(bytes.TrimSpace(password)) > 0 && strings.Contains(logs, string(bytes.TrimSpace(password)))) {
+			t.Errorf("the endpoint logged a credential:\n%s", logs)
+		}
+	})
+	ep.start(t)
+	return ep
+}
+
+// start runs the endpoint and waits until it is healthy.
+func (ep *endpointProcess) start(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command(ep.bin, ep.args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), endpointapi.EnvAdminToken + "=" + ep.adminToken}
+	cmd.Stdout, cmd.Stderr = ep.logs, ep.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if strings.Contains(logs.String(), adminToken) {
-			t.Errorf("the endpoint logged its admin token:\n%s", logs.String())
-		}
-	})
-	baseURL = "http://" + addr
+	ep.cmd = cmd
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := httpClient.Get(baseURL + refsvcapi.HealthPath)
+		resp, err := httpClient.Get(ep.baseURL + refsvcapi.HealthPath)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return baseURL, adminToken
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("own endpoint at %s not healthy: %v\n%s", baseURL, err, logs.String())
+			t.Fatalf("own endpoint at %s not healthy: %v\n%s", ep.baseURL, err, ep.logs.String())
 		}
 	}
+}
+
+// kill sends SIGKILL: nothing of the process's memory survives, and it
+// gets no chance to flush or close anything.
+func (ep *endpointProcess) kill(t *testing.T) {
+	t.Helper()
+	if err := ep.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = ep.cmd.Wait()
+	ep.cmd = nil
 }
 
 type syncBuffer struct {

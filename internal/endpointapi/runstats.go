@@ -27,9 +27,10 @@ type RunStats struct {
 	UniqueSeqs       int64 `json:"unique_seqs"`
 	// DuplicatedSeqs counts the seqs accepted more than once.
 	DuplicatedSeqs int64 `json:"duplicated_seqs"`
-	// Complete is false when the endpoint may have forgotten batches of the
-	// run: it counts from what it keeps for idempotent replays, and that
-	// store was full. Batches older than WindowSeconds are forgotten too.
+	// Complete is false when the figures leave some of the run's accepted
+	// seqs uncounted (the reference endpoint counts seqs below 2^25). The
+	// endpoint keeps a run's figures until WindowSeconds after the run's
+	// last accepted batch, across its own restarts.
 	Complete      bool  `json:"complete"`
 	WindowSeconds int64 `json:"window_seconds"`
 }

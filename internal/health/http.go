@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowproof/flowproof/internal/redact"
 	"github.com/flowproof/flowproof/internal/refsvcapi"
 )
 
@@ -17,11 +18,16 @@ import (
 var httpHealthClient = &http.Client{Timeout: 10 * time.Second}
 
 // HTTPService checks a service that answers GET <baseURL>/healthz with 200,
-// as the reference token service and endpoint do. The detail echoes the
-// service's own status when its body is the usual JSON.
-func HTTPService(ctx context.Context, component, baseURL string) Result {
+// as the reference token service and endpoint do, and returns its result
+// followed by one per dependency its answer reports, named
+// "<component>-<dependency>" (the reference endpoint's "endpoint-store"): a
+// service that reports none, or answers with another body, gets its row
+// only. The detail echoes the service's own status when its body is the
+// usual JSON.
+func HTTPService(ctx context.Context, component, baseURL string) []Result {
 	healthURL := strings.TrimRight(baseURL, "/") + refsvcapi.HealthPath
-	return run(ctx, component, []string{baseURL}, func(ctx context.Context) (string, error) {
+	var answer refsvcapi.Health
+	service := run(ctx, component, []string{baseURL}, func(ctx context.Context) (string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
 		if err != nil {
 			return "", fmt.Errorf("build request for %s: %w", healthURL, err)
@@ -31,21 +37,34 @@ func HTTPService(ctx context.Context, component, baseURL string) Result {
 			return "", fmt.Errorf("GET %s: %w", healthURL, err)
 		}
 		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
 		if err != nil {
 			return "", fmt.Errorf("GET %s: read body: %w", healthURL, err)
 		}
+		parsed := json.Unmarshal(body, &answer) == nil && answer.Status != ""
 		if resp.StatusCode != http.StatusOK {
+			if parsed {
+				return "", fmt.Errorf("GET %s: status %d: %s", healthURL, resp.StatusCode, answer.Status)
+			}
 			return "", fmt.Errorf("GET %s: status %d: %s", healthURL, resp.StatusCode, strings.TrimSpace(string(body)))
 		}
-		var status refsvcapi.Health
-		if json.Unmarshal(body, &status) != nil || status.Status == "" {
+		if !parsed {
 			return "healthy (200)", nil
 		}
-		detail := status.Status
-		if status.Service != "" {
-			detail = status.Service + " " + detail
+		detail := answer.Status
+		if answer.Service != "" {
+			detail = answer.Service + " " + detail
 		}
-		return fmt.Sprintf("%s, up %s", detail, (time.Duration(status.UptimeSeconds) * time.Second).String()), nil
+		return fmt.Sprintf("%s, up %s", detail, (time.Duration(answer.UptimeSeconds) * time.Second).String()), nil
 	})
+	results := []Result{service}
+	for _, dep := range answer.Dependencies {
+		results = append(results, Result{
+			Component:     component + "-" + dep.Name,
+			Healthy:       dep.Healthy,
+			Detail:        redact.Text(dep.Detail),
+			LatencyMillis: dep.LatencyMillis,
+		})
+	}
+	return results
 }

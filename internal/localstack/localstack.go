@@ -35,6 +35,10 @@ const (
 	// it is the one delivered to, so verification can cross-check its own
 	// per-run count; unset against any other endpoint.
 	EnvReferenceEndpointURL = "FLOWPROOF_REFERENCE_ENDPOINT_URL"
+	// EnvRedisAddress is the Redis of the reference endpoint's store
+	// (host:port). Only the endpoint and the stack use it; the worker
+	// never talks to Redis.
+	EnvRedisAddress = "FLOWPROOF_REDIS_ADDRESS"
 )
 
 // Environment variables of the token client's credentials, read by every
@@ -65,6 +69,7 @@ const (
 	TokenServicePort    = 18090
 	EndpointPort        = 18091
 	PrometheusPort      = 19090
+	RedisPort           = 16379
 	WorkerMetricsPort   = 19464
 )
 
@@ -109,6 +114,17 @@ func FromEnv() Addresses {
 		EndpointURL:       envconf.String(env, EnvEndpointURL, httpURL(EndpointPort)),
 		TokenURL:          envconf.String(env, EnvTokenURL, httpURL(TokenServicePort)),
 	}
+}
+
+// RedisAddress is the Redis of the reference endpoint's store: 127.0.0.1
+// on RedisPort unless EnvRedisAddress says otherwise.
+func RedisAddress() string { return envconf.String(os.Getenv, EnvRedisAddress, hostPort(RedisPort)) }
+
+// RedisPasswordFile is where the stack keeps the Redis password (mode
+// 0600): stackctl writes it once; the endpoint and the stack's checks read
+// it.
+func RedisPasswordFile(stackDir string) string {
+	return filepath.Join(stackDir, "data", "redis", "redis.password")
 }
 
 // TokenServiceURL is the local stack's token service, whatever the

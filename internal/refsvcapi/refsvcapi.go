@@ -19,9 +19,23 @@ type ErrorResponse struct {
 	ErrorDescription string `json:"error_description,omitempty"`
 }
 
-// Health is the body of GET /healthz on both services.
+// Health is the body of GET /healthz on both services: 200 with status
+// "ok" when the service and everything it depends on answer, 503 with
+// status "degraded" when a dependency does not.
 type Health struct {
-	Status        string `json:"status"` // "ok"
+	Status        string `json:"status"` // "ok" or "degraded"
 	Service       string `json:"service"`
 	UptimeSeconds int64  `json:"uptime_seconds"`
+	// Dependencies are what the service needs to do its work, each asked
+	// when the health is (the endpoint's store); the service reports them
+	// so that its clients need neither their addresses nor credentials.
+	Dependencies []DependencyHealth `json:"dependencies,omitempty"`
+}
+
+// DependencyHealth is one dependency's answer.
+type DependencyHealth struct {
+	Name          string `json:"name"` // "store"
+	Healthy       bool   `json:"healthy"`
+	Detail        string `json:"detail"`
+	LatencyMillis int64  `json:"latency_ms"`
 }

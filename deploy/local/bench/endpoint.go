@@ -52,7 +52,7 @@ func (e endpointFigures) rate() float64 {
 // loadEndpoint sends batches to the running endpoint from s.endpointClients
 // goroutines over keep-alive connections, the way the in-process
 // BenchmarkBatchesOf100 does, so the two can be compared: the difference is
-// the real process (its journal on disk, its own scheduler share) and real
+// the real process (its store in Redis, its own scheduler share) and real
 // tokens. It sends at most s.endpointMessages messages and stops after
 // s.endpointMaxDuration. Only loopback addresses are accepted.
 func loadEndpoint(ctx context.Context, addrs localstack.Addresses, s settings) (endpointFigures, error) {

@@ -234,9 +234,11 @@ flowproof local stack is ready (%s, %d CPUs)
   Temporal UI         %s
   Token service       %s
   HTTP endpoint       %s
+  Redis (its store)   %s (password in %s)
   Data and logs       %s
 `, runtime.GOOS, runtime.NumCPU(), strings.Join(a.KafkaBrokers, ","), redact.URL(a.FlinkURL), redact.URL(a.SQLGatewayURL),
-		a.TemporalAddress, a.TemporalNamespace, redact.URL(a.TemporalUIURL), redact.URL(a.TokenURL), redact.URL(a.EndpointURL), s.dir)
+		a.TemporalAddress, a.TemporalNamespace, redact.URL(a.TemporalUIURL), redact.URL(a.TokenURL), redact.URL(a.EndpointURL),
+		redisAddr(), localstack.RedisPasswordFile(s.dir), s.dir)
 	if s.opts.withPrometheus {
 		fmt.Fprintf(stdout, "  Prometheus          http://127.0.0.1:%d\n", localstack.PrometheusPort)
 	}

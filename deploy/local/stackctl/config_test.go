@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -339,6 +340,57 @@ func TestFlinkClusterProcesses(t *testing.T) {
 			if !slices.Contains(p.argv, arg) {
 				t.Errorf("%s: argv %v lacks %q", name, p.argv, arg)
 			}
+		}
+	}
+}
+
+func TestRedisConfigBindsLoopbackWithAPasswordAndKeepsItsData(t *testing.T) {
+	s := testStack(t)
+	dir := s.dataDir("redis")
+	cfg, err := redisConfig(dir, "the-password-0123456789abcdef0123456789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := parseSettings(t, cfg, " ", false)
+	for name, want := range map[string]string{
+		"bind":             localstack.Host,
+		"port":             strconv.Itoa(localstack.RedisPort),
+		"requirepass":      `"the-password-0123456789abcdef0123456789"`,
+		"dir":              `"` + dir + `"`,
+		"appendonly":       "yes",
+		"maxmemory":        redisMaxMemory,
+		"maxmemory-policy": "noeviction",
+		"daemonize":        "no",
+	} {
+		if settings[name] != want {
+			t.Errorf("redis.conf %s = %q, want %q", name, settings[name], want)
+		}
+	}
+	if _, err := redisConfig(`/tmp/a"b`, "p"); err == nil {
+		t.Error("a dir with a quote was written unquoted")
+	}
+}
+
+func TestRedisPasswordIsGeneratedOnceAndPrivate(t *testing.T) {
+	s := testStack(t)
+	path := localstack.RedisPasswordFile(s.dir)
+	first, err := ensureSecretFile(path, "Redis password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 || len(first) < minSecretBytes {
+		t.Errorf("password file mode %v, password %d bytes", info.Mode().Perm(), len(first))
+	}
+	if again, err := ensureSecretFile(path, "Redis password"); err != nil || again != first {
+		t.Errorf("second ensureSecretFile = %v, changed the password: %v", err, again != first)
+	}
+	for _, p := range refsvcProcesses(s, "secret", "admin") {
+		if strings.Contains(strings.Join(append(p.argv, p.env...), " "), first) {
+			t.Errorf("%s carries the Redis password on its command line or in its environment", p.name)
 		}
 	}
 }

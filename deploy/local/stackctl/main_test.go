@@ -110,7 +110,7 @@ func TestDownStopsTheWorkerFirstWithItsOwnGrace(t *testing.T) {
 	s.opts.taskManagers = 2
 	plan := stopPlan(s)
 	want := []string{
-		"drill-worker", "worker", "prometheus", "endpoint", "token-service", "temporal",
+		"drill-worker", "worker", "prometheus", "endpoint", "token-service", "redis", "temporal",
 		"flink-sql-gateway", "flink-taskmanager-2", "flink-taskmanager-1", "flink-jobmanager",
 		"kafka-3", "kafka-2", "kafka-1",
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,39 +48,7 @@ func prometheusScrapeJobs() []scrapeJob {
 }
 
 func (prometheus) install(ctx context.Context, _ *stack) error {
-	if info, err := os.Stat(prometheusBinary); err == nil && info.Mode().IsRegular() {
-		return nil
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s is missing and installing Debian's prometheus package needs root: run `apt-get install prometheus` as root", prometheusBinary)
-	}
-	// The package's maintainer scripts would start Debian's own Prometheus
-	// service on port 9090; the stack runs its own instance instead. A
-	// policy-rc.d that answers 101 forbids service starts during the install.
-	// An existing policy is the machine's choice and stays as it is.
-	const policyRC = "/usr/sbin/policy-rc.d"
-	if _, err := os.Stat(policyRC); os.IsNotExist(err) {
-		if err := os.WriteFile(policyRC, []byte("#!/bin/sh\n# written by flowproof stackctl while installing prometheus\nexit 101\n"), 0o755); err != nil {
-			return fmt.Errorf("write %s to keep the package from starting its service: %w", policyRC, err)
-		}
-		defer func() { _ = os.Remove(policyRC) }()
-	}
-	logf("installing Debian's prometheus package (first time only)")
-	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	for _, argv := range [][]string{
-		{"apt-get", "update"},
-		{"apt-get", "install", "-y", "--no-install-recommends", "prometheus"},
-	} {
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(string(out), 30))
-		}
-	}
-	if _, err := os.Stat(prometheusBinary); err != nil {
-		return fmt.Errorf("prometheus package installed but %s is missing: %w", prometheusBinary, err)
-	}
-	return nil
+	return installDebianPackage(ctx, "prometheus", prometheusBinary)
 }
 
 func (prometheus) start(_ context.Context, s *stack) error {

@@ -55,6 +55,11 @@ func (refServices) start(_ context.Context, s *stack) error {
 	if secret == "" {
 		secret = localstack.TokenClientSecret
 	}
+	// The journal the endpoint kept before its store moved to Redis only
+	// grew; nothing reads it any more.
+	if err := removeIfExists(filepath.Join(s.dataDir("refsvc"), "endpoint.journal")); err != nil {
+		return fmt.Errorf("remove the old endpoint journal: %w", err)
+	}
 	for _, p := range refsvcProcesses(s, secret, adminToken) {
 		if err := s.start(p); err != nil {
 			return err
@@ -64,7 +69,8 @@ func (refServices) start(_ context.Context, s *stack) error {
 }
 
 // refsvcProcesses are the two services. Each gets its credential in its
-// environment, never on the command line, and its own REFSVC_* settings.
+// environment, never on the command line, and its own REFSVC_* settings;
+// the endpoint reads the Redis password from the file stackctl keeps.
 func refsvcProcesses(s *stack, clientSecret, adminToken string) []process {
 	bin, key := refsvcBinary(s), signingKeyFile(s)
 	return []process{
@@ -77,7 +83,7 @@ func refsvcProcesses(s *stack, clientSecret, adminToken string) []process {
 		{
 			name: endpointProcess,
 			argv: []string{bin, "endpoint", "--listen", endpointAddr(), "--signing-key-file", key,
-				"--journal-file", filepath.Join(s.dataDir("refsvc"), "endpoint.journal")},
+				"--redis-addr", redisAddr(), "--redis-password-file", localstack.RedisPasswordFile(s.dir)},
 			env:     []string{endpointapi.EnvAdminToken + "=" + adminToken},
 			inherit: []string{"REFSVC_ENDPOINT_*"},
 		},
@@ -106,52 +112,67 @@ func ensureSigningKey(path string) error {
 	return nil
 }
 
-// ensureAdminToken returns the endpoint's admin token, first writing a
-// random one, readable by the owner only, unless the file exists. Clients
-// of the fault API read the same file (endpointapi.LoadAdminToken).
+// ensureAdminToken returns the endpoint's admin token, generating it the
+// first time. Clients of the fault API read the same file
+// (endpointapi.LoadAdminToken).
 func ensureAdminToken(path string) (string, error) {
+	return ensureSecretFile(path, "endpoint admin token")
+}
+
+// minSecretBytes is the shortest secret a file of ensureSecretFile may hold;
+// it meets endpointapi.MinAdminTokenBytes.
+const minSecretBytes = 32
+
+// ensureSecretFile returns the secret in path, first writing a random one,
+// readable by the owner only, unless the file exists.
+func ensureSecretFile(path, what string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
 	if raw, err := os.ReadFile(path); err == nil {
-		if token := strings.TrimSpace(string(raw)); len(token) >= endpointapi.MinAdminTokenBytes {
-			return token, nil
+		if secret := strings.TrimSpace(string(raw)); len(secret) >= minSecretBytes {
+			return secret, nil
 		}
-		return "", fmt.Errorf("%s holds no admin token of at least %d bytes; remove it to generate one", path, endpointapi.MinAdminTokenBytes)
+		return "", fmt.Errorf("%s holds no %s of at least %d bytes; remove it to generate one", path, what, minSecretBytes)
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read endpoint admin token: %w", err)
+		return "", fmt.Errorf("read %s: %w", what, err)
 	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return "", fmt.Errorf("generate endpoint admin token: %w", err)
+	random := make([]byte, 32)
+	if _, err := rand.Read(random); err != nil {
+		return "", fmt.Errorf("generate %s: %w", what, err)
 	}
-	token := hex.EncodeToString(secret)
-	// O_EXCL: a concurrent up that wrote the file first keeps its token.
+	secret := hex.EncodeToString(random)
+	// O_EXCL: a concurrent up that wrote the file first keeps its secret.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("write endpoint admin token: %w", err)
+		return "", fmt.Errorf("write %s: %w", what, err)
 	}
-	if _, err := f.WriteString(token + "\n"); err != nil {
+	if _, err := f.WriteString(secret + "\n"); err != nil {
 		_ = f.Close()
-		return "", fmt.Errorf("write endpoint admin token: %w", err)
+		return "", fmt.Errorf("write %s: %w", what, err)
 	}
 	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("write endpoint admin token: %w", err)
+		return "", fmt.Errorf("write %s: %w", what, err)
 	}
-	logf("generated endpoint admin token %s", path)
-	return token, nil
+	logf("generated %s %s", what, path)
+	return secret, nil
 }
 
+// check is healthy when both services and every dependency the endpoint
+// reports (its Redis store) answer.
 func (refServices) check(ctx context.Context, _ *stack) health.Result {
-	token := health.HTTPService(ctx, tokenServiceProcess, "http://"+tokenServiceAddr())
-	ep := health.HTTPService(ctx, endpointProcess, "http://"+endpointAddr())
-	return health.Result{
-		Component:     "refsvc",
-		Healthy:       token.Healthy && ep.Healthy,
-		Detail:        strings.Join([]string{"token service: " + token.Detail, "endpoint: " + ep.Detail}, "; "),
-		Addresses:     append(token.Addresses, ep.Addresses...),
-		LatencyMillis: max(token.LatencyMillis, ep.LatencyMillis),
+	rows := append(health.HTTPService(ctx, tokenServiceProcess, "http://"+tokenServiceAddr()),
+		health.HTTPService(ctx, endpointProcess, "http://"+endpointAddr())...)
+	res := health.Result{Component: "refsvc", Healthy: true}
+	var details []string
+	for _, row := range rows {
+		res.Healthy = res.Healthy && row.Healthy
+		details = append(details, strings.ReplaceAll(row.Component, "-", " ")+": "+row.Detail)
+		res.Addresses = append(res.Addresses, row.Addresses...)
+		res.LatencyMillis = max(res.LatencyMillis, row.LatencyMillis)
 	}
+	res.Detail = strings.Join(details, "; ")
+	return res
 }
 
 func (refServices) processes(*stack) []string {

@@ -76,7 +76,7 @@ func stopGrace(c component) time.Duration {
 
 // coreComponents always run; optionalComponents only when asked for.
 func coreComponents() []component {
-	return []component{kafka{}, flink{}, temporal{}, refServices{}}
+	return []component{kafka{}, flink{}, temporal{}, redisServer{}, refServices{}}
 }
 
 func optionalComponents() []component { return []component{prometheus{}, worker{}, drillWorker{}} }

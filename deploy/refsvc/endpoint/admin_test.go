@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -57,7 +58,7 @@ func TestFaultAPINeedsTheAdminToken(t *testing.T) {
 }
 
 func TestFaultAPIIsClosedWithoutAnAdminToken(t *testing.T) {
-	e, err := New(Config{SigningKey: testKey}, prometheus.NewRegistry(), zap.NewNop())
+	e, err := New(Config{SigningKey: testKey, Redis: redisClient(miniredis.RunT(t))}, prometheus.NewRegistry(), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/flowproof/flowproof/deploy/refsvc/internal/httpx"
@@ -39,13 +39,13 @@ type Config struct {
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64
 	// IdempotencyTTL is how long an accepted batch's response is kept for
-	// retries; IdempotencyMaxEntries bounds how many are kept.
-	IdempotencyTTL        time.Duration
-	IdempotencyMaxEntries int
-	// JournalPath, when set, is the file of accepted batches that lets a
-	// restarted endpoint continue batch numbers, quota use and idempotent
-	// replays; without it that state is lost on restart.
-	JournalPath string
+	// retries, and a run's figures after its last batch.
+	IdempotencyTTL time.Duration
+	// Redis holds the endpoint's state (see store); required. The endpoint
+	// closes it in Close.
+	Redis *redis.Client
+	// KeyPrefix starts every key in Redis; DefaultKeyPrefix when empty.
+	KeyPrefix string
 	// Faults is the fault injection setting at start. It applies to every
 	// batch of a run without a setting of its own (set through the admin
 	// API), so only whoever starts the process can set it for all runs.
@@ -61,10 +61,9 @@ type Config struct {
 
 // Defaults for the fields of Config a caller leaves zero.
 const (
-	DefaultMaxBatchMessages      = 1000
-	DefaultMaxBodyBytes          = 16 << 20
-	DefaultIdempotencyTTL        = time.Hour
-	DefaultIdempotencyMaxEntries = 50_000
+	DefaultMaxBatchMessages = 1000
+	DefaultMaxBodyBytes     = 16 << 20
+	DefaultIdempotencyTTL   = 24 * time.Hour
 )
 
 // maxIdempotencyKeyLen bounds the key; batch ids are far shorter.
@@ -80,8 +79,8 @@ func (c *Config) applyDefaults() {
 	if c.IdempotencyTTL == 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
-	if c.IdempotencyMaxEntries == 0 {
-		c.IdempotencyMaxEntries = DefaultIdempotencyMaxEntries
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -108,8 +107,8 @@ func (c *Config) validate() error {
 	if c.IdempotencyTTL < time.Second {
 		errs = append(errs, fmt.Errorf("idempotency ttl must be at least 1s, got %s", c.IdempotencyTTL))
 	}
-	if c.IdempotencyMaxEntries < 1 {
-		errs = append(errs, fmt.Errorf("idempotency max entries must be at least 1, got %d", c.IdempotencyMaxEntries))
+	if c.Redis == nil {
+		errs = append(errs, errors.New("a Redis client is required: the endpoint keeps its state there"))
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < endpointapi.MinAdminTokenBytes {
 		errs = append(errs, fmt.Errorf("admin token is %d bytes; at least %d are required", len(c.AdminToken), endpointapi.MinAdminTokenBytes))
@@ -122,18 +121,15 @@ func (c *Config) validate() error {
 
 // Endpoint serves batches.
 type Endpoint struct {
-	cfg         Config
-	log         *zap.Logger
-	verifier    *tokens.Verifier
-	faults      *faultInjector
-	admin       adminGuard
-	quota       *quotaLedger
-	idempotency *idempotencyStore
-	journal     *journal // nil without Config.JournalPath
-	// instance makes sending ids unique across restarts of the process,
-	// whose batch numbers start again at 1.
-	instance    string
-	batchNumber atomic.Int64
+	cfg      Config
+	log      *zap.Logger
+	verifier *tokens.Verifier
+	faults   *faultInjector
+	admin    adminGuard
+	store    *store
+	// instance makes sending ids unique even if the store's batch number
+	// started again (its data lost).
+	instance string
 
 	messagesAccepted prometheus.Counter
 	batchesAccepted  prometheus.Counter
@@ -158,14 +154,13 @@ func New(cfg Config, reg prometheus.Registerer, log *zap.Logger) (*Endpoint, err
 		return nil, fmt.Errorf("generate instance id: %w", err)
 	}
 	e := &Endpoint{
-		cfg:         cfg,
-		log:         log,
-		verifier:    tokens.NewVerifier(cfg.SigningKey, cfg.Now, cfg.Leeway),
-		faults:      newFaultInjector(faults, cfg.Random),
-		admin:       newAdminGuard(cfg.AdminToken, log),
-		quota:       newQuotaLedger(),
-		idempotency: newIdempotencyStore(cfg.IdempotencyTTL, cfg.IdempotencyMaxEntries),
-		instance:    hex.EncodeToString(instance),
+		cfg:      cfg,
+		log:      log,
+		verifier: tokens.NewVerifier(cfg.SigningKey, cfg.Now, cfg.Leeway),
+		faults:   newFaultInjector(faults, cfg.Random),
+		admin:    newAdminGuard(cfg.AdminToken, log),
+		store:    &store{client: cfg.Redis, prefix: cfg.KeyPrefix, ttl: cfg.IdempotencyTTL},
+		instance: hex.EncodeToString(instance),
 		messagesAccepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "refsvc_endpoint_messages_accepted_total",
 			Help: "Messages accepted (counted once per batch, not again on replays).",
@@ -192,23 +187,7 @@ func New(cfg Config, reg prometheus.Registerer, log *zap.Logger) (*Endpoint, err
 			Buckets: prometheus.ExponentialBuckets(1, 4, 7),
 		}),
 	}
-	if cfg.JournalPath != "" {
-		if e.journal, err = openJournal(cfg.JournalPath, e); err != nil {
-			return nil, err
-		}
-		log.Info("journal replayed", zap.String("path", cfg.JournalPath), zap.Int64("last_batch_number", e.batchNumber.Load()),
-			zap.Int("idempotency_entries", e.idempotency.len()), zap.Int("tokens_with_quota_use", e.quota.tokens()))
-	}
-	reg.MustRegister(e.messagesAccepted, e.batchesAccepted, e.replays, e.rejected, e.injected, e.batchSize,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "refsvc_endpoint_idempotency_entries",
-			Help: "Accepted batches kept for idempotent replay.",
-		}, func() float64 { return float64(e.idempotency.len()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "refsvc_endpoint_quota_tokens",
-			Help: "Tokens whose quota use is being tracked.",
-		}, func() float64 { return float64(e.quota.tokens()) }),
-	)
+	reg.MustRegister(e.messagesAccepted, e.batchesAccepted, e.replays, e.rejected, e.injected, e.batchSize)
 	return e, nil
 }
 
@@ -221,7 +200,7 @@ func NewHandler(cfg Config, reg *prometheus.Registry, log *zap.Logger) (http.Han
 	}
 	mux := http.NewServeMux()
 	e.Register(mux)
-	httpx.HandleHealth(mux, "endpoint", e.cfg.Now())
+	httpx.HandleHealth(mux, "endpoint", e.cfg.Now(), httpx.Dependency{Name: "store", Check: e.store.check})
 	httpx.HandleMetrics(mux, reg)
 	return httpx.Instrument(mux, reg, log), e, nil
 }
@@ -272,35 +251,14 @@ func (e *Endpoint) HandleBatch(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%s header is %d bytes; at most %d are allowed", endpointapi.IdempotencyKeyHeader, len(key), maxIdempotencyKeyLen))
 		return
 	}
-	var scopedKey string
-	fingerprint := sha256.Sum256(body)
-	if key != "" {
-		// Keys are per client: another client's batch id must not collide.
-		scopedKey = claims.Subject + "\x00" + key
-		stored, err := e.idempotency.begin(r.Context(), scopedKey, fingerprint, e.cfg.Now())
-		switch {
-		case errors.Is(err, errKeyReused):
-			e.rejectRequest(w, http.StatusUnprocessableEntity, "idempotency_key_reused", err.Error())
-			return
-		case err != nil:
-			return // the client gave up while an earlier request with its key was in flight
-		case stored != nil:
-			e.replays.Inc()
-			w.Header().Set(endpointapi.ReplayedHeader, "true")
-			httpx.WriteJSONBytes(w, http.StatusOK, stored)
-			return
-		}
-	}
-
-	response, ok := e.accept(w, claims, req, scopedKey, fingerprint)
-	if scopedKey != "" {
-		if ok {
-			e.idempotency.complete(scopedKey, response, e.cfg.Now())
-		} else {
-			e.idempotency.abandon(scopedKey)
-		}
-	}
+	response, replay, ok := e.accept(w, r, claims, req, body, key)
 	if !ok {
+		return
+	}
+	if replay {
+		e.replays.Inc()
+		w.Header().Set(endpointapi.ReplayedHeader, "true")
+		httpx.WriteJSONBytes(w, http.StatusOK, response)
 		return
 	}
 	if fault == lostResponseFault {
@@ -428,66 +386,79 @@ func (e *Endpoint) validateBatch(req incomingBatch) error {
 	return errors.Join(errs...)
 }
 
-// accept charges the batch to the token's quota, assigns its batch number and
-// sending ids and journals it, returning the encoded response.
-func (e *Endpoint) accept(w http.ResponseWriter, claims tokens.Claims, req incomingBatch, scopedKey string, fingerprint [32]byte) ([]byte, bool) {
-	n := int64(len(req.Messages))
-	now := e.cfg.Now()
-	used, ok := e.quota.consume(claims.ID, n, claims.Quota, claims.ExpiresAt.Time, now)
-	if !ok {
-		e.log.Info("quota exhausted", zap.String("jti", claims.ID), zap.Int64("quota", claims.Quota),
-			zap.Int64("used", used), zap.Int64("batch_messages", n))
-		e.rejectToken(w, "quota_exhausted", "quota exhausted")
-		return nil, false
+// accept has the store replay the batch's stored answer or accept it
+// (quota, batch number, run figures, answer kept for retries, in one atomic
+// step), and returns the encoded response. The store keeps only what the
+// response is built from: a replay's request has the same body (its
+// fingerprint is checked), so it rebuilds the same bytes.
+func (e *Endpoint) accept(w http.ResponseWriter, r *http.Request, claims tokens.Claims, req incomingBatch, body []byte, key string) (response []byte, replay, ok bool) {
+	a := acceptance{
+		fingerprint: sha256.Sum256(body),
+		tokenID:     claims.ID,
+		quota:       claims.Quota,
+		quotaTTL:    claims.ExpiresAt.Add(e.cfg.Leeway).Sub(e.cfg.Now()),
+		instance:    e.instance,
+		seqs:        make([]int64, len(req.Messages)),
 	}
-	number := e.batchNumber.Add(1)
-	resp := endpointapi.BatchResponse{BatchID: req.BatchID, BatchNumber: number, Results: make([]endpointapi.BatchResult, len(req.Messages))}
-	prefix := e.sendingIDPrefix(number)
 	for i, m := range req.Messages {
-		resp.Results[i] = endpointapi.BatchResult{
-			CorrelationID: m.CorrelationID,
-			Seq:           m.Seq,
-			SendingID:     prefix + strconv.Itoa(i),
-		}
+		a.seqs[i] = m.Seq
 	}
-	body, err := json.Marshal(resp)
+	if key != "" {
+		// Keys are per client: another client's batch id must not collide.
+		// The subject's length keeps "a:b"+"c" apart from "a"+"b:c".
+		a.scopedKey = strconv.Itoa(len(claims.Subject)) + ":" + claims.Subject + ":" + key
+		a.runID = runOfBatch(key)
+	}
+	v, err := e.store.accept(r.Context(), a)
 	if err != nil {
-		// Unreachable for these types; the quota stays charged, which errs on
-		// the side of refusing rather than over-accepting.
+		if r.Context().Err() != nil {
+			return nil, false, false // the client is gone
+		}
+		e.log.Error("store unavailable", zap.Error(err))
+		e.rejected.WithLabelValues("store_unavailable").Inc()
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteError(w, http.StatusServiceUnavailable, "store_unavailable", "the batch could not be recorded; retry")
+		return nil, false, false
+	}
+	switch v.outcome {
+	case keyReused:
+		e.rejectRequest(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
+			"this Idempotency-Key was already used with a different request body")
+		return nil, false, false
+	case quotaExhausted:
+		e.log.Info("quota exhausted", zap.String("jti", claims.ID), zap.Int64("quota", claims.Quota),
+			zap.Int64("used", v.quotaUsed), zap.Int64("batch_messages", int64(len(req.Messages))))
+		e.rejectToken(w, "quota_exhausted", "quota exhausted")
+		return nil, false, false
+	}
+	resp := endpointapi.BatchResponse{BatchID: req.BatchID, BatchNumber: v.batchNumber, Results: make([]endpointapi.BatchResult, len(req.Messages))}
+	prefix := sendingIDPrefix(v.instance, v.batchNumber)
+	for i, m := range req.Messages {
+		resp.Results[i] = endpointapi.BatchResult{CorrelationID: m.CorrelationID, Seq: m.Seq, SendingID: prefix + strconv.Itoa(i)}
+	}
+	response, err = json.Marshal(resp)
+	if err != nil {
+		// Unreachable for these types; a retry is answered from the store.
 		e.log.Error("encode batch response", zap.Error(err))
 		httpx.WriteError(w, http.StatusInternalServerError, "server_error", "response could not be encoded")
-		return nil, false
+		return nil, false, false
 	}
-	if e.journal != nil {
-		rec := journalRecord{AcceptedAt: now.UnixMilli(), BatchNumber: number, TokenID: claims.ID,
-			TokenExpiry: claims.ExpiresAt.Unix(), Messages: n}
-		if scopedKey != "" {
-			rec.Key, rec.Fingerprint, rec.Response = scopedKey, fingerprint[:], body
-		}
-		if err := e.journal.append(rec); err != nil {
-			// Not journalled means not durably accepted: refuse, and let the
-			// client retry.
-			e.log.Error("journal batch", zap.Error(err))
-			httpx.WriteError(w, http.StatusInternalServerError, "server_error", "batch could not be recorded")
-			return nil, false
-		}
+	if v.outcome == accepted {
+		n := float64(len(req.Messages))
+		e.batchesAccepted.Inc()
+		e.messagesAccepted.Add(n)
+		e.batchSize.Observe(n)
 	}
-	e.batchesAccepted.Inc()
-	e.messagesAccepted.Add(float64(n))
-	e.batchSize.Observe(float64(n))
-	return body, true
+	return response, v.outcome == replayed, true
 }
 
 // sendingIDPrefix is "<instance>-<batch number>-"; the message's index in
 // the batch completes the id.
-func (e *Endpoint) sendingIDPrefix(batchNumber int64) string {
-	return e.instance + "-" + strconv.FormatInt(batchNumber, 10) + "-"
+func sendingIDPrefix(instance string, batchNumber int64) string {
+	return instance + "-" + strconv.FormatInt(batchNumber, 10) + "-"
 }
 
-// Close releases the journal; call it after the server has stopped.
+// Close releases the Redis client; call it after the server has stopped.
 func (e *Endpoint) Close() error {
-	if e.journal == nil {
-		return nil
-	}
-	return e.journal.close()
+	return e.store.client.Close()
 }

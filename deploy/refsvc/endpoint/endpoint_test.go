@@ -7,15 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/flowproof/flowproof/deploy/refsvc/tokens"
@@ -47,10 +47,14 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	return newHarnessAt(t, cfg, harnessStart)
 }
 
-// newHarnessAt starts an endpoint whose clock reads now.
+// newHarnessAt starts an endpoint whose clock reads now, with a Redis of
+// its own unless cfg names one.
 func newHarnessAt(t *testing.T, cfg Config, now time.Time) *harness {
 	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), now: now}
+	if cfg.Redis == nil {
+		cfg.Redis = redisClient(miniredis.RunT(t))
+	}
 	cfg.SigningKey = testKey
 	if cfg.AdminToken == "" {
 		cfg.AdminToken = testAdminToken
@@ -63,8 +67,17 @@ func newHarnessAt(t *testing.T, cfg Config, now time.Time) *harness {
 	}
 	h.ep = ep
 	h.server = httptest.NewServer(handler)
-	t.Cleanup(h.server.Close)
+	t.Cleanup(func() {
+		h.server.Close()
+		_ = ep.Close()
+	})
 	return h
+}
+
+// redisClient is a client of the in-process Redis of a unit test; the
+// integration tests use the stack's real Redis.
+func redisClient(mr *miniredis.Miniredis) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: mr.Addr()})
 }
 
 func (h *harness) clock() time.Time {
@@ -596,71 +609,94 @@ func TestLostResponseIsRecoveredByIdempotentRetry(t *testing.T) {
 	}
 }
 
-func TestIdempotencyStoreEvictsExpiredAndOldest(t *testing.T) {
-	s := newIdempotencyStore(time.Minute, 2)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	ctx := t.Context()
-	store := func(key string, at time.Time) {
-		if stored, err := s.begin(ctx, key, [32]byte{1}, at); stored != nil || err != nil {
-			t.Fatalf("begin(%s) = %q, %v; want ownership", key, stored, err)
+func TestStoredAnswersAndQuotaExpire(t *testing.T) {
+	mr := miniredis.RunT(t)
+	h := newHarness(t, Config{Redis: redisClient(mr), IdempotencyTTL: time.Hour})
+	token := h.token(t, 2*time.Hour, 1000)
+	body := runBatchBody(t, "", "run-p0-o0-9", 10)
+	first := h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "run-p0-o0-9").batch(t)
+	for key, want := range map[string]time.Duration{
+		DefaultKeyPrefix + "idempotency:9:flowproof:run-p0-o0-9": time.Hour,
+		DefaultKeyPrefix + "run:run:figures":                     time.Hour,
+		DefaultKeyPrefix + "run:run:seen":                        time.Hour,
+		DefaultKeyPrefix + "quota:" + tokenID(t, token):          2 * time.Hour,
+	} {
+		if got := mr.TTL(key); got != want {
+			t.Errorf("ttl of %q = %s, want %s (keys: %q)", key, got, want, mr.Keys())
 		}
-		s.complete(key, []byte(key), at)
 	}
-	stored := func(key string, at time.Time) bool {
-		got, err := s.begin(ctx, key, [32]byte{1}, at)
-		if err != nil {
-			t.Fatal(err)
+	// The batch number is the one key without a ttl: one per store.
+	for _, key := range mr.Keys() {
+		if mr.TTL(key) == 0 && key != DefaultKeyPrefix+"batch-number" {
+			t.Errorf("key %q has no ttl", key)
 		}
-		if got == nil {
-			s.abandon(key)
-			return false
-		}
-		return true
 	}
-	store("a", now)
-	store("b", now.Add(time.Second))
-	store("c", now.Add(2*time.Second)) // over 2 entries: "a" goes
-	if stored("a", now.Add(3*time.Second)) || !stored("b", now.Add(3*time.Second)) || !stored("c", now.Add(3*time.Second)) {
-		t.Fatal("oldest entry was not evicted first")
+	mr.FastForward(time.Hour + time.Second)
+	again := h.post(t, token, body, endpointapi.IdempotencyKeyHeader, "run-p0-o0-9")
+	if again.header.Get(endpointapi.ReplayedHeader) != "" || again.batch(t).BatchNumber == first.BatchNumber {
+		t.Fatal("a retry after the ttl was replayed; the stored answer outlived its ttl")
 	}
-	if stored("b", now.Add(time.Minute+2*time.Second)) {
-		t.Fatal("entry outlived its ttl")
+}
+
+// tokenID is the jti of a signed token.
+func tokenID(t *testing.T, token string) string {
+	t.Helper()
+	claims, err := tokens.NewVerifier(testKey, func() time.Time { return harnessStart }, 0).Verify(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return claims.ID
+}
+
+func TestStoreOutageRefusesBatchesAndDegradesHealth(t *testing.T) {
+	mr := miniredis.RunT(t)
+	h := newHarness(t, Config{Redis: redisClient(mr)})
+	token := h.token(t, time.Hour, 1000)
+	if r := h.do(t, http.MethodGet, refsvcapi.HealthPath, nil); r.status != http.StatusOK || !bytes.Contains(r.body, []byte(`"name":"store","healthy":true`)) {
+		t.Fatalf("health with the store up: %d %s", r.status, r.body)
+	}
+	mr.Close()
+	r := h.post(t, token, batchBody(t, "b", 1), endpointapi.IdempotencyKeyHeader, "b")
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("batch with the store down: %d %s, want 503 with Retry-After", r.status, r.body)
+	}
+	health := h.do(t, http.MethodGet, refsvcapi.HealthPath, nil)
+	var answer refsvcapi.Health
+	if err := json.Unmarshal(health.body, &answer); err != nil {
+		t.Fatal(err)
+	}
+	if health.status != http.StatusServiceUnavailable || answer.Status != "degraded" || len(answer.Dependencies) != 1 ||
+		answer.Dependencies[0].Healthy || !strings.Contains(answer.Dependencies[0].Detail, "redis") {
+		t.Fatalf("health with the store down: %d %s", health.status, health.body)
+	}
+	if got := h.metric(t, "refsvc_endpoint_messages_accepted_total", nil); got != 0 {
+		t.Fatalf("messages accepted = %v, want 0", got)
 	}
 }
 
 func TestConfigIsValidated(t *testing.T) {
 	_, err := New(Config{SigningKey: []byte("short"), MaxBatchMessages: -1, Faults: endpointapi.Faults{ErrorRate: 2}}, prometheus.NewRegistry(), zap.NewNop())
-	if err == nil || !strings.Contains(err.Error(), "signing key is 5 bytes") || !strings.Contains(err.Error(), "max batch messages") {
+	if err == nil || !strings.Contains(err.Error(), "signing key is 5 bytes") || !strings.Contains(err.Error(), "max batch messages") ||
+		!strings.Contains(err.Error(), "Redis client is required") {
 		t.Fatalf("config error = %v", err)
 	}
-	_, err = New(Config{SigningKey: testKey, Faults: endpointapi.Faults{ErrorRate: 2}}, prometheus.NewRegistry(), zap.NewNop())
+	_, err = New(Config{SigningKey: testKey, Redis: redisClient(miniredis.RunT(t)), Faults: endpointapi.Faults{ErrorRate: 2}}, prometheus.NewRegistry(), zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "error_rate must be between 0 and 1") {
 		t.Fatalf("faults error = %v", err)
 	}
 }
 
-func TestJournalCarriesStateAcrossRestarts(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "endpoint.journal")
-	first := newHarness(t, Config{JournalPath: path})
+func TestStateSurvivesARestart(t *testing.T) {
+	mr := miniredis.RunT(t)
+	first := newHarness(t, Config{Redis: redisClient(mr)})
 	token := first.token(t, time.Hour, 150)
 	body := batchBody(t, "kept", 100)
 	accepted := first.post(t, token, body, endpointapi.IdempotencyKeyHeader, "kept")
 	firstBatch := accepted.batch(t)
 	first.server.Close()
-	if err := first.ep.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// A kill in the middle of a write leaves a partial last line.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.WriteString(`{"accepted_at_ms":17`)
-	_ = f.Close()
 
-	second := newHarnessAt(t, Config{JournalPath: path}, harnessStart.Add(time.Minute))
-	t.Cleanup(func() { _ = second.ep.Close() })
-	// The retry is answered from before the restart...
+	second := newHarnessAt(t, Config{Redis: redisClient(mr)}, harnessStart.Add(time.Minute))
+	// The retry is answered from before the restart, byte for byte...
 	if r := second.post(t, token, body, endpointapi.IdempotencyKeyHeader, "kept"); !bytes.Equal(r.body, accepted.body) {
 		t.Fatalf("replay after restart: %d %s, want %s", r.status, r.body, accepted.body)
 	}
@@ -669,29 +705,7 @@ func TestJournalCarriesStateAcrossRestarts(t *testing.T) {
 		t.Fatalf("quota after restart: %d, want 401", r.status)
 	}
 	// ...and batch numbers go on.
-	if next := second.post(t, token, batchBody(t, "next", 50)).batch(t); next.BatchNumber <= firstBatch.BatchNumber {
-		t.Fatalf("batch number %d after restart, want above %d", next.BatchNumber, firstBatch.BatchNumber)
-	}
-	second.server.Close()
-	if err := second.ep.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	// Once the token and the idempotency entries have expired, a restart
-	// compacts them away but keeps counting.
-	later := harnessStart.Add(3 * time.Hour)
-	third := newHarnessAt(t, Config{JournalPath: path}, later)
-	_ = third.ep.Close()
-	fourth := newHarnessAt(t, Config{JournalPath: path}, later)
-	t.Cleanup(func() { _ = fourth.ep.Close() })
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if lines := bytes.Count(raw, []byte("\n")); lines != 1 {
-		t.Fatalf("compacted journal has %d lines, want 1:\n%s", lines, raw)
-	}
-	if next := fourth.post(t, fourth.token(t, time.Hour, 10), batchBody(t, "later", 1)).batch(t); next.BatchNumber != firstBatch.BatchNumber+2 {
-		t.Fatalf("batch number %d after compaction, want %d", next.BatchNumber, firstBatch.BatchNumber+2)
+	if next := second.post(t, token, batchBody(t, "next", 50)).batch(t); next.BatchNumber != firstBatch.BatchNumber+1 {
+		t.Fatalf("batch number %d after restart, want %d", next.BatchNumber, firstBatch.BatchNumber+1)
 	}
 }

@@ -69,13 +69,29 @@ func TestRunStatsCountTheRunsAcceptedSeqs(t *testing.T) {
 	}
 }
 
-func TestRunStatsSayWhenTheStoreMayHaveForgotten(t *testing.T) {
-	h := newHarness(t, Config{IdempotencyMaxEntries: 2})
+func TestRunStatsSayWhenSeqsWereNotCounted(t *testing.T) {
+	h := newHarness(t, Config{})
 	token := h.token(t, time.Hour, 1000)
-	for _, id := range []string{"r-p0-o0-0", "r-p0-o1-1", "r-p0-o2-2"} {
-		h.post(t, token, seqBatch(t, id, 1), endpointapi.IdempotencyKeyHeader, id).batch(t)
+	h.post(t, token, seqBatch(t, "r-p0-o0-1", 1, maxCountedSeq), endpointapi.IdempotencyKeyHeader, "r-p0-o0-1").batch(t)
+	if got := h.runStats(t, "r"); got.Complete || got.AcceptedMessages != 2 || got.UniqueSeqs != 1 {
+		t.Errorf("a seq beyond the bitmap: %+v, want incomplete figures", got)
 	}
-	if got := h.runStats(t, "r"); got.Complete {
-		t.Errorf("full store: %+v", got)
+}
+
+func TestRunOfBatch(t *testing.T) {
+	for batchID, want := range map[string]string{
+		"run-1-p0-o0-2":          "run-1",
+		"run-1-p12-o100-199":     "run-1",
+		"a-p1-o2-3-p4-o5-6":      "a-p1-o2-3",
+		"run-1-p-o0-0":           "",
+		"run-1-p0-o9-x":          "",
+		"run-1-p0-o-1":           "",
+		"-p0-o0-0":               "",
+		"plain-batch":            "",
+		"flowproof-x-p3-o7-7-p0": "",
+	} {
+		if got := runOfBatch(batchID); got != want {
+			t.Errorf("runOfBatch(%q) = %q, want %q", batchID, got, want)
+		}
 	}
 }

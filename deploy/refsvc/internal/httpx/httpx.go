@@ -56,15 +56,49 @@ func WriteError(w http.ResponseWriter, status int, code, description string) {
 	WriteJSON(w, status, refsvcapi.ErrorResponse{Error: code, ErrorDescription: description})
 }
 
-// HandleHealth adds GET /healthz, answering 200 while the process serves.
-func HandleHealth(mux *http.ServeMux, service string, started time.Time) {
-	mux.HandleFunc("GET "+refsvcapi.HealthPath, func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, refsvcapi.Health{
+// Dependency is something a service needs to do its work; Check says how
+// it answered, or why not. Its detail and error must name no credential.
+type Dependency struct {
+	Name  string
+	Check func(ctx context.Context) (detail string, err error)
+}
+
+// dependencyCheckTimeout bounds each dependency's check, so that a health
+// request is answered even when a dependency hangs.
+const dependencyCheckTimeout = 3 * time.Second
+
+// HandleHealth adds GET /healthz: 200 while the process serves and every
+// dependency answers, 503 (status "degraded") when one does not, each
+// dependency's answer in the body.
+func HandleHealth(mux *http.ServeMux, service string, started time.Time, deps ...Dependency) {
+	mux.HandleFunc("GET "+refsvcapi.HealthPath, func(w http.ResponseWriter, r *http.Request) {
+		health := refsvcapi.Health{
 			Status:        "ok",
 			Service:       service,
 			UptimeSeconds: int64(time.Since(started).Seconds()),
-		})
+		}
+		status := http.StatusOK
+		for _, dep := range deps {
+			answer := checkDependency(r.Context(), dep)
+			if !answer.Healthy {
+				health.Status, status = "degraded", http.StatusServiceUnavailable
+			}
+			health.Dependencies = append(health.Dependencies, answer)
+		}
+		WriteJSON(w, status, health)
 	})
+}
+
+func checkDependency(ctx context.Context, dep Dependency) refsvcapi.DependencyHealth {
+	ctx, cancel := context.WithTimeout(ctx, dependencyCheckTimeout)
+	defer cancel()
+	start := time.Now()
+	detail, err := dep.Check(ctx)
+	answer := refsvcapi.DependencyHealth{Name: dep.Name, Healthy: err == nil, Detail: detail, LatencyMillis: time.Since(start).Milliseconds()}
+	if err != nil {
+		answer.Detail = err.Error()
+	}
+	return answer
 }
 
 // HandleMetrics adds GET /metrics for reg.
