@@ -27,20 +27,11 @@ type sweepRun struct {
 	owner kafkaadmin.Owner
 }
 
-func sweepNames(run string) activities.RunNames {
-	p := "flowproof." + run + "."
-	return activities.RunNames{
-		RunID: run, RawTopic: p + "raw", EnrichedTopic: p + "enriched", ResponsesTopic: p + "responses",
-		FinalTopic: p + "final", LedgerTopic: p + "ledger", AcceptedTopic: p + "accepted",
-		EnrichGroup: p + "enrich", DeliverGroup: p + "deliver", SplitGroup: p + "split",
-	}
-}
-
 // prepareSweepRun creates run's topics as its workflow's Prepare would,
 // and deletes whatever is left of them when the test ends.
 func prepareSweepRun(t *testing.T, conn *kafkaeos.Conn, run string, owner kafkaadmin.Owner) sweepRun {
 	t.Helper()
-	names := sweepNames(run)
+	names := activities.RunNamesOf(run)
 	t.Cleanup(func() { _, _ = conn.Admin.DeleteTopics(context.Background(), names.Topics()...) })
 	in := kafkaadmin.PrepareTopicsInput{Names: names, Partitions: 1, ReplicationFactor: 3, Owner: owner}
 	if _, err := kafkaadmin.CreateRunTopics(context.Background(), conn, in, log.NewStructuredLogger(slog.New(slog.DiscardHandler))); err != nil {

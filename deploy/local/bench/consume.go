@@ -41,7 +41,7 @@ const verifyIdleTimeout = 10 * time.Second
 // ConsumerPerformance (read_committed, a group of its own each round),
 // reading the same final topic of s.records final-contract records.
 func (b *bench) consumers(ctx context.Context) error {
-	names := runNames(b.runID + "-verify")
+	names := activities.RunNamesOf(b.runID + "-verify")
 	b.cluster.track(names.Topics()...)
 	fmt.Printf("\n== consumers: filling %s with %d final records\n", names.FinalTopic, b.s.records)
 	if _, err := kafkaadmin.CreateRunTopics(ctx, b.kafka, kafkaadmin.PrepareTopicsInput{Names: names, Partitions: b.s.partitions, ReplicationFactor: 3}, report.Log); err != nil {

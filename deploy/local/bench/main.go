@@ -242,23 +242,6 @@ type bench struct {
 	othersStart, othersEnd string
 }
 
-// runNames are the pipeline's topic names (docs/message-contract.md) for a
-// benchmark run id.
-func runNames(runID string) activities.RunNames {
-	prefix := "flowproof." + runID + "."
-	return activities.RunNames{
-		RunID:          runID,
-		RawTopic:       prefix + "raw",
-		EnrichedTopic:  prefix + "enriched",
-		ResponsesTopic: prefix + "responses",
-		FinalTopic:     prefix + "final",
-		LedgerTopic:    prefix + "ledger",
-		EnrichGroup:    prefix + "enrich",
-		DeliverGroup:   prefix + "deliver",
-		SplitGroup:     prefix + "split",
-	}
-}
-
 // loadAverage is the 1, 5 and 15 minute load averages, or "unknown".
 func loadAverage() string {
 	fs, err := procfs.NewDefaultFS()

@@ -119,7 +119,7 @@ func (b *bench) producers(ctx context.Context) error {
 // chunks of chunkSize, concurrency at a time and unthrottled, into a fresh
 // run's raw topic, and deletes the run's topics afterwards.
 func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSize, concurrency int) (producerFigures, error) {
-	names := runNames(fmt.Sprintf("%s-produce-%s", b.runID, label))
+	names := activities.RunNamesOf(fmt.Sprintf("%s-produce-%s", b.runID, label))
 	b.cluster.track(names.Topics()...)
 	if _, err := kafkaadmin.CreateRunTopics(ctx, b.kafka, kafkaadmin.PrepareTopicsInput{Names: names, Partitions: b.s.partitions, ReplicationFactor: 3}, report.Log); err != nil {
 		return producerFigures{}, fmt.Errorf("prepare topics of %s: %w", names.RunID, err)
