@@ -99,7 +99,7 @@ func TestCleanupRemovesOnlyFinishedRuns(t *testing.T) {
 	runningID := prefix + "-running"
 	running := prepareSweepRun(t, conn, prefix+"-running",
 		kafkaadmin.Owner{Namespace: "default", WorkflowID: runningID, FirstRunID: startParked(t, c, runningID).GetRunID()})
-	ownerless := sweepNames(prefix + "-ownerless")
+	ownerless := activities.RunNamesOf(prefix + "-ownerless")
 	for _, topic := range []string{ownerless.LedgerTopic, ownerless.RawTopic} {
 		if _, err := conn.Admin.CreateTopic(ctx, 1, 3, nil, topic); err != nil {
 			t.Fatal(err)
