@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,7 @@ func (a *app) startCommand() *cobra.Command {
 func (a *app) runCommand() *cobra.Command {
 	var f startFlags
 	var lineEvery time.Duration
+	var resultFile string
 	cmd := &cobra.Command{
 		Use:   "run [flags]",
 		Short: "Start a PipelineWorkflow, follow its progress and print its result",
@@ -110,6 +112,11 @@ Interrupting run (Ctrl-C) stops following; the workflow keeps running.`,
 					Metrics: workflows.Metrics{RunID: ran.RunID, Messages: ran.Messages, FailureMessage: workflowFailure(err)},
 				}
 			}
+			if resultFile != "" {
+				if err := writeResultFile(resultFile, result); err != nil {
+					return err
+				}
+			}
 			if f.json {
 				if err := writeJSON(a.stdout, result); err != nil {
 					return err
@@ -125,6 +132,7 @@ Interrupting run (Ctrl-C) stops following; the workflow keeps running.`,
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the PipelineResult as one JSON document on stdout")
+	cmd.Flags().StringVar(&resultFile, "result-file", "", "also write the PipelineResult as JSON to this file (as --json prints it), whatever stdout shows")
 	cmd.Flags().DurationVar(&lineEvery, "progress-every", 10*time.Second, "how often a progress line is printed when stderr is not a terminal")
 	return cmd
 }
@@ -380,6 +388,17 @@ func (r statusReport) print(w io.Writer) {
 		fmt.Fprintln(w)
 		printResult(w, *r.Result)
 	}
+}
+
+func writeResultFile(path string, result workflows.PipelineResult) error {
+	var buf bytes.Buffer
+	if err := writeJSON(&buf, result); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("--result-file: %w", err)
+	}
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {

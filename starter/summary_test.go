@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,5 +37,27 @@ func TestSummaryPrintsTheHopTable(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q", want)
 		}
+	}
+}
+
+func TestWriteResultFileWritesWhatJSONPrints(t *testing.T) {
+	result := workflows.PipelineResult{Status: workflows.StatusSucceeded, Metrics: workflows.Metrics{RunID: "r1", Messages: 1000, Verified: 1000}}
+	path := filepath.Join(t.TempDir(), "result.json")
+	if err := writeResultFile(path, result); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var printed bytes.Buffer
+	if err := writeJSON(&printed, result); err != nil {
+		t.Fatal(err)
+	}
+	if string(raw) != printed.String() {
+		t.Errorf("file holds\n%s\nwant what --json prints:\n%s", raw, printed.String())
+	}
+	if err := writeResultFile(filepath.Join(t.TempDir(), "missing", "result.json"), result); err == nil || !strings.Contains(err.Error(), "--result-file") {
+		t.Errorf("unwritable path gave %v, want an error naming --result-file", err)
 	}
 }

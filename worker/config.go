@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -44,6 +45,7 @@ const (
 	envMaxActivities    = "FLOWPROOF_WORKER_MAX_ACTIVITIES"
 	envMaxWorkflowTasks = "FLOWPROOF_WORKER_MAX_WORKFLOW_TASKS"
 	envMetricsAddr      = "FLOWPROOF_WORKER_METRICS_ADDR"
+	envPprof            = "FLOWPROOF_WORKER_PPROF"
 	envLogFormat        = "FLOWPROOF_LOG_FORMAT"
 	envLogLevel         = "FLOWPROOF_LOG_LEVEL"
 )
@@ -73,8 +75,12 @@ type config struct {
 	stopTimeout      time.Duration
 
 	metricsAddr string
-	logFormat   string
-	logLevel    string
+	// pprof serves Go's profiles under /debug/pprof/ next to /metrics;
+	// only on a loopback metrics address, since they show the worker's
+	// memory and goroutines to whoever can connect.
+	pprof     bool
+	logFormat string
+	logLevel  string
 
 	showVersion bool // -version: print the build and exit
 }
@@ -152,6 +158,11 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	}
 	fs.IntVar(&cfg.maxActivities, "max-concurrent-activities", maxActivities, "activities this worker runs at once ($"+envMaxActivities+")")
 	fs.IntVar(&cfg.maxWorkflowTasks, "max-concurrent-workflow-tasks", maxWorkflowTasks, "workflow tasks this worker runs at once ($"+envMaxWorkflowTasks+")")
+	pprof, err := envBool(getenv, envPprof)
+	if err != nil {
+		return config{}, err
+	}
+	fs.BoolVar(&cfg.pprof, "pprof", pprof, "also serve Go's profiles at /debug/pprof/ on the metrics address, which must then be a loopback one ($"+envPprof+")")
 	fs.BoolVar(&cfg.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil || cfg.showVersion {
 		if err == nil || errors.Is(err, flag.ErrHelp) {
@@ -172,25 +183,8 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 			return config{}, usagef("%s: %w", name, err)
 		}
 	}
-	if cfg.taskQueue == "" {
-		return config{}, usagef("-task-queue: must not be empty")
-	}
-	if cfg.tokenClientID == "" {
-		return config{}, usagef("-token-client-id: must not be empty")
-	}
-	if cfg.maxActivities < 1 {
-		return config{}, usagef("-max-concurrent-activities: must be at least 1, got %d", cfg.maxActivities)
-	}
-	if cfg.maxWorkflowTasks < 2 {
-		// The SDK needs two slots: one for the sticky and one for the
-		// normal workflow task queue.
-		return config{}, usagef("-max-concurrent-workflow-tasks: must be at least 2, got %d", cfg.maxWorkflowTasks)
-	}
-	if cfg.stopTimeout < 0 {
-		return config{}, usagef("-stop-timeout: must not be negative, got %s", cfg.stopTimeout)
-	}
-	if cfg.logFormat != "json" && cfg.logFormat != "console" {
-		return config{}, usagef("-log-format: want json or console, got %q", cfg.logFormat)
+	if err := cfg.checkSettings(); err != nil {
+		return config{}, err
 	}
 
 	secret, err := tokenClientSecret(getenv, cfg.tokenURL)
@@ -203,6 +197,34 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		return config{}, err
 	}
 	return cfg, nil
+}
+
+// checkSettings checks the settings that need no I/O to be judged.
+func (cfg config) checkSettings() error {
+	if cfg.taskQueue == "" {
+		return usagef("-task-queue: must not be empty")
+	}
+	if cfg.tokenClientID == "" {
+		return usagef("-token-client-id: must not be empty")
+	}
+	if cfg.maxActivities < 1 {
+		return usagef("-max-concurrent-activities: must be at least 1, got %d", cfg.maxActivities)
+	}
+	if cfg.maxWorkflowTasks < 2 {
+		// The SDK needs two slots: one for the sticky and one for the
+		// normal workflow task queue.
+		return usagef("-max-concurrent-workflow-tasks: must be at least 2, got %d", cfg.maxWorkflowTasks)
+	}
+	if cfg.stopTimeout < 0 {
+		return usagef("-stop-timeout: must not be negative, got %s", cfg.stopTimeout)
+	}
+	if cfg.pprof && !isLoopbackAddr(cfg.metricsAddr) {
+		return usagef("-pprof: the metrics address must be a loopback one (127.0.0.1:port or [::1]:port), got %q", cfg.metricsAddr)
+	}
+	if cfg.logFormat != "json" && cfg.logFormat != "console" {
+		return usagef("-log-format: want json or console, got %q", cfg.logFormat)
+	}
+	return nil
 }
 
 // tokenClientSecret reads the token client's secret. Without one, the
@@ -390,6 +412,17 @@ func envInt(getenv func(string) string, key string, fallback int) (int, error) {
 		return 0, usagef("%s: want an integer, got %q", key, v)
 	}
 	return n, nil
+}
+
+// isLoopbackAddr reports whether host:port names a loopback IP; a name
+// such as localhost does not count, since it resolves at listen time.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func envBool(getenv func(string) string, key string) (bool, error) {

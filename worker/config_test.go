@@ -106,6 +106,9 @@ func TestParseConfigRejectsInvalidInputNamingTheField(t *testing.T) {
 		{"sasl without password", nil, map[string]string{envKafkaSASLMechanism: "PLAIN", envKafkaSASLUser: "u"}, envKafkaSASLPassword},
 		{"sasl unknown", nil, map[string]string{envKafkaSASLMechanism: "GSSAPI", envKafkaSASLUser: "u", envKafkaSASLPassword: "p"}, "GSSAPI"},
 		{"tls flag", nil, map[string]string{envKafkaTLS: "yes please"}, envKafkaTLS},
+		{"pprof beyond loopback", []string{"-pprof", "-metrics-addr", "0.0.0.0:19464"}, nil, "-pprof"},
+		{"pprof on a host name", nil, map[string]string{envPprof: "1", envMetricsAddr: "localhost:19464"}, "-pprof"},
+		{"pprof without metrics", []string{"-pprof", "-metrics-addr", ""}, nil, "-pprof"},
 		{"ca without tls", nil, map[string]string{envKafkaTLSCAFile: "/ca.pem"}, envKafkaTLS + "=1"},
 	}
 	for _, tc := range cases {

@@ -94,7 +94,7 @@ func serve(cfg config, logger *zap.Logger) error {
 	sdkMetrics := newSDKMetrics()
 	var metrics *metricsServer
 	if cfg.metricsAddr != "" {
-		metrics, err = startMetricsServer(cfg.metricsAddr, sdkMetrics, logger.Named("metrics"))
+		metrics, err = startMetricsServer(cfg.metricsAddr, sdkMetrics, cfg.pprof, logger.Named("metrics"))
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -307,7 +308,9 @@ type metricsServer struct {
 	listener net.Listener
 }
 
-func startMetricsServer(addr string, sdk *sdkMetrics, log *zap.Logger) (*metricsServer, error) {
+// startMetricsServer serves /metrics on addr, and with withPprof Go's
+// profiles under /debug/pprof/ (parseConfig allows that on loopback only).
+func startMetricsServer(addr string, sdk *sdkMetrics, withPprof bool, log *zap.Logger) (*metricsServer, error) {
 	registry := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{
 		sdk,
@@ -327,6 +330,13 @@ func startMetricsServer(addr string, sdk *sdkMetrics, log *zap.Logger) (*metrics
 		ErrorLog:      zap.NewStdLog(log),
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {

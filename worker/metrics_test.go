@@ -126,7 +126,7 @@ func TestLabelSetDropsEmptyValuesAndSanitizesNames(t *testing.T) {
 func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
 	m := newSDKMetrics()
 	m.Handler().Counter("temporal_workflow_completed").Inc(1)
-	server, err := startMetricsServer("127.0.0.1:0", m, zap.NewNop())
+	server, err := startMetricsServer("127.0.0.1:0", m, false, zap.NewNop())
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -145,7 +145,35 @@ func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if _, err := startMetricsServer(strings.TrimPrefix(strings.TrimSuffix(server.URL(), "/metrics"), "http://"), newSDKMetrics(), zap.NewNop()); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
+	if _, err := startMetricsServer(strings.TrimPrefix(strings.TrimSuffix(server.URL(), "/metrics"), "http://"), newSDKMetrics(), false, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
 		t.Errorf("a second server on the same address gave %v", err)
 	}
+	if code := getStatus(t, strings.TrimSuffix(server.URL(), "/metrics")+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without -pprof: status %d, want 404", code)
+	}
+}
+
+func TestMetricsServerServesProfilesWithPprof(t *testing.T) {
+	server, err := startMetricsServer("127.0.0.1:0", newSDKMetrics(), true, zap.NewNop())
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer func() { _ = server.Shutdown(t.Context()) }()
+	base := strings.TrimSuffix(server.URL(), "/metrics")
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/profile?seconds=1"} {
+		if code := getStatus(t, base+path); code != http.StatusOK {
+			t.Errorf("%s: status %d, want 200", path, code)
+		}
+	}
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
 }

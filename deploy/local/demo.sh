@@ -3,6 +3,8 @@
 # the default pipeline (1,000,000 messages, or MESSAGES=n) to a verified
 # result, and print it. The stack stays up afterwards so the run can be
 # looked at in the Temporal UI (http://127.0.0.1:18233); `make down` stops it.
+# After the result comes what the run cost: CPU seconds and peak RSS per
+# component of the stack, and CPU per message (stackctl usage, from /proc).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,11 +20,23 @@ stop_worker() {
     bin/stackctl down --only worker || true
   fi
 }
-trap stop_worker EXIT
+usage_dir=$(mktemp -d)
+cleanup() {
+  rm -rf "$usage_dir"
+  stop_worker
+}
+trap cleanup EXIT
 bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}" --with-worker
 
 args=()
 if [ -n "${MESSAGES:-}" ]; then
   args+=(--messages "$MESSAGES")
 fi
-bin/starter run "${args[@]}" ${STARTER_FLAGS:-}
+# The snapshot resets the processes' peak RSS, so the report's peaks are the run's.
+bin/stackctl usage --json --reset-peak >"$usage_dir/before.json"
+status=0
+bin/starter run "${args[@]}" --result-file "$usage_dir/result.json" ${STARTER_FLAGS:-} || status=$?
+if [ -s "$usage_dir/result.json" ]; then
+  bin/stackctl usage --since "$usage_dir/before.json" --result "$usage_dir/result.json" || true
+fi
+exit "$status"

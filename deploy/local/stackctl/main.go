@@ -10,6 +10,8 @@
 //	stackctl logs [component]                            log file paths, or one log's tail
 //	stackctl kill PROCESS... [--json]                    SIGKILL single processes (fault drills)
 //	stackctl stop PROCESS... [--grace D] [--json]        SIGTERM single processes, SIGKILL after the grace
+//	stackctl usage [--json] [--reset-peak]               CPU seconds, RSS and peak RSS per process
+//	stackctl usage --since SNAPSHOT [--result RESULT]    what the stack spent since a saved snapshot (make demo's table)
 //	stackctl --version
 //
 // Everything binds to 127.0.0.1; data, logs and pid files live under
@@ -52,6 +54,7 @@ var commands = []command{
 	{"install", "", "Fetch or build what the components need into the cache, without starting them.", setupInstall},
 	{"kill", "PROCESS... [--json]", "SIGKILL processes of the stack (kafka-2, flink-taskmanager-1, worker, ...), as a crash would.", setupKill},
 	{"stop", "PROCESS... [--grace D] [--json]", "SIGTERM processes of the stack, SIGKILL after the grace; prints how long each took to exit.", setupStop},
+	{"usage", "[--json] [--reset-peak] [--since SNAPSHOT [--result RESULT]]", "CPU seconds, RSS and peak RSS of every process of the stack; with --since, what was spent since a saved snapshot.", setupUsage},
 	{"kafka-class", "MAIN-CLASS [args]", "Run a class from the stack's Kafka jars in the foreground.", setupKafkaClass},
 }
 

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/procfs"
+)
+
+// `stackctl usage` reads what the stack's processes have cost so far: CPU
+// seconds, resident and peak resident memory, each process identified
+// through its pid file as everywhere else in stackctl. A snapshot saved
+// with --json and handed back with --since turns two snapshots into the
+// cost of what ran between them (usage_report.go).
+
+// Process states in a snapshot.
+const (
+	stateRunning    = "running"
+	stateNotRunning = "not running"
+	stateStale      = "stale pid file"
+)
+
+// usageSnapshot is what `usage --json` prints and `usage --since` reads.
+type usageSnapshot struct {
+	TakenAt time.Time `json:"taken_at"`
+	// PeaksReset is set when taking the snapshot reset every process's
+	// peak RSS (--reset-peak): a later snapshot's peaks are then the peaks
+	// since this one, not since each process started.
+	PeaksReset bool           `json:"peaks_reset"`
+	Machine    machineUsage   `json:"machine"`
+	Processes  []processUsage `json:"processes"`
+}
+
+// machineUsage is the whole machine's CPU time since boot, so that a
+// report can say how much of the machine the stack had.
+type machineUsage struct {
+	CPUs        int        `json:"cpus"`
+	BusySeconds float64    `json:"busy_cpu_seconds"` // every state but idle and iowait
+	IdleSeconds float64    `json:"idle_cpu_seconds"`
+	LoadAverage [3]float64 `json:"load_average"`
+}
+
+// processUsage is one process of the stack at the snapshot.
+type processUsage struct {
+	Component  string `json:"component"`
+	Process    string `json:"process"`
+	State      string `json:"state"`
+	PID        int    `json:"pid,omitempty"`
+	StartTicks uint64 `json:"start_ticks,omitempty"` // field 22 of /proc/PID/stat: with PID, the process's identity
+	// CPUSeconds is user plus system time of all the process's threads,
+	// live and exited, and of the children it has waited for.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	RSSMiB     float64 `json:"rss_mib"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"` // VmHWM
+}
+
+// stackProcess is a process of the stack with the component it belongs to.
+type stackProcess struct{ component, process string }
+
+// usageProcesses lists the processes usage looks at, in start order: every
+// process of the core components, those of the optional ones that have a
+// pid file, and any other pid file in the run dir (a component this
+// stackctl does not know, such as one added by a newer version), as a
+// component of its own.
+func usageProcesses(s *stack) []stackProcess {
+	var list []stackProcess
+	seen := map[string]bool{}
+	add := func(component, process string) {
+		if !seen[process] {
+			seen[process] = true
+			list = append(list, stackProcess{component, process})
+		}
+	}
+	for _, c := range coreComponents() {
+		for _, p := range c.processes(s) {
+			add(c.name(), p)
+		}
+	}
+	for _, c := range optionalComponents() {
+		for _, p := range c.processes(s) {
+			if fileExists(s.pidFile(p)) {
+				add(c.name(), p)
+			}
+		}
+	}
+	others, _ := filepath.Glob(filepath.Join(s.dir, "run", "*.pid"))
+	slices.Sort(others)
+	for _, f := range others {
+		name := strings.TrimSuffix(filepath.Base(f), ".pid")
+		add(name, name)
+	}
+	return list
+}
+
+// takeUsage reads every process of the stack; resetPeaks then resets each
+// running process's peak RSS to its current RSS.
+func takeUsage(s *stack, resetPeaks bool) (usageSnapshot, error) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return usageSnapshot{}, fmt.Errorf("open /proc: %w", err)
+	}
+	snap := usageSnapshot{TakenAt: time.Now().UTC(), PeaksReset: resetPeaks}
+	if snap.Machine, err = readMachineUsage(fs); err != nil {
+		return usageSnapshot{}, err
+	}
+	for _, sp := range usageProcesses(s) {
+		u, err := readStackProcess(fs, s, sp)
+		if err != nil {
+			return usageSnapshot{}, err
+		}
+		if resetPeaks && u.State == stateRunning {
+			if err := resetPeakRSS(u.PID); err != nil {
+				return usageSnapshot{}, fmt.Errorf("%s: %w", sp.process, err)
+			}
+			u.PeakRSSMiB = u.RSSMiB
+		}
+		snap.Processes = append(snap.Processes, u)
+	}
+	return snap, nil
+}
+
+// readStackProcess reads one process named by its pid file; one that is
+// not running, or whose pid is another process's now, is reported as such.
+func readStackProcess(fs procfs.FS, s *stack, sp stackProcess) (processUsage, error) {
+	u := processUsage{Component: sp.component, Process: sp.process, State: stateNotRunning}
+	stat, err := findProcess(s.pidFile(sp.process))
+	var stale *staleError
+	switch {
+	case errors.As(err, &stale):
+		u.State = stateStale
+		return u, nil
+	case errors.Is(err, errNotRunning):
+		return u, nil
+	case err != nil:
+		return u, fmt.Errorf("%s: %w", sp.process, err)
+	}
+	proc, err := fs.Proc(stat.PID)
+	if err != nil {
+		return u, nil // exited since findProcess
+	}
+	read, err := readProcessUsage(proc)
+	// The pid may have been handed on between findProcess and the reads.
+	if err != nil || read.StartTicks != stat.Starttime {
+		return u, nil
+	}
+	read.Component, read.Process, read.State = sp.component, sp.process, stateRunning
+	return read, nil
+}
+
+// readProcessUsage reads /proc/PID/stat and /proc/PID/status. stat's
+// utime and stime of a process are the sums over its threads, the exited
+// ones included.
+func readProcessUsage(proc procfs.Proc) (processUsage, error) {
+	stat, err := proc.Stat()
+	if err != nil {
+		return processUsage{}, fmt.Errorf("read /proc/%d/stat: %w", proc.PID, err)
+	}
+	status, err := proc.NewStatus()
+	if err != nil {
+		return processUsage{}, fmt.Errorf("read /proc/%d/status: %w", proc.PID, err)
+	}
+	ticks := float64(stat.UTime+stat.STime) + float64(stat.CUTime+stat.CSTime)
+	return processUsage{
+		PID:        stat.PID,
+		StartTicks: stat.Starttime,
+		CPUSeconds: ticks / userHZ,
+		RSSMiB:     mib(status.VmRSS),
+		PeakRSSMiB: mib(status.VmHWM),
+	}, nil
+}
+
+// userHZ is the unit of /proc's CPU times, fixed at 100 for user space on
+// Linux whatever the kernel's own tick rate (procfs assumes the same).
+const userHZ = 100
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func readMachineUsage(fs procfs.FS) (machineUsage, error) {
+	st, err := fs.Stat()
+	if err != nil {
+		return machineUsage{}, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	load, err := fs.LoadAvg()
+	if err != nil {
+		return machineUsage{}, fmt.Errorf("read /proc/loadavg: %w", err)
+	}
+	c := st.CPUTotal
+	cpus := len(st.CPU)
+	if cpus == 0 {
+		cpus = runtime.NumCPU()
+	}
+	return machineUsage{
+		CPUs:        cpus,
+		BusySeconds: c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal,
+		IdleSeconds: c.Idle + c.Iowait,
+		LoadAverage: [3]float64{load.Load1, load.Load5, load.Load15},
+	}, nil
+}
+
+// resetPeakRSS makes the process's peak RSS (VmHWM) its current RSS
+// (proc(5), clear_refs "5"); nothing else about the process changes.
+func resetPeakRSS(pid int) error {
+	path := fmt.Sprintf("/proc/%d/clear_refs", pid)
+	if err := os.WriteFile(path, []byte("5"), 0); err != nil {
+		return fmt.Errorf("reset peak RSS: %w", err)
+	}
+	return nil
+}
+
+func readUsageSnapshot(path string) (usageSnapshot, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return usageSnapshot{}, fmt.Errorf("read usage snapshot: %w", err)
+	}
+	var snap usageSnapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		return usageSnapshot{}, fmt.Errorf("usage snapshot %s: %w", path, err)
+	}
+	if snap.TakenAt.IsZero() {
+		return usageSnapshot{}, fmt.Errorf("usage snapshot %s: no taken_at; write it with `stackctl usage --json`", path)
+	}
+	return snap, nil
+}
