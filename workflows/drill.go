@@ -192,7 +192,7 @@ func (d *drill) applyStep(ctx workflow.Context, step FaultStep) FaultOutcome {
 		outcome.Error = "sampling the run's progress: " + sampleErr.Error()
 		return outcome
 	}
-	rec := recoveryOf(during.Samples, report.InjectedAt, outcome.BaselinePerSecond, total)
+	rec := recoveryOf(during.Samples, report.InjectedAt, outcome.BaselinePerSecond, total, during.Ended)
 	outcome.Recovered, outcome.RecoverySeconds = rec.Recovered, rec.After.Seconds()
 	return outcome
 }

@@ -48,7 +48,7 @@ func TestRecoveryIsTheStartOfTheFirstWindowBackAtEightyPercent(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		counts = append(counts, int64(i*900))
 	}
-	rec := recoveryOf(samplesEvery(t0, time.Second, counts...), t0, 1000, 1_000_000)
+	rec := recoveryOf(samplesEvery(t0, time.Second, counts...), t0, 1000, 1_000_000, false)
 	require.True(t, rec.Recovered)
 	require.Equal(t, 7*time.Second, rec.After)
 
@@ -57,9 +57,9 @@ func TestRecoveryIsTheStartOfTheFirstWindowBackAtEightyPercent(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		slow = append(slow, int64(i*700))
 	}
-	require.False(t, recoveryOf(samplesEvery(t0, time.Second, slow...), t0, 1000, 1_000_000).Recovered)
+	require.False(t, recoveryOf(samplesEvery(t0, time.Second, slow...), t0, 1000, 1_000_000, false).Recovered)
 	// ... unless it completes: the stage is done.
-	rec = recoveryOf(samplesEvery(t0, time.Second, slow...), t0, 1000, 7000)
+	rec = recoveryOf(samplesEvery(t0, time.Second, slow...), t0, 1000, 7000, false)
 	require.True(t, rec.Recovered)
 	require.Equal(t, 10*time.Second, rec.After)
 }
@@ -75,7 +75,7 @@ func TestRecoveryCountsFromAnImpactThatComesLater(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		counts = append(counts, 5000+int64(i*1000))
 	}
-	rec := recoveryOf(samplesEvery(t0, time.Second, counts...), t0, 1000, 1_000_000)
+	rec := recoveryOf(samplesEvery(t0, time.Second, counts...), t0, 1000, 1_000_000, false)
 	require.True(t, rec.Recovered)
 	// The stall ends at 65 s; the 5 s from 64 s on average 800/s.
 	require.Equal(t, 64*time.Second, rec.After, "back when the stall ends, not at once because the first seconds still ran")
@@ -85,17 +85,25 @@ func TestRecoveryIsNotTheEndOfTheStage(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	// 1,000/s to the end; the last window is short of it.
 	counts := []int64{0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 7500}
-	rec := recoveryOf(samplesEvery(t0, time.Second, counts...), t0, 1000, 7500)
+	rec := recoveryOf(samplesEvery(t0, time.Second, counts...), t0, 1000, 7500, false)
 	require.True(t, rec.Recovered)
 	require.Zero(t, rec.After, "the stage ending is no dip")
+}
+
+func TestARunThatEndedIncompleteDidNotRecover(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	// Steady until the run failed (a lost Flink job) short of its total.
+	steady := samplesEvery(t0, time.Second, 0, 1000, 2000, 3000, 4000, 5000, 6000)
+	require.False(t, recoveryOf(steady, t0, 1000, 1_000_000, true).Recovered)
+	require.True(t, recoveryOf(steady, t0, 1000, 1_000_000, false).Recovered, "still running: it never fell")
 }
 
 func TestRecoveryIgnoresSamplesBeforeTheFault(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	samples := samplesEvery(t0.Add(-5*time.Second), time.Second, 0, 1000, 2000, 3000, 4000, 5000, 5000, 5000, 5000, 5000, 5000, 5000)
-	require.False(t, recoveryOf(samples, t0, 1000, 1_000_000).Recovered, "the fast samples before the fault must not count")
-	require.True(t, recoveryOf(samplesEvery(t0, time.Second, 0, 1000, 2000, 3000, 4000, 5000), t0, 1000, 1e6).Recovered)
-	require.Zero(t, recoveryOf(samplesEvery(t0, time.Second, 0, 1000, 2000, 3000, 4000, 5000), t0, 1000, 1e6).After, "a fault nobody noticed recovers at once")
+	require.False(t, recoveryOf(samples, t0, 1000, 1_000_000, false).Recovered, "the fast samples before the fault must not count")
+	require.True(t, recoveryOf(samplesEvery(t0, time.Second, 0, 1000, 2000, 3000, 4000, 5000), t0, 1000, 1e6, false).Recovered)
+	require.Zero(t, recoveryOf(samplesEvery(t0, time.Second, 0, 1000, 2000, 3000, 4000, 5000), t0, 1000, 1e6, false).After, "a fault nobody noticed recovers at once")
 }
 
 func TestDrillInputDefaultsAndChecks(t *testing.T) {

@@ -55,9 +55,10 @@ type recovery struct {
 // quota left, a backlog downstream of a killed TaskManager); the run has
 // recovered at the start of the first later window back at that share, or
 // when the counter reached total. A run whose rate never fell recovered at
-// once. A baseline of 0 (nothing moved before the fault) counts any
+// once, unless it ended (ended) before the counter was complete: a run that
+// failed has not recovered, whatever its rate did before. A baseline of 0 (nothing moved before the fault) counts any
 // movement as back.
-func recoveryOf(samples []drillapi.Sample, injectedAt time.Time, baseline float64, total int64) recovery {
+func recoveryOf(samples []drillapi.Sample, injectedAt time.Time, baseline float64, total int64, ended bool) recovery {
 	var after []drillapi.Sample
 	for _, s := range samples {
 		if !s.At.Before(injectedAt) {
@@ -90,6 +91,8 @@ func recoveryOf(samples []drillapi.Sample, injectedAt time.Time, baseline float6
 		}
 	}
 	switch {
+	case completed < 0 && ended:
+		return recovery{}
 	case !dipped:
 		return recovery{Recovered: true}
 	case completed >= 0:
