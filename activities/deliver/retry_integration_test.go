@@ -3,16 +3,12 @@
 package deliver
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,54 +91,20 @@ func (k *connectionKiller) stopKilling() {
 	k.killing, k.after = false, -1
 }
 
-// journalTail reads what the reference endpoint journals from now on.
-type journalTail struct {
-	path  string
-	start int64
-}
-
-func newJournalTail(t *testing.T) journalTail {
+// endpointStats is the reference endpoint's own count of run, from its
+// store: every test run has run ids of its own.
+func endpointStats(t *testing.T, runID string) endpointapi.RunStats {
 	t.Helper()
-	path := filepath.Join(localstack.StackDir(), "data", "refsvc", "endpoint.journal")
-	info, err := os.Stat(path)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stats, err := endpointapi.FetchRunStats(ctx, http.DefaultClient, endpointapi.RunStatsURL(localstack.FromEnv().EndpointURL, runID))
 	if err != nil {
-		t.Fatalf("the reference endpoint's journal: %v", err)
+		t.Fatalf("the reference endpoint's count of %s: %v", runID, err)
 	}
-	return journalTail{path: path, start: info.Size()}
-}
-
-// acceptedSeqs maps each seq the endpoint accepted in a batch of run since
-// the tail began to the batch ids it was accepted under, in the endpoint's
-// own words.
-func (j journalTail) acceptedSeqs(t *testing.T, runID string) map[int64][]string {
-	t.Helper()
-	f, err := os.Open(j.path)
-	if err != nil {
-		t.Fatal(err)
+	if !stats.Complete {
+		t.Fatalf("the reference endpoint's count of %s is incomplete: %+v", runID, stats)
 	}
-	defer func() { _ = f.Close() }()
-	if _, err := f.Seek(j.start, io.SeekStart); err != nil {
-		t.Fatal(err)
-	}
-	seqs := map[int64][]string{}
-	scanner := bufio.NewScanner(f)
-	scanner.Buffer(make([]byte, 0, 1<<20), 64<<20)
-	for scanner.Scan() {
-		var line struct {
-			Key      string                    `json:"key"`
-			Response endpointapi.BatchResponse `json:"response"`
-		}
-		if json.Unmarshal(scanner.Bytes(), &line) != nil || !strings.Contains(line.Key, "\x00"+runID+"-p") {
-			continue
-		}
-		for _, r := range line.Response.Results {
-			seqs[r.Seq] = append(seqs[r.Seq], line.Response.BatchID)
-		}
-	}
-	if err := scanner.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return seqs
+	return stats
 }
 
 // acceptedTopicRecords reads the run's accepted topic (read_committed, as
@@ -181,7 +143,6 @@ func acceptedTopicRecords(t *testing.T, a *Activities, names activities.RunNames
 type cutOffSegment struct {
 	names    activities.RunNames
 	a        *Activities
-	journal  journalTail
 	retry    SegmentResult
 	answered int // accepted answers the first attempt received
 }
@@ -207,7 +168,6 @@ func runCutOffSegment(t *testing.T, label string) cutOffSegment {
 	env := deliverITEnv(a)
 	token := obtainToken(t, env, a, ObtainTokenInput{Quota: 10_000})
 	rep := activities.Reporter{Log: activitytest.Discard}
-	journal := newJournalTail(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -247,29 +207,25 @@ func runCutOffSegment(t *testing.T, label string) cutOffSegment {
 	if retry.Delivered != cutOffFirst {
 		t.Errorf("retry delivered %d, want the plan's %d", retry.Delivered, cutOffFirst)
 	}
-	return cutOffSegment{names: names, a: a, journal: journal, retry: retry, answered: cutOffAccepted}
+	return cutOffSegment{names: names, a: a, retry: retry, answered: cutOffAccepted}
 }
 
 // A retried segment sends the batches of its first attempt: the endpoint
 // accepted no message under two batch ids, and none beyond the plan.
 func TestRetriedSegmentSendsTheSameBatches(t *testing.T) {
 	seg := runCutOffSegment(t, "same-batches")
-	accepted := seg.journal.acceptedSeqs(t, seg.names.RunID)
-	var twice []int64
-	for seq, ids := range accepted {
-		if len(ids) > 1 {
-			twice = append(twice, seq)
-		}
-		if seq >= cutOffFirst {
-			t.Errorf("seq %d accepted (batch %s), but it arrived after the plan was made", seq, ids[0])
-		}
+	stats := endpointStats(t, seg.names.RunID)
+	t.Logf("the endpoint's count: %+v", stats)
+	// AcceptedMessages counts a message accepted under two batch ids twice;
+	// replays of one batch id add nothing.
+	if stats.AcceptedMessages != stats.UniqueSeqs || stats.DuplicatedSeqs != 0 {
+		t.Errorf("the endpoint accepted %d messages for %d distinct seqs (%d more than once): some under two batch ids",
+			stats.AcceptedMessages, stats.UniqueSeqs, stats.DuplicatedSeqs)
 	}
-	slices.Sort(twice)
-	if len(twice) > 0 {
-		t.Errorf("the endpoint accepted %d messages under two batch ids, e.g. seq %d in %v", len(twice), twice[0], accepted[twice[0]])
-	}
-	if len(accepted) != cutOffFirst {
-		t.Errorf("the endpoint accepted %d distinct messages, want %d", len(accepted), cutOffFirst)
+	// The enriched topic holds more than the plan by now; more distinct
+	// seqs would be messages sent beyond it.
+	if stats.UniqueSeqs != cutOffFirst {
+		t.Errorf("the endpoint accepted %d distinct messages, want the plan's %d", stats.UniqueSeqs, cutOffFirst)
 	}
 }
 
@@ -293,18 +249,13 @@ func TestAcceptedTopicHoldsEveryAcceptedBatch(t *testing.T) {
 	if byAttempt[2] != seg.retry.Batches {
 		t.Errorf("the accepted topic holds %d batches of the retry, which had %d accepted", byAttempt[2], seg.retry.Batches)
 	}
-	journalled := map[string]bool{}
-	for _, ids := range seg.journal.acceptedSeqs(t, seg.names.RunID) {
-		for _, id := range ids {
-			journalled[id] = true
-		}
+	// Every record of the accepted topic is a batch the endpoint answered
+	// with 2xx, so the same number of distinct batch ids is the same set.
+	stats := endpointStats(t, seg.names.RunID)
+	if int64(len(recorded)) != stats.Batches {
+		t.Errorf("the accepted topic holds %d distinct batches, the endpoint accepted %d", len(recorded), stats.Batches)
 	}
-	for id := range journalled {
-		if !recorded[id] {
-			t.Errorf("the endpoint accepted batch %s, the accepted topic does not hold it", id)
-		}
-	}
-	t.Logf("accepted topic: %d records (%v by attempt) for %d batches the endpoint journalled", len(records), byAttempt, len(journalled))
+	t.Logf("accepted topic: %d records (%v by attempt) for %d batches the endpoint accepted", len(records), byAttempt, stats.Batches)
 }
 
 // A token refused in the middle of a planned segment leaves the rest of the
@@ -317,7 +268,6 @@ func TestPlannedSegmentRefusedMidwaySendsTheRestWithTheSameBatches(t *testing.T)
 	fillEnriched(t, a, names, deliverITMessages)
 	env := deliverITEnv(a)
 	rep := activities.Reporter{Log: activitytest.Discard}
-	journal := newJournalTail(t)
 	ctx := context.Background()
 	plan, err := a.planSegment(ctx, PlanSegmentInput{Names: names, MaxMessages: deliverITMessages, IdleTimeoutMillis: 3000}, rep)
 	if err != nil || plan.Records != deliverITMessages {
@@ -353,19 +303,12 @@ func TestPlannedSegmentRefusedMidwaySendsTheRestWithTheSameBatches(t *testing.T)
 		t.Fatalf("segment 1: %+v, want the remaining %d", second, deliverITMessages-first.Delivered)
 	}
 
-	batches := map[string]int{}
-	for seq, ids := range journal.acceptedSeqs(t, names.RunID) {
-		if len(ids) != 1 {
-			t.Errorf("seq %d accepted in batches %v", seq, ids)
-		}
-		batches[ids[0]]++
-	}
-	for id, n := range batches {
-		if n != deliverITBatchSize {
-			t.Errorf("batch %s holds %d messages, want a whole run of %d", id, n, deliverITBatchSize)
-		}
-	}
-	if len(batches) != deliverITMessages/deliverITBatchSize {
-		t.Errorf("the endpoint accepted %d batches, want %d", len(batches), deliverITMessages/deliverITBatchSize)
+	// 25 distinct batches of at most 100 messages holding 2,500 distinct
+	// messages, each once, are 25 whole runs of 100.
+	stats := endpointStats(t, names.RunID)
+	if stats.Batches != deliverITMessages/deliverITBatchSize || stats.AcceptedMessages != deliverITMessages ||
+		stats.UniqueSeqs != deliverITMessages || stats.DuplicatedSeqs != 0 {
+		t.Errorf("the endpoint's count %+v; want %d batches holding %d distinct messages, each once",
+			stats, deliverITMessages/deliverITBatchSize, deliverITMessages)
 	}
 }

@@ -2,10 +2,7 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -37,7 +34,7 @@ func newReferenceEndpoint(endpointURL string) (*referenceEndpoint, error) {
 func (r *referenceEndpoint) ownCount(ctx context.Context, runID string, expected int64) HopCount {
 	statsURL := endpointapi.RunStatsURL(r.base.String(), runID)
 	hop := HopCount{Hop: HopEndpointOwnCount, Source: redactedURL(statsURL)}
-	stats, err := r.stats(ctx, statsURL)
+	stats, err := endpointapi.FetchRunStats(ctx, r.client, statsURL)
 	if err != nil {
 		hop.Skipped, hop.Note = true, "not available: "+err.Error()
 		return hop
@@ -51,36 +48,6 @@ func (r *referenceEndpoint) ownCount(ctx context.Context, runID string, expected
 		hop.Note += "; not judged: the endpoint's figures leave some of the run's seqs uncounted"
 	}
 	return hop
-}
-
-// errNoStatsRoute means the endpoint is not one with per-run counts.
-var errNoStatsRoute = errors.New("the endpoint has no per-run stats route")
-
-func (r *referenceEndpoint) stats(ctx context.Context, statsURL string) (endpointapi.RunStats, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statsURL, nil)
-	if err != nil {
-		return endpointapi.RunStats{}, fmt.Errorf("build request: %w", err)
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) { // its message repeats the URL, which may hold credentials
-			err = urlErr.Err
-		}
-		return endpointapi.RunStats{}, fmt.Errorf("GET stats: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }() // read to the end or given up; nothing to report
-	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
-		return endpointapi.RunStats{}, errNoStatsRoute
-	case resp.StatusCode != http.StatusOK:
-		return endpointapi.RunStats{}, fmt.Errorf("GET stats: HTTP %d", resp.StatusCode)
-	}
-	var stats endpointapi.RunStats
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&stats); err != nil {
-		return endpointapi.RunStats{}, fmt.Errorf("GET stats: answer is not run stats: %w", err)
-	}
-	return stats, nil
 }
 
 // redactedURL hides a password in raw.

@@ -1,6 +1,12 @@
 package endpointapi
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 )
@@ -33,4 +39,36 @@ type RunStats struct {
 	// last accepted batch, across its own restarts.
 	Complete      bool  `json:"complete"`
 	WindowSeconds int64 `json:"window_seconds"`
+}
+
+// ErrNoStatsRoute means the endpoint is not one with per-run counts.
+var ErrNoStatsRoute = errors.New("the endpoint has no per-run stats route")
+
+// FetchRunStats GETs statsURL (RunStatsURL). Its errors never repeat the
+// URL, which may hold credentials.
+func FetchRunStats(ctx context.Context, client *http.Client, statsURL string) (RunStats, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statsURL, http.NoBody)
+	if err != nil {
+		return RunStats{}, fmt.Errorf("build request: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		return RunStats{}, fmt.Errorf("GET stats: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }() // read to the end or given up; nothing to report
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
+		return RunStats{}, ErrNoStatsRoute
+	case resp.StatusCode != http.StatusOK:
+		return RunStats{}, fmt.Errorf("GET stats: HTTP %d", resp.StatusCode)
+	}
+	var stats RunStats
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&stats); err != nil {
+		return RunStats{}, fmt.Errorf("GET stats: answer is not run stats: %w", err)
+	}
+	return stats, nil
 }

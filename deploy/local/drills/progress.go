@@ -2,7 +2,6 @@ package drills
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -158,22 +157,9 @@ func (w *Watch) produced(ctx context.Context, topic string) (int64, error) {
 // delivered is the reference endpoint's count of the run's distinct
 // messages, which moves a batch at a time.
 func (w *Watch) delivered(ctx context.Context, runID string) (int64, error) {
-	url := endpointapi.RunStatsURL(w.EndpointURL, runID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, http.NoBody)
+	stats, err := endpointapi.FetchRunStats(ctx, w.HTTP, endpointapi.RunStatsURL(w.EndpointURL, runID))
 	if err != nil {
-		return 0, err
-	}
-	resp, err := w.HTTP.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("GET %s: %w", url, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	var stats endpointapi.RunStats
-	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
-		return 0, fmt.Errorf("decode %s: %w", url, err)
+		return 0, fmt.Errorf("the endpoint's count of %s: %w", runID, err)
 	}
 	return stats.UniqueSeqs, nil
 }
