@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -342,7 +344,18 @@ type inProcessEndpoint struct {
 func startReferenceEndpoint(t *testing.T) inProcessEndpoint {
 	t.Helper()
 	key := []byte("0123456789abcdef0123456789abcdef")
-	handler, ep, err := endpoint.NewHandler(endpoint.Config{SigningKey: key}, prometheus.NewRegistry(), zap.NewNop())
+	// The endpoint keeps its store in the stack's Redis, under a prefix of
+	// this test's own whose keys expire soon after it.
+	password, err := os.ReadFile(localstack.RedisPasswordFile(localstack.StackDir()))
+	if err != nil {
+		t.Fatalf("redis password (bin/stackctl up --only redis): %v", err)
+	}
+	client := redis.NewClient(&redis.Options{Addr: localstack.RedisAddress(), Password: strings.TrimSpace(string(password))})
+	t.Cleanup(func() { _ = client.Close() })
+	handler, ep, err := endpoint.NewHandler(endpoint.Config{
+		SigningKey: key, Redis: client, IdempotencyTTL: 10 * time.Minute,
+		KeyPrefix: "it-verify-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":",
+	}, prometheus.NewRegistry(), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,8 +41,10 @@ func TestUsageOfTheLiveStack(t *testing.T) {
 				t.Errorf("%s = %+v, want component %s running as pid %d", name, p, c.name(), pid)
 				continue
 			}
-			if p.CPUSeconds <= 0 || p.RSSMiB <= 0 || p.PeakRSSMiB < p.RSSMiB-1 {
-				t.Errorf("%s: CPU %v s, RSS %v MiB, peak %v MiB; want CPU and RSS above 0 and the peak at least the RSS", name, p.CPUSeconds, p.RSSMiB, p.PeakRSSMiB)
+			// A Go service restarted a moment ago (a drill's fault test
+			// restarts the token service) may not have used a 10 ms tick yet.
+			if p.CPUSeconds < 0 || p.RSSMiB <= 0 || p.PeakRSSMiB < p.RSSMiB-1 {
+				t.Errorf("%s: CPU %v s, RSS %v MiB, peak %v MiB; want CPU not negative, RSS above 0 and the peak at least the RSS", name, p.CPUSeconds, p.RSSMiB, p.PeakRSSMiB)
 			}
 		}
 	}
