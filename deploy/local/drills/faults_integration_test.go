@@ -122,6 +122,32 @@ func keepWhole(t *testing.T, components ...string) {
 	})
 }
 
+// withStackWorker has the stack's worker running for the test and leaves
+// the stack as it found it: a worker that ran before (make test starts one
+// for the drills) runs after, and one the test started is stopped.
+func withStackWorker(t *testing.T) {
+	t.Helper()
+	status := exec.Command(stackctlBinary, "status", "--only", "worker")
+	status.Dir = repoDir()
+	ranBefore := status.Run() == nil
+	up := exec.Command(stackctlBinary, "up", "--only", "worker")
+	up.Dir = repoDir()
+	if out, err := up.CombinedOutput(); err != nil {
+		t.Fatalf("start the worker: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		args := []string{"stop", "worker"}
+		if ranBefore { // up, since a fault that failed midway may have left it down
+			args = []string{"up", "--only", "worker"}
+		}
+		cmd := exec.Command(stackctlBinary, args...)
+		cmd.Dir = repoDir()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("stackctl %v: %v\n%s", args, err, out)
+		}
+	})
+}
+
 // pidOf reads the pid a process of the stack was recorded with.
 func pidOf(t *testing.T, process string) int {
 	t.Helper()
@@ -228,19 +254,7 @@ func TestKillTaskManagerOfARunWithoutJobsFailsForGoodAndKillsNothing(t *testing.
 
 func TestStopWorkerMeasuresTheExitAndStartsAnotherWorker(t *testing.T) {
 	f := newFaults(t)
-	up := exec.Command(stackctlBinary, "up", "--only", "worker")
-	up.Dir = repoDir()
-	if out, err := up.CombinedOutput(); err != nil {
-		t.Fatalf("start the worker: %v\n%s", err, out)
-	}
-	// The stack ran no worker before this test; it runs none after it.
-	t.Cleanup(func() {
-		stop := exec.Command(stackctlBinary, "stop", "worker")
-		stop.Dir = repoDir()
-		if out, err := stop.CombinedOutput(); err != nil {
-			t.Errorf("stop the worker: %v\n%s", err, out)
-		}
-	})
+	withStackWorker(t)
 	pidBefore := pidOf(t, "worker")
 
 	report, err := applyFault(t, f, drillapi.FaultRequest{Fault: drillapi.StopWorker, RunID: testRunID("stop-worker"), HoldSeconds: 2}, nil)
@@ -332,16 +346,7 @@ func TestProcessFaultsRestartWhatTheyHit(t *testing.T) {
 	} {
 		t.Run(c.fault, func(t *testing.T) {
 			if c.component == "worker" {
-				up := exec.Command(stackctlBinary, "up", "--only", "worker")
-				up.Dir = repoDir()
-				if out, err := up.CombinedOutput(); err != nil {
-					t.Fatalf("start the worker: %v\n%s", err, out)
-				}
-				t.Cleanup(func() {
-					stop := exec.Command(stackctlBinary, "stop", "worker")
-					stop.Dir = repoDir()
-					_ = stop.Run()
-				})
+				withStackWorker(t)
 			} else {
 				keepWhole(t, c.component)
 			}
