@@ -5,7 +5,8 @@
 # and alternates runs (A then B, ROUNDS times, 300,000 messages by default),
 # printing each run's status and the stack's CPU per message (stackctl usage
 # around each run). Changes that live in the worker's activities, such as the
-# Flink jobs' properties, compare this way; broker settings do not.
+# Flink jobs' properties, compare this way; broker settings do not. The two
+# workers run outside the stack: the report counts them among other processes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rev_a=$1 rev_b=$2 messages=${3:-300000} rounds=${4:-2}
