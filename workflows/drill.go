@@ -126,7 +126,6 @@ func DrillWorkflow(ctx workflow.Context, input DrillInput) (DrillResult, error) 
 		RunErrorType: errorType(runErr),
 	}}
 	res.Status, res.Metrics.Verdict = judgeDrill(plan.spec, plan.pipeline.Messages, result, runErr, d.outcomes)
-	d.updateDetails(ctx)
 	workflow.SetCurrentDetails(ctx, drillDetails(res.Metrics.Drill, d.outcomes, "ended: "+string(res.Status)+": "+res.Metrics.Verdict))
 	if res.Status == DrillPassed {
 		return res, nil
@@ -159,7 +158,7 @@ func (d *drill) applyStep(ctx workflow.Context, step FaultStep) FaultOutcome {
 	counter, share, _ := step.trigger() // validated by plan
 	total := d.plan.pipeline.Messages
 	watch := drillapi.ProgressRequest{WorkflowID: d.plan.childID, RunID: d.plan.pipeline.RunID,
-		RawTopic: d.plan.pipeline.runNames().RawTopic, Counter: counter, Total: total,
+		RawTopic: d.plan.names.RawTopic, Counter: counter, Total: total,
 		Mark: int64(math.Ceil(share * float64(total)))}
 
 	var before drillapi.ProgressSamples
@@ -176,7 +175,7 @@ func (d *drill) applyStep(ctx workflow.Context, step FaultStep) FaultOutcome {
 	sampling := workflow.ExecuteActivity(watchOptions(ctx, "sample "+counter+" during "+step.Fault), drillapi.SampleProgress, watch)
 	var report drillapi.FaultReport
 	faultErr := workflow.ExecuteActivity(faultOptions(ctx, step), drillapi.ApplyFault, drillapi.FaultRequest{
-		Fault: step.Fault, RunID: d.plan.pipeline.RunID, Names: d.plan.pipeline.runNames(), HoldSeconds: step.HoldSeconds,
+		Fault: step.Fault, RunID: d.plan.pipeline.RunID, Names: d.plan.names, HoldSeconds: step.HoldSeconds,
 	}).Get(ctx, &report)
 	var during drillapi.ProgressSamples
 	sampleErr := sampling.Get(ctx, &during)

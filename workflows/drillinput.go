@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowproof/flowproof/activities"
+
 	"github.com/flowproof/flowproof/internal/drillapi"
 	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/localstack"
@@ -110,6 +112,7 @@ const maxHoldSeconds = 600
 type drillPlan struct {
 	spec      DrillSpec
 	pipeline  PipelineInput
+	names     activities.RunNames
 	taskQueue string
 	childID   string
 }
@@ -147,6 +150,7 @@ func (in DrillInput) plan(drillID string) (drillPlan, error) {
 	if err := p.pipeline.Validate(); err != nil {
 		return drillPlan{}, err
 	}
+	p.names = p.pipeline.runNames()
 	return p, nil
 }
 

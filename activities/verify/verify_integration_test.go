@@ -346,11 +346,11 @@ func startReferenceEndpoint(t *testing.T) inProcessEndpoint {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	// The endpoint keeps its store in the stack's Redis, under a prefix of
 	// this test's own whose keys expire soon after it.
-	password, err := os.ReadFile(localstack.RedisPasswordFile(localstack.StackDir()))
+	password, err := localstack.RedisPassword(localstack.StackDir())
 	if err != nil {
 		t.Fatalf("redis password (bin/stackctl up --only redis): %v", err)
 	}
-	client := redis.NewClient(&redis.Options{Addr: localstack.RedisAddress(), Password: strings.TrimSpace(string(password))})
+	client := redis.NewClient(&redis.Options{Addr: localstack.RedisAddress(), Password: password})
 	t.Cleanup(func() { _ = client.Close() })
 	handler, ep, err := endpoint.NewHandler(endpoint.Config{
 		SigningKey: key, Redis: client, IdempotencyTTL: 10 * time.Minute,

@@ -4,12 +4,9 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,17 +39,9 @@ func uniqueRunID(prefix string) string {
 
 func runStatsOf(t *testing.T, baseURL, runID string) endpointapi.RunStats {
 	t.Helper()
-	resp, err := httpClient.Get(endpointapi.RunStatsURL(baseURL, runID))
+	stats, err := endpointapi.FetchRunStats(t.Context(), httpClient, endpointapi.RunStatsURL(baseURL, runID))
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var stats endpointapi.RunStats
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("stats of %s: status %d", runID, resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
-		t.Fatal(err)
+		t.Fatalf("stats of %s: %v", runID, err)
 	}
 	return stats
 }
@@ -61,11 +50,11 @@ func runStatsOf(t *testing.T, baseURL, runID string) endpointapi.RunStats {
 // keeps; only tests of the endpoint's store use it.
 func stackRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	password, err := os.ReadFile(localstack.RedisPasswordFile(localstack.StackDir()))
+	password, err := localstack.RedisPassword(localstack.StackDir())
 	if err != nil {
 		t.Fatalf("redis password (run bin/stackctl up --only redis): %v", err)
 	}
-	client := redis.NewClient(&redis.Options{Addr: localstack.RedisAddress(), Password: strings.TrimSpace(string(password))})
+	client := redis.NewClient(&redis.Options{Addr: localstack.RedisAddress(), Password: password})
 	t.Cleanup(func() { _ = client.Close() })
 	if err := client.Ping(t.Context()).Err(); err != nil {
 		t.Fatalf("stack's redis: %v", err)

@@ -9,6 +9,7 @@
 package localstack
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -125,6 +126,15 @@ func RedisAddress() string { return envconf.String(os.Getenv, EnvRedisAddress, h
 // it.
 func RedisPasswordFile(stackDir string) string {
 	return filepath.Join(stackDir, "data", "redis", "redis.password")
+}
+
+// RedisPassword reads the password RedisPasswordFile keeps.
+func RedisPassword(stackDir string) (string, error) {
+	raw, err := os.ReadFile(RedisPasswordFile(stackDir))
+	if err != nil {
+		return "", fmt.Errorf("redis password: %w", err)
+	}
+	return strings.TrimSpace(string(raw)), nil
 }
 
 // TokenServiceURL is the local stack's token service, whatever the

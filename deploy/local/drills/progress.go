@@ -38,7 +38,7 @@ const (
 	awaitKeeps = 30 * time.Second
 	// closedCheckEvery spaces the checks whether the run has ended.
 	closedCheckEvery = 2 * time.Second
-	queryTimeout     = 5 * time.Second
+	readTimeout      = 5 * time.Second
 )
 
 // AwaitProgress samples the run's counter until it reaches req.Mark and
@@ -129,7 +129,7 @@ func (w *Watch) sample(ctx context.Context, req drillapi.ProgressRequest, take f
 }
 
 func (w *Watch) count(ctx context.Context, req drillapi.ProgressRequest) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	if req.Counter == drillapi.CounterProduced {
 		return w.produced(ctx, req.RawTopic)
@@ -167,7 +167,7 @@ func (w *Watch) delivered(ctx context.Context, runID string) (int64, error) {
 // closed reports whether the run has ended; an error (a server being
 // restarted) reads as still running.
 func (w *Watch) closed(ctx context.Context, workflowID string) bool {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	desc, err := w.Temporal.DescribeWorkflow(ctx, workflowID, "")
 	if err != nil {

@@ -72,7 +72,7 @@ func (drillWorker) processes(*stack) []string { return []string{drillWorkerProce
 // task queue: Temporal lists a poller whose identity (the SDK's default,
 // "<pid>@<host>@") names this process.
 func (drillWorker) check(ctx context.Context, s *stack) health.Result {
-	address := localstack.Host + ":" + strconv.Itoa(localstack.TemporalPort)
+	address := localstack.FromEnv().TemporalAddress
 	res := health.Result{Component: drillWorkerProcess, Addresses: []string{address}}
 	began := time.Now()
 	defer func() { res.LatencyMillis = time.Since(began).Milliseconds() }()

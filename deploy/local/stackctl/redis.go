@@ -101,12 +101,12 @@ func redisConfig(dataDir, password string) (string, error) {
 
 // redisClient connects to the stack's Redis with its password.
 func redisClient(s *stack) (*redis.Client, error) {
-	password, err := os.ReadFile(localstack.RedisPasswordFile(s.dir))
+	password, err := localstack.RedisPassword(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("redis password: %w", err)
+		return nil, err
 	}
 	return redis.NewClient(&redis.Options{
-		Addr: redisAddr(), Password: strings.TrimSpace(string(password)),
+		Addr: redisAddr(), Password: password,
 		MaxRetries: -1, DialTimeout: 2 * time.Second,
 	}), nil
 }

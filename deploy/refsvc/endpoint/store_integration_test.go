@@ -4,9 +4,7 @@ package endpoint
 
 import (
 	"context"
-	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,11 +17,11 @@ import (
 // stack's real Redis (bin/stackctl up --only redis), under a prefix of its
 // own that it removes afterwards.
 func TestStoreAcceptsOneOfConcurrentCopiesOnRedis(t *testing.T) {
-	password, err := os.ReadFile(localstack.RedisPasswordFile(localstack.StackDir()))
+	password, err := localstack.RedisPassword(localstack.StackDir())
 	if err != nil {
 		t.Fatalf("redis password (run bin/stackctl up --only redis): %v", err)
 	}
-	client := redis.NewClient(&redis.Options{Addr: localstack.RedisAddress(), Password: strings.TrimSpace(string(password))})
+	client := redis.NewClient(&redis.Options{Addr: localstack.RedisAddress(), Password: password})
 	prefix := "it-store-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	t.Cleanup(func() {
 		keys, err := client.Keys(context.Background(), prefix+"*").Result()
