@@ -241,7 +241,7 @@ func TestSummaryAndDetails(t *testing.T) {
 		t.Errorf("summary = %q", got)
 	}
 	details := staticDetails(workflows.PipelineInput{Partitions: 12, RatePerSecond: 1500.5}, "Started by `test`.")
-	for _, want := range []string{"- messages: 1,000,000 (default)", "- partitions per topic: 12\n", "- production rate cap: 1500.5 messages/s", "Started by `test`."} {
+	for _, want := range []string{"- messages: 1,000,000 (default)", "- partitions of the raw topic: 12\n", "- production rate cap: 1500.5 messages/s", "Started by `test`."} {
 		if !strings.Contains(details, want) {
 			t.Errorf("details lack %q:\n%s", want, details)
 		}

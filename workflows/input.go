@@ -20,6 +20,7 @@ const (
 	DefaultMessages                  = 1_000_000
 	DefaultLogicalQueues             = 1_000
 	DefaultPartitions                = 100
+	DefaultDerivedPartitions         = 12
 	DefaultPayloadBytes              = 128
 	DefaultChunkSize                 = 10_000
 	DefaultChunkConcurrency          = 2
@@ -68,6 +69,7 @@ func (in PipelineInput) WithDefaults(workflowID string) PipelineInput {
 	setDefault(&in.Messages, DefaultMessages)
 	setDefault(&in.LogicalQueues, DefaultLogicalQueues)
 	setDefault(&in.Partitions, DefaultPartitions)
+	setDefault(&in.DerivedPartitions, min(in.Partitions, DefaultDerivedPartitions))
 	setDefault(&in.PayloadBytes, DefaultPayloadBytes)
 	setDefault(&in.ChunkSize, DefaultChunkSize)
 	setDefault(&in.ChunkConcurrency, DefaultChunkConcurrency)
@@ -142,6 +144,7 @@ func (in PipelineInput) Validate() error {
 		{in.Messages >= 1 && in.Messages <= verify.MaxMessages, "messages", fmt.Sprintf("must be between 1 and %d, the most one verification checks", verify.MaxMessages), in.Messages},
 		{in.LogicalQueues >= 1 && in.LogicalQueues <= 10_000, "logical_queues", "must be between 1 and 10,000", in.LogicalQueues},
 		{in.Partitions >= 1 && in.Partitions <= 1_000, "partitions", "must be between 1 and 1,000", in.Partitions},
+		{in.DerivedPartitions >= 1 && in.DerivedPartitions <= 1_000, "derived_partitions", "must be between 1 and 1,000", in.DerivedPartitions},
 		{in.PayloadBytes >= 1 && in.PayloadBytes <= 100_000, "payload_bytes", "must be between 1 and 100,000", in.PayloadBytes},
 		{in.ChunkSize >= 1 && in.ChunkSize <= 1_000_000, "chunk_size", "must be between 1 and 1,000,000", in.ChunkSize},
 		{in.ChunkConcurrency >= 1 && in.ChunkConcurrency <= 32, "chunk_concurrency", "must be between 1 and 32", in.ChunkConcurrency},

@@ -27,6 +27,17 @@ func TestWithDefaultsKeepsWhatIsSet(t *testing.T) {
 	}
 }
 
+func TestDerivedPartitionsDefaultToTwelveButNeverMoreThanTheRawTopic(t *testing.T) {
+	for _, c := range []struct{ partitions, derived, want int }{
+		{0, 0, DefaultDerivedPartitions}, {6, 0, 6}, {100, 0, DefaultDerivedPartitions}, {6, 50, 50},
+	} {
+		in := PipelineInput{Partitions: c.partitions, DerivedPartitions: c.derived}.WithDefaults("wf")
+		if in.DerivedPartitions != c.want {
+			t.Errorf("partitions %d, derived_partitions %d: derived %d, want %d", c.partitions, c.derived, in.DerivedPartitions, c.want)
+		}
+	}
+}
+
 func TestValidateReturnsANonRetryableInvalidInput(t *testing.T) {
 	if err := (PipelineInput{}).WithDefaults("wf").Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)

@@ -57,7 +57,7 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 	return map[string]error{
 		"ProduceWorkflow":     prod.validate(),
 		"DeliverWorkflow":     del.validate(),
-		"PrepareTopics":       kafkaadmin.ValidatePrepareTopicsInput(kafkaadmin.PrepareTopicsInput{Names: names, Partitions: in.Partitions, ReplicationFactor: replicationFactor}),
+		"PrepareTopics":       kafkaadmin.ValidatePrepareTopicsInput(kafkaadmin.PrepareTopicsInput{Names: names, Partitions: in.Partitions, DerivedPartitions: in.DerivedPartitions, ReplicationFactor: replicationFactor}),
 		"SubmitFlinkJobs":     flink.ValidateSubmitInput(submit),
 		"enrich job":          enrichJob.Validate(),
 		"split job":           splitJob.Validate(),
@@ -146,7 +146,7 @@ func randomInput(r *rand.Rand) (PipelineInput, string) {
 	}
 	whole := func(limit float64) int { return int(math.Round(draw(limit))) }
 	in := PipelineInput{
-		Messages: int64(math.Round(draw(1e8))), LogicalQueues: whole(1e4), Partitions: whole(1e3),
+		Messages: int64(math.Round(draw(1e8))), LogicalQueues: whole(1e4), Partitions: whole(1e3), DerivedPartitions: whole(1e3),
 		PayloadBytes: whole(1e5), ChunkSize: whole(1e6), ChunkConcurrency: whole(32),
 		RatePerSecond: draw(1e6), RatePerQueue: draw(1e4), BatchSize: whole(1e3), TokenRenewEvery: whole(1e5),
 		LagThreshold: int64(whole(1e6)), LagResume: int64(whole(1e6)), LagPollEverySeconds: whole(300),

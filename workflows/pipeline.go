@@ -168,7 +168,7 @@ func (p *pipeline) prepareTopics(ctx workflow.Context) error {
 	var topics kafkaadmin.PrepareTopicsResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, 2*time.Minute, 5, "create the run's topics"),
 		kafkaAdminActs.PrepareTopics, kafkaadmin.PrepareTopicsInput{
-			Names: p.names, Partitions: p.in.Partitions, ReplicationFactor: replicationFactor, Owner: runOwner(ctx),
+			Names: p.names, Partitions: p.in.Partitions, DerivedPartitions: p.in.DerivedPartitions, ReplicationFactor: replicationFactor, Owner: runOwner(ctx),
 		}).Get(ctx, &topics); err != nil {
 		return fmt.Errorf("prepare topics: %w", err)
 	}

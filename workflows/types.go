@@ -15,8 +15,14 @@ type PipelineInput struct {
 
 	Messages      int64 `json:"messages,omitempty"`       // default 1,000,000
 	LogicalQueues int   `json:"logical_queues,omitempty"` // default 1,000
-	Partitions    int   `json:"partitions,omitempty"`     // default 100
-	PayloadBytes  int   `json:"payload_bytes,omitempty"`  // default 128
+	Partitions    int   `json:"partitions,omitempty"`     // of the raw topic, default 100
+	// DerivedPartitions is the partition count of the topics the pipeline
+	// derives from the raw one (enriched, responses, final, accepted). The
+	// logical queues' spread over partitions is the raw topic's contract;
+	// every partition of a derived topic costs each broker bookkeeping on
+	// every fetch of its consumers and followers whatever it carries.
+	DerivedPartitions int `json:"derived_partitions,omitempty"` // default min(partitions, 12)
+	PayloadBytes      int `json:"payload_bytes,omitempty"`      // default 128
 
 	ChunkSize        int `json:"chunk_size,omitempty"`        // messages per produce chunk, default 10,000
 	ChunkConcurrency int `json:"chunk_concurrency,omitempty"` // chunks in flight, default 2

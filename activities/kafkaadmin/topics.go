@@ -35,9 +35,13 @@ func New(kafka *kafkaeos.Conn, jobs *flinksql.JobManager) *Activities {
 
 // PrepareTopicsInput creates the run's topics.
 type PrepareTopicsInput struct {
-	Names             activities.RunNames `json:"names"`
-	Partitions        int                 `json:"partitions"`
-	ReplicationFactor int                 `json:"replication_factor"`
+	Names activities.RunNames `json:"names"`
+	// Partitions is the raw topic's partition count; DerivedPartitions
+	// that of the enriched, responses, final and accepted topics (0: the
+	// same as Partitions, as runs recorded before it existed had).
+	Partitions        int `json:"partitions"`
+	DerivedPartitions int `json:"derived_partitions,omitempty"`
+	ReplicationFactor int `json:"replication_factor"`
 	// Owner is the workflow the run belongs to; the ledger records it. A
 	// caller outside Temporal (the benchmark) leaves it empty, which the
 	// leftover sweep never touches.
@@ -89,16 +93,19 @@ func runTopicSpecs(in PrepareTopicsInput) []topicSpec {
 		}
 		return configs
 	}
-	partitions := int32(in.Partitions)
+	derived := int32(in.Partitions)
+	if in.DerivedPartitions > 0 {
+		derived = int32(in.DerivedPartitions)
+	}
 	specs := []topicSpec{
-		{name: in.Names.RawTopic, partitions: partitions, configs: data(nil)},
-		{name: in.Names.EnrichedTopic, partitions: partitions, configs: data(nil)},
-		{name: in.Names.ResponsesTopic, partitions: partitions, configs: data(nil)},
-		{name: in.Names.FinalTopic, partitions: partitions, configs: data(map[string]string{"message.timestamp.type": "LogAppendTime"})},
+		{name: in.Names.RawTopic, partitions: int32(in.Partitions), configs: data(nil)},
+		{name: in.Names.EnrichedTopic, partitions: derived, configs: data(nil)},
+		{name: in.Names.ResponsesTopic, partitions: derived, configs: data(nil)},
+		{name: in.Names.FinalTopic, partitions: derived, configs: data(map[string]string{"message.timestamp.type": "LogAppendTime"})},
 		{name: in.Names.LedgerTopic, partitions: 1, configs: data(map[string]string{"cleanup.policy": "compact"})},
 	}
 	if in.Names.AcceptedTopic != "" { // runs recorded before the endpoint's hop was counted had none
-		specs = append(specs, topicSpec{name: in.Names.AcceptedTopic, partitions: partitions, configs: data(nil)})
+		specs = append(specs, topicSpec{name: in.Names.AcceptedTopic, partitions: derived, configs: data(nil)})
 	}
 	return specs
 }
@@ -133,6 +140,9 @@ func validatePrepareTopics(in PrepareTopicsInput) error {
 	}
 	if in.Partitions < 1 || in.Partitions > maxPartitions {
 		return errtype.InvalidInputf("partitions is %d; want 1 to %d", in.Partitions, maxPartitions)
+	}
+	if in.DerivedPartitions < 0 || in.DerivedPartitions > maxPartitions {
+		return errtype.InvalidInputf("derived_partitions is %d; want 1 to %d, or 0 for partitions", in.DerivedPartitions, maxPartitions)
 	}
 	if in.ReplicationFactor < 1 || in.ReplicationFactor > maxReplicationFactor {
 		return errtype.InvalidInputf("replication_factor is %d; want 1 to %d", in.ReplicationFactor, maxReplicationFactor)

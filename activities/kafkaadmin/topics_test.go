@@ -44,6 +44,21 @@ func TestRunTopicSpecs(t *testing.T) {
 		t.Errorf("specs with the accepted topic: %+v", all)
 	}
 
+	fewer := withAccepted
+	fewer.Partitions, fewer.DerivedPartitions = 100, 6
+	for _, spec := range runTopicSpecs(fewer) {
+		want := int32(6)
+		switch spec.name {
+		case fewer.Names.RawTopic:
+			want = 100
+		case fewer.Names.LedgerTopic:
+			want = 1
+		}
+		if spec.partitions != want {
+			t.Errorf("with derived partitions 6: %s has %d partitions, want %d", spec.name, spec.partitions, want)
+		}
+	}
+
 	single := runTopicSpecs(PrepareTopicsInput{Names: activitytest.Names("r"), Partitions: 1, ReplicationFactor: 1})
 	if _, set := single[0].configs["min.insync.replicas"]; set {
 		t.Error("min.insync.replicas set with one replica")
