@@ -49,6 +49,8 @@ CREATE TEMPORARY TABLE `flowproof_nightly_2026_11_27_enrich_enriched` (
   'sink.delivery-guarantee' = 'exactly-once',
   'sink.transactional-id-prefix' = 'flowproof.nightly-2026-11-27.enrich',
   'properties.transaction.timeout.ms' = '900000',
+  'properties.linger.ms' = '100',
+  'properties.batch.size' = '262144',
   'key.format' = 'raw',
   'key.fields' = 'record_key',
   'value.format' = 'json',
