@@ -47,6 +47,8 @@ var inputFlagTable = []inputFlag{
 	{field: "lag_threshold", name: "lag-threshold", usage: "consumer lag that holds production"},
 	{field: "lag_resume", name: "lag-resume", usage: "consumer lag below which held production resumes", defaultText: "half of --lag-threshold"},
 	{field: "lag_poll_every_seconds", name: "lag-poll-every-seconds", usage: "seconds between two readings of the consumer lag"},
+	{field: "lag_threshold_seconds", name: "lag-threshold-seconds", usage: "consumer lag, in seconds of draining at the consumer's rate, that holds production"},
+	{field: "lag_resume_seconds", name: "lag-resume-seconds", usage: "consumer lag in seconds below which held production resumes", defaultText: "half of --lag-threshold-seconds"},
 	{field: "flink_parallelism", name: "flink-parallelism", usage: "parallelism of the Flink jobs"},
 	{field: "checkpoint_interval_seconds", name: "checkpoint-interval-seconds", usage: "seconds between two checkpoints of the Flink jobs"},
 	{field: "flink_watch_seconds", name: "flink-watch-seconds", usage: "seconds between two checks of the Flink jobs while messages flow"},

@@ -47,6 +47,7 @@ func TestFlagsMapToInputFields(t *testing.T) {
 		"--messages", "10000", "--queues", "50", "--partitions", "12", "--payload-bytes", "64",
 		"--chunk-size", "2000", "--chunk-concurrency", "3", "--batch-size", "250", "--token-renew-every", "1000",
 		"--rate", "2500.5", "--rate-per-queue", "80", "--lag-threshold", "5000", "--flink-parallelism", "4",
+		"--lag-threshold-seconds", "7.5", "--lag-resume-seconds", "3",
 		"--verify-idle-seconds", "30", "--keep-topics", "--run-id", "ci-42")
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +56,7 @@ func TestFlagsMapToInputFields(t *testing.T) {
 		RunID: "ci-42", Messages: 10000, LogicalQueues: 50, Partitions: 12, PayloadBytes: 64,
 		ChunkSize: 2000, ChunkConcurrency: 3, BatchSize: 250, TokenRenewEvery: 1000,
 		RatePerSecond: 2500.5, RatePerQueue: 80, LagThreshold: 5000, FlinkParallelism: 4,
+		LagThresholdSeconds: 7.5, LagResumeSeconds: 3,
 		VerifyIdleSeconds: 30, KeepTopics: true,
 	}
 	if in != want {

@@ -49,6 +49,9 @@ func describeProgress(p workflows.Progress) string {
 	}
 	if p.Lag > 0 {
 		fmt.Fprintf(&b, " | lag %s", commas(p.Lag))
+		if p.LagGroup != "" {
+			fmt.Fprintf(&b, " (%.1f s, %s at %s/s)", p.LagSeconds, p.LagGroup, commas(int64(p.DrainRate)))
+		}
 	}
 	if p.Held {
 		b.WriteString(" | held (backpressure)")

@@ -42,7 +42,7 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	fmt.Fprintf(tw, "http\t%s batches, %s retries\n", commas(int64(m.HTTPBatches)), commas(int64(m.HTTPRetries)))
 	fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
 	fmt.Fprintf(tw, "production chunks\t%d resumed\n", m.ChunksResumed)
-	fmt.Fprintf(tw, "backpressure\t%d holds, %s held, max lag %s\n", m.Backpressure.Holds, millis(m.Backpressure.HeldMillis), commas(m.Backpressure.MaxLag))
+	fmt.Fprintf(tw, "backpressure\t%s\n", describeBackpressure(m.Backpressure))
 	if m.FlinkJobs.EnrichJobID != "" || m.FlinkJobs.SplitJobID != "" {
 		fmt.Fprintf(tw, "flink jobs\tenrich %s, split %s (running after %s)\n", orDash(m.FlinkJobs.EnrichJobID), orDash(m.FlinkJobs.SplitJobID), millis(m.FlinkJobs.SubmitToRunningMillis))
 	}
@@ -75,6 +75,18 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	}
 	printMessages(w, "first messages in the final topic:", m.Verification.First)
 	printMessages(w, "last messages in the final topic:", m.Verification.Last)
+}
+
+// describeBackpressure is the summary line of backpressure: the holds, the
+// largest lag in messages and, when a threshold in seconds applied, in
+// seconds, with the drain rates production was measured against.
+func describeBackpressure(b workflows.Backpressure) string {
+	line := fmt.Sprintf("%d holds, %s held, max lag %s", b.Holds, millis(b.HeldMillis), commas(b.MaxLag))
+	if b.MaxLagSeconds > 0 || b.DrainRates != (workflows.DrainRates{}) {
+		line += fmt.Sprintf(", max %.1f s of lag; last drain rates enrich %s/s, deliver %s/s, split %s/s", b.MaxLagSeconds,
+			commas(int64(b.DrainRates.Enrich)), commas(int64(b.DrainRates.Deliver)), commas(int64(b.DrainRates.Split)))
+	}
+	return line
 }
 
 // printHops shows the hop table: every hop of the run counted per seq, so

@@ -40,6 +40,18 @@ func TestSummaryPrintsTheHopTable(t *testing.T) {
 	}
 }
 
+func TestSummaryShowsBackpressureInSeconds(t *testing.T) {
+	bp := workflows.Backpressure{Holds: 2, HeldMillis: 12_500, MaxLag: 180_000}
+	if got, want := describeBackpressure(bp), "2 holds, 12.5s held, max lag 180,000"; got != want {
+		t.Errorf("without a threshold in seconds: %q, want %q", got, want)
+	}
+	bp.MaxLagSeconds, bp.DrainRates = 7.25, workflows.DrainRates{Enrich: 21_000.4, Deliver: 9_800, Split: 30_000}
+	want := "2 holds, 12.5s held, max lag 180,000, max 7.2 s of lag; last drain rates enrich 21,000/s, deliver 9,800/s, split 30,000/s"
+	if got := describeBackpressure(bp); got != want {
+		t.Errorf("with one: %q, want %q", got, want)
+	}
+}
+
 func TestWriteResultFileWritesWhatJSONPrints(t *testing.T) {
 	result := workflows.PipelineResult{Status: workflows.StatusSucceeded, Metrics: workflows.Metrics{RunID: "r1", Messages: 1000, Verified: 1000}}
 	path := filepath.Join(t.TempDir(), "result.json")
@@ -59,5 +71,16 @@ func TestWriteResultFileWritesWhatJSONPrints(t *testing.T) {
 	}
 	if err := writeResultFile(filepath.Join(t.TempDir(), "missing", "result.json"), result); err == nil || !strings.Contains(err.Error(), "--result-file") {
 		t.Errorf("unwritable path gave %v, want an error naming --result-file", err)
+	}
+}
+
+func TestProgressLineShowsLagInSeconds(t *testing.T) {
+	p := workflows.Progress{Stage: "produce", Messages: 1_000_000, Produced: 400_000, Lag: 52_000, Held: true}
+	if got := describeProgress(p); !strings.HasSuffix(got, "| lag 52,000 | held (backpressure)") {
+		t.Errorf("without seconds: %q", got)
+	}
+	p.LagSeconds, p.LagGroup, p.DrainRate = 5.3, "deliver", 9_811.7
+	if got := describeProgress(p); !strings.HasSuffix(got, "| lag 52,000 (5.3 s, deliver at 9,811/s) | held (backpressure)") {
+		t.Errorf("with seconds: %q", got)
 	}
 }

@@ -4,6 +4,50 @@ import (
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 )
 
+// Backpressure in seconds.
+//
+// The seed asks for a lag threshold of 5 s: production should run just ahead
+// of what downstream can take, so a message waits seconds, not minutes. A
+// lag in messages says little about that (200,000 messages are 4 s for a fast
+// consumer and minutes for a slow one), so each group's lag is also read as
+// the seconds its consumer needs to drain it at the rate it drains: its
+// position moved between two lag polls, over the time between them. The
+// group with the most seconds is the one production waits for.
+//
+// Three things make that rate less simple than it looks:
+//
+//   - The Flink jobs commit their offsets only when a checkpoint completes,
+//     so the enrich and split positions move in steps, one per checkpoint
+//     interval. The rate is therefore measured over a window of at least two
+//     checkpoint intervals (and two polls): a window of whole intervals holds
+//     whole steps. Their committed lag also holds up to one interval of
+//     records already processed but not yet committed; a job that keeps up
+//     shows up to a checkpoint interval of lag on every poll. That interval
+//     is not a backlog (nothing sent now reaches the next topic before the
+//     next checkpoint anyway), so it is subtracted from those two groups'
+//     seconds; otherwise a 5 s threshold with 5 s checkpoints would hold a
+//     pipeline that keeps up. The deliver group commits each segment as it
+//     ends, a second or two, and gets no allowance.
+//   - A window in which a consumer ran out of work (after a hold, or while
+//     the pipeline refills) shows a rate below what it can drain, and would
+//     make fresh lag look like minutes. So the drain rate keeps its best
+//     recent figure and lets it fall by drainRateDecay per poll at most: a
+//     real slow-down shows within a few polls, an idle moment does not.
+//   - A consumer that drains nothing has no rate. Before a group has ever
+//     drained (the start of a run, a group that has not committed yet) its
+//     seconds are unknown and only the threshold in messages applies: there
+//     is nothing to measure yet, and holding would wait for a consumer that
+//     only starts once it gets records. A group that stops draining keeps its
+//     last rate, so its lag in seconds still grows with every record produced
+//     and production is held once threshold seconds of its work are queued.
+//     While production is held, though, a group that drained nothing over
+//     the window does not keep it held: what is left is then lag no consumer
+//     will commit past (commit markers, records of aborted transactions, see
+//     kafkaadmin.PollLag) or a consumer that is down, and waiting cannot
+//     shrink either; holding on it would never end. The threshold in
+//     messages still bounds the lag then, and the Flink watch and delivery's
+//     stall check fail a run whose consumer is gone.
+
 // maxLagSamples bounds the lag history kept for the report; older samples
 // are thinned out, not dropped, so the curve keeps its shape.
 const maxLagSamples = 120
@@ -16,6 +60,102 @@ type Backpressure struct {
 	MaxLag     int64 `json:"max_lag"`
 	// LagSamples are at most maxLagSamples, spread over the whole run.
 	LagSamples []kafkaadmin.LagSample `json:"lag_samples"`
+
+	// The lag in seconds, when a threshold in seconds is set: of the last
+	// poll (LagSeconds of the group LagSecondsGroup, 0 and "" while no group
+	// has a drain rate yet) and the largest of the run.
+	LagSeconds      float64 `json:"lag_seconds,omitempty"`
+	LagSecondsGroup string  `json:"lag_seconds_group,omitempty"`
+	MaxLagSeconds   float64 `json:"max_lag_seconds,omitempty"`
+	// DrainRates are each group's drain rate after the last poll; a run
+	// that continues as new goes on from them.
+	DrainRates DrainRates `json:"drain_rates,omitzero"`
+}
+
+// DrainRates are the messages per second each group drains, as estimated
+// (see lagSeconds); 0 until the group has drained anything.
+type DrainRates struct {
+	Enrich  float64 `json:"enrich"`
+	Deliver float64 `json:"deliver"`
+	Split   float64 `json:"split"`
+}
+
+// drainRateDecay is the most a drain rate falls from one poll to the next
+// (see lagSeconds): a consumer that slowed to a quarter shows it within four
+// polls, while a poll window in which a consumer had nothing to do does not
+// make its lag look many times longer than it is.
+const drainRateDecay = 0.7
+
+// secondsRule is the backpressure threshold in seconds of ProduceInput.
+type secondsRule struct {
+	threshold, resume float64
+	// window is the least time over which a drain rate is measured.
+	windowMillis int64
+	// checkpointSeconds is subtracted from the Flink groups' seconds.
+	checkpointSeconds float64
+}
+
+// groupLagSeconds is one group's lag in seconds, if it can be told.
+type groupLagSeconds struct {
+	group   string
+	seconds float64
+	rate    float64
+	known   bool
+}
+
+// lagSeconds estimates each group's drain rate from the sample s and the
+// samples before it (history, oldest first; the report's samples, so the
+// estimate survives continue-as-new) and returns the new rates and the
+// largest lag in seconds of the groups whose seconds are known; known is
+// false when no group's are. held says whether production is held now.
+func (r secondsRule) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.LagSample, prev DrainRates, held bool) (DrainRates, groupLagSeconds) {
+	type group struct {
+		name        string
+		lag         int64
+		position    func(kafkaadmin.LagSample) int64
+		rate        *float64
+		checkpoints bool // the group commits on Flink checkpoints
+	}
+	rates := prev
+	groups := []group{
+		{"enrich", s.Enrich, func(l kafkaadmin.LagSample) int64 { return l.EnrichPosition }, &rates.Enrich, true},
+		{"deliver", s.Deliver, func(l kafkaadmin.LagSample) int64 { return l.DeliverPosition }, &rates.Deliver, false},
+		{"split", s.Split, func(l kafkaadmin.LagSample) int64 { return l.SplitPosition }, &rates.Split, true},
+	}
+	from, windowFound := windowStart(history, s, r.windowMillis)
+	var largest groupLagSeconds
+	for _, g := range groups {
+		draining := false
+		if windowFound {
+			moved := g.position(s) - g.position(from)
+			if seconds := float64(s.AtUnixMillis-from.AtUnixMillis) / 1000; moved > 0 && seconds > 0 {
+				draining = true
+				*g.rate = max(float64(moved)/seconds, *g.rate*drainRateDecay)
+			}
+		}
+		if *g.rate <= 0 || (held && !draining) {
+			continue
+		}
+		seconds := float64(g.lag) / *g.rate
+		if g.checkpoints {
+			seconds = max(0, seconds-r.checkpointSeconds)
+		}
+		if !largest.known || seconds > largest.seconds {
+			largest = groupLagSeconds{group: g.name, seconds: seconds, rate: *g.rate, known: true}
+		}
+	}
+	return rates, largest
+}
+
+// windowStart is the newest sample of history at least windowMillis before
+// s; false when there is none yet.
+func windowStart(history []kafkaadmin.LagSample, s kafkaadmin.LagSample, windowMillis int64) (kafkaadmin.LagSample, bool) {
+	for i := len(history) - 1; i >= 0; i-- {
+		if s.AtUnixMillis-history[i].AtUnixMillis >= windowMillis {
+			return history[i], true
+		}
+	}
+	return kafkaadmin.LagSample{}, false
 }
 
 // observe adds a lag sample to the report.
@@ -24,10 +164,11 @@ func (b *Backpressure) observe(s kafkaadmin.LagSample) {
 	b.LagSamples = appendSample(b.LagSamples, s)
 }
 
-// holdProduction is the backpressure rule. Production stops when the lag
-// rises above threshold and restarts only once it has fallen to resume, so
-// a lag that hovers near the threshold does not toggle it on every poll.
-func holdProduction(held bool, lag, threshold, resume int64) bool {
+// holdProduction is the backpressure rule, for a lag in messages or in
+// seconds. Production stops when the lag rises above threshold and restarts
+// only once it has fallen to resume, so a lag that hovers near the threshold
+// does not toggle it on every poll.
+func holdProduction[T int64 | float64](held bool, lag, threshold, resume T) bool {
 	if held {
 		return lag > resume
 	}

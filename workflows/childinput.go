@@ -49,6 +49,10 @@ func (in ProduceInput) validate() error {
 		{in.LagThreshold > 0, "lag_threshold", in.LagThreshold, "must be positive"},
 		{in.LagResume > 0 && in.LagResume <= in.LagThreshold, "lag_resume", in.LagResume, "must be positive and at most lag_threshold"},
 		{in.LagPollEvery >= 1, "lag_poll_every_seconds", in.LagPollEvery, "must be at least 1"},
+		{in.LagThresholdSeconds >= 0, "lag_threshold_seconds", in.LagThresholdSeconds, "must not be negative (0: no threshold in seconds)"},
+		{in.LagThresholdSeconds == 0 || (in.LagResumeSeconds > 0 && in.LagResumeSeconds <= in.LagThresholdSeconds),
+			"lag_resume_seconds", in.LagResumeSeconds, "must be positive and at most lag_threshold_seconds"},
+		{in.CheckpointIntervalSeconds >= 0, "checkpoint_interval_seconds", in.CheckpointIntervalSeconds, "must not be negative"},
 		{in.ChunksPerRun >= 0, "chunks_per_run", in.ChunksPerRun, "must not be negative (0: the default)"},
 		{in.State.NextChunk >= 0 && in.State.Produced >= 0, "state", in.State.NextChunk, "next_chunk and produced must not be negative"},
 	})

@@ -117,6 +117,11 @@ func TestEndToEnd(t *testing.T) {
 		m := res.Metrics
 		t.Logf("status %s; produced %d delivered %d verified %d; renewals %d; retries %d; holds %d (%d ms); latency %+v; total %d ms",
 			res.Status, m.Produced, m.Delivered, m.Verified, m.TokenRenewals, m.HTTPRetries, m.Backpressure.Holds, m.Backpressure.HeldMillis, m.Latency, m.TotalMillis)
+		bp := m.Backpressure
+		t.Logf("backpressure: max lag %d, max %.1f s; last %.1f s (%s); drain rates %+v", bp.MaxLag, bp.MaxLagSeconds, bp.LagSeconds, bp.LagSecondsGroup, bp.DrainRates)
+		for _, s := range bp.LagSamples {
+			t.Logf("lag sample %+v", s)
+		}
 		for _, s := range m.Stages {
 			t.Logf("stage %-8s %8d msgs %8d ms %10.0f/s", s.Stage, s.Messages, s.DurationMillis, s.PerSecond)
 		}

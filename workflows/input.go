@@ -17,19 +17,24 @@ import (
 // Defaults of PipelineInput: the standard nightly test. LagResume defaults
 // to half of LagThreshold and RunID to the workflow id (see WithDefaults).
 const (
-	DefaultMessages                  = 1_000_000
-	DefaultLogicalQueues             = 1_000
-	DefaultPartitions                = 100
-	DefaultDerivedPartitions         = 12
-	DefaultPayloadBytes              = 128
-	DefaultChunkSize                 = 10_000
-	DefaultChunkConcurrency          = 2
-	DefaultRatePerSecond             = 50_000
-	DefaultRatePerQueue              = 100
-	DefaultBatchSize                 = 100
-	DefaultTokenRenewEvery           = 10_000
-	DefaultLagThreshold              = 200_000
-	DefaultLagPollEverySeconds       = 5
+	DefaultMessages            = 1_000_000
+	DefaultLogicalQueues       = 1_000
+	DefaultPartitions          = 100
+	DefaultDerivedPartitions   = 12
+	DefaultPayloadBytes        = 128
+	DefaultChunkSize           = 10_000
+	DefaultChunkConcurrency    = 2
+	DefaultRatePerSecond       = 50_000
+	DefaultRatePerQueue        = 100
+	DefaultBatchSize           = 100
+	DefaultTokenRenewEvery     = 10_000
+	DefaultLagThreshold        = 200_000
+	DefaultLagPollEverySeconds = 5
+	// DefaultLagThresholdSeconds is the seed's "lag threshold 5 s": with
+	// resume at half of it, the slowest consumer has 2.5 to 5 s of work
+	// queued while production runs, enough never to idle it between polls
+	// 5 s apart, and little against a p99 latency target of 15 s.
+	DefaultLagThresholdSeconds       = 5
 	DefaultFlinkParallelism          = 2
 	DefaultCheckpointIntervalSeconds = 5
 	DefaultBrokers                   = 3
@@ -45,6 +50,9 @@ const (
 	replicationFactor = 3
 	// maxBatchSize is what the reference endpoint accepts in one request.
 	maxBatchSize = 1_000
+	// maxLagThresholdSeconds is a day of lag, past any run's deadline: a
+	// value that leaves only the threshold in messages.
+	maxLagThresholdSeconds = 24 * 3600
 	// maxTimeoutSeconds is a week: no run of any size needs longer.
 	maxTimeoutSeconds = 7 * 24 * 3600
 	// maxRunIDLength is the longest run id whose longest derived name, the
@@ -80,6 +88,8 @@ func (in PipelineInput) WithDefaults(workflowID string) PipelineInput {
 	setDefault(&in.LagThreshold, DefaultLagThreshold)
 	setDefault(&in.LagResume, in.LagThreshold/2)
 	setDefault(&in.LagPollEverySeconds, DefaultLagPollEverySeconds)
+	setDefault(&in.LagThresholdSeconds, DefaultLagThresholdSeconds)
+	setDefault(&in.LagResumeSeconds, in.LagThresholdSeconds/2)
 	setDefault(&in.FlinkParallelism, DefaultFlinkParallelism)
 	setDefault(&in.CheckpointIntervalSeconds, DefaultCheckpointIntervalSeconds)
 	setDefault(&in.Brokers, DefaultBrokers)
@@ -155,6 +165,8 @@ func (in PipelineInput) Validate() error {
 		{in.LagThreshold > 0, "lag_threshold", "must be positive", in.LagThreshold},
 		{in.LagResume > 0 && in.LagResume <= in.LagThreshold, "lag_resume", "must be positive and at most lag_threshold", in.LagResume},
 		{in.LagPollEverySeconds >= 1 && in.LagPollEverySeconds <= 300, "lag_poll_every_seconds", "must be between 1 and 300", in.LagPollEverySeconds},
+		{in.LagThresholdSeconds > 0 && in.LagThresholdSeconds <= maxLagThresholdSeconds, "lag_threshold_seconds", fmt.Sprintf("must be positive and at most %d", maxLagThresholdSeconds), in.LagThresholdSeconds},
+		{in.LagResumeSeconds > 0 && in.LagResumeSeconds <= in.LagThresholdSeconds, "lag_resume_seconds", "must be positive and at most lag_threshold_seconds", in.LagResumeSeconds},
 		{in.FlinkParallelism >= 1 && in.FlinkParallelism <= 64, "flink_parallelism", "must be between 1 and 64", in.FlinkParallelism},
 		{in.CheckpointIntervalSeconds >= 1 && in.CheckpointIntervalSeconds <= 600, "checkpoint_interval_seconds", "must be between 1 and 600", in.CheckpointIntervalSeconds},
 		{in.Brokers >= replicationFactor, "brokers", fmt.Sprintf("must be at least the replication factor %d", replicationFactor), in.Brokers},

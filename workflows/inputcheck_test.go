@@ -30,7 +30,8 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 		ParentWorkflowID: "parent", Names: names, Messages: in.Messages, ChunkSize: in.ChunkSize,
 		ChunkConcurrency: in.ChunkConcurrency, LogicalQueues: in.LogicalQueues, PayloadBytes: in.PayloadBytes,
 		RatePerSecond: in.productionRate(), LagThreshold: in.LagThreshold, LagResume: in.LagResume,
-		LagPollEvery: in.LagPollEverySeconds,
+		LagPollEvery: in.LagPollEverySeconds, LagThresholdSeconds: in.LagThresholdSeconds, LagResumeSeconds: in.LagResumeSeconds,
+		CheckpointIntervalSeconds: in.CheckpointIntervalSeconds,
 	}
 	del := DeliverInput{
 		ParentWorkflowID: "parent", Names: names, Messages: in.Messages, BatchSize: in.BatchSize,
@@ -150,6 +151,7 @@ func randomInput(r *rand.Rand) (PipelineInput, string) {
 		PayloadBytes: whole(1e5), ChunkSize: whole(1e6), ChunkConcurrency: whole(32),
 		RatePerSecond: draw(1e6), RatePerQueue: draw(1e4), BatchSize: whole(1e3), TokenRenewEvery: whole(1e5),
 		LagThreshold: int64(whole(1e6)), LagResume: int64(whole(1e6)), LagPollEverySeconds: whole(300),
+		LagThresholdSeconds: draw(86_400), LagResumeSeconds: draw(86_400),
 		FlinkParallelism: whole(64), CheckpointIntervalSeconds: whole(600), Brokers: whole(5), TaskManagers: whole(4),
 		VerifyIdleSeconds: whole(3_600), TimeoutSeconds: whole(1e6), FlinkWatchSeconds: whole(300), MaxFlinkRestarts: whole(1_000),
 	}
@@ -227,6 +229,12 @@ func TestChildWorkflowsRefuseInvalidInput(t *testing.T) {
 		{"produce at rate 0", ProduceWorkflow, ProduceInput{Names: names, Messages: 10, ChunkSize: 10, ChunkConcurrency: 1,
 			LogicalQueues: 1, LagThreshold: 10, LagResume: 5, LagPollEvery: 1}, "ProduceWorkflow: rate_per_second 0"},
 		{"produce without names", ProduceWorkflow, ProduceInput{Messages: 10}, "ProduceWorkflow: names"},
+		{"produce resuming above its threshold in seconds", ProduceWorkflow, ProduceInput{Names: names, Messages: 10, ChunkSize: 10, ChunkConcurrency: 1,
+			LogicalQueues: 1, RatePerSecond: 10, LagThreshold: 10, LagResume: 5, LagPollEvery: 1, LagThresholdSeconds: 5, LagResumeSeconds: 6},
+			"ProduceWorkflow: lag_resume_seconds 6"},
+		{"produce with a negative threshold in seconds", ProduceWorkflow, ProduceInput{Names: names, Messages: 10, ChunkSize: 10, ChunkConcurrency: 1,
+			LogicalQueues: 1, RatePerSecond: 10, LagThreshold: 10, LagResume: 5, LagPollEvery: 1, LagThresholdSeconds: -1},
+			"ProduceWorkflow: lag_threshold_seconds -1"},
 		{"deliver with no batch size", DeliverWorkflow, DeliverInput{Names: names, Messages: 10, TokenRenewEvery: 10, StallSeconds: 60},
 			"DeliverWorkflow: batch_size 0"},
 	}

@@ -281,6 +281,10 @@ func (p *pipeline) startProduce(ctx workflow.Context) workflow.ChildWorkflowFutu
 		LagThreshold:     p.in.LagThreshold,
 		LagResume:        p.in.LagResume,
 		LagPollEvery:     p.in.LagPollEverySeconds,
+
+		LagThresholdSeconds:       p.in.LagThresholdSeconds,
+		LagResumeSeconds:          p.in.LagResumeSeconds,
+		CheckpointIntervalSeconds: p.in.CheckpointIntervalSeconds,
 	})
 }
 
@@ -353,6 +357,7 @@ func (p *pipeline) applyChildProgress(ctx workflow.Context, cp childProgress) {
 	case "produce":
 		p.progress.Produced = max(p.progress.Produced, cp.Produced)
 		p.progress.Lag, p.progress.Held, p.progress.RatePerSecond = cp.Lag, cp.Held, cp.RatePerSecond
+		p.progress.LagSeconds, p.progress.LagGroup, p.progress.DrainRate = cp.LagSeconds, cp.LagGroup, cp.DrainRate
 	case "deliver":
 		p.progress.Delivered = max(p.progress.Delivered, cp.Delivered)
 		p.progress.TokenRenewals = max(p.progress.TokenRenewals, cp.TokenRenewals)
@@ -374,11 +379,15 @@ func (p *pipeline) updateDetails(ctx workflow.Context) {
 	if pr.Held {
 		held = "**yes**"
 	}
+	lag := fmt.Sprint(pr.Lag)
+	if pr.LagGroup != "" {
+		lag += fmt.Sprintf(" (%.1f s, %s at %.0f/s)", pr.LagSeconds, pr.LagGroup, pr.DrainRate)
+	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf(`### flowproof run %s
 | stage | messages | produced | delivered | verified | produce rate | lag | held | token renewals |
 |---|---|---|---|---|---|---|---|---|
-| %s | %d | %d | %d | %d | %.0f/s | %d | %s | %d |
-`, p.in.RunID, pr.Stage, pr.Messages, pr.Produced, pr.Delivered, pr.Verified, pr.RatePerSecond, pr.Lag, held, pr.TokenRenewals)+
+| %s | %d | %d | %d | %d | %.0f/s | %s | %s | %d |
+`, p.in.RunID, pr.Stage, pr.Messages, pr.Produced, pr.Delivered, pr.Verified, pr.RatePerSecond, lag, held, pr.TokenRenewals)+
 		hopTableMarkdown(p.metrics.Hops, p.metrics.Verification.Expected))
 }
 

@@ -219,6 +219,8 @@ func TestPipelineEmptyInputGetsDefaults(t *testing.T) {
 	require.Equal(t, 100, in.BatchSize)
 	require.Equal(t, 10_000, in.TokenRenewEvery)
 	require.Equal(t, int64(100_000), in.LagResume)
+	require.Equal(t, 5.0, in.LagThresholdSeconds)
+	require.Equal(t, 2.5, in.LagResumeSeconds)
 	require.Equal(t, sanitizeRunID("nightly:2026-11-27"), in.RunID)
 	require.Equal(t, "flowproof."+in.RunID+".final", in.runNames().FinalTopic)
 	require.Equal(t, float64(50_000), in.productionRate())
@@ -235,6 +237,9 @@ func TestPipelineRejectsInvalidInput(t *testing.T) {
 		"batch over max":         {PipelineInput{BatchSize: 5000}, "", "batch_size"},
 		"renew below batch":      {PipelineInput{BatchSize: 500, TokenRenewEvery: 100}, "", "token_renew_every"},
 		"resume above threshold": {PipelineInput{LagThreshold: 10, LagResume: 20}, "", "lag_resume"},
+		"resume seconds above":   {PipelineInput{LagThresholdSeconds: 2, LagResumeSeconds: 3}, "", "lag_resume_seconds"},
+		"negative seconds":       {PipelineInput{LagThresholdSeconds: -1}, "", "lag_threshold_seconds"},
+		"seconds beyond a day":   {PipelineInput{LagThresholdSeconds: 100_000}, "", "lag_threshold_seconds"},
 		"hostile topic":          {PipelineInput{Topics: TopicNames{Raw: "x', 'properties.bootstrap.servers'='evil"}}, "", "topics.raw"},
 		"same topic twice":       {PipelineInput{Topics: TopicNames{Raw: "a", Final: "a"}}, "", "topics."},
 		"too few brokers":        {PipelineInput{Brokers: 1}, "", "brokers"},

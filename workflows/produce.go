@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -26,6 +27,15 @@ type ProduceInput struct {
 	LagThreshold     int64               `json:"lag_threshold"`
 	LagResume        int64               `json:"lag_resume"`
 	LagPollEvery     int                 `json:"lag_poll_every_seconds"`
+	// LagThresholdSeconds holds production also while the consumer lag in
+	// seconds (see backpressure.go) is above it, until it falls to
+	// LagResumeSeconds. 0 leaves only the threshold in messages, which is
+	// what inputs written before these fields mean, so their histories
+	// replay as they ran. CheckpointIntervalSeconds is the Flink jobs', the
+	// lag those jobs' groups show while keeping up.
+	LagThresholdSeconds       float64 `json:"lag_threshold_seconds,omitempty"`
+	LagResumeSeconds          float64 `json:"lag_resume_seconds,omitempty"`
+	CheckpointIntervalSeconds int     `json:"checkpoint_interval_seconds,omitempty"`
 	// ChunksPerRun bounds the chunks one workflow run schedules before it
 	// continues as new; 0 means defaultChunksPerRun.
 	ChunksPerRun int           `json:"chunks_per_run,omitempty"`
@@ -62,10 +72,13 @@ type producer struct {
 	signalEvery  int     // chunks between progress signals to the parent
 	perChunkRate float64 // each in-flight chunk's share of RatePerSecond
 
-	inFlight    int
-	failure     error // of the lag poller or a chunk; ends the run
-	polled      bool  // the lag has been read at least once
-	lag         int64 // the largest consumer lag of the last poll
+	inFlight int
+	failure  error // of the lag poller or a chunk; ends the run
+	polled   bool  // the lag has been read at least once
+	lag      int64 // the largest consumer lag of the last poll
+	// lagSeconds is the largest lag in seconds of the last poll, when the
+	// threshold in seconds is set and a group's drain rate is known.
+	lagSeconds  groupLagSeconds
 	held        bool
 	heldSince   time.Time
 	rate        float64 // production rate of the last chunk
@@ -148,22 +161,56 @@ func (p *producer) pollLag(ctx workflow.Context) {
 	}
 }
 
-// observeLag records a lag sample and starts or ends a hold by it.
+// observeLag records a lag sample and starts or ends a hold by it: held
+// while either threshold, in messages or in seconds, says hold.
 func (p *producer) observeLag(ctx workflow.Context, sample kafkaadmin.LagSample) {
 	p.lag, p.polled = sample.Max(), true
-	p.state.observe(sample)
 	hold := holdProduction(p.held, p.lag, p.in.LagThreshold, p.in.LagResume)
+	if p.in.LagThresholdSeconds > 0 {
+		p.observeLagSeconds(sample)
+		if p.lagSeconds.known {
+			hold = hold || holdProduction(p.held, p.lagSeconds.seconds, p.in.LagThresholdSeconds, p.in.LagResumeSeconds)
+		}
+	}
+	p.state.observe(sample)
 	now := workflow.Now(ctx)
 	switch {
 	case hold && !p.held:
 		p.held, p.heldSince = true, now
 		p.state.Holds++
-		workflow.GetLogger(ctx).Info("backpressure: holding production", "lag", p.lag, "threshold", p.in.LagThreshold)
+		workflow.GetLogger(ctx).Info("backpressure: holding production", p.lagLogFields(p.in.LagThreshold, p.in.LagThresholdSeconds)...)
 	case !hold && p.held:
 		p.held = false
 		p.state.HeldMillis += now.Sub(p.heldSince).Milliseconds()
-		workflow.GetLogger(ctx).Info("backpressure: resuming production", "lag", p.lag, "resume_below", p.in.LagResume)
+		workflow.GetLogger(ctx).Info("backpressure: resuming production", p.lagLogFields(p.in.LagResume, p.in.LagResumeSeconds)...)
 	}
+}
+
+// observeLagSeconds updates the drain rates and the lag in seconds by a
+// sample, before the sample joins the history it is measured against.
+func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
+	rule := secondsRule{
+		threshold: p.in.LagThresholdSeconds, resume: p.in.LagResumeSeconds,
+		// Two polls at least, and two checkpoint intervals: the Flink
+		// groups' positions move once per interval, so a window of whole
+		// intervals holds whole steps (see backpressure.go).
+		windowMillis:      int64(max(2*p.in.LagPollEvery, 2*p.in.CheckpointIntervalSeconds)) * 1000,
+		checkpointSeconds: float64(p.in.CheckpointIntervalSeconds),
+	}
+	p.state.DrainRates, p.lagSeconds = rule.lagSeconds(p.state.LagSamples, sample, p.state.DrainRates, p.held)
+	p.state.LagSeconds, p.state.LagSecondsGroup = p.lagSeconds.seconds, p.lagSeconds.group
+	p.state.MaxLagSeconds = max(p.state.MaxLagSeconds, p.lagSeconds.seconds)
+}
+
+// lagLogFields are the lag figures of a hold or resume log line against
+// the given marks.
+func (p *producer) lagLogFields(mark int64, markSeconds float64) []any {
+	fields := []any{"lag", p.lag, "mark", mark}
+	if p.lagSeconds.known {
+		fields = append(fields, "lag_seconds", p.lagSeconds.seconds, "mark_seconds", markSeconds,
+			"group", p.lagSeconds.group, "drain_rate", p.lagSeconds.rate)
+	}
+	return fields
 }
 
 // waitForNextPoll sleeps until the next lag poll; the timer's summary tells
@@ -173,8 +220,33 @@ func (p *producer) waitForNextPoll(ctx workflow.Context) {
 	if p.held {
 		summary = fmt.Sprintf("backpressure hold: lag %d, resume below %d (threshold %d)", p.lag, p.in.LagResume, p.in.LagThreshold)
 	}
+	if p.in.LagThresholdSeconds > 0 {
+		summary = p.secondsSummary()
+	}
 	every := time.Duration(p.in.LagPollEvery) * time.Second
 	_ = workflow.NewTimerWithOptions(ctx, every, workflow.TimerOptions{Summary: summary}).Get(ctx, nil)
+}
+
+// secondsSummary is the lag poll timer's summary when a threshold in
+// seconds is set: which threshold holds production, or the lag so far.
+func (p *producer) secondsSummary() string {
+	ls := p.lagSeconds
+	inSeconds := "seconds unknown (no drain rate yet)"
+	if ls.known {
+		inSeconds = fmt.Sprintf("%.1f s (%s, %d msg/s)", ls.seconds, ls.group, int64(ls.rate))
+	}
+	if !p.held {
+		return fmt.Sprintf("next lag poll (lag %d, %s)", p.lag, inSeconds)
+	}
+	var reasons []string
+	if p.lag > p.in.LagResume {
+		reasons = append(reasons, fmt.Sprintf("lag %d > %d", p.lag, p.in.LagResume))
+	}
+	if ls.known && ls.seconds > p.in.LagResumeSeconds {
+		reasons = append(reasons, fmt.Sprintf("lag %.1f s > %.3g s (%s draining %d msg/s)", ls.seconds, p.in.LagResumeSeconds, ls.group, int64(ls.rate)))
+	}
+	return fmt.Sprintf("backpressure hold: %s; resumes at %d msgs and %.3g s (hold above %d or %.3g s)",
+		strings.Join(reasons, ", "), p.in.LagResume, p.in.LagResumeSeconds, p.in.LagThreshold, p.in.LagThresholdSeconds)
 }
 
 // dispatchChunks schedules chunks, at most ChunkConcurrency at a time and
@@ -222,6 +294,7 @@ func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 	if (chunk+1)%p.signalEvery == 0 || chunk == p.state.Chunks-1 {
 		signalParent(ctx, p.in.ParentWorkflowID, childProgress{
 			Source: "produce", Produced: p.state.Produced, Lag: p.lag, Held: p.held, RatePerSecond: p.rate,
+			LagSeconds: p.lagSeconds.seconds, LagGroup: p.lagSeconds.group, DrainRate: p.lagSeconds.rate,
 		})
 	}
 }

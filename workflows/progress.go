@@ -20,6 +20,12 @@ type Progress struct {
 	Held          bool   `json:"held"`
 	// RatePerSecond is the production rate of the last chunk.
 	RatePerSecond float64 `json:"rate_per_second"`
+	// LagSeconds is the largest consumer lag in seconds, of the group
+	// LagGroup draining DrainRate messages a second; unset while unknown
+	// (no threshold in seconds, or no drain rate yet).
+	LagSeconds float64 `json:"lag_seconds,omitempty"`
+	LagGroup   string  `json:"lag_group,omitempty"`
+	DrainRate  float64 `json:"drain_rate,omitempty"`
 }
 
 // ProgressQuery is the name of the query that returns Progress.
@@ -41,6 +47,9 @@ type childProgress struct {
 	Held          bool    `json:"held,omitempty"`
 	RatePerSecond float64 `json:"rate_per_second,omitempty"`
 	TokenRenewals int     `json:"token_renewals,omitempty"`
+	LagSeconds    float64 `json:"lag_seconds,omitempty"`
+	LagGroup      string  `json:"lag_group,omitempty"`
+	DrainRate     float64 `json:"drain_rate,omitempty"`
 }
 
 // signalParent reports progress to PipelineWorkflow. Progress is advisory,

@@ -40,6 +40,13 @@ type PipelineInput struct {
 	LagThreshold        int64 `json:"lag_threshold,omitempty"`          // default 200,000
 	LagResume           int64 `json:"lag_resume,omitempty"`             // default LagThreshold/2
 	LagPollEverySeconds int   `json:"lag_poll_every_seconds,omitempty"` // default 5
+	// LagThresholdSeconds holds production also while a consumer group's
+	// lag would take it longer than this to drain at the rate it drains
+	// (beyond the checkpoint interval the Flink groups always trail by);
+	// production resumes once every group is at LagResumeSeconds. Either
+	// threshold holds production; a large value leaves the one in messages.
+	LagThresholdSeconds float64 `json:"lag_threshold_seconds,omitempty"` // default 5
+	LagResumeSeconds    float64 `json:"lag_resume_seconds,omitempty"`    // default LagThresholdSeconds/2
 
 	FlinkParallelism          int `json:"flink_parallelism,omitempty"`           // default 2
 	CheckpointIntervalSeconds int `json:"checkpoint_interval_seconds,omitempty"` // default 5

@@ -174,6 +174,12 @@ func TestPollLag(t *testing.T) {
 	if sample.Enrich != wantEnrich || sample.Deliver != wantDeliver || sample.Split != wantSplit {
 		t.Errorf("lag enrich %d deliver %d split %d; want %d %d %d", sample.Enrich, sample.Deliver, sample.Split, wantEnrich, wantDeliver, wantSplit)
 	}
+	// Positions are where each group has got to: no commit counts from
+	// the start offset, 0 on a new topic.
+	wantPositions := [3]int64{enrichConsumed, 0, perPartition[0] + 1}
+	if got := [3]int64{sample.EnrichPosition, sample.DeliverPosition, sample.SplitPosition}; got != wantPositions {
+		t.Errorf("positions enrich, deliver, split %v; want %v", got, wantPositions)
+	}
 	if age := time.Since(time.UnixMilli(sample.AtUnixMillis)); age < 0 || age > time.Minute {
 		t.Errorf("sample time %d is %s old", sample.AtUnixMillis, age)
 	}
@@ -183,7 +189,7 @@ func TestPollLag(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PollLag: %v", err)
 	}
-	if sample.Enrich != wantEnrich || sample.Deliver != 0 || sample.Split != 0 {
+	if sample.Enrich != wantEnrich || sample.Deliver != 0 || sample.Split != 0 || sample.EnrichPosition != enrichConsumed || sample.DeliverPosition != 0 || sample.SplitPosition != 0 {
 		t.Errorf("lag on the run's topics: %+v", sample)
 	}
 }

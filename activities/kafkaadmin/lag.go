@@ -25,13 +25,23 @@ type LagSample struct {
 	Enrich       int64 `json:"enrich"`
 	Deliver      int64 `json:"deliver"`
 	Split        int64 `json:"split"`
+	// The positions are how far each group has consumed: the sum over the
+	// partitions of its topic of the committed offset (or the start offset
+	// where it has committed nothing). Lag alone cannot tell a consumer that
+	// keeps up with production from one that has stopped; the change of a
+	// position between two samples is the group's drain rate, which turns a
+	// lag into seconds. Samples of older workers have none (zero).
+	EnrichPosition  int64 `json:"enrich_position,omitempty"`
+	DeliverPosition int64 `json:"deliver_position,omitempty"`
+	SplitPosition   int64 `json:"split_position,omitempty"`
 }
 
 // Max is the largest lag of the sample, the one backpressure acts on.
 func (l LagSample) Max() int64 { return max(l.Enrich, l.Deliver, l.Split) }
 
-// PollLag reads the consumer lag of the run's three groups: enrich on the
-// raw topic, deliver on the enriched topic, split on the responses topic.
+// PollLag reads the consumer lag and position of the run's three groups:
+// enrich on the raw topic, deliver on the enriched topic, split on the
+// responses topic.
 //
 // The lag of a partition is its last stable offset (the end a read_committed
 // reader can reach) minus the group's committed offset. A partition the group
@@ -81,19 +91,27 @@ func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, e
 	}
 
 	at := time.Now()
-	lags := make([]int64, len(groups))
+	progress := make([]groupProgress, len(groups))
 	for i, g := range groups {
 		committed, err := a.committedOffsets(ctx, g.group)
 		if err != nil {
 			return LagSample{}, err
 		}
-		lag, err := topicLag(g.topic, starts, ends, committed)
-		if err != nil {
+		if progress[i], err = topicProgress(g.topic, starts, ends, committed); err != nil {
 			return LagSample{}, fmt.Errorf("lag of group %s: %w", g.group, err)
 		}
-		lags[i] = lag
 	}
-	return LagSample{AtUnixMillis: at.UnixMilli(), Enrich: lags[0], Deliver: lags[1], Split: lags[2]}, nil
+	return LagSample{
+		AtUnixMillis: at.UnixMilli(),
+		Enrich:       progress[0].lag, Deliver: progress[1].lag, Split: progress[2].lag,
+		EnrichPosition: progress[0].position, DeliverPosition: progress[1].position, SplitPosition: progress[2].position,
+	}, nil
+}
+
+// groupProgress is how far a group is on one topic: what it has left
+// (lag) and where it has got to (position), both summed over partitions.
+type groupProgress struct {
+	lag, position int64
 }
 
 // committedOffsets fetches a group's committed offsets; a group that does
@@ -109,21 +127,22 @@ func (a *Activities) committedOffsets(ctx context.Context, group string) (kadm.O
 	return committed, nil
 }
 
-// topicLag sums, over the partitions of topic, the end offset minus the
-// committed offset, or minus the start offset where nothing is committed.
-func topicLag(topic string, starts, ends kadm.ListedOffsets, committed kadm.OffsetResponses) (int64, error) {
+// topicProgress sums, over the partitions of topic, the offset the group has
+// consumed to (its committed offset, or the start offset where nothing is
+// committed) and the end offset minus that.
+func topicProgress(topic string, starts, ends kadm.ListedOffsets, committed kadm.OffsetResponses) (groupProgress, error) {
 	partitions, ok := ends[topic]
 	if !ok {
-		return 0, fmt.Errorf("topic %s: no end offsets listed (does it exist?)", topic)
+		return groupProgress{}, fmt.Errorf("topic %s: no end offsets listed (does it exist?)", topic)
 	}
-	var total int64
+	var total groupProgress
 	for partition, end := range partitions {
 		if end.Err != nil {
-			return 0, fmt.Errorf("topic %s partition %d: end offset: %w", topic, partition, end.Err)
+			return groupProgress{}, fmt.Errorf("topic %s partition %d: end offset: %w", topic, partition, end.Err)
 		}
 		start, ok := starts.Lookup(topic, partition)
 		if !ok || start.Err != nil {
-			return 0, fmt.Errorf("topic %s partition %d: no start offset: %w", topic, partition, start.Err)
+			return groupProgress{}, fmt.Errorf("topic %s partition %d: no start offset: %w", topic, partition, start.Err)
 		}
 		consumedTo := start.Offset
 		if c, ok := committed.Lookup(topic, partition); ok && c.Err == nil && c.At >= 0 {
@@ -131,7 +150,8 @@ func topicLag(topic string, starts, ends kadm.ListedOffsets, committed kadm.Offs
 			// they are not lag either.
 			consumedTo = max(c.At, start.Offset)
 		}
-		total += max(0, end.Offset-consumedTo)
+		total.lag += max(0, end.Offset-consumedTo)
+		total.position += consumedTo
 	}
 	return total, nil
 }

@@ -1,0 +1,162 @@
+package workflows
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/produce"
+)
+
+// scriptedLag runs ProduceWorkflow on in with PollLag answering samples in
+// order (the last one repeats). It returns the result and how many polls
+// had answered when the first chunk was produced.
+func scriptedLag(t *testing.T, in ProduceInput, samples ...kafkaadmin.LagSample) (ProduceResult, int) {
+	t.Helper()
+	var mu sync.Mutex
+	polls, pollsAtFirstChunk := 0, -1
+	env := newBareEnv()
+	// A hold that never ends fails here, not at the suite's timeout.
+	env.SetTestTimeout(10 * time.Second)
+	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(
+		func(context.Context, kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			s := samples[min(polls, len(samples)-1)]
+			polls++
+			return s, nil
+		})
+	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, c produce.ChunkInput) (produce.ChunkResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if pollsAtFirstChunk < 0 {
+				pollsAtFirstChunk = polls
+			}
+			return produce.ChunkResult{Produced: c.Count, DurationMillis: 100}, nil
+		})
+	env.ExecuteWorkflow(ProduceWorkflow, in)
+	require.NoError(t, env.GetWorkflowError())
+	var res ProduceResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, in.Messages, res.Produced)
+	return res, pollsAtFirstChunk
+}
+
+// secondsInput is a production of three chunks with the default thresholds:
+// 200,000 messages (resume 100,000) and 5 s (resume 2.5 s).
+func secondsInput() ProduceInput {
+	return ProduceInput{
+		Names: PipelineInput{RunID: "bps"}.runNames(), Messages: 30_000, ChunkSize: 10_000, ChunkConcurrency: 1,
+		LogicalQueues: 10, PayloadBytes: 10, RatePerSecond: 1000, LagPollEvery: 5,
+		LagThreshold: 200_000, LagResume: 100_000,
+		LagThresholdSeconds: 5, LagResumeSeconds: 2.5, CheckpointIntervalSeconds: 5,
+	}
+}
+
+// continuedFromAStall is the state of a run continued as new while its
+// deliver group, which had drained 10,000/s, stopped 10 s ago.
+func continuedFromAStall() ProduceResult {
+	return ProduceResult{Chunks: 3, Runs: 1, StartedUnixMillis: 1, Backpressure: Backpressure{
+		LagSamples: []kafkaadmin.LagSample{deliverAt(-10, 10_000, 450_000), deliverAt(-5, 40_000, 450_000)},
+		DrainRates: DrainRates{Deliver: 10_000},
+	}}
+}
+
+func TestHoldInSecondsUntilTheConsumerDrains(t *testing.T) {
+	in := secondsInput()
+	in.State = continuedFromAStall()
+	res, polls := scriptedLag(t, in,
+		// 80,000 is far below the threshold in messages, but 8 s at the
+		// rate the stalled consumer drained.
+		deliverAt(0, 80_000, 450_000),
+		// Draining again, 4,000/s over the window, but its rate falls by
+		// 30% a poll at most: 40,000 at 7,000/s is 5.7 s, above 2.5 s.
+		deliverAt(5, 40_000, 490_000),
+		// 7,000/s over the window: 10,000 is 1.4 s, production resumes.
+		deliverAt(10, 10_000, 520_000),
+	)
+	require.Equal(t, 3, polls, "production waits from the first poll to the third")
+	require.Equal(t, 1, res.Holds)
+	require.Equal(t, int64(10_000), res.HeldMillis)
+	require.InDelta(t, 8, res.MaxLagSeconds, 1e-9)
+	require.Equal(t, "deliver", res.LagSecondsGroup)
+	require.InDelta(t, 7_000, res.DrainRates.Deliver, 1e-9)
+	require.Equal(t, int64(80_000), res.MaxLag)
+}
+
+func TestHoldDoesNotWaitForLagNobodyDrains(t *testing.T) {
+	in := secondsInput()
+	in.State = continuedFromAStall()
+	res, polls := scriptedLag(t, in,
+		deliverAt(0, 80_000, 450_000),
+		// Held, and the consumer drained nothing over the window: what is
+		// left (markers, aborted records, or a consumer that is down) does
+		// not shrink by waiting; the threshold in messages is not reached.
+		deliverAt(5, 80_000, 450_000),
+	)
+	require.Equal(t, 2, polls, "production resumes on the second poll")
+	require.Equal(t, 1, res.Holds)
+	require.Equal(t, int64(5_000), res.HeldMillis)
+}
+
+func TestNoHoldInSecondsBeforeARateIsKnown(t *testing.T) {
+	// The start of a run: no group has committed, so the lag is all the
+	// raw topic holds, 150,000 of no known rate, below 200,000.
+	res, polls := scriptedLag(t, secondsInput(), kafkaadmin.LagSample{AtUnixMillis: 0, Enrich: 150_000})
+	require.Equal(t, 1, polls)
+	require.Zero(t, res.Holds)
+	require.Empty(t, res.LagSecondsGroup)
+	require.Zero(t, res.MaxLagSeconds)
+}
+
+func TestInputWithoutSecondsHoldsByMessagesOnly(t *testing.T) {
+	// An input written before the threshold in seconds (so every replayed
+	// history) has none: the stall that held above is not acted on, and
+	// nothing of seconds is reported.
+	in := secondsInput()
+	in.LagThresholdSeconds, in.LagResumeSeconds, in.CheckpointIntervalSeconds = 0, 0, 0
+	in.State = continuedFromAStall()
+	res, polls := scriptedLag(t, in, deliverAt(0, 80_000, 450_000))
+	require.Equal(t, 1, polls)
+	require.Zero(t, res.Holds)
+	require.Zero(t, res.MaxLagSeconds)
+	require.Empty(t, res.LagSecondsGroup)
+	require.Equal(t, DrainRates{Deliver: 10_000}, res.DrainRates, "carried as it came, not estimated")
+}
+
+func TestHoldSummarySaysWhy(t *testing.T) {
+	p := &producer{in: secondsInput(), held: true, lag: 72_000,
+		lagSeconds: groupLagSeconds{group: "deliver", seconds: 7.2, rate: 10_000, known: true}}
+	require.Equal(t, "backpressure hold: lag 7.2 s > 2.5 s (deliver draining 10000 msg/s); resumes at 100000 msgs and 2.5 s (hold above 200000 or 5 s)",
+		p.secondsSummary())
+	p.lag = 250_000
+	require.Contains(t, p.secondsSummary(), "backpressure hold: lag 250000 > 100000, lag 7.2 s > 2.5 s")
+	p.held, p.lagSeconds = false, groupLagSeconds{}
+	require.Equal(t, "next lag poll (lag 250000, seconds unknown (no drain rate yet))", p.secondsSummary())
+}
+
+func TestPipelineHandsProductionTheThresholdInSeconds(t *testing.T) {
+	f := &fakeStack{}
+	env := newEnv(t, f)
+	var produceInput ProduceInput
+	env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, args converter.EncodedValues) {
+		if info.WorkflowType.Name == "ProduceWorkflow" {
+			require.NoError(t, args.Get(&produceInput))
+		}
+	})
+	in := smallRun()
+	in.LagThresholdSeconds, in.CheckpointIntervalSeconds = 8, 3
+	env.ExecuteWorkflow(PipelineWorkflow, in)
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 8.0, produceInput.LagThresholdSeconds)
+	require.Equal(t, 4.0, produceInput.LagResumeSeconds, "half the threshold by default")
+	require.Equal(t, 3, produceInput.CheckpointIntervalSeconds)
+}
