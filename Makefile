@@ -72,7 +72,9 @@ test:
 
 # Benchmarks printed side by side in one run: Go micro-benchmarks, then
 # flowproof's produce and verify paths against Kafka's own perf tools and a
-# bounded load on the endpoint (starts Kafka and the reference services if
-# they are down, and stops only what it started). docs/benchmarks.md.
+# bounded load on the endpoint, then one verified pipeline run set against
+# the slowest of those stages (BENCH_E2E_MESSAGES=n, default 200,000; 0: no
+# run). Starts what it needs of the stack if it is down (all of it and a
+# worker, like make demo), and stops only what it started. docs/benchmarks.md.
 bench:
 	bash deploy/local/bench.sh

@@ -7,13 +7,16 @@
 #     BENCH_COUNT runs each, summarised by benchstat when it can be built.
 #  2. On the local stack (deploy/local/bench): flowproof's ProduceChunk
 #     against Kafka's ProducerPerformance, flowproof's Verify against Kafka's
-#     ConsumerPerformance, and a bounded load on the running endpoint, then
-#     one summary table.
+#     ConsumerPerformance, and a bounded load on the running endpoint; then
+#     one verified pipeline run of BENCH_E2E_MESSAGES (default 200,000) on
+#     the stack's worker, whose end-to-end rate is set against the slowest
+#     of those stages alone; then one summary table.
 #
-# Kafka and the reference services are started if they are down and stopped
-# again afterwards; whatever was already running stays as it was. Settings
-# for step 2 go in BENCH_FLAGS (see `bin/bench -h`), e.g.
-# BENCH_FLAGS='-records 100000 -rounds 1'.
+# The components a step needs are started if they are down (the whole stack
+# and a worker for the pipeline run; only Kafka, Redis and the reference
+# services with BENCH_E2E_MESSAGES=0) and stopped again afterwards; whatever
+# was already running stays as it was. Settings for step 2 go in BENCH_FLAGS
+# (see `bin/bench -h`), e.g. BENCH_FLAGS='-records 100000 -rounds 1'.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -53,18 +56,29 @@ if ! go run "golang.org/x/perf/cmd/benchstat@$benchstat_version" "$out_dir/micro
 fi
 
 echo "== local stack"
-go build -o bin/ ./deploy/local/stackctl ./deploy/local/bench
-for component in kafka refsvc; do
+e2e_messages="${BENCH_E2E_MESSAGES:-200000}"
+go build -o bin/ ./deploy/local/stackctl ./deploy/local/bench ./starter
+needed=(kafka redis refsvc)
+if [ "$e2e_messages" != 0 ]; then
+  # The pipeline run needs all of the stack, and a worker polling its task queue.
+  needed=(kafka flink temporal redis refsvc worker)
+fi
+for component in "${needed[@]}"; do
   if ! bin/stackctl status --only "$component" >/dev/null 2>&1; then
     started_here+=("$component")
   fi
 done
 if ((${#started_here[@]})); then
-  # up keeps the TaskManager count of the last up (a Flink that may be running).
-  bin/stackctl up --only "$(IFS=,; echo "${started_here[*]}")"
+  # The TaskManager count matters only when Flink starts here (make demo's
+  # default); otherwise up keeps the one of the last up.
+  taskmanagers=()
+  if [[ " ${started_here[*]} " == *" flink "* ]]; then
+    taskmanagers=(--taskmanagers "${TASKMANAGERS:-3}")
+  fi
+  bin/stackctl up "${taskmanagers[@]}" --only "$(IFS=,; echo "${started_here[*]}")"
 else
-  echo "Kafka and the reference services are up"
+  echo "up already: ${needed[*]}"
 fi
 
 # shellcheck disable=SC2086 # BENCH_FLAGS is a list of flags
-bin/bench -micro "$out_dir/micro.txt" -workdir "$out_dir" ${BENCH_FLAGS:-}
+bin/bench -micro "$out_dir/micro.txt" -workdir "$out_dir" -e2e-messages "$e2e_messages" ${BENCH_FLAGS:-}

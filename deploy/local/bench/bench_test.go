@@ -90,6 +90,7 @@ func TestSettingsNameTheBadFlag(t *testing.T) {
 		{"-endpoint-batch", "1001"},
 		{"-rounds", "0"},
 		{"-endpoint-max-duration", "0s"},
+		{"-e2e-messages", "-1"},
 	} {
 		_, err := parseSettings(args)
 		if err == nil || !strings.Contains(err.Error(), args[0]) {

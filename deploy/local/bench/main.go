@@ -55,6 +55,9 @@ type settings struct {
 	endpointClients     int
 	endpointMaxDuration time.Duration
 
+	e2eMessages int
+	starter     string
+
 	timeout time.Duration
 
 	showVersion bool // -version: print the build and exit
@@ -77,7 +80,9 @@ func parseSettings(args []string) (settings, error) {
 	fs.IntVar(&s.endpointBatch, "endpoint-batch", 100, "messages per batch sent to the endpoint")
 	fs.IntVar(&s.endpointClients, "endpoint-clients", runtime.GOMAXPROCS(0), "concurrent endpoint clients (default: GOMAXPROCS, as the in-process benchmark)")
 	fs.DurationVar(&s.endpointMaxDuration, "endpoint-max-duration", 15*time.Second, "the endpoint load stops after this long even if messages are left")
-	fs.DurationVar(&s.timeout, "timeout", 15*time.Minute, "the whole run is cancelled (and cleaned up) after this long")
+	fs.IntVar(&s.e2eMessages, "e2e-messages", 200_000, "messages of the one verified pipeline run at the end, on the stack's worker (0: no run)")
+	fs.StringVar(&s.starter, "starter", "bin/starter", "starter binary, which runs the end-to-end pipeline")
+	fs.DurationVar(&s.timeout, "timeout", 30*time.Minute, "the whole run is cancelled (and cleaned up) after this long")
 	fs.BoolVar(&s.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return settings{}, err
@@ -107,6 +112,7 @@ func (s settings) validate() error {
 		{s.endpointBatch >= 1 && s.endpointBatch <= 1000, "-endpoint-batch", "1 to 1,000 (the endpoint's limit)", s.endpointBatch},
 		{s.endpointClients >= 1, "-endpoint-clients", "at least 1", s.endpointClients},
 		{s.endpointMaxDuration > 0, "-endpoint-max-duration", "more than 0", s.endpointMaxDuration},
+		{s.e2eMessages >= 0, "-e2e-messages", "0 (no run) or more", s.e2eMessages},
 		{s.timeout > 0, "-timeout", "more than 0", s.timeout},
 	}
 	for _, c := range checks {
@@ -214,13 +220,22 @@ func run(ctx context.Context, s settings) error {
 	}
 	b.loadEnd = loadAverage()
 	b.othersEnd = otherWork(ctx, cluster, addrs.FlinkURL, b.runID)
+	// The pipeline runs last: its Flink jobs and worker would otherwise
+	// still be settling while the stages are measured alone.
+	e2e := e2eFigures{skipped: "-e2e-messages 0 (BENCH_E2E_MESSAGES=0)"}
+	if s.e2eMessages > 0 {
+		e2e = b.endToEnd(ctx)
+	}
 	fmt.Println()
 	printSummary(os.Stdout, summaryInput{
-		settings: s, runID: b.runID, loadStart: b.loadStart, loadEnd: b.loadEnd,
+		settings: s, runID: b.runID, loadStart: b.loadStart, loadEnd: b.loadEnd, loadAfterE2E: loadAverage(),
 		othersStart: b.othersStart, othersEnd: b.othersEnd,
 		recordShape: b.shape, produce: b.produceRounds, consume: b.consumeRounds,
-		endpoint: endpoint, micro: micro,
+		endpoint: endpoint, micro: micro, e2e: e2e,
 	})
+	if e2e.failed != "" {
+		return fmt.Errorf("end-to-end run: %s", e2e.failed)
+	}
 	return nil
 }
 
