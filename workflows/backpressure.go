@@ -28,11 +28,16 @@ import (
 //     seconds; otherwise a 5 s threshold with 5 s checkpoints would hold a
 //     pipeline that keeps up. The deliver group commits each segment as it
 //     ends, a second or two, and gets no allowance.
-//   - A window in which a consumer ran out of work (after a hold, or while
-//     the pipeline refills) shows a rate below what it can drain, and would
-//     make fresh lag look like minutes. So the drain rate keeps its best
-//     recent figure and lets it fall by drainRateDecay per poll at most: a
-//     real slow-down shows within a few polls, an idle moment does not.
+//   - A window in which a consumer ran out of work (after a hold, while
+//     the pipeline refills, or while its JVM warmed up) shows a rate below
+//     what it can drain: the rate it drains at is the lower of its capacity
+//     and what arrives. So a group's drain rate is the highest it has been
+//     measured at in the run, its capacity as far as anyone can tell. A
+//     rate that follows each window instead was tried (falling by 30 % a
+//     poll at most) and held production for minutes of a 1,000,000-message
+//     run: every hold starved the consumers, which then measured slow,
+//     which held again. A consumer whose capacity really falls (a broker
+//     lost) is bounded by the threshold in messages, which always applies.
 //   - A consumer that drains nothing has no rate. Before a group has ever
 //     drained (the start of a run, a group that has not committed yet) its
 //     seconds are unknown and only the threshold in messages applies: there
@@ -80,12 +85,6 @@ type DrainRates struct {
 	Split   float64 `json:"split"`
 }
 
-// drainRateDecay is the most a drain rate falls from one poll to the next
-// (see lagSeconds): a consumer that slowed to a quarter shows it within four
-// polls, while a poll window in which a consumer had nothing to do does not
-// make its lag look many times longer than it is.
-const drainRateDecay = 0.7
-
 // secondsRule is the backpressure threshold in seconds of ProduceInput.
 type secondsRule struct {
 	threshold, resume float64
@@ -130,7 +129,7 @@ func (r secondsRule) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.Lag
 			moved := g.position(s) - g.position(from)
 			if seconds := float64(s.AtUnixMillis-from.AtUnixMillis) / 1000; moved > 0 && seconds > 0 {
 				draining = true
-				*g.rate = max(float64(moved)/seconds, *g.rate*drainRateDecay)
+				*g.rate = max(float64(moved)/seconds, *g.rate)
 			}
 		}
 		if *g.rate <= 0 || (held && !draining) {

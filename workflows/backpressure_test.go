@@ -107,13 +107,14 @@ func TestLagSecondsOfAStalledConsumer(t *testing.T) {
 	require.False(t, lag.known)
 }
 
-func TestDrainRateFollowsADropWithinPolls(t *testing.T) {
-	// The consumer drained 10,000/s and now drains 2,000/s; polls 5 s
-	// apart, a window of two.
+func TestDrainRateIsTheHighestMeasured(t *testing.T) {
+	// The consumer drained 10,000/s; now the windows show 2,000/s (it
+	// starves, or it slowed): its rate stays 10,000/s. A faster window
+	// raises it. Polls 5 s apart, a window of two.
 	rates := DrainRates{Deliver: 10_000}
 	var got []float64
 	history := []kafkaadmin.LagSample{deliverAt(0, 0, 0), deliverAt(5, 0, 10_000)}
-	for poll := int64(2); poll <= 7; poll++ {
+	for poll := int64(2); poll <= 5; poll++ {
 		s := deliverAt(5*poll, 50_000, 10_000*poll)
 		var lag groupLagSeconds
 		rates, lag = defaultSecondsRule.lagSeconds(history, s, rates, false)
@@ -122,9 +123,10 @@ func TestDrainRateFollowsADropWithinPolls(t *testing.T) {
 		got = append(got, rates.Deliver)
 		history = append(history, s)
 	}
-	require.InDeltaSlice(t, []float64{7_000, 4_900, 3_430, 2_401, 2_000, 2_000}, got, 1e-6)
-	require.True(t, holdProduction(false, 50_000/got[1], 5, 2.5), "two polls in, 50,000 queued at the dropped rate is over 5 s")
-	require.False(t, holdProduction(false, 50_000/10_000.0, 5, 2.5), "at the old rate it was not")
+	require.InDeltaSlice(t, []float64{10_000, 10_000, 10_000, 10_000}, got, 1e-6)
+	faster := deliverAt(30, 50_000, 40_000+300_000)
+	rates, _ = defaultSecondsRule.lagSeconds(history, faster, rates, false)
+	require.InDelta(t, 30_000, rates.Deliver, 1e-9, "300,000 drained in the 10 s window")
 }
 
 func TestAnIdleWindowDoesNotMakeLagLookLong(t *testing.T) {
@@ -132,6 +134,6 @@ func TestAnIdleWindowDoesNotMakeLagLookLong(t *testing.T) {
 	// window shows 500/s, production has just queued 21,000 again.
 	history := []kafkaadmin.LagSample{deliverAt(0, 0, 500_000)}
 	rates, lag := defaultSecondsRule.lagSeconds(history, deliverAt(10, 21_000, 505_000), DrainRates{Deliver: 10_000}, false)
-	require.InDelta(t, 7_000, rates.Deliver, 1e-9)
-	require.InDelta(t, 3, lag.seconds, 1e-9)
+	require.InDelta(t, 10_000, rates.Deliver, 1e-9)
+	require.InDelta(t, 2.1, lag.seconds, 1e-9)
 }
