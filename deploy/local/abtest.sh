@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Side-by-side comparison of revisions of the worker on the running local stack:
-#   [MESSAGES=300000] [ROUNDS=2] bash deploy/local/abtest.sh REV_A REV_B [REV_C ...]
+#   [MESSAGES=300000] [ROUNDS=2] [FLAGS_a=... FLAGS_b=...] bash deploy/local/abtest.sh REV_A REV_B [REV_C ...]
 # builds bin/worker of each revision, runs each on a task queue of its own,
 # and alternates runs (A, B, ... then again, ROUNDS times), printing each
 # run's status and the stack's CPU per message (stackctl usage around each
 # run). Changes that live in the worker's activities and workflows, such as
 # the Flink jobs' properties or the topics' partitions, compare this way;
-# broker settings do not. The workers run outside the stack: the report
-# counts them among other processes.
+# broker settings do not. FLAGS_a, FLAGS_b, ... are extra starter flags of
+# each arm, so one revision can be compared with itself under two inputs.
+# The workers run outside the stack: the report counts them among other
+# processes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 (($# >= 2)) || { echo "usage: [MESSAGES=n] [ROUNDS=n] $0 REV_A REV_B [REV_C ...]" >&2; exit 2; }
@@ -38,7 +40,9 @@ for round in $(seq "$rounds"); do
     v=${labels[$i]}
     d="$out/$v-$round"; mkdir -p "$d"
     bin/stackctl usage --json --reset-peak >"$d/before.json"
-    bin/starter run --task-queue "abtest-$v" --messages "$messages" --id "abtest-$v-$round-$(date +%s)" \
+    flags_var="FLAGS_$v"
+    # shellcheck disable=SC2086 # the flags are words
+    bin/starter run --task-queue "abtest-$v" --messages "$messages" --id "abtest-$v-$round-$(date +%s)" ${!flags_var:-} \
       --progress-every 60s --result-file "$d/result.json" >"$d/run.txt" 2>&1 || true
     bin/stackctl usage --since "$d/before.json" --result "$d/result.json" >"$d/usage.txt" 2>&1 || true
     echo "== $v (${names% }) round $round: $(grep -m1 '^status' "$d/run.txt" | tr -s ' ') | $(grep -m1 'per message' "$d/usage.txt")"
