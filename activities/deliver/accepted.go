@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -64,11 +63,7 @@ func (l *acceptedLog) client() (*kgo.Client, error) {
 // a goroutine of the producer. The write goes on when ctx ends: what the
 // endpoint accepted must be recorded whatever becomes of the segment.
 func (l *acceptedLog) write(ctx context.Context, topic string, rec activities.AcceptedBatch, done func(error)) {
-	value, err := json.Marshal(rec)
-	if err != nil {
-		done(fmt.Errorf("encode accepted batch %s: %w", rec.BatchID, err))
-		return
-	}
+	value := acceptedBatchValue(rec)
 	producer, err := l.client()
 	if err != nil {
 		done(err)

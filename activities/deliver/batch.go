@@ -1,7 +1,7 @@
 package deliver
 
 import (
-	"encoding/json"
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -117,69 +117,100 @@ type enrichedValue struct {
 	CorrelationID string `json:"correlation_id"`
 }
 
-// decodeEnriched checks an enriched record against the message contract.
-func decodeEnriched(r *kgo.Record, runID string) (deliveryMessage, error) {
-	where := fmt.Sprintf("enriched record %s[%d]@%d", r.Topic, r.Partition, r.Offset)
-	var v enrichedValue
-	if err := json.Unmarshal(r.Value, &v); err != nil {
-		return deliveryMessage{}, fmt.Errorf("%s: value is not the contract's JSON: %w", where, err)
+// enrichedDecoder checks a segment's enriched records against the message
+// contract and keeps their strings in one arena.
+type enrichedDecoder struct {
+	runID   string
+	strings stringArena
+}
+
+func newEnrichedDecoder(runID string) *enrichedDecoder {
+	return &enrichedDecoder{runID: runID}
+}
+
+// decode checks an enriched record against the message contract.
+func (d *enrichedDecoder) decode(r *kgo.Record) (deliveryMessage, error) {
+	v, ok := readEnrichedFields(r.Value)
+	if !ok {
+		var err error
+		if v, err = unmarshalEnrichedFields(r.Value); err != nil {
+			return deliveryMessage{}, fmt.Errorf("%s: value is not the contract's JSON: %w", enrichedWhere(r), err)
+		}
 	}
+	if problems := d.contractProblems(r, v); len(problems) > 0 {
+		return deliveryMessage{}, fmt.Errorf("%s breaks the message contract: %s", enrichedWhere(r), strings.Join(problems, "; "))
+	}
+	logicalQueue, producedAt, correlationID := d.strings.strings3(v.logicalQueue, v.producedAt, v.correlationID)
+	return deliveryMessage{Seq: v.seq, LogicalQueue: logicalQueue, CorrelationID: correlationID, ProducedAt: producedAt}, nil
+}
+
+func enrichedWhere(r *kgo.Record) string {
+	return fmt.Sprintf("enriched record %s[%d]@%d", r.Topic, r.Partition, r.Offset)
+}
+
+// contractProblems lists how a record breaks the message contract.
+func (d *enrichedDecoder) contractProblems(r *kgo.Record, v enrichedFields) []string {
 	var problems []string
-	if v.RunID != runID {
-		problems = append(problems, fmt.Sprintf("run_id is %q, want %q", v.RunID, runID))
+	if string(v.runID) != d.runID {
+		problems = append(problems, fmt.Sprintf("run_id is %q, want %q", string(v.runID), d.runID))
 	}
-	if v.Seq == nil || *v.Seq < 0 {
+	if !v.hasSeq || v.seq < 0 {
 		problems = append(problems, "seq is missing or negative")
 	}
-	if v.LogicalQueue == "" {
+	if len(v.logicalQueue) == 0 {
 		problems = append(problems, "logical_queue is empty")
 	}
-	if v.ProducedAt == "" {
+	if len(v.producedAt) == 0 {
 		problems = append(problems, "produced_at is empty")
 	}
-	if v.CorrelationID == "" {
+	if len(v.correlationID) == 0 {
 		problems = append(problems, "correlation_id is empty")
 	}
-	header, found := "", false
+	var header []byte
+	found := false
 	for _, h := range r.Headers {
 		if h.Key == activities.HeaderCorrelationID {
-			header, found = string(h.Value), true
+			header, found = h.Value, true
 		}
 	}
 	switch {
 	case !found:
 		problems = append(problems, "header "+activities.HeaderCorrelationID+" is missing")
-	case header != v.CorrelationID:
-		problems = append(problems, fmt.Sprintf("header %s is %q but correlation_id is %q", activities.HeaderCorrelationID, header, v.CorrelationID))
+	case !bytes.Equal(header, v.correlationID):
+		problems = append(problems, fmt.Sprintf("header %s is %q but correlation_id is %q", activities.HeaderCorrelationID, string(header), string(v.correlationID)))
 	}
-	if len(problems) > 0 {
-		return deliveryMessage{}, fmt.Errorf("%s breaks the message contract: %s", where, strings.Join(problems, "; "))
-	}
-	return deliveryMessage{Seq: *v.Seq, LogicalQueue: v.LogicalQueue, CorrelationID: v.CorrelationID, ProducedAt: v.ProducedAt}, nil
+	return problems
 }
 
-// batchRequestBody encodes a batch of run runID for POST /v1/batches. The
-// encoding is deterministic, so a retried batch has the same body and the
-// endpoint answers it from its idempotency store.
-func batchRequestBody(runID string, b *deliveryBatch) ([]byte, error) {
-	req := endpointapi.BatchRequest{BatchID: b.id, RunID: runID, Messages: make([]endpointapi.Message, len(b.messages))}
+// batchRequestBody encodes a batch of run runID for POST /v1/batches, as
+// json.Marshal of an endpointapi.BatchRequest would. The encoding is
+// deterministic, so a retried batch has the same body and the endpoint
+// answers it from its idempotency store.
+func batchRequestBody(runID string, b *deliveryBatch) []byte {
+	size := len(`{"batch_id":"","run_id":"","messages":[]}`) + len(b.id) + len(runID)
+	for _, m := range b.messages {
+		size += len(`{"correlation_id":"","seq":,"logical_queue":"","produced_at":""},`) + 20 +
+			len(m.CorrelationID) + len(m.LogicalQueue) + len(m.ProducedAt)
+	}
+	body := make([]byte, 0, size)
+	body = appendStringMember(body, `{"batch_id":`, b.id)
+	if runID != "" { // omitempty
+		body = appendStringMember(body, `,"run_id":`, runID)
+	}
+	body = append(body, `,"messages":[`...)
 	for i, m := range b.messages {
-		producedAt, err := json.Marshal(m.ProducedAt)
-		if err != nil {
-			return nil, fmt.Errorf("batch %s: produced_at of seq %d: %w", b.id, m.Seq, err)
+		if i > 0 {
+			body = append(body, ',')
 		}
-		req.Messages[i] = endpointapi.Message{
-			CorrelationID: m.CorrelationID,
-			Seq:           m.Seq,
-			LogicalQueue:  m.LogicalQueue,
-			Extra:         map[string]json.RawMessage{"produced_at": producedAt},
-		}
+		// endpointapi.Message's order: its named fields, then the extra
+		// ones by name.
+		body = appendStringMember(body, `{"correlation_id":`, m.CorrelationID)
+		body = appendIntMember(body, `,"seq":`, m.Seq)
+		body = appendStringMember(body, `,"logical_queue":`, m.LogicalQueue)
+		body = appendStringMember(body, `,"produced_at":`, m.ProducedAt)
+		body = append(body, '}')
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("batch %s: encode request: %w", b.id, err)
-	}
-	return body, nil
+	return append(body, "]}"...)
 }
 
 // responseRecord is the value of a responses-topic record (see

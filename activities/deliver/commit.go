@@ -95,11 +95,7 @@ func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key 
 func (a *Activities) commitSegment(ctx context.Context, producer *kgo.Client, txnID string, in SegmentInput, key segmentCommit, outcome segmentOutcome, result SegmentResult) (err error) {
 	records := make([]*kgo.Record, 0, len(outcome.accepted))
 	for _, ab := range outcome.accepted {
-		value, err := json.Marshal(ab.record)
-		if err != nil {
-			return fmt.Errorf("encode response of batch %s: %w", ab.batch.id, err)
-		}
-		records = append(records, &kgo.Record{Topic: in.Names.ResponsesTopic, Key: []byte(ab.batch.id), Value: value})
+		records = append(records, &kgo.Record{Topic: in.Names.ResponsesTopic, Key: []byte(ab.batch.id), Value: responseRecordValue(ab.record)})
 	}
 	reason := result.RejectReason
 	if len(reason) > maxRejectReasonLen {

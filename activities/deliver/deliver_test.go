@@ -133,11 +133,8 @@ func TestBatchIDOfAGrownPartialBatchDiffers(t *testing.T) {
 
 func TestBatchRequestBodyIsDeterministicAndCarriesTheContractFields(t *testing.T) {
 	batch := buildAll("r1", 2, []record{{0, 0}, {0, 1}})[0]
-	body1, err := batchRequestBody("unit", batch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body2, _ := batchRequestBody("unit", batch)
+	body1 := batchRequestBody("unit", batch)
+	body2 := batchRequestBody("unit", batch)
 	if string(body1) != string(body2) {
 		t.Fatalf("two encodings differ:\n%s\n%s", body1, body2)
 	}
@@ -168,10 +165,7 @@ func TestResponseRecordEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	value, err := json.Marshal(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	value := responseRecordValue(rec)
 	want := `{"run_id":"run-7","batch_id":"run-7-p4-o10-11","batch_number":17,"messages":[` +
 		`{"seq":104,"logical_queue":"q-0006","correlation_id":"cid-104","sending_id":"inst-17-0","produced_at":"2026-11-27T02:00:01.123456Z"},` +
 		`{"seq":114,"logical_queue":"q-0002","correlation_id":"cid-114","sending_id":"inst-17-1","produced_at":"2026-11-27T02:00:01.123456Z"}]}`
@@ -214,7 +208,7 @@ func enrichedRecord(value string, correlationHeader *string) *kgo.Record {
 func TestDecodeEnrichedCrossChecksHeaderAndFields(t *testing.T) {
 	good := `{"run_id":"r1","seq":41,"logical_queue":"q-0041","produced_at":"2026-11-27T02:00:01.123456Z","payload":"xx","correlation_id":"abc"}`
 	cid, other := "abc", "abd"
-	m, err := decodeEnriched(enrichedRecord(good, &cid), "r1")
+	m, err := newEnrichedDecoder("r1").decode(enrichedRecord(good, &cid))
 	if err != nil {
 		t.Fatalf("good record: %v", err)
 	}
@@ -237,7 +231,7 @@ func TestDecodeEnrichedCrossChecksHeaderAndFields(t *testing.T) {
 	}
 	for name, c := range bad {
 		t.Run(name, func(t *testing.T) {
-			_, err := decodeEnriched(enrichedRecord(c.value, c.header), "r1")
+			_, err := newEnrichedDecoder("r1").decode(enrichedRecord(c.value, c.header))
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "t[2]@41") {
 				t.Fatalf("err = %v, want it to name %q and the record", err, c.want)
 			}
@@ -362,7 +356,7 @@ func TestPostBatchCountsRetriesAndSendsHeaders(t *testing.T) {
 		}
 	})
 	var retries atomic.Int64
-	body, _ := batchRequestBody("unit", batch)
+	body := batchRequestBody("unit", batch)
 	out, err := ec.poster(discard, &retries).postBatch(context.Background(), "tok", batch, body)
 	if err != nil {
 		t.Fatalf("postBatch: %v", err)
@@ -382,7 +376,7 @@ func TestPostBatch401IsARejectionWithTheChallengeReason(t *testing.T) {
 		w.WriteHeader(http.StatusUnauthorized)
 	})
 	var retries atomic.Int64
-	body, _ := batchRequestBody("unit", batch)
+	body := batchRequestBody("unit", batch)
 	out, err := ec.poster(discard, &retries).postBatch(context.Background(), "secret-token-value", batch, body)
 	if err != nil {
 		t.Fatalf("postBatch: %v", err)
@@ -403,7 +397,7 @@ func TestPostBatchGivesUpWithoutRevealingTheToken(t *testing.T) {
 	})
 	ec.retry.retryMax = 2
 	var retries atomic.Int64
-	body, _ := batchRequestBody("unit", batch)
+	body := batchRequestBody("unit", batch)
 	_, err := ec.poster(discard, &retries).postBatch(context.Background(), "secret-token-value", batch, body)
 	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "batch not accepted") {
 		t.Fatalf("err = %v, want the status and the endpoint's description", err)
@@ -428,7 +422,7 @@ func TestPostBatchBadRequestIsNotRetried(t *testing.T) {
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		_ = json.NewEncoder(w).Encode(refsvcapi.ErrorResponse{Error: "invalid_request", ErrorDescription: "Idempotency-Key was already used with a different request body"})
 	})
-	body, _ := batchRequestBody("unit", batch)
+	body := batchRequestBody("unit", batch)
 	_, err := ec.poster(discard, new(atomic.Int64)).postBatch(context.Background(), "tok", batch, body)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || !appErr.NonRetryable() {

@@ -109,8 +109,8 @@ func (p *batchPoster) postBatch(ctx context.Context, bearer string, b *deliveryB
 		if readErr != nil {
 			return postOutcome{}, fmt.Errorf("batch %s: read answer: %w", b.id, readErr)
 		}
-		var answer endpointapi.BatchResponse
-		if err := json.Unmarshal(answerBody, &answer); err != nil {
+		answer, err := decodeBatchAnswer(answerBody, b)
+		if err != nil {
 			return postOutcome{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("batch %s: endpoint answer is not a batch response: %v", b.id, err), errtype.ContractViolation, nil)
 		}

@@ -258,7 +258,7 @@ func TestAcceptedRecordAndTheReplayedAnswer(t *testing.T) {
 		acceptBatch(w, r)
 	})
 	var retries atomic.Int64
-	body, _ := batchRequestBody("unit", batch)
+	body := batchRequestBody("unit", batch)
 	poster := ec.poster(discard, &retries)
 	first, err := poster.postBatch(context.Background(), "tok", batch, body)
 	if err != nil {

@@ -86,6 +86,7 @@ type segmentSender struct {
 	recorded  chan recordedBatch
 	recording int
 
+	decoder   *enrichedDecoder
 	builder   *batchBuilder
 	ready     []*deliveryBatch
 	busy      map[int32]bool
@@ -128,6 +129,7 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 	s := &segmentSender{
 		in: in, bearer: bearer, log: rep.Log,
 		sendCtx: sendCtx, stopSending: stopSending, stopReading: stopReading,
+		decoder:   newEnrichedDecoder(in.Names.RunID),
 		builder:   newBatchBuilder(in.Names.RunID, in.BatchSize),
 		busy:      make(map[int32]bool),
 		completed: make(chan sentBatch, deliverMaxInFlight),
@@ -253,11 +255,7 @@ func (s *segmentSender) dispatch() {
 		}
 		batch := s.ready[i]
 		s.ready = slices.Delete(s.ready, i, i+1)
-		body, err := batchRequestBody(s.in.Names.RunID, batch)
-		if err != nil {
-			s.stop(err)
-			return
-		}
+		body := batchRequestBody(s.in.Names.RunID, batch)
 		s.busy[batch.partition] = true
 		s.inFlight.Add(1)
 		go func() {
@@ -271,7 +269,7 @@ func (s *segmentSender) dispatch() {
 // partitions' batches.
 func (s *segmentSender) addRecords(records []*kgo.Record) {
 	for _, r := range records {
-		m, err := decodeEnriched(r, s.in.Names.RunID)
+		m, err := s.decoder.decode(r)
 		if err != nil {
 			s.stop(temporal.NewNonRetryableApplicationError(err.Error(), errtype.ContractViolation, nil))
 			return
