@@ -63,6 +63,8 @@ type DeliverResult struct {
 	EmptySegments int `json:"empty_segments"`
 	// Plan is what a refused token left unsent of the last segment's plan;
 	// the next segment sends it as it is, so that no batch is cut again.
+	// (A plan prepared ahead for the next segment is never carried: a run
+	// continues as new only with none prepared, see runOverlapped.)
 	Plan *deliver.SegmentPlan `json:"plan,omitempty"`
 }
 
@@ -133,6 +135,10 @@ const (
 	// plannedSegmentsChange gates planned segments (PlanSegment before each
 	// DeliverSegment): recorded runs replay without them.
 	plannedSegmentsChange = "deliver-planned-segments"
+	// overlappedSegmentsChange gates overlapped segments (the next segment
+	// planned, and its token obtained, while the current one is sent):
+	// runs recorded before replay on the sequential loop.
+	overlappedSegmentsChange = "deliver-overlapped-segments"
 )
 
 // deliverer is one run of DeliverWorkflow.
@@ -148,6 +154,27 @@ type deliverer struct {
 	// planned: each segment's extent is planned before it is sent, so a
 	// retried segment sends the same batches (see deliver.SegmentPlan).
 	planned bool
+
+	// next is the next segment's preparation, under way while the current
+	// segment is sent; nil when none is (runOverlapped only).
+	next *preparedSegment
+	// spareToken is a token obtained for a later segment and not used yet:
+	// it becomes the current token when that one is due.
+	spareToken *deliver.SealedToken
+}
+
+// preparedSegment is a segment's plan, and a fresh token if the segment
+// will need one, asked for before the segment is due.
+type preparedSegment struct {
+	// starts are the offsets the plan starts from; the segment may only be
+	// sent from these.
+	starts  map[int32]int64
+	segment int
+	plan    workflow.Future // of deliver.SegmentPlan
+	// token is nil when the segment can go on the token in use (or the
+	// spare one); renewal numbers it for errors.
+	token   workflow.Future // of deliver.SealedToken
+	renewal int
 }
 
 // DeliverWorkflow reads the enriched topic and posts it to the endpoint in
@@ -182,120 +209,276 @@ func newDeliverer(ctx workflow.Context, in DeliverInput) *deliverer {
 // continues as new when this workflow run has delivered its share.
 func (d *deliverer) run(ctx workflow.Context) (DeliverResult, error) {
 	d.planned = workflow.GetVersion(ctx, plannedSegmentsChange, workflow.DefaultVersion, 1) >= 1
+	if d.planned && workflow.GetVersion(ctx, overlappedSegmentsChange, workflow.DefaultVersion, 1) >= 1 {
+		return d.runOverlapped(ctx)
+	}
+	return d.runSequential(ctx)
+}
+
+// runOverlapped sends one segment at a time, in order, and prepares the
+// next one (its plan and, when due, its token) while the current one is
+// sent. Each of token, plan and segment is a workflow-task round trip when
+// run in turn; overlapped, a segment follows the one before it as soon as
+// its result is in.
+//
+// A prepared plan starts where the plan being sent ends, and is sized as if
+// that plan were delivered in full. When it is not (the endpoint refused
+// the token), the rest goes first, on a new token, and the prepared plan
+// waits; both are sent as planned, so no batch is ever cut again.
+func (d *deliverer) runOverlapped(ctx workflow.Context) (DeliverResult, error) {
 	for scheduled := 0; d.state.Delivered < d.in.Messages; scheduled++ {
-		if scheduled >= d.in.SegmentsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			d.in.State = d.state
-			return DeliverResult{}, workflow.NewContinueAsNewError(ctx, DeliverWorkflow, d.in)
+		// Continuing as new only with nothing prepared leaves no plan or
+		// token behind in this run; prepareNext prepares nothing once
+		// continuing is due, so this waits one segment at most.
+		if d.next == nil && d.continueAsNewDue(ctx, scheduled) {
+			return d.continueAsNew(ctx)
 		}
-		if d.tokenDue(workflow.Now(ctx)) {
-			if err := d.renewToken(ctx); err != nil {
-				return DeliverResult{}, err
-			}
-		}
-		res, err := d.deliverSegment(ctx)
+		plan, err := d.takePlan(ctx)
 		if err != nil {
 			return DeliverResult{}, err
+		}
+		if plan.Empty() {
+			// Nothing arrived within segmentIdle: an empty segment, which
+			// counts towards a stall; the next plan starts from the same
+			// offsets, so it cannot be prepared ahead.
+			if err := d.segmentDelivered(ctx, deliver.SegmentResult{Offsets: d.state.Offsets}); err != nil {
+				return DeliverResult{}, err
+			}
+			d.reportProgressAsync(ctx)
+			continue
+		}
+		if err := d.readyToken(ctx, plan.Records); err != nil {
+			return DeliverResult{}, err
+		}
+		segment := d.state.Segments
+		sending := d.segmentActivity(ctx, plan.Records, &plan)
+		d.prepareNext(ctx, scheduled+1, plan)
+		var res deliver.SegmentResult
+		if err := sending.Get(ctx, &res); err != nil {
+			return DeliverResult{}, fmt.Errorf("deliver segment %d: %w", segment, err)
 		}
 		if err := d.segmentDelivered(ctx, res); err != nil {
 			return DeliverResult{}, err
 		}
+		d.reportProgressAsync(ctx)
 	}
+	return d.finish(ctx), nil
+}
+
+// takePlan gives the next segment's plan: the rest a refused token left,
+// which goes first; else the prepared plan; else one planned now (with a
+// token, if one is due, obtained meanwhile).
+func (d *deliverer) takePlan(ctx workflow.Context) (deliver.SegmentPlan, error) {
+	if d.state.Plan != nil {
+		return *d.state.Plan, nil
+	}
+	if d.next == nil {
+		d.next = d.prepare(ctx, d.state.Segments, d.state.Offsets, d.state.Delivered, d.state.UsedOnToken)
+	}
+	prepared := d.next
+	d.next = nil
+	plan, err := d.collect(ctx, prepared)
+	if err != nil {
+		return deliver.SegmentPlan{}, err
+	}
+	if !sameOffsets(prepared.starts, d.state.Offsets) {
+		// A segment that delivered its plan stops at the plan's ends, where
+		// the prepared plan starts, so this is not expected; planning again
+		// from where delivery did stop keeps it exact all the same.
+		workflow.GetLogger(ctx).Warn("prepared plan does not start where the last segment stopped; planning again",
+			"Segment", d.state.Segments, "PlanStarts", prepared.starts, "Offsets", d.state.Offsets)
+		return d.takePlan(ctx)
+	}
+	return plan, nil
+}
+
+// prepareNext starts preparing the segment after the one being sent, if
+// there is one to prepare: messages left beyond that plan, nothing
+// prepared already (a refused token's rest goes first and the prepared
+// plan waits), and no continue-as-new due before next, which must not
+// leave a prepared plan behind.
+func (d *deliverer) prepareNext(ctx workflow.Context, next int, sending deliver.SegmentPlan) {
+	if d.next != nil || d.continueAsNewDue(ctx, next) {
+		return
+	}
+	d.next = d.prepare(ctx, d.state.Segments+1, offsetsAfter(d.state.Offsets, sending), d.state.Delivered+int64(sending.Records), d.state.UsedOnToken+sending.Records)
+}
+
+// offsetsAfter are the offsets where a segment that starts at offsets and
+// delivers plan in full stops: the plan's ends, and offsets elsewhere.
+func offsetsAfter(offsets map[int32]int64, plan deliver.SegmentPlan) map[int32]int64 {
+	after := make(map[int32]int64, len(offsets)+len(plan.Ends))
+	for _, p := range workflow.DeterministicKeys(offsets) {
+		after[p] = offsets[p]
+	}
+	for _, p := range workflow.DeterministicKeys(plan.Ends) {
+		after[p] = plan.Ends[p]
+	}
+	return after
+}
+
+// sameOffsets says whether a and b hold the same offsets.
+func sameOffsets(a, b map[int32]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, p := range workflow.DeterministicKeys(a) {
+		if o, ok := b[p]; !ok || o != a[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// prepare starts planning segment number segment from starts, to be sent once delivered
+// messages are, used of them on the current token; and obtaining a new
+// token for it if the current one will be due and there is no spare. The
+// plan is bounded as the segment's token will be (what is left of the
+// current token's quota, or a new token's whole quota) and by what is left
+// to deliver; nil when nothing is.
+func (d *deliverer) prepare(ctx workflow.Context, segment int, starts map[int32]int64, delivered int64, used int) *preparedSegment {
+	newToken := d.tokenDue(workflow.Now(ctx), used, 1)
+	quota := d.in.TokenRenewEvery - used
+	if newToken {
+		quota = d.in.TokenRenewEvery
+	}
+	want := int(min(int64(quota), d.in.Messages-delivered))
+	if want <= 0 {
+		return nil
+	}
+	p := &preparedSegment{starts: starts, segment: segment, plan: d.planActivity(ctx, segment, starts, want)}
+	if newToken && d.spareToken == nil {
+		p.renewal = d.state.TokenRenewals
+		p.token = d.tokenActivity(ctx, delivered)
+	}
+	return p
+}
+
+// collect waits for a prepared segment's plan and token; the token is kept
+// as the spare one, for when the current token is due.
+func (d *deliverer) collect(ctx workflow.Context, p *preparedSegment) (deliver.SegmentPlan, error) {
+	var plan deliver.SegmentPlan
+	if err := p.plan.Get(ctx, &plan); err != nil {
+		return deliver.SegmentPlan{}, fmt.Errorf("plan segment %d: %w", p.segment, err)
+	}
+	if p.token != nil {
+		var token deliver.SealedToken
+		if err := p.token.Get(ctx, &token); err != nil {
+			return deliver.SegmentPlan{}, fmt.Errorf("obtain token %d: %w", p.renewal+1, err)
+		}
+		d.spareToken = &token
+	}
+	return plan, nil
+}
+
+// readyToken makes sure the current token can send the next records: if it
+// cannot, the spare token takes over, or a new one is obtained. Expiry is
+// judged now, when the token is used, however early it was obtained.
+func (d *deliverer) readyToken(ctx workflow.Context, records int) error {
+	now := workflow.Now(ctx)
+	if !d.tokenDue(now, d.state.UsedOnToken, records) {
+		return nil
+	}
+	if d.spareToken != nil {
+		d.useToken(*d.spareToken)
+		d.spareToken = nil
+		if !d.tokenDue(now, 0, records) {
+			return nil
+		}
+	}
+	return d.renewToken(ctx)
+}
+
+// continueAsNewDue says whether this run should hand over to a new one
+// before its segment number scheduled: it has scheduled its share, or its
+// history grows long.
+func (d *deliverer) continueAsNewDue(ctx workflow.Context, scheduled int) bool {
+	return scheduled >= d.in.SegmentsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// continueAsNew hands the delivery so far to a new run.
+func (d *deliverer) continueAsNew(ctx workflow.Context) (DeliverResult, error) {
+	d.in.State = d.state
+	return DeliverResult{}, workflow.NewContinueAsNewError(ctx, DeliverWorkflow, d.in)
+}
+
+// finish completes the result of a delivery in which every message was
+// delivered.
+func (d *deliverer) finish(ctx workflow.Context) DeliverResult {
 	d.state.DurationMillis = workflow.Now(ctx).UnixMilli() - d.state.StartedUnixMillis
 	// The parent has no use for the last token: keep even its ciphertext
 	// out of the parent's history.
 	d.state.Token = deliver.SealedToken{}
-	return d.state, nil
+	return d.state
 }
 
-// tokenDue says whether the next segment needs a new token: there is none
-// yet, the endpoint refused it, its quota is used up, or it expires within
-// renewBeforeExpiry.
-func (d *deliverer) tokenDue(now time.Time) bool {
+// tokenDue says whether the current token cannot send messages more after
+// used went on it: there is none yet, the endpoint refused it, its quota
+// would be exceeded, or it expires within renewBeforeExpiry.
+func (d *deliverer) tokenDue(now time.Time, used, messages int) bool {
 	t := d.state.Token
 	expiresSoon := now.Add(renewBeforeExpiry).Unix() >= t.ExpiresAtUnix
-	return d.tokenRefused || d.state.UsedOnToken >= d.in.TokenRenewEvery || len(t.Sealed) == 0 || expiresSoon
+	return d.tokenRefused || used+messages > d.in.TokenRenewEvery || len(t.Sealed) == 0 || expiresSoon
 }
 
-// renewToken obtains a fresh sealed token for the next segment.
-func (d *deliverer) renewToken(ctx workflow.Context) error {
+// useToken makes token the current one, with its quota unused.
+func (d *deliverer) useToken(token deliver.SealedToken) {
+	d.state.Token = token
+	d.state.UsedOnToken = 0
+	d.tokenRefused = false
+}
+
+// tokenActivity asks for a new sealed token, to be used once delivered
+// messages are; the token counts as a renewal from then on.
+func (d *deliverer) tokenActivity(ctx workflow.Context, delivered int64) workflow.Future {
 	renewal := d.state.TokenRenewals
+	d.state.TokenRenewals++
 	renewCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			MaximumAttempts: 10, InitialInterval: time.Second, MaximumInterval: 30 * time.Second,
 			NonRetryableErrorTypes: []string{errtype.TokenClientRejected},
 		},
-		Summary: fmt.Sprintf("obtain token %d (after %d delivered)", renewal+1, d.state.Delivered),
+		Summary: fmt.Sprintf("obtain token %d (after %d delivered)", renewal+1, delivered),
 	})
-	if err := workflow.ExecuteActivity(renewCtx, deliverActs.ObtainToken,
-		deliver.ObtainTokenInput{Renewal: renewal, Quota: d.in.TokenRenewEvery}).Get(ctx, &d.state.Token); err != nil {
-		return fmt.Errorf("obtain token %d: %w", renewal+1, err)
-	}
-	d.state.TokenRenewals++
-	d.state.UsedOnToken = 0
-	d.tokenRefused = false
-	return nil
+	return workflow.ExecuteActivity(renewCtx, deliverActs.ObtainToken,
+		deliver.ObtainTokenInput{Renewal: renewal, Quota: d.in.TokenRenewEvery})
 }
 
-// deliverSegment posts the next segment: what is left of the token's quota,
-// at most what is left to deliver. A planned segment sends the rest of the
-// last plan, if a refused token left one, or else plans anew; a plan
-// without records is an empty segment, with nothing to send.
-func (d *deliverer) deliverSegment(ctx workflow.Context) (deliver.SegmentResult, error) {
-	segment := d.state.Segments
-	want := int(min(int64(d.in.TokenRenewEvery-d.state.UsedOnToken), d.in.Messages-d.state.Delivered))
-	var plan *deliver.SegmentPlan
-	if d.planned {
-		plan = d.state.Plan
-		if plan == nil {
-			planned, err := d.planSegment(ctx, segment, want)
-			if err != nil {
-				return deliver.SegmentResult{}, err
-			}
-			plan = &planned
-		}
-		if plan.Empty() {
-			return deliver.SegmentResult{Offsets: d.state.Offsets}, nil
-		}
-		want = plan.Records
-	}
-	segCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 15 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
-		Summary:             fmt.Sprintf("deliver segment %d/%d (%d messages)", segment+1, d.segments, want),
-	})
-	var res deliver.SegmentResult
-	if err := workflow.ExecuteActivity(segCtx, deliverActs.DeliverSegment, deliver.SegmentInput{
-		Names: d.in.Names, Segment: segment, Offsets: d.state.Offsets, MaxMessages: want,
-		BatchSize: d.in.BatchSize, Token: d.state.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(), Plan: plan,
-	}).Get(ctx, &res); err != nil {
-		return deliver.SegmentResult{}, fmt.Errorf("deliver segment %d: %w", segment, err)
-	}
-	return res, nil
-}
-
-// planSegment fixes the extent of the next segment: up to want records,
-// waiting up to segmentIdle for the first.
-func (d *deliverer) planSegment(ctx workflow.Context, segment, want int) (deliver.SegmentPlan, error) {
+// planActivity fixes the extent of a segment from starts: up to want
+// records, waiting up to segmentIdle for the first.
+func (d *deliverer) planActivity(ctx workflow.Context, segment int, starts map[int32]int64, want int) workflow.Future {
 	planCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: segmentIdle + 2*time.Minute,
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
 		Summary:             fmt.Sprintf("plan segment %d/%d (up to %d messages)", segment+1, d.segments, want),
 	})
-	var plan deliver.SegmentPlan
-	if err := workflow.ExecuteActivity(planCtx, deliverActs.PlanSegment, deliver.PlanSegmentInput{
-		Names: d.in.Names, Segment: segment, Offsets: d.state.Offsets, MaxMessages: want,
+	return workflow.ExecuteActivity(planCtx, deliverActs.PlanSegment, deliver.PlanSegmentInput{
+		Names: d.in.Names, Segment: segment, Offsets: starts, MaxMessages: want,
 		IdleTimeoutMillis: segmentIdle.Milliseconds(),
-	}).Get(ctx, &plan); err != nil {
-		return deliver.SegmentPlan{}, fmt.Errorf("plan segment %d: %w", segment, err)
-	}
-	return plan, nil
+	})
 }
 
-// segmentDelivered counts a segment, fails a stalled delivery and reports
-// progress to the parent.
+// segmentActivity posts the next segment, of plan (nil for runs from
+// before plans: up to want messages) from the current offsets, with the
+// current token.
+func (d *deliverer) segmentActivity(ctx workflow.Context, want int, plan *deliver.SegmentPlan) workflow.Future {
+	segment := d.state.Segments
+	segCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
+		Summary:             fmt.Sprintf("deliver segment %d/%d (%d messages)", segment+1, d.segments, want),
+	})
+	return workflow.ExecuteActivity(segCtx, deliverActs.DeliverSegment, deliver.SegmentInput{
+		Names: d.in.Names, Segment: segment, Offsets: d.state.Offsets, MaxMessages: want,
+		BatchSize: d.in.BatchSize, Token: d.state.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(), Plan: plan,
+	})
+}
+
+// segmentDelivered counts a segment, notes a refused token and fails a
+// stalled delivery.
 func (d *deliverer) segmentDelivered(ctx workflow.Context, res deliver.SegmentResult) error {
 	d.state.addSegment(res)
 	d.state.Plan = res.Rest
@@ -303,13 +486,35 @@ func (d *deliverer) segmentDelivered(ctx workflow.Context, res deliver.SegmentRe
 		d.tokenRefused = true
 		workflow.GetLogger(ctx).Info("token rejected by endpoint; renewing", "reason", res.RejectReason)
 	}
-	if err := d.state.checkStall(d.in); err != nil {
-		return err
+	return d.state.checkStall(d.in)
+}
+
+// progressDue gives the progress to report to the parent after a segment,
+// if it is time to.
+func (d *deliverer) progressDue() (childProgress, bool) {
+	due := d.state.Segments%d.signalEvery == 0 || d.state.Delivered >= d.in.Messages
+	return childProgress{Source: "deliver", Delivered: d.state.Delivered, TokenRenewals: d.state.TokenRenewals}, due
+}
+
+// reportProgress signals progress to the parent, waiting for the signal.
+func (d *deliverer) reportProgress(ctx workflow.Context) {
+	if p, due := d.progressDue(); due {
+		signalParent(ctx, d.in.ParentWorkflowID, p)
 	}
-	if d.state.Segments%d.signalEvery == 0 || d.state.Delivered >= d.in.Messages {
-		signalParent(ctx, d.in.ParentWorkflowID, childProgress{
-			Source: "deliver", Delivered: d.state.Delivered, TokenRenewals: d.state.TokenRenewals,
-		})
+}
+
+// reportProgressAsync signals progress to the parent without waiting for
+// the signal, which would cost the next segment a workflow-task round trip;
+// progress is advisory, and signalParent only logs a failed signal. The
+// last report is waited for, so that it is sent before the workflow
+// completes.
+func (d *deliverer) reportProgressAsync(ctx workflow.Context) {
+	p, due := d.progressDue()
+	switch {
+	case !due:
+	case d.state.Delivered >= d.in.Messages:
+		signalParent(ctx, d.in.ParentWorkflowID, p)
+	default:
+		workflow.Go(ctx, func(ctx workflow.Context) { signalParent(ctx, d.in.ParentWorkflowID, p) })
 	}
-	return nil
 }

@@ -88,7 +88,7 @@ func TestTokenDue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := deliverer{in: DeliverInput{TokenRenewEvery: 1_000}, tokenRefused: tc.refused}
 			d.state.Token, d.state.UsedOnToken = tc.token, tc.used
-			require.Equal(t, tc.want, d.tokenDue(now))
+			require.Equal(t, tc.want, d.tokenDue(now, d.state.UsedOnToken, 1))
 		})
 	}
 }
@@ -96,6 +96,7 @@ func TestTokenDue(t *testing.T) {
 // Every segment is planned before it is sent, and a segment cut short by a
 // refused token is followed, with a new token, by the rest of its plan as
 // it was: its batches are cut from the same records, never planned again.
+// The plan prepared meanwhile for the segment after waits for the rest.
 func TestDeliverSendsTheRestOfARefusedPlanUnchanged(t *testing.T) {
 	f := &fakeStack{rejectOnce: true}
 	env := newEnv(t, f)
@@ -108,18 +109,21 @@ func TestDeliverSendsTheRestOfARefusedPlanUnchanged(t *testing.T) {
 	require.Equal(t, int64(30_000), res.Delivered)
 	require.Nil(t, res.Plan, "a finished delivery has no plan left")
 
-	// 10,000; 5,000 and refused; its rest of 5,000 on a new token; 5,000
-	// on what is left of that token's quota; 5,000 on the next token.
-	require.Len(t, f.segmentInputs, 5)
+	// 10,000; 10,000 refused after 5,000; its rest of 5,000 on a new token;
+	// the 10,000 planned while the refused segment was sent, on the token
+	// obtained for it then.
+	require.Len(t, f.segmentInputs, 4)
 	for i, in := range f.segmentInputs {
 		require.NotNil(t, in.Plan, "segment %d has no plan", i)
 		require.Equal(t, in.Plan.Records, in.MaxMessages, "segment %d is bounded by its plan", i)
 	}
-	refused, rest := f.segmentInputs[1], f.segmentInputs[2]
+	refused, rest, after := f.segmentInputs[1], f.segmentInputs[2], f.segmentInputs[3]
 	require.Equal(t, refused.Plan.Ends, rest.Plan.Ends, "the rest ends where the refused plan did")
 	require.Equal(t, 5_000, rest.Plan.Records)
 	require.Equal(t, map[int32]int64{0: 15_000}, rest.Offsets, "the rest starts where the refused segment stopped")
-	require.Equal(t, 4, f.plans, "the rest is not planned again")
+	require.Equal(t, map[int32]int64{0: 20_000}, after.Offsets, "the prepared plan follows the rest")
+	require.Equal(t, map[int32]int64{0: 30_000}, after.Plan.Ends)
+	require.Equal(t, 3, f.plans, "the rest is not planned again")
 	require.Equal(t, 4, f.tokens, "a new token after the refusal")
 }
 
@@ -141,17 +145,26 @@ func TestDeliverCarriesTheRestOfAPlanAcrossContinueAsNew(t *testing.T) {
 	require.Equal(t, int64(15_000), next.State.Delivered)
 }
 
-// A delivery with planned segments, recorded from a 50,000-message run on
-// the local stack, replays: the planned path stays deterministic.
+// Deliveries recorded from 50,000-message runs on the local stack replay:
+// one with planned segments, sent one after another, and one with
+// overlapped segments (the next planned while one is sent).
 func TestReplayRecordedPlannedDelivery(t *testing.T) {
-	f, err := os.Open(filepath.Join("testdata", "history-50k-deliver-planned.json"))
-	require.NoError(t, err)
-	defer func() { _ = f.Close() }()
-	history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-	require.NoError(t, err)
-	replayer := worker.NewWorkflowReplayer()
-	RegisterWorkflows(replayer)
-	require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
-		OriginalExecution: workflow.Execution{ID: "e2e-50k-132006/deliver"},
-	}))
+	recorded := map[string]string{
+		"history-50k-deliver-planned.json":    "e2e-50k-132006/deliver",
+		"history-50k-deliver-overlapped.json": "e2e-50k-193803/deliver",
+	}
+	for file, workflowID := range recorded {
+		t.Run(file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("testdata", file))
+			require.NoError(t, err)
+			defer func() { _ = f.Close() }()
+			history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			replayer := worker.NewWorkflowReplayer()
+			RegisterWorkflows(replayer)
+			require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
+				OriginalExecution: workflow.Execution{ID: workflowID},
+			}))
+		})
+	}
 }
