@@ -2,16 +2,12 @@ package workflows
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities/deliver"
@@ -143,28 +139,4 @@ func TestDeliverCarriesTheRestOfAPlanAcrossContinueAsNew(t *testing.T) {
 	require.Equal(t, f.segmentInputs[1].Plan.Ends, next.State.Plan.Ends)
 	require.Equal(t, 5_000, next.State.Plan.Records)
 	require.Equal(t, int64(15_000), next.State.Delivered)
-}
-
-// Deliveries recorded from 50,000-message runs on the local stack replay:
-// one with planned segments, sent one after another, and one with
-// overlapped segments (the next planned while one is sent).
-func TestReplayRecordedPlannedDelivery(t *testing.T) {
-	recorded := map[string]string{
-		"history-50k-deliver-planned.json":    "e2e-50k-132006/deliver",
-		"history-50k-deliver-overlapped.json": "e2e-50k-193803/deliver",
-	}
-	for file, workflowID := range recorded {
-		t.Run(file, func(t *testing.T) {
-			f, err := os.Open(filepath.Join("testdata", file))
-			require.NoError(t, err)
-			defer func() { _ = f.Close() }()
-			history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-			require.NoError(t, err)
-			replayer := worker.NewWorkflowReplayer()
-			RegisterWorkflows(replayer)
-			require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
-				OriginalExecution: workflow.Execution{ID: workflowID},
-			}))
-		})
-	}
 }

@@ -24,6 +24,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"history-50k-pipeline.json": "lead-50k-1",
 		"history-50k-produce.json":  "lead-50k-1/produce",
 		"history-50k-deliver.json":  "lead-50k-1/deliver",
+		// Deliveries of 50,000-message runs with planned segments, sent
+		// one after another, and with overlapped segments (the next
+		// planned while one is sent).
+		"history-50k-deliver-planned.json":    "e2e-50k-132006/deliver",
+		"history-50k-deliver-overlapped.json": "e2e-50k-193803/deliver",
 		// A kill-broker drill of 100,000 messages.
 		"history-drill-kill-broker.json": "drill-kill-broker-20261201T161112Z",
 	}
