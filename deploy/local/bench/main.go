@@ -45,6 +45,9 @@ type settings struct {
 	queues       int
 	payloadBytes int
 	rounds       int
+	// consumers false leaves out the consumer comparison, for a run that
+	// measures only the producers.
+	consumers bool
 
 	stackctl  string
 	microFile string
@@ -73,6 +76,7 @@ func parseSettings(args []string) (settings, error) {
 	fs.IntVar(&s.queues, "logical-queues", 1000, "logical queues (record keys) of flowproof's messages")
 	fs.IntVar(&s.payloadBytes, "payload-bytes", 128, "payload filler of flowproof's raw messages (the pipeline's default)")
 	fs.IntVar(&s.rounds, "rounds", 4, "rounds of each side-by-side comparison; every other round runs its sides in reverse order")
+	fs.BoolVar(&s.consumers, "consumers", true, "run the consumer comparison (false: producers and endpoint only)")
 	fs.StringVar(&s.stackctl, "stackctl", "bin/stackctl", "stackctl binary, which runs Kafka's tools (kafka-class)")
 	fs.StringVar(&s.microFile, "micro", "", "output of `go test -bench` to include in the summary (optional)")
 	fs.StringVar(&s.workDir, "workdir", "", "directory for the tools' payload and config files (default: a new temporary directory)")
@@ -204,8 +208,10 @@ func run(ctx context.Context, s settings) error {
 	if err := b.producers(ctx); err != nil {
 		return err
 	}
-	if err := b.consumers(ctx); err != nil {
-		return err
+	if s.consumers {
+		if err := b.consumers(ctx); err != nil {
+			return err
+		}
 	}
 	var endpoint endpointFigures
 	if s.endpointMessages > 0 {
