@@ -37,6 +37,8 @@ const (
 	// an expired transaction (transaction.abort.timed.out.transaction.
 	// cleanup.interval.ms is 10 s by default).
 	ledgerStableSlack = 30 * time.Second
+	// producerMetadataMinAge: see claimChunk.
+	producerMetadataMinAge = 100 * time.Millisecond
 	// recordBlockSize is how many kgo.Records are allocated at once; a
 	// block is garbage once the producer is done with all of its records.
 	recordBlockSize = 1024
@@ -147,6 +149,13 @@ func claimChunk(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput) (*kgo.
 		// a chunk's memory whatever its Count and payload size.
 		kgo.MaxBufferedRecords(producerMaxBufferedRecords),
 		kgo.MaxBufferedBytes(producerMaxBufferedBytes),
+		// A produce that failed with a retriable error (a partition add
+		// that collided at the transaction coordinator, a leader that
+		// moved) is retried after the client's next metadata refresh,
+		// which by default comes 5 s after the last: in a traced run a
+		// collision held a chunk for 5 s. The Java producer retries after
+		// 100 ms (retry.backoff.ms).
+		kgo.MetadataMinAge(producerMetadataMinAge),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d: %w", in.Chunk, err)
