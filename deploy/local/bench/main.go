@@ -156,6 +156,22 @@ func runWithSignals(s settings) error {
 	return run(ctx, s)
 }
 
+// measureEndpoint loads the running endpoint, unless -endpoint-messages is 0.
+func measureEndpoint(ctx context.Context, addrs localstack.Addresses, s settings) (endpointFigures, error) {
+	if s.endpointMessages <= 0 {
+		return endpointFigures{}, nil
+	}
+	fmt.Printf("\n== endpoint: %d messages in batches of %d from %d clients to %s (at most %s)\n",
+		s.endpointMessages, s.endpointBatch, s.endpointClients, addrs.EndpointURL, s.endpointMaxDuration)
+	endpoint, err := loadEndpoint(ctx, addrs, s)
+	if err != nil {
+		return endpointFigures{}, err
+	}
+	fmt.Printf("running endpoint: %d messages in %s, %.0f msgs/s, batch p50 %.1f ms, p99 %.1f ms\n",
+		endpoint.messages, endpoint.elapsed.Round(time.Millisecond), endpoint.rate(), endpoint.p50Millis, endpoint.p99Millis)
+	return endpoint, nil
+}
+
 func run(ctx context.Context, s settings) error {
 	if _, err := os.Stat(s.stackctl); err != nil {
 		return fmt.Errorf("-stackctl %s: %w (build it with go build -o bin/ ./deploy/local/stackctl)", s.stackctl, err)
@@ -213,16 +229,9 @@ func run(ctx context.Context, s settings) error {
 			return err
 		}
 	}
-	var endpoint endpointFigures
-	if s.endpointMessages > 0 {
-		fmt.Printf("\n== endpoint: %d messages in batches of %d from %d clients to %s (at most %s)\n",
-			s.endpointMessages, s.endpointBatch, s.endpointClients, addrs.EndpointURL, s.endpointMaxDuration)
-		endpoint, err = loadEndpoint(ctx, addrs, s)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("running endpoint: %d messages in %s, %.0f msgs/s, batch p50 %.1f ms, p99 %.1f ms\n",
-			endpoint.messages, endpoint.elapsed.Round(time.Millisecond), endpoint.rate(), endpoint.p50Millis, endpoint.p99Millis)
+	endpoint, err := measureEndpoint(ctx, addrs, s)
+	if err != nil {
+		return err
 	}
 	b.loadEnd = loadAverage()
 	b.othersEnd = otherWork(ctx, cluster, addrs.FlinkURL, b.runID)
