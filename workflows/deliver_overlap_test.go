@@ -11,10 +11,8 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -315,10 +313,7 @@ func TestDeliverPreparesNothingAcrossContinueAsNew(t *testing.T) {
 	in := deliverInput("can", 50_000)
 	in.SegmentsPerRun = 2
 	env.ExecuteWorkflow(DeliverWorkflow, in)
-	var can *workflow.ContinueAsNewError
-	require.ErrorAs(t, env.GetWorkflowError(), &can)
-	var next DeliverInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := deliverContinuedAs(t, env)
 	require.Nil(t, next.State.Plan)
 	require.Equal(t, int64(20_000), next.State.Delivered)
 	require.Equal(t, map[int32]int64{0: 20_000}, next.State.Offsets)
@@ -338,10 +333,7 @@ func TestDeliverSendsThePreparedPlanBeforeContinuingAsNew(t *testing.T) {
 	in := deliverInput("can-refused", 50_000)
 	in.SegmentsPerRun = 2
 	env.ExecuteWorkflow(DeliverWorkflow, in)
-	var can *workflow.ContinueAsNewError
-	require.ErrorAs(t, env.GetWorkflowError(), &can)
-	var next DeliverInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := deliverContinuedAs(t, env)
 	require.Nil(t, next.State.Plan)
 	require.Equal(t, int64(20_000), next.State.Delivered)
 	require.Equal(t, 3, next.State.Segments, "refused, rest, prepared")

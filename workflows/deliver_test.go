@@ -6,9 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -131,10 +129,7 @@ func TestDeliverCarriesTheRestOfAPlanAcrossContinueAsNew(t *testing.T) {
 		Names: PipelineInput{RunID: "plan-can"}.runNames(), Messages: 30_000, BatchSize: 100, TokenRenewEvery: 10_000,
 		StallSeconds: 300, SegmentsPerRun: 2,
 	})
-	var can *workflow.ContinueAsNewError
-	require.ErrorAs(t, env.GetWorkflowError(), &can)
-	var next DeliverInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := deliverContinuedAs(t, env)
 	require.NotNil(t, next.State.Plan)
 	require.Equal(t, f.segmentInputs[1].Plan.Ends, next.State.Plan.Ends)
 	require.Equal(t, 5_000, next.State.Plan.Records)

@@ -310,10 +310,7 @@ func TestDeliverContinuesAsNewWithItsState(t *testing.T) {
 		Names: PipelineInput{RunID: "can"}.runNames(), Messages: 30_000, BatchSize: 100, TokenRenewEvery: 10_000, StallSeconds: 300,
 		SegmentsPerRun: 2,
 	})
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
-	var next DeliverInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := deliverContinuedAs(t, env)
 	require.Equal(t, int64(20_000), next.State.Delivered)
 	require.Equal(t, 2, next.State.Segments)
 	require.Equal(t, 2, next.State.TokenRenewals)
@@ -362,4 +359,15 @@ func TestCancellationCleansUp(t *testing.T) {
 	require.Len(t, f.cleanups, 1)
 	require.Equal(t, "enrich-1", f.cleanups[0].Jobs.EnrichJobID)
 	require.True(t, f.cleanups[0].KeepTopics)
+}
+
+// deliverContinuedAs is the input a DeliverWorkflow that continued as new
+// handed its next run.
+func deliverContinuedAs(t *testing.T, env *testsuite.TestWorkflowEnvironment) DeliverInput {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next DeliverInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	return next
 }
