@@ -85,10 +85,10 @@ type DrainRates struct {
 	Split   float64 `json:"split"`
 }
 
-// secondsRule is the backpressure threshold in seconds of ProduceInput.
-type secondsRule struct {
-	threshold, resume float64
-	// window is the least time over which a drain rate is measured.
+// secondsMeter reads a lag in seconds (see lagSeconds); the thresholds it
+// is held against are ProduceInput's.
+type secondsMeter struct {
+	// windowMillis is the least time over which a drain rate is measured.
 	windowMillis int64
 	// checkpointSeconds is subtracted from the Flink groups' seconds.
 	checkpointSeconds float64
@@ -107,7 +107,7 @@ type groupLagSeconds struct {
 // estimate survives continue-as-new) and returns the new rates and the
 // largest lag in seconds of the groups whose seconds are known; known is
 // false when no group's are. held says whether production is held now.
-func (r secondsRule) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.LagSample, prev DrainRates, held bool) (DrainRates, groupLagSeconds) {
+func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.LagSample, prev DrainRates, held bool) (DrainRates, groupLagSeconds) {
 	type group struct {
 		name        string
 		lag         int64

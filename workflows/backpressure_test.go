@@ -52,18 +52,18 @@ func deliverAt(sec, lag, position int64) kafkaadmin.LagSample {
 	return kafkaadmin.LagSample{AtUnixMillis: sec * 1000, Deliver: lag, DeliverPosition: position}
 }
 
-// defaultSecondsRule is the rule of the defaults: 5 s, resume at 2.5 s,
-// polls and checkpoints 5 s apart.
-var defaultSecondsRule = secondsRule{threshold: 5, resume: 2.5, windowMillis: 10_000, checkpointSeconds: 5}
+// defaultSecondsMeter is the meter of the defaults: polls and checkpoints
+// 5 s apart, so a window of 10 s.
+var defaultSecondsMeter = secondsMeter{windowMillis: 10_000, checkpointSeconds: 5}
 
 func TestLagSecondsUnknownBeforeAGroupDrains(t *testing.T) {
 	// The first poll of a run: nothing to measure a rate against.
-	rates, lag := defaultSecondsRule.lagSeconds(nil, kafkaadmin.LagSample{AtUnixMillis: 0, Enrich: 150_000}, DrainRates{}, false)
+	rates, lag := defaultSecondsMeter.lagSeconds(nil, kafkaadmin.LagSample{AtUnixMillis: 0, Enrich: 150_000}, DrainRates{}, false)
 	require.False(t, lag.known)
 	require.Zero(t, rates)
 	// Polls 10 s apart, but no group has committed anything yet.
 	history := []kafkaadmin.LagSample{{AtUnixMillis: 0}, {AtUnixMillis: 5_000, Enrich: 60_000}}
-	rates, lag = defaultSecondsRule.lagSeconds(history, kafkaadmin.LagSample{AtUnixMillis: 10_000, Enrich: 150_000}, DrainRates{}, false)
+	rates, lag = defaultSecondsMeter.lagSeconds(history, kafkaadmin.LagSample{AtUnixMillis: 10_000, Enrich: 150_000}, DrainRates{}, false)
 	require.False(t, lag.known, "no drain rate, no seconds: only the threshold in messages applies")
 	require.Zero(t, rates)
 }
@@ -81,14 +81,14 @@ func TestLagSecondsAtTheRateOverTheWindow(t *testing.T) {
 		Deliver: 30_000, DeliverPosition: 50_000, // 5,000/s: 6 s, no allowance
 		Split: 5, SplitPosition: 0, // never drained: unknown, left out
 	}
-	rates, lag := defaultSecondsRule.lagSeconds(history, s, DrainRates{}, false)
+	rates, lag := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
 	require.Equal(t, DrainRates{Enrich: 10_000, Deliver: 5_000}, rates)
 	require.Equal(t, groupLagSeconds{group: "enrich", seconds: 7, rate: 10_000, known: true}, lag)
 
 	// A Flink job that keeps up trails by up to a checkpoint interval:
 	// 4.5 s at its rate is no backlog.
 	s.Enrich, s.Deliver = 45_000, 0
-	_, lag = defaultSecondsRule.lagSeconds(history, s, DrainRates{}, false)
+	_, lag = defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
 	require.Equal(t, groupLagSeconds{group: "enrich", seconds: 0, rate: 10_000, known: true}, lag)
 }
 
@@ -97,13 +97,13 @@ func TestLagSecondsOfAStalledConsumer(t *testing.T) {
 	stalled := deliverAt(10, 80_000, 500_000)
 	// It drained 10,000/s until it stopped: its lag grows with every record
 	// produced and counts at that rate.
-	rates, lag := defaultSecondsRule.lagSeconds(history, stalled, DrainRates{Deliver: 10_000}, false)
+	rates, lag := defaultSecondsMeter.lagSeconds(history, stalled, DrainRates{Deliver: 10_000}, false)
 	require.Equal(t, DrainRates{Deliver: 10_000}, rates, "a consumer that drains nothing keeps its rate")
 	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 8, rate: 10_000, known: true}, lag)
 	require.True(t, holdProduction(false, lag.seconds, 5, 2.5))
 	// While production is held, a lag nobody drains is not waited for:
 	// commit markers and aborted records are never committed past.
-	_, lag = defaultSecondsRule.lagSeconds(history, stalled, DrainRates{Deliver: 10_000}, true)
+	_, lag = defaultSecondsMeter.lagSeconds(history, stalled, DrainRates{Deliver: 10_000}, true)
 	require.False(t, lag.known)
 }
 
@@ -117,7 +117,7 @@ func TestDrainRateIsTheHighestMeasured(t *testing.T) {
 	for poll := int64(2); poll <= 5; poll++ {
 		s := deliverAt(5*poll, 50_000, 10_000*poll)
 		var lag groupLagSeconds
-		rates, lag = defaultSecondsRule.lagSeconds(history, s, rates, false)
+		rates, lag = defaultSecondsMeter.lagSeconds(history, s, rates, false)
 		require.True(t, lag.known)
 		require.InDelta(t, 50_000/rates.Deliver, lag.seconds, 1e-9)
 		got = append(got, rates.Deliver)
@@ -125,7 +125,7 @@ func TestDrainRateIsTheHighestMeasured(t *testing.T) {
 	}
 	require.InDeltaSlice(t, []float64{10_000, 10_000, 10_000, 10_000}, got, 1e-6)
 	faster := deliverAt(30, 50_000, 40_000+300_000)
-	rates, _ = defaultSecondsRule.lagSeconds(history, faster, rates, false)
+	rates, _ = defaultSecondsMeter.lagSeconds(history, faster, rates, false)
 	require.InDelta(t, 30_000, rates.Deliver, 1e-9, "300,000 drained in the 10 s window")
 }
 
@@ -133,7 +133,7 @@ func TestAnIdleWindowDoesNotMakeLagLookLong(t *testing.T) {
 	// After a hold the consumer had drained everything and idled; the
 	// window shows 500/s, production has just queued 21,000 again.
 	history := []kafkaadmin.LagSample{deliverAt(0, 0, 500_000)}
-	rates, lag := defaultSecondsRule.lagSeconds(history, deliverAt(10, 21_000, 505_000), DrainRates{Deliver: 10_000}, false)
+	rates, lag := defaultSecondsMeter.lagSeconds(history, deliverAt(10, 21_000, 505_000), DrainRates{Deliver: 10_000}, false)
 	require.InDelta(t, 10_000, rates.Deliver, 1e-9)
 	require.InDelta(t, 2.1, lag.seconds, 1e-9)
 }

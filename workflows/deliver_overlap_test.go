@@ -343,26 +343,26 @@ func TestDeliverSendsThePreparedPlanBeforeContinuingAsNew(t *testing.T) {
 // A prepared plan or token that fails fails the run, once the segment sent
 // meanwhile is counted, as a plan or token failing before its segment did.
 func TestDeliverFailsWhenAPreparationFails(t *testing.T) {
-	t.Run("plan", func(t *testing.T) {
-		f := newDeliverFake()
-		f.failPlan = 1
-		env := f.env(t)
-		env.ExecuteWorkflow(DeliverWorkflow, deliverInput("fail-plan", 30_000))
-		require.True(t, env.IsWorkflowCompleted())
-		require.ErrorContains(t, env.GetWorkflowError(), "plan segment 1")
-		require.ErrorContains(t, env.GetWorkflowError(), "topic gone")
-		require.Len(t, f.segments, 1)
-	})
-	t.Run("token", func(t *testing.T) {
-		f := newDeliverFake()
-		f.failToken = 1
-		env := f.env(t)
-		env.ExecuteWorkflow(DeliverWorkflow, deliverInput("fail-token", 30_000))
-		require.True(t, env.IsWorkflowCompleted())
-		require.ErrorContains(t, env.GetWorkflowError(), "obtain token 2")
-		require.ErrorContains(t, env.GetWorkflowError(), "client rejected")
-		require.Len(t, f.segments, 1)
-	})
+	for _, c := range []struct {
+		name   string
+		fail   func(*deliverFake)
+		errors []string
+	}{
+		{"plan", func(f *deliverFake) { f.failPlan = 1 }, []string{"plan segment 1", "topic gone"}},
+		{"token", func(f *deliverFake) { f.failToken = 1 }, []string{"obtain token 2", "client rejected"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newDeliverFake()
+			c.fail(f)
+			env := f.env(t)
+			env.ExecuteWorkflow(DeliverWorkflow, deliverInput("fail-"+c.name, 30_000))
+			require.True(t, env.IsWorkflowCompleted())
+			for _, want := range c.errors {
+				require.ErrorContains(t, env.GetWorkflowError(), want)
+			}
+			require.Len(t, f.segments, 1)
+		})
+	}
 }
 
 // Progress still goes to the parent after each segment, though the loop

@@ -189,15 +189,14 @@ func (p *producer) observeLag(ctx workflow.Context, sample kafkaadmin.LagSample)
 // observeLagSeconds updates the drain rates and the lag in seconds by a
 // sample, before the sample joins the history it is measured against.
 func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
-	rule := secondsRule{
-		threshold: p.in.LagThresholdSeconds, resume: p.in.LagResumeSeconds,
+	meter := secondsMeter{
 		// Two polls at least, and two checkpoint intervals: the Flink
 		// groups' positions move once per interval, so a window of whole
 		// intervals holds whole steps (see backpressure.go).
 		windowMillis:      int64(max(2*p.in.LagPollEvery, 2*p.in.CheckpointIntervalSeconds)) * 1000,
 		checkpointSeconds: float64(p.in.CheckpointIntervalSeconds),
 	}
-	p.state.DrainRates, p.lagSeconds = rule.lagSeconds(p.state.LagSamples, sample, p.state.DrainRates, p.held)
+	p.state.DrainRates, p.lagSeconds = meter.lagSeconds(p.state.LagSamples, sample, p.state.DrainRates, p.held)
 	p.state.LagSeconds, p.state.LagSecondsGroup = p.lagSeconds.seconds, p.lagSeconds.group
 	p.state.MaxLagSeconds = max(p.state.MaxLagSeconds, p.lagSeconds.seconds)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -306,13 +307,5 @@ func slowest(stages []stageAlone) (stageAlone, bool) {
 	if len(stages) == 0 {
 		return stageAlone{}, false
 	}
-	return slices.MinFunc(stages, func(a, b stageAlone) int {
-		switch {
-		case a.perSecond < b.perSecond:
-			return -1
-		case a.perSecond > b.perSecond:
-			return 1
-		}
-		return 0
-	}), true
+	return slices.MinFunc(stages, func(a, b stageAlone) int { return cmp.Compare(a.perSecond, b.perSecond) }), true
 }
