@@ -2,8 +2,6 @@ package main
 
 import (
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -20,12 +18,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/internal/envconf"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/temporalclient"
 )
@@ -33,13 +29,6 @@ import (
 // Environment variables of the worker beyond those of internal/localstack
 // (addresses) and Temporal's own TEMPORAL_* variables.
 const (
-	envKafkaTLS           = "FLOWPROOF_KAFKA_TLS"
-	envKafkaTLSCAFile     = "FLOWPROOF_KAFKA_TLS_CA_FILE"
-	envKafkaTLSServerName = "FLOWPROOF_KAFKA_TLS_SERVER_NAME"
-	envKafkaSASLMechanism = "FLOWPROOF_KAFKA_SASL_MECHANISM"
-	envKafkaSASLUser      = "FLOWPROOF_KAFKA_SASL_USER"
-	envKafkaSASLPassword  = "FLOWPROOF_KAFKA_SASL_PASSWORD"
-
 	envTokenKeyFile = "FLOWPROOF_TOKEN_KEY_FILE"
 
 	envMaxActivities    = "FLOWPROOF_WORKER_MAX_ACTIVITIES"
@@ -55,8 +44,10 @@ type config struct {
 	temporal  temporalclient.Overrides
 	taskQueue string
 
-	kafkaBrokers  []string
-	kafka         kafkaSecurity
+	kafkaBrokers []string
+	kafka        kafkaconn.Settings
+	// kafkaOptions apply kafka to every client the worker makes.
+	kafkaOptions  []kgo.Opt
 	flinkURL      string
 	sqlGatewayURL string
 	endpointURL   string
@@ -83,35 +74,6 @@ type config struct {
 	logLevel  string
 
 	showVersion bool // -version: print the build and exit
-}
-
-// kafkaSecurity is the TLS and SASL setting of every Kafka client.
-type kafkaSecurity struct {
-	tls  *tls.Config
-	sasl sasl.Mechanism
-}
-
-func (k kafkaSecurity) options() []kgo.Opt {
-	var opts []kgo.Opt
-	if k.tls != nil {
-		opts = append(opts, kgo.DialTLSConfig(k.tls))
-	}
-	if k.sasl != nil {
-		opts = append(opts, kgo.SASL(k.sasl))
-	}
-	return opts
-}
-
-// describe names the Kafka security for the start-up log line.
-func (k kafkaSecurity) describe() string {
-	parts := []string{"plaintext"}
-	if k.tls != nil {
-		parts[0] = "TLS"
-	}
-	if k.sasl != nil {
-		parts = append(parts, "SASL "+k.sasl.Name())
-	}
-	return strings.Join(parts, ", ")
 }
 
 // usageError is a configuration mistake of the caller; main exits with 2.
@@ -192,9 +154,11 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		return config{}, err
 	}
 	cfg.tokenClientSecret = secret
-	cfg.kafka, err = kafkaSecurityFromEnv(getenv)
-	if err != nil {
-		return config{}, err
+	if cfg.kafka, err = kafkaconn.FromEnv(getenv); err != nil {
+		return config{}, usageError{err}
+	}
+	if cfg.kafkaOptions, err = cfg.kafka.ClientOptions(); err != nil {
+		return config{}, usageError{err}
 	}
 	return cfg, nil
 }
@@ -239,57 +203,6 @@ func tokenClientSecret(getenv func(string) string, tokenURL string) (string, err
 		return localstack.TokenClientSecret, nil
 	}
 	return "", usagef("%s must be set: the token service %s is not the local stack's", localstack.EnvTokenClientSecret, tokenURL)
-}
-
-// kafkaSecurityFromEnv maps FLOWPROOF_KAFKA_TLS* and FLOWPROOF_KAFKA_SASL_*
-// to a TLS config and a SASL mechanism.
-func kafkaSecurityFromEnv(getenv func(string) string) (kafkaSecurity, error) {
-	var sec kafkaSecurity
-	useTLS, err := envBool(getenv, envKafkaTLS)
-	if err != nil {
-		return sec, err
-	}
-	caFile, serverName := getenv(envKafkaTLSCAFile), getenv(envKafkaTLSServerName)
-	if !useTLS && (caFile != "" || serverName != "") {
-		return sec, usagef("%s or %s is set but %s is not: set %s=1 to use TLS", envKafkaTLSCAFile, envKafkaTLSServerName, envKafkaTLS, envKafkaTLS)
-	}
-	if useTLS {
-		sec.tls = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-		if caFile != "" {
-			pem, err := os.ReadFile(caFile)
-			if err != nil {
-				return sec, fmt.Errorf("%s: read CA file: %w", envKafkaTLSCAFile, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return sec, fmt.Errorf("%s: %s holds no PEM certificate", envKafkaTLSCAFile, caFile)
-			}
-			sec.tls.RootCAs = pool
-		}
-	}
-
-	mechanism := strings.ToUpper(strings.TrimSpace(getenv(envKafkaSASLMechanism)))
-	user, password := getenv(envKafkaSASLUser), getenv(envKafkaSASLPassword)
-	if mechanism == "" {
-		if user != "" || password != "" {
-			return sec, usagef("%s or %s is set but %s is not: set it to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", envKafkaSASLUser, envKafkaSASLPassword, envKafkaSASLMechanism)
-		}
-		return sec, nil
-	}
-	if user == "" || password == "" {
-		return sec, usagef("%s=%s needs both %s and %s", envKafkaSASLMechanism, mechanism, envKafkaSASLUser, envKafkaSASLPassword)
-	}
-	switch mechanism {
-	case "PLAIN":
-		sec.sasl = plain.Auth{User: user, Pass: password}.AsMechanism()
-	case "SCRAM-SHA-256":
-		sec.sasl = scram.Auth{User: user, Pass: password}.AsSha256Mechanism()
-	case "SCRAM-SHA-512":
-		sec.sasl = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
-	default:
-		return sec, usagef("%s: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", envKafkaSASLMechanism, mechanism)
-	}
-	return sec, nil
 }
 
 // defaultTokenKeyFile is where a worker without FLOWPROOF_TOKEN_KEY_FILE

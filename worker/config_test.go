@@ -2,24 +2,17 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
 )
 
@@ -45,11 +38,8 @@ func TestParseConfigDefaultsAddressLocalStack(t *testing.T) {
 	if cfg.metricsAddr != "127.0.0.1:19464" {
 		t.Errorf("metrics addr = %q, want 127.0.0.1:19464", cfg.metricsAddr)
 	}
-	if cfg.kafka.tls != nil || cfg.kafka.sasl != nil {
-		t.Errorf("kafka security = %s, want plaintext", cfg.kafka.describe())
-	}
-	if len(cfg.kafka.options()) != 0 {
-		t.Errorf("plaintext kafka got %d extra client options", len(cfg.kafka.options()))
+	if cfg.kafka.Describe() != "plaintext" || len(cfg.kafkaOptions) != 0 {
+		t.Errorf("kafka security = %s with %d client options, want plaintext and none", cfg.kafka.Describe(), len(cfg.kafkaOptions))
 	}
 }
 
@@ -102,14 +92,14 @@ func TestParseConfigRejectsInvalidInputNamingTheField(t *testing.T) {
 		{"bad env int", nil, map[string]string{envMaxActivities: "many"}, envMaxActivities},
 		{"log format", []string{"-log-format", "xml"}, nil, "-log-format"},
 		{"remote token service without secret", []string{"-token-url", "https://tokens.example.test"}, nil, localstack.EnvTokenClientSecret},
-		{"sasl without mechanism", nil, map[string]string{envKafkaSASLUser: "u", envKafkaSASLPassword: "p"}, envKafkaSASLMechanism},
-		{"sasl without password", nil, map[string]string{envKafkaSASLMechanism: "PLAIN", envKafkaSASLUser: "u"}, envKafkaSASLPassword},
-		{"sasl unknown", nil, map[string]string{envKafkaSASLMechanism: "GSSAPI", envKafkaSASLUser: "u", envKafkaSASLPassword: "p"}, "GSSAPI"},
-		{"tls flag", nil, map[string]string{envKafkaTLS: "yes please"}, envKafkaTLS},
+		{"sasl without mechanism", nil, map[string]string{kafkaconn.EnvSASLUser: "u", kafkaconn.EnvSASLPassword: "p"}, kafkaconn.EnvSASLMechanism},
+		{"sasl without password", nil, map[string]string{kafkaconn.EnvSASLMechanism: "PLAIN", kafkaconn.EnvSASLUser: "u"}, kafkaconn.EnvSASLPassword},
+		{"sasl unknown", nil, map[string]string{kafkaconn.EnvSASLMechanism: "GSSAPI", kafkaconn.EnvSASLUser: "u", kafkaconn.EnvSASLPassword: "p"}, "GSSAPI"},
+		{"tls flag", nil, map[string]string{kafkaconn.EnvTLS: "yes please"}, kafkaconn.EnvTLS},
 		{"pprof beyond loopback", []string{"-pprof", "-metrics-addr", "0.0.0.0:19464"}, nil, "-pprof"},
 		{"pprof on a host name", nil, map[string]string{envPprof: "1", envMetricsAddr: "localhost:19464"}, "-pprof"},
 		{"pprof without metrics", []string{"-pprof", "-metrics-addr", ""}, nil, "-pprof"},
-		{"ca without tls", nil, map[string]string{envKafkaTLSCAFile: "/ca.pem"}, envKafkaTLS + "=1"},
+		{"ca without tls", nil, map[string]string{kafkaconn.EnvTLSCAFile: "/ca.pem"}, kafkaconn.EnvTLS + "=1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,57 +120,10 @@ func TestParseConfigRejectsInvalidInputNamingTheField(t *testing.T) {
 
 func TestSecretsStayOutOfErrors(t *testing.T) {
 	_, err := parseConfig(nil, envMap(map[string]string{
-		envKafkaSASLMechanism: "SCRAM-SHA-1", envKafkaSASLUser: "alice", envKafkaSASLPassword: "hunter2-password",
+		kafkaconn.EnvSASLMechanism: "SCRAM-SHA-1", kafkaconn.EnvSASLUser: "alice", kafkaconn.EnvSASLPassword: "hunter2-password",
 	}), &bytes.Buffer{})
 	if err == nil || strings.Contains(err.Error(), "hunter2-password") {
 		t.Fatalf("error %v: want a failure that does not contain the password", err)
-	}
-}
-
-func TestKafkaSASLMechanisms(t *testing.T) {
-	for mechanism, want := range map[string]string{
-		"PLAIN":         "PLAIN",
-		"scram-sha-256": "SCRAM-SHA-256",
-		"SCRAM-SHA-512": "SCRAM-SHA-512",
-	} {
-		sec, err := kafkaSecurityFromEnv(envMap(map[string]string{
-			envKafkaSASLMechanism: mechanism, envKafkaSASLUser: "u", envKafkaSASLPassword: "p",
-		}))
-		if err != nil {
-			t.Fatalf("%s: %v", mechanism, err)
-		}
-		if sec.sasl == nil || sec.sasl.Name() != want {
-			t.Errorf("%s: mechanism %v, want %s", mechanism, sec.sasl, want)
-		}
-		if len(sec.options()) != 1 {
-			t.Errorf("%s: %d client options, want 1 (SASL)", mechanism, len(sec.options()))
-		}
-	}
-}
-
-func TestKafkaTLSWithCAFile(t *testing.T) {
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, selfSignedCAPEM(t), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sec, err := kafkaSecurityFromEnv(envMap(map[string]string{envKafkaTLS: "1", envKafkaTLSCAFile: ca, envKafkaTLSServerName: "kafka.internal"}))
-	if err != nil {
-		t.Fatalf("kafkaSecurityFromEnv: %v", err)
-	}
-	if sec.tls == nil || sec.tls.RootCAs == nil || sec.tls.ServerName != "kafka.internal" {
-		t.Fatalf("tls config = %+v, want a CA pool and server name", sec.tls)
-	}
-	if sec.describe() != "TLS" {
-		t.Errorf("describe = %q", sec.describe())
-	}
-
-	notPEM := filepath.Join(dir, "not.pem")
-	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kafkaSecurityFromEnv(envMap(map[string]string{envKafkaTLS: "true", envKafkaTLSCAFile: notPEM})); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
-		t.Errorf("a CA file without certificates gave %v", err)
 	}
 }
 
@@ -280,24 +223,3 @@ func TestTokenKeyConfiguredFile(t *testing.T) {
 }
 
 // selfSignedCAPEM makes a throwaway CA certificate for the pool tests.
-func selfSignedCAPEM(t *testing.T) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "flowproof test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -122,7 +123,7 @@ func serve(cfg config, logger *zap.Logger) error {
 
 	// Activities log through the client's logger (activity.GetLogger),
 	// which adds the workflow id, activity id and attempt to every line.
-	acts, err := wiring.New(cfg.activitiesConfig(clientOpts.HostPort, clientOpts.Namespace, tokenKey))
+	acts, err := wiring.New(cfg.activitiesConfig(clientOpts, tokenKey))
 	if err != nil {
 		return fmt.Errorf("set up activities: %w", err)
 	}
@@ -143,7 +144,7 @@ func serve(cfg config, logger *zap.Logger) error {
 		zap.String("temporal_connection", temporalclient.Describe(clientOpts)),
 		zap.String("task_queue", cfg.taskQueue),
 		zap.Strings("kafka_brokers", cfg.kafkaBrokers),
-		zap.String("kafka_security", cfg.kafka.describe()),
+		zap.String("kafka_security", cfg.kafka.Describe()),
 		zap.String("flink_url", cfg.flinkURL),
 		zap.String("sql_gateway_url", cfg.sqlGatewayURL),
 		zap.String("endpoint_url", cfg.endpointURL),
@@ -170,14 +171,14 @@ func serve(cfg config, logger *zap.Logger) error {
 }
 
 // activitiesConfig is the part of cfg the activities use.
-func (cfg config) activitiesConfig(temporalAddress, temporalNamespace string, tokenKey []byte) wiring.Config {
+func (cfg config) activitiesConfig(temporal client.Options, tokenKey []byte) wiring.Config {
 	return wiring.Config{
 		KafkaBrokers:         cfg.kafkaBrokers,
-		KafkaOptions:         cfg.kafka.options(),
+		KafkaOptions:         cfg.kafkaOptions,
+		KafkaSecurity:        cfg.kafka,
 		FlinkURL:             cfg.flinkURL,
 		SQLGatewayURL:        cfg.sqlGatewayURL,
-		TemporalAddress:      temporalAddress,
-		TemporalNamespace:    temporalNamespace,
+		Temporal:             temporal,
 		EndpointURL:          cfg.endpointURL,
 		ReferenceEndpointURL: cfg.referenceEndpointURL,
 		TokenURL:             cfg.tokenURL,

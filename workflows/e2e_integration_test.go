@@ -32,6 +32,7 @@ import (
 
 	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/errtype"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/temporalclient"
 	"github.com/flowproof/flowproof/workflows"
@@ -57,17 +58,26 @@ func startWorker(t *testing.T) *e2e {
 	// Activities log through the client's logger (activity.GetLogger), so
 	// the observer sees every line the worker would write.
 	core, logs := observer.New(zap.DebugLevel)
-	c, err := client.Dial(client.Options{HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace, Logger: observedLogger(core)})
+	// The connection settings come from the environment, as the worker's
+	// do, so the test runs on either profile of the stack.
+	clientOpts, err := temporalclient.Options(temporalclient.Overrides{}, observedLogger(core))
+	require.NoError(t, err)
+	c, err := client.Dial(clientOpts)
 	require.NoError(t, err, "dial Temporal: is the local stack up (make up)?")
+	kafkaSecurity, err := kafkaconn.FromEnv(os.Getenv)
+	require.NoError(t, err)
+	kafkaOptions, err := kafkaSecurity.ClientOptions()
+	require.NoError(t, err)
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	acts, err := wiring.New(wiring.Config{
 		KafkaBrokers:         addrs.KafkaBrokers,
+		KafkaOptions:         kafkaOptions,
+		KafkaSecurity:        kafkaSecurity,
 		FlinkURL:             addrs.FlinkURL,
 		SQLGatewayURL:        addrs.SQLGatewayURL,
-		TemporalAddress:      addrs.TemporalAddress,
-		TemporalNamespace:    addrs.TemporalNamespace,
+		Temporal:             clientOpts,
 		EndpointURL:          addrs.EndpointURL,
 		ReferenceEndpointURL: addrs.EndpointURL,
 		TokenURL:             addrs.TokenURL,

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -19,13 +21,17 @@ import (
 // Config is the address of every component a run needs; an empty address
 // makes that component's check fail with a message saying so.
 type Config struct {
-	KafkaBrokers      []string
-	FlinkURL          string
-	SQLGatewayURL     string
-	TemporalAddress   string
-	TemporalNamespace string
-	EndpointURL       string
-	TokenURL          string
+	KafkaBrokers []string
+	// KafkaOptions are the worker's client options (TLS, SASL), so the
+	// check reaches a secured cluster as every other client does.
+	KafkaOptions  []kgo.Opt
+	FlinkURL      string
+	SQLGatewayURL string
+	// Temporal is the worker's own client configuration (address,
+	// namespace, TLS, API key).
+	Temporal    client.Options
+	EndpointURL string
+	TokenURL    string
 }
 
 // Activities checks the components of Config; it holds no client, since
@@ -73,7 +79,7 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (Chec
 		check     func(context.Context) []health.Result
 	}{
 		{"kafka", strings.Join(cfg.KafkaBrokers, ","), func(ctx context.Context) []health.Result {
-			return []health.Result{health.Kafka(ctx, cfg.KafkaBrokers, wantBrokers)}
+			return []health.Result{health.Kafka(ctx, cfg.KafkaBrokers, wantBrokers, cfg.KafkaOptions...)}
 		}},
 		{"flink-jobmanager", cfg.FlinkURL, func(ctx context.Context) []health.Result {
 			return []health.Result{health.FlinkJobManager(ctx, cfg.FlinkURL, wantTaskManagers)}
@@ -81,8 +87,8 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (Chec
 		{"sql-gateway", cfg.SQLGatewayURL, func(ctx context.Context) []health.Result {
 			return []health.Result{health.SQLGateway(ctx, cfg.SQLGatewayURL)}
 		}},
-		{"temporal", cfg.TemporalAddress, func(ctx context.Context) []health.Result {
-			return []health.Result{health.Temporal(ctx, cfg.TemporalAddress, cfg.TemporalNamespace)}
+		{"temporal", cfg.Temporal.HostPort, func(ctx context.Context) []health.Result {
+			return []health.Result{health.Temporal(ctx, cfg.Temporal)}
 		}},
 		{"endpoint", cfg.EndpointURL, func(ctx context.Context) []health.Result {
 			return health.HTTPService(ctx, "endpoint", cfg.EndpointURL)

@@ -4,6 +4,7 @@ package preflight
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -11,25 +12,42 @@ import (
 
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
 	"github.com/flowproof/flowproof/internal/errtype"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/internal/temporalclient"
 )
 
-// localStack checks the local stack (bin/stackctl up).
-func localStack() *Activities {
+// localStack checks the local stack (bin/stackctl up), connecting as the
+// environment says (TEMPORAL_TLS_*, FLOWPROOF_KAFKA_*), so that the test
+// runs on either profile of the stack.
+func localStack(t *testing.T) *Activities {
+	t.Helper()
 	addrs := localstack.FromEnv()
+	temporal, err := temporalclient.Options(temporalclient.Overrides{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafka, err := kafkaconn.FromEnv(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafkaOptions, err := kafka.ClientOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return New(Config{
-		KafkaBrokers:      addrs.KafkaBrokers,
-		FlinkURL:          addrs.FlinkURL,
-		SQLGatewayURL:     addrs.SQLGatewayURL,
-		TemporalAddress:   addrs.TemporalAddress,
-		TemporalNamespace: addrs.TemporalNamespace,
-		EndpointURL:       addrs.EndpointURL,
-		TokenURL:          addrs.TokenURL,
+		KafkaBrokers:  addrs.KafkaBrokers,
+		KafkaOptions:  kafkaOptions,
+		FlinkURL:      addrs.FlinkURL,
+		SQLGatewayURL: addrs.SQLGatewayURL,
+		Temporal:      temporal,
+		EndpointURL:   addrs.EndpointURL,
+		TokenURL:      addrs.TokenURL,
 	})
 }
 
 func TestCheckHealthOfTheLocalStack(t *testing.T) {
-	a := localStack()
+	a := localStack(t)
 	env := activitytest.Env(a)
 	val, err := env.ExecuteActivity(a.CheckHealth, CheckHealthInput{WantBrokers: 3, WantTaskManagers: 1})
 	if err != nil {
@@ -53,7 +71,7 @@ func TestCheckHealthOfTheLocalStack(t *testing.T) {
 }
 
 func TestCheckHealthNamesEachUnhealthyComponent(t *testing.T) {
-	a := localStack()
+	a := localStack(t)
 	// Nothing listens on port 1; and no stack has 99 brokers.
 	a.cfg.EndpointURL = "http://127.0.0.1:1"
 	env := activitytest.Env(a)

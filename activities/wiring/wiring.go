@@ -6,6 +6,8 @@ package wiring
 import (
 	"fmt"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/activities/deliver"
@@ -15,20 +17,26 @@ import (
 	"github.com/flowproof/flowproof/activities/produce"
 	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/flinksql"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/kafkaeos"
 )
 
 // Config is what the worker knows about the systems a run touches.
 type Config struct {
 	KafkaBrokers []string
-	// KafkaOptions are added to every Kafka client (TLS, SASL).
+	// KafkaOptions are added to every Kafka client (TLS, SASL): those of
+	// KafkaSecurity, and whatever else the caller adds.
 	KafkaOptions []kgo.Opt
+	// KafkaSecurity is what KafkaOptions were made from, for the clients
+	// that flowproof does not build itself (Flink's).
+	KafkaSecurity kafkaconn.Settings
 
 	FlinkURL      string
 	SQLGatewayURL string
 
-	TemporalAddress   string
-	TemporalNamespace string
+	// Temporal is how the worker's own client reaches Temporal (address,
+	// namespace, TLS, API key); the health check dials with the same.
+	Temporal client.Options
 
 	EndpointURL string
 	// ReferenceEndpointURL, when the endpoint is flowproof's reference one,
@@ -91,13 +99,13 @@ func New(cfg Config) (*Activities, error) {
 	}
 	return &Activities{
 		Preflight: preflight.New(preflight.Config{
-			KafkaBrokers:      cfg.KafkaBrokers,
-			FlinkURL:          cfg.FlinkURL,
-			SQLGatewayURL:     cfg.SQLGatewayURL,
-			TemporalAddress:   cfg.TemporalAddress,
-			TemporalNamespace: cfg.TemporalNamespace,
-			EndpointURL:       cfg.EndpointURL,
-			TokenURL:          cfg.TokenURL,
+			KafkaBrokers:  cfg.KafkaBrokers,
+			KafkaOptions:  cfg.KafkaOptions,
+			FlinkURL:      cfg.FlinkURL,
+			SQLGatewayURL: cfg.SQLGatewayURL,
+			Temporal:      cfg.Temporal,
+			EndpointURL:   cfg.EndpointURL,
+			TokenURL:      cfg.TokenURL,
 		}),
 		KafkaAdmin: kafkaadmin.New(kafka, jobs),
 		Flink:      flink.New(cfg.KafkaBrokers, gateway, jobs),

@@ -24,10 +24,13 @@ const kafkaMetadataTopic = "__cluster_metadata"
 // the quorum has a leader (the active controller), e.g.
 // "3 brokers (1,2,3), controller 2 (quorum epoch 4, voters 1,2,3, max lag 0)".
 //
+// security are the client options that reach a secured cluster (TLS,
+// SASL), as every other client of the worker has them.
+//
 // The quorum is asked through the brokers (DescribeQuorum is forwarded to
 // the active controller), so this needs a KRaft cluster, which every Kafka
 // since 4.0 is.
-func Kafka(ctx context.Context, brokers []string, wantBrokers int) Result {
+func Kafka(ctx context.Context, brokers []string, wantBrokers int, security ...kgo.Opt) Result {
 	return run(ctx, "kafka", brokers, func(ctx context.Context) (string, error) {
 		if len(brokers) == 0 {
 			return "", errors.New("brokers is empty; want at least one host:port")
@@ -35,13 +38,14 @@ func Kafka(ctx context.Context, brokers []string, wantBrokers int) Result {
 		if wantBrokers < 1 {
 			return "", fmt.Errorf("wantBrokers must be at least 1, got %d", wantBrokers)
 		}
-		client, err := kgo.NewClient(
+		opts := append([]kgo.Opt{
 			kgo.SeedBrokers(brokers...),
-			kgo.DialTimeout(3*time.Second),
+			kgo.DialTimeout(3 * time.Second),
 			// A health check reports what it sees now; the caller decides
 			// whether and when to ask again.
-			kgo.RetryTimeout(3*time.Second),
-		)
+			kgo.RetryTimeout(3 * time.Second),
+		}, security...)
+		client, err := kgo.NewClient(opts...)
 		if err != nil {
 			return "", fmt.Errorf("client for %s: %w", strings.Join(brokers, ","), err)
 		}

@@ -15,21 +15,21 @@ import (
 	"go.temporal.io/sdk/log"
 )
 
-// Temporal dials the frontend at hostPort and describes namespace: only a
-// server whose persistence works and that knows the namespace answers that,
-// whereas an open port or the gRPC health service would pass earlier.
-func Temporal(ctx context.Context, hostPort, namespace string) Result {
+// Temporal dials the frontend with opts (address, namespace, TLS, API key:
+// the caller's own client configuration) and describes the namespace: only
+// a server whose persistence works and that knows the namespace answers
+// that, whereas an open port or the gRPC health service would pass earlier.
+func Temporal(ctx context.Context, opts client.Options) Result {
+	hostPort, namespace := opts.HostPort, opts.Namespace
 	return run(ctx, "temporal", []string{hostPort}, func(ctx context.Context) (string, error) {
 		if namespace == "" {
 			return "", fmt.Errorf("temporal check: namespace is empty")
 		}
-		c, err := client.DialContext(ctx, client.Options{
-			HostPort:  hostPort,
-			Namespace: namespace,
-			// Checks run every second while the stack starts; the SDK's default
-			// logger would print a line for each dial.
-			Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-		})
+		// Checks run every second while the stack starts; the SDK's default
+		// logger would print a line for each dial.
+		opts.Logger = log.NewStructuredLogger(slog.New(slog.DiscardHandler))
+		opts.MetricsHandler = nil
+		c, err := client.DialContext(ctx, opts)
 		if err != nil {
 			return "", fmt.Errorf("dial temporal at %s: %w", hostPort, err)
 		}

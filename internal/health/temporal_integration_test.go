@@ -28,7 +28,7 @@ func TestTemporalHealthyAgainstLocalStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	res := health.Temporal(ctx, addrs.TemporalAddress, addrs.TemporalNamespace)
+	res := health.Temporal(ctx, client.Options{HostPort: addrs.TemporalAddress, Namespace: addrs.TemporalNamespace})
 	if !res.Healthy {
 		t.Fatalf("health.Temporal(%s, %s) unhealthy: %s", addrs.TemporalAddress, addrs.TemporalNamespace, res.Detail)
 	}
@@ -46,7 +46,7 @@ func TestTemporalUnknownNamespaceIsUnhealthy(t *testing.T) {
 	defer cancel()
 
 	const missing = "flowproof-no-such-namespace"
-	res := health.Temporal(ctx, addrs.TemporalAddress, missing)
+	res := health.Temporal(ctx, client.Options{HostPort: addrs.TemporalAddress, Namespace: missing})
 	if res.Healthy {
 		t.Fatalf("health.Temporal with namespace %q reported healthy: %s", missing, res.Detail)
 	}
@@ -68,7 +68,7 @@ func TestTemporalClosedPortIsUnhealthy(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if res := health.Temporal(ctx, closed, localstack.TemporalNamespace); res.Healthy {
+	if res := health.Temporal(ctx, client.Options{HostPort: closed, Namespace: localstack.TemporalNamespace}); res.Healthy {
 		t.Fatalf("health.Temporal at closed %s reported healthy: %s", closed, res.Detail)
 	}
 	if res := health.TemporalUI(ctx, "http://"+closed+"/"); res.Healthy {

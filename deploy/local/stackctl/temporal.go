@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/searchattr"
@@ -131,7 +133,7 @@ func (temporal) check(ctx context.Context, s *stack) health.Result {
 			Addresses: []string{address, localstack.FromEnv().TemporalUIURL},
 		}
 	}
-	server := health.Temporal(ctx, address, localstack.FromEnv().TemporalNamespace)
+	server := health.Temporal(ctx, client.Options{HostPort: address, Namespace: localstack.FromEnv().TemporalNamespace})
 	ui := health.TemporalUI(ctx, localstack.FromEnv().TemporalUIURL)
 	res := server
 	res.Component = "temporal"
