@@ -5,6 +5,7 @@
 //	starter run [input flags] [--json] start, follow with a progress bar, print the result
 //	starter status ID                  describe a run, its progress or its result
 //	starter schedule create|list|trigger|delete
+//	starter setup [--schedule]         prepare a namespace: search attributes, workers, schedule
 //	starter cleanup [--dry-run]          remove what finished runs left behind
 //	starter drill NAME... | --all        run fault drills on the local stack
 //
@@ -143,7 +144,7 @@ TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and TEMPORAL_PROFILE, or th
 	pf.StringVar(&a.uiURL, "ui-url", local.TemporalUIURL, "Temporal Web UI base URL for printed links ($"+localstack.EnvTemporalUIURL+")")
 	pf.StringVar(&a.taskQueue, "task-queue", localstack.TaskQueue, "task queue of the flowproof worker")
 
-	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand(), a.cleanupCommand(), a.drillCommand())
+	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand(), a.cleanupCommand(), a.drillCommand(), a.setupCommand())
 	return root
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -95,19 +96,17 @@ id plus the scheduled time, and it names its Kafka topics after that id.`,
 				return fmt.Errorf("create schedule %q: %w", s.id, err)
 			}
 			fmt.Fprintf(a.stdout, "created schedule %s: %s (%s), overlap Skip, catch-up window %s\n", handle.GetID(), s.cron, s.timezone, s.catchupWindow)
-			if desc, err := handle.Describe(ctx); err == nil {
-				for i, next := range desc.Info.NextActionTimes {
-					if i == 3 {
-						break
-					}
-					fmt.Fprintf(a.stdout, "next run: %s\n", next.UTC().Format(time.RFC3339))
-				}
-			}
-			fmt.Fprintf(a.stdout, "ui: %s\n", scheduleLink(a.uiURL, ns, handle.GetID()))
+			a.printNextRuns(ctx, handle, ns)
 			return nil
 		},
 	}
-	fs := cmd.Flags()
+	s.register(cmd.Flags())
+	return cmd
+}
+
+// register defines the flags of a schedule, shared by schedule create and
+// setup --schedule.
+func (s *scheduleSpec) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.id, "schedule-id", defaultScheduleID, "schedule id, also the prefix of every scheduled run's workflow id")
 	fs.StringVar(&s.cron, "cron", defaultCron, "when to run, as a cron expression (minute hour day-of-month month day-of-week)")
 	fs.StringVar(&s.timezone, "timezone", "UTC", "IANA time zone the cron expression is read in")
@@ -115,7 +114,64 @@ id plus the scheduled time, and it names its Kafka topics after that id.`,
 	fs.StringVar(&s.drill, "drill", "", "schedule this drill (DrillWorkflow, local stack only) instead of a pipeline run: "+strings.Join(workflows.DrillNames(), ", "))
 	fs.StringVar(&s.drillTaskQueue, "drill-task-queue", drillapi.TaskQueue, "task queue of the drill worker, with --drill")
 	s.input.register(fs, false)
-	return cmd
+}
+
+// printNextRuns prints the schedule's next run times and its UI link.
+func (a *app) printNextRuns(ctx context.Context, handle client.ScheduleHandle, ns string) {
+	if desc, err := handle.Describe(ctx); err == nil {
+		for i, next := range desc.Info.NextActionTimes {
+			if i == 3 {
+				break
+			}
+			fmt.Fprintf(a.stdout, "next run: %s\n", next.UTC().Format(time.RFC3339))
+		}
+	}
+	fmt.Fprintf(a.stdout, "ui: %s\n", scheduleLink(a.uiURL, ns, handle.GetID()))
+}
+
+// upsertSchedule creates the schedule, or brings the existing one of the
+// same id to opts, and says which it did. An update keeps the schedule's
+// state and recent runs; but the cron expression as written lives in the
+// memo, which an update cannot change, so a new cron or time zone replaces
+// the schedule (runs it started keep running).
+func upsertSchedule(ctx context.Context, c client.Client, opts client.ScheduleOptions) (client.ScheduleHandle, string, error) {
+	handle, err := c.ScheduleClient().Create(ctx, opts)
+	if err == nil {
+		return handle, "created", nil
+	}
+	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		return nil, "", fmt.Errorf("create schedule %q: %w", opts.ID, err)
+	}
+	handle = c.ScheduleClient().GetHandle(ctx, opts.ID)
+	desc, err := handle.Describe(ctx)
+	if err != nil {
+		return nil, "", scheduleError("describe", opts.ID, err)
+	}
+	if memoString(desc.Memo, memoCron) != opts.Memo[memoCron] || memoString(desc.Memo, memoTimezone) != opts.Memo[memoTimezone] {
+		if err := handle.Delete(ctx); err != nil {
+			return nil, "", scheduleError("delete", opts.ID, err)
+		}
+		handle, err = c.ScheduleClient().Create(ctx, opts)
+		if err != nil {
+			return nil, "", fmt.Errorf("create schedule %q after deleting its old version: %w", opts.ID, err)
+		}
+		return handle, "replaced", nil
+	}
+	err = handle.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+		schedule := in.Description.Schedule
+		schedule.Action = opts.Action
+		schedule.Spec = &opts.Spec
+		if schedule.Policy == nil {
+			schedule.Policy = &client.SchedulePolicies{}
+		}
+		schedule.Policy.Overlap = opts.Overlap
+		schedule.Policy.CatchupWindow = opts.CatchupWindow
+		return &client.ScheduleUpdate{Schedule: &schedule}, nil
+	}})
+	if err != nil {
+		return nil, "", scheduleError("update", opts.ID, err)
+	}
+	return handle, "updated", nil
 }
 
 // options validates the flags and builds the schedule.

@@ -29,7 +29,8 @@ import (
 // Environment variables of the worker beyond those of internal/localstack
 // (addresses) and Temporal's own TEMPORAL_* variables.
 const (
-	envTokenKeyFile = "FLOWPROOF_TOKEN_KEY_FILE"
+	envTokenKeyFile        = "FLOWPROOF_TOKEN_KEY_FILE"
+	envTokenUnsealKeyFiles = "FLOWPROOF_TOKEN_UNSEAL_KEY_FILES"
 
 	envMaxActivities    = "FLOWPROOF_WORKER_MAX_ACTIVITIES"
 	envMaxWorkflowTasks = "FLOWPROOF_WORKER_MAX_WORKFLOW_TASKS"
@@ -58,8 +59,12 @@ type config struct {
 	tokenClientID     string
 	tokenClientSecret string
 	// tokenKeyFile is the configured token sealing key file; empty means
-	// the generated one under the stack dir (see loadTokenKey).
+	// the generated one under the stack dir, on the local stack only (see
+	// tokenKeys).
 	tokenKeyFile string
+	// tokenUnsealKeyFiles hold further keys that open sealed tokens but
+	// never seal one, for key rotation.
+	tokenUnsealKeyFiles []string
 
 	maxActivities    int
 	maxWorkflowTasks int
@@ -105,7 +110,9 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&cfg.referenceEndpointURL, "reference-endpoint-url", getenv(localstack.EnvReferenceEndpointURL), "flowproof's reference endpoint, when it is the endpoint: verification then cross-checks its own count of each run ($"+localstack.EnvReferenceEndpointURL+"; empty for any other endpoint)")
 	fs.StringVar(&cfg.tokenURL, "token-url", local.TokenURL, "token service URL ($"+localstack.EnvTokenURL+")")
 	fs.StringVar(&cfg.tokenClientID, "token-client-id", envconf.String(getenv, localstack.EnvTokenClientID, localstack.TokenClientID), "OAuth2 client id at the token service ($"+localstack.EnvTokenClientID+"); the secret is read from $"+localstack.EnvTokenClientSecret+" only")
-	fs.StringVar(&cfg.tokenKeyFile, "token-key-file", getenv(envTokenKeyFile), "file with the 32-byte token sealing key, raw, hex or base64 ($"+envTokenKeyFile+"; default: generated once into "+defaultTokenKeyFile()+")")
+	fs.StringVar(&cfg.tokenKeyFile, "token-key-file", getenv(envTokenKeyFile), "file with the 32-byte token sealing key, raw, hex or base64, the same on every worker ($"+envTokenKeyFile+"; required unless Temporal and the token service are the local stack's, where it is generated once into "+defaultTokenKeyFile()+")")
+	var unsealKeyFiles string
+	fs.StringVar(&unsealKeyFiles, "token-unseal-key-files", getenv(envTokenUnsealKeyFiles), "comma-separated files of further keys that open sealed tokens but never seal one: the old key after a rotation, or the next key before it ($"+envTokenUnsealKeyFiles+")")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", envconf.String(getenv, envMetricsAddr, fmt.Sprintf("%s:%d", localstack.Host, localstack.WorkerMetricsPort)), "listen address of the Prometheus /metrics endpoint, empty to disable ($"+envMetricsAddr+")")
 	fs.StringVar(&cfg.logFormat, "log-format", envconf.String(getenv, envLogFormat, "json"), "log format: json or console ($"+envLogFormat+")")
 	fs.StringVar(&cfg.logLevel, "log-level", envconf.String(getenv, envLogLevel, "info"), "log level: debug, info, warn or error ($"+envLogLevel+")")
@@ -137,6 +144,10 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	}
 
 	cfg.kafkaBrokers = envconf.SplitList(brokers)
+	cfg.tokenUnsealKeyFiles = envconf.SplitList(unsealKeyFiles)
+	if len(cfg.tokenUnsealKeyFiles) > 0 && cfg.tokenKeyFile == "" {
+		return config{}, usagef("-token-unseal-key-files needs -token-key-file ($%s): the current key is needed to seal with", envTokenKeyFile)
+	}
 	if len(cfg.kafkaBrokers) == 0 {
 		return config{}, usagef("-kafka-brokers: at least one broker is needed")
 	}
@@ -203,6 +214,47 @@ func tokenClientSecret(getenv func(string) string, tokenURL string) (string, err
 		return localstack.TokenClientSecret, nil
 	}
 	return "", usagef("%s must be set: the token service %s is not the local stack's", localstack.EnvTokenClientSecret, tokenURL)
+}
+
+// tokenKeys are the worker's token keys: the current one, which seals,
+// and the unseal keys. Without a configured key file, a key is generated
+// (once, into the stack dir) only when the worker talks to the local
+// stack's own Temporal and token service: every worker of that stack runs
+// on this machine and reads the same file. Anywhere else, a second worker
+// host would seal with a key of its own, so the worker refuses to start.
+func tokenKeys(cfg config, temporalAddress string) (keys tokenKeyRing, err error) {
+	keys.file = cfg.tokenKeyFile
+	generate := false
+	if keys.file == "" {
+		if temporalAddress != localstack.TemporalServiceAddress() || !sameURL(cfg.tokenURL, localstack.TokenServiceURL()) {
+			return tokenKeyRing{}, usagef("no token sealing key: set %s (or -token-key-file) to a file with a 32-byte key, the same on every worker"+
+				" (for example: head -c 32 /dev/urandom > token.key; chmod 600 token.key); a worker generates its own key only against"+
+				" the local stack's Temporal (%s) and token service (%s), not against %s and %s",
+				envTokenKeyFile, localstack.TemporalServiceAddress(), localstack.TokenServiceURL(), temporalAddress, cfg.tokenURL)
+		}
+		keys.file, generate = defaultTokenKeyFile(), true
+	}
+	keys.current, keys.generated, err = loadTokenKey(keys.file, generate)
+	if err != nil {
+		return tokenKeyRing{}, err
+	}
+	for _, path := range cfg.tokenUnsealKeyFiles {
+		key, _, err := loadTokenKey(path, false)
+		if err != nil {
+			return tokenKeyRing{}, fmt.Errorf("%s: %w", envTokenUnsealKeyFiles, err)
+		}
+		keys.unseal = append(keys.unseal, key)
+	}
+	return keys, nil
+}
+
+// tokenKeyRing is what tokenKeys loaded.
+type tokenKeyRing struct {
+	current   []byte
+	unseal    [][]byte
+	file      string
+	generated bool
+	ids       []string // for the log: current first
 }
 
 // defaultTokenKeyFile is where a worker without FLOWPROOF_TOKEN_KEY_FILE

@@ -222,4 +222,73 @@ func TestTokenKeyConfiguredFile(t *testing.T) {
 	}
 }
 
+// A worker generates its own key only against the local stack's Temporal
+// and token service; against any other, it refuses to start without a key
+// file and generates nothing.
+func TestTokenKeyGeneratedOnlyOnTheLocalStack(t *testing.T) {
+	stackDir := t.TempDir()
+	t.Setenv(localstack.EnvStackDir, stackDir)
+	local := config{tokenURL: localstack.TokenServiceURL()}
+	keys, err := tokenKeys(local, localstack.TemporalServiceAddress())
+	if err != nil || !keys.generated || keys.file != defaultTokenKeyFile() || len(keys.current) != deliver.TokenKeyBytes {
+		t.Fatalf("local stack: keys %+v, err %v; want a generated key in the stack dir", keys.file, err)
+	}
+	if err := os.Remove(keys.file); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		cfg      config
+		temporal string
+	}{
+		"own Temporal":      {local, "temporal.example:7233"},
+		"own token service": {config{tokenURL: "https://auth.example/"}, localstack.TemporalServiceAddress()},
+	} {
+		_, err := tokenKeys(c.cfg, c.temporal)
+		var usage usageError
+		if !errors.As(err, &usage) || !strings.Contains(err.Error(), envTokenKeyFile) {
+			t.Errorf("%s: err = %v, want a usage error naming %s", name, err, envTokenKeyFile)
+		}
+		if _, err := os.Stat(defaultTokenKeyFile()); err == nil {
+			t.Fatalf("%s: a key was generated", name)
+		}
+	}
+}
+
+// A rotation's key ring: the current key file and the unseal key files,
+// each loaded as given; a missing unseal key file is an error that names
+// its variable.
+func TestTokenKeyRingFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, key []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(key)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	current, previous := bytes.Repeat([]byte{1}, deliver.TokenKeyBytes), bytes.Repeat([]byte{2}, deliver.TokenKeyBytes)
+	cfg, err := parseConfig([]string{"-token-key-file", write("current.key", current)},
+		envMap(map[string]string{envTokenUnsealKeyFiles: write("previous.key", previous) + ", "}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := tokenKeys(cfg, "temporal.example:7233")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys.generated || !bytes.Equal(keys.current, current) || len(keys.unseal) != 1 || !bytes.Equal(keys.unseal[0], previous) {
+		t.Fatalf("ring: current %x, unseal %x, generated %v", keys.current, keys.unseal, keys.generated)
+	}
+	cfg.tokenUnsealKeyFiles = append(cfg.tokenUnsealKeyFiles, filepath.Join(dir, "missing.key"))
+	if _, err := tokenKeys(cfg, "temporal.example:7233"); err == nil || !strings.Contains(err.Error(), envTokenUnsealKeyFiles) {
+		t.Errorf("missing unseal key file: err = %v, want it named", err)
+	}
+	// Unseal keys alone leave nothing to seal with.
+	_, err = parseConfig(nil, envMap(map[string]string{envTokenUnsealKeyFiles: filepath.Join(dir, "previous.key")}), &bytes.Buffer{})
+	var usage usageError
+	if !errors.As(err, &usage) {
+		t.Errorf("unseal keys without a current key: err = %v, want a usage error", err)
+	}
+}
+
 // selfSignedCAPEM makes a throwaway CA certificate for the pool tests.

@@ -17,12 +17,15 @@ import (
 	"os"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/activities/wiring"
+	"github.com/flowproof/flowproof/internal/searchattr"
 	"github.com/flowproof/flowproof/internal/temporalclient"
 	"github.com/flowproof/flowproof/internal/version"
 	"github.com/flowproof/flowproof/internal/zaplog"
@@ -61,33 +64,45 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	defer func() { _ = logger.Sync() }()
 	if err := serve(cfg, logger); err != nil {
 		logger.Error("worker failed", zap.Error(err))
+		var usage usageError
+		if errors.As(err, &usage) {
+			return 2
+		}
 		return 1
 	}
 	return 0
 }
 
-// tokenKeyOf loads the token sealing key, or generates it on first use
-// when no key file is configured.
-func tokenKeyOf(cfg config, logger *zap.Logger) (key []byte, keyFile string, err error) {
-	keyFile, generate := cfg.tokenKeyFile, false
-	if keyFile == "" {
-		keyFile, generate = defaultTokenKeyFile(), true
-	}
-	key, created, err := loadTokenKey(keyFile, generate)
+// tokenKeysOf loads the token keys and logs which ones, by id.
+func tokenKeysOf(cfg config, temporalAddress string, logger *zap.Logger) (tokenKeyRing, error) {
+	keys, err := tokenKeys(cfg, temporalAddress)
 	if err != nil {
-		return nil, "", err
+		return tokenKeyRing{}, err
 	}
-	if created {
-		logger.Info("generated a token sealing key; every worker of this deployment needs the same one", zap.String("key_file", keyFile))
-	} else if info, err := os.Stat(keyFile); err == nil && info.Mode().Perm()&0o077 != 0 {
-		logger.Warn("token key file is readable by other users; chmod 600 it", zap.String("key_file", keyFile), zap.Stringer("mode", info.Mode().Perm()))
+	// Ids, current first, tell which workers share which keys without
+	// revealing any.
+	keys.ids, err = deliver.KeyIDs(deliver.Config{TokenKey: keys.current, TokenUnsealKeys: keys.unseal})
+	if err != nil {
+		return tokenKeyRing{}, err
 	}
-	return key, keyFile, nil
+	if keys.generated {
+		logger.Info("generated a token sealing key; every worker of this deployment needs the same one", zap.String("key_file", keys.file))
+	}
+	for _, path := range append([]string{keys.file}, cfg.tokenUnsealKeyFiles...) {
+		if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
+			logger.Warn("token key file is readable by other users; chmod 600 it", zap.String("key_file", path), zap.Stringer("mode", info.Mode().Perm()))
+		}
+	}
+	return keys, nil
 }
 
 // serve runs the worker until SIGINT or SIGTERM.
 func serve(cfg config, logger *zap.Logger) error {
-	tokenKey, keyFile, err := tokenKeyOf(cfg, logger)
+	clientOpts, err := temporalclient.Options(cfg.temporal, temporalclient.Logger(logger))
+	if err != nil {
+		return err
+	}
+	tokenKeys, err := tokenKeysOf(cfg, clientOpts.HostPort, logger)
 	if err != nil {
 		return err
 	}
@@ -108,14 +123,8 @@ func serve(cfg config, logger *zap.Logger) error {
 		}()
 	}
 
-	clientOpts, err := temporalclient.Options(cfg.temporal, temporalclient.Logger(logger))
-	if err != nil {
-		return err
-	}
 	clientOpts.MetricsHandler = sdkMetrics.Handler()
-	dialCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	temporal, err := temporalclient.Dial(dialCtx, clientOpts)
-	cancel()
+	temporal, err := connect(clientOpts, logger)
 	if err != nil {
 		return err
 	}
@@ -123,7 +132,7 @@ func serve(cfg config, logger *zap.Logger) error {
 
 	// Activities log through the client's logger (activity.GetLogger),
 	// which adds the workflow id, activity id and attempt to every line.
-	acts, err := wiring.New(cfg.activitiesConfig(clientOpts, tokenKey))
+	acts, err := wiring.New(cfg.activitiesConfig(clientOpts, tokenKeys))
 	if err != nil {
 		return fmt.Errorf("set up activities: %w", err)
 	}
@@ -150,7 +159,9 @@ func serve(cfg config, logger *zap.Logger) error {
 		zap.String("endpoint_url", cfg.endpointURL),
 		zap.String("token_url", cfg.tokenURL),
 		zap.String("token_client_id", cfg.tokenClientID),
-		zap.String("token_key_file", keyFile),
+		zap.String("token_key_file", tokenKeys.file),
+		zap.Strings("token_unseal_key_files", cfg.tokenUnsealKeyFiles),
+		zap.Strings("token_key_ids", tokenKeys.ids),
 		zap.Int("max_concurrent_activities", cfg.maxActivities),
 		zap.Int("max_concurrent_workflow_tasks", cfg.maxWorkflowTasks),
 	}
@@ -171,7 +182,7 @@ func serve(cfg config, logger *zap.Logger) error {
 }
 
 // activitiesConfig is the part of cfg the activities use.
-func (cfg config) activitiesConfig(temporal client.Options, tokenKey []byte) wiring.Config {
+func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRing) wiring.Config {
 	return wiring.Config{
 		KafkaBrokers:         cfg.kafkaBrokers,
 		KafkaOptions:         cfg.kafkaOptions,
@@ -184,6 +195,43 @@ func (cfg config) activitiesConfig(temporal client.Options, tokenKey []byte) wir
 		TokenURL:             cfg.tokenURL,
 		TokenClientID:        cfg.tokenClientID,
 		TokenClientSecret:    cfg.tokenClientSecret,
-		TokenKey:             tokenKey,
+		TokenKey:             tokenKeys.current,
+		TokenUnsealKeys:      tokenKeys.unseal,
+	}
+}
+
+// connect dials Temporal and checks the namespace's search attributes.
+func connect(opts client.Options, logger *zap.Logger) (client.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := temporalclient.Dial(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSearchAttributes(ctx, c, opts.Namespace, logger); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkSearchAttributes refuses a namespace without flowproof's search
+// attributes: every run would fail its first workflow task there. A worker
+// not allowed to list them (a narrow role) starts all the same.
+func checkSearchAttributes(ctx context.Context, c client.Client, namespace string, logger *zap.Logger) error {
+	err := searchattr.Check(ctx, c.OperatorService(), namespace)
+	var missing *searchattr.MissingError
+	var denied *serviceerror.PermissionDenied
+	var unimplemented *serviceerror.Unimplemented
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &missing):
+		return fmt.Errorf("%w; run 'starter setup' with this worker's Temporal settings to register them", err)
+	case errors.As(err, &denied), errors.As(err, &unimplemented):
+		logger.Warn("cannot check the namespace's search attributes; if they are missing, runs fail (see 'starter setup')", zap.Error(err))
+		return nil
+	default:
+		return err
 	}
 }

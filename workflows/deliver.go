@@ -46,7 +46,9 @@ type DeliverResult struct {
 	// Retries counts the HTTP retries of batches.
 	Retries       int `json:"retries"`
 	TokenRenewals int `json:"renewals"`
-	// TokenRejected counts the segments the endpoint cut short with a 401.
+	// TokenRejected counts the segments the endpoint cut short with a 401,
+	// and those whose token the worker could not open (sealed with a key
+	// it does not hold).
 	TokenRejected     int   `json:"rejected"`
 	StartedUnixMillis int64 `json:"started_unix_ms"`
 	// DurationMillis is set when delivery is complete.

@@ -41,6 +41,9 @@ type deliverFake struct {
 	// refuse is the segment number whose token the endpoint refuses half
 	// way (-1: none).
 	refuse int
+	// unopenable are the token calls (from 0) sealed with a key the
+	// delivering worker does not hold.
+	unopenable map[int]bool
 	// holdBelow keeps each segment that ends below this offset from ending
 	// until a plan from its end and a token for the next segment were asked
 	// for, or holdLimit passed (0: no segment waits).
@@ -126,6 +129,12 @@ func (f *deliverFake) env(t *testing.T) *testsuite.TestWorkflowEnvironment {
 					time.Sleep(time.Millisecond)
 				}
 			}
+			var call int
+			if _, err := fmt.Sscanf(tokenOf(in), "token-%d", &call); err == nil && f.unopenable[call] {
+				// What DeliverSegment returns for a token it cannot open.
+				f.log("deliver %d unopened", in.Segment)
+				return deliver.SegmentResult{Offsets: in.Offsets, TokenRejected: true, RejectReason: "unknown key", Rest: in.Plan}, nil
+			}
 			res := deliver.SegmentResult{Offsets: map[int32]int64{0: end}, Delivered: in.Plan.Records, Batches: 1}
 			if in.Segment == f.refuse {
 				half := in.Plan.Records / 2
@@ -186,6 +195,28 @@ func TestDeliverPreparesTheNextSegmentWhileSendingOne(t *testing.T) {
 		require.Equal(t, 10_000, in.Plan.Records)
 		require.Equal(t, fmt.Sprintf("token-%d", i), tokenOf(in), "segment %d has a token of its own", i)
 	}
+}
+
+// A token sealed with a key the delivering worker does not hold (a key
+// rotation, or a worker with another key) costs a renewal, not the run:
+// the segment sends nothing, and its whole plan goes next on a new token.
+func TestDeliverRenewsATokenTheWorkerCannotOpen(t *testing.T) {
+	f := newDeliverFake()
+	f.unopenable = map[int]bool{0: true}
+	env := f.env(t)
+	env.ExecuteWorkflow(DeliverWorkflow, deliverInput("unopened", 20_000))
+	res := deliverResult(t, env)
+	require.Equal(t, int64(20_000), res.Delivered)
+	require.Equal(t, 1, res.TokenRejected)
+
+	require.Len(t, f.segments, 3)
+	require.Equal(t, "token-0", tokenOf(f.segments[0]))
+	for i, in := range f.segments[1:] {
+		require.NotEqual(t, "token-0", tokenOf(in), "segment %d sent on the token it could not open", i+1)
+	}
+	require.Equal(t, f.segments[0].Offsets, f.segments[1].Offsets, "the unopened segment's plan goes next, from the same offsets")
+	require.Equal(t, f.segments[0].Plan, f.segments[1].Plan)
+	require.Equal(t, int64(10_000), f.segments[2].Offsets[0])
 }
 
 // A refused token (401) cuts a segment short: its rest goes next, on a new

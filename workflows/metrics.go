@@ -24,7 +24,9 @@ type Metrics struct {
 
 	FlinkJobs     activities.FlinkJobs `json:"flink_jobs"`
 	TokenRenewals int                  `json:"token_renewals"`
-	// TokenRejected counts the segments the endpoint cut short with a 401.
+	// TokenRejected counts the segments the endpoint cut short with a 401,
+	// and those whose token the worker could not open (sealed with a key
+	// it does not hold).
 	TokenRejected int `json:"token_rejected"`
 	HTTPBatches   int `json:"http_batches"`
 	HTTPRetries   int `json:"http_retries"`

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -55,6 +56,10 @@ type Config struct {
 	// TokenKey seals tokens before they leave an activity (AES-256-GCM,
 	// TokenKeyBytes long); every worker of a deployment needs the same key.
 	TokenKey []byte
+	// TokenUnsealKeys are further keys that open sealed tokens but never
+	// seal one: the previous key after a rotation, for the runs in flight,
+	// or the next key before it becomes the current one.
+	TokenUnsealKeys [][]byte
 }
 
 // Activities holds the shared Kafka connection, the token client and the
@@ -136,8 +141,10 @@ type SegmentResult struct {
 	// Retries counts HTTP requests that were retried (429, 5xx, network).
 	Retries int `json:"retries"`
 	// TokenRejected is true when the endpoint answered 401 (expired or used
-	// up); the segment stopped at the last accepted batch and the workflow
-	// renews the token before the next segment.
+	// up), or when the token was sealed with a key this worker does not
+	// hold (nothing was sent then); the segment stopped at the last
+	// accepted batch and the workflow renews the token before the next
+	// segment.
 	TokenRejected bool   `json:"token_rejected"`
 	RejectReason  string `json:"reject_reason,omitempty"`
 	// Rest is what a refused token left unsent of the segment's Plan, from
@@ -165,7 +172,7 @@ func (a *Activities) DeliverSegment(ctx context.Context, in SegmentInput) (Segme
 }
 
 func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep activities.Reporter, attempt int32) (SegmentResult, error) {
-	bearer, partitions, topicID, err := a.prepareSegment(ctx, in)
+	partitions, topicID, err := a.prepareSegment(ctx, in)
 	if err != nil {
 		return SegmentResult{}, err
 	}
@@ -187,6 +194,17 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 			done.Rest = in.Plan.rest(done.Offsets, done.Delivered)
 		}
 		return done, nil
+	}
+	// Only now, with earlier attempts fenced and none of them committed,
+	// may a token this worker cannot open end the segment with nothing
+	// delivered.
+	bearer, err := a.token.unseal(in.Token)
+	if errors.Is(err, ErrUnknownTokenKey) {
+		rep.Log.Warn("token sealed with a key this worker does not hold; the workflow renews it", "Segment", in.Segment, "Error", err)
+		return unopenedTokenResult(in, err), nil
+	}
+	if err != nil {
+		return SegmentResult{}, temporal.NewNonRetryableApplicationError(err.Error(), errtype.TokenUnsealable, nil)
 	}
 
 	checked := time.Now()
@@ -211,21 +229,34 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 	return result, nil
 }
 
-// prepareSegment checks the input and the worker's settings, opens the
-// token and lists the enriched topic's partitions and id.
-func (a *Activities) prepareSegment(ctx context.Context, in SegmentInput) (bearer string, partitions []int32, topicID string, err error) {
+// prepareSegment checks the input and the worker's settings and lists the
+// enriched topic's partitions and id.
+func (a *Activities) prepareSegment(ctx context.Context, in SegmentInput) (partitions []int32, topicID string, err error) {
 	if err := validateDeliverInput(in); err != nil {
-		return "", nil, "", temporal.NewNonRetryableApplicationError("invalid input: "+err.Error(), errtype.InvalidInput, nil)
+		return nil, "", temporal.NewNonRetryableApplicationError("invalid input: "+err.Error(), errtype.InvalidInput, nil)
 	}
 	if a.endpoint.batchesURL == "" {
-		return "", nil, "", temporal.NewNonRetryableApplicationError("EndpointURL is not configured", errtype.EndpointConfig, nil)
+		return nil, "", temporal.NewNonRetryableApplicationError("EndpointURL is not configured", errtype.EndpointConfig, nil)
 	}
-	bearer, err = a.token.unseal(in.Token)
-	if err != nil {
-		return "", nil, "", temporal.NewNonRetryableApplicationError(err.Error(), errtype.TokenUnsealable, nil)
+	return a.topicPartitions(ctx, in.Names.EnrichedTopic)
+}
+
+// unopenedTokenResult is a segment that sent nothing because its token was
+// sealed with a key this worker does not hold. It reads as a token the
+// endpoint refused before the first batch, which the workflow already
+// answers with a new token, sealed with a key the fleet holds, and the
+// whole plan as the rest; so a key rotation costs a renewal, not the run.
+func unopenedTokenResult(in SegmentInput, err error) SegmentResult {
+	offsets := maps.Clone(in.Offsets)
+	if offsets == nil {
+		offsets = map[int32]int64{}
 	}
-	partitions, topicID, err = a.topicPartitions(ctx, in.Names.EnrichedTopic)
-	return bearer, partitions, topicID, err
+	return SegmentResult{
+		Offsets:       offsets,
+		TokenRejected: true,
+		RejectReason:  err.Error(),
+		Rest:          in.Plan.rest(offsets, 0),
+	}
 }
 
 // fenceSegment builds the segment's transactional producer and loads its

@@ -46,11 +46,20 @@ type tokenClient struct {
 	clientSecret string
 	pool         *http.Client
 	retry        retryPolicy
-	// aead is nil when the worker has no token key; the token activities
-	// then fail with an error saying so, while every other activity works.
+	// aead seals with the current key; nil when the worker has no token
+	// key, and the token activities then fail with an error saying so,
+	// while every other activity works.
 	aead  cipher.AEAD
 	keyID string
+	// unsealers open tokens sealed with any key of the ring, the current
+	// one included, by key id.
+	unsealers map[string]cipher.AEAD
 }
+
+// ErrUnknownTokenKey is a sealed token whose key is not in this worker's
+// key ring: sealed by a worker with another key, or before a rotation that
+// dropped the old key. The token is useless here, but a new one is not.
+var ErrUnknownTokenKey = errors.New("token sealed with a key this worker does not hold")
 
 func newTokenClient(cfg Config) (tokenClient, error) {
 	tc := tokenClient{
@@ -66,14 +75,41 @@ func newTokenClient(cfg Config) (tokenClient, error) {
 		}
 		tc.tokenURL = u.String()
 	}
-	if len(cfg.TokenKey) > 0 {
-		aead, keyID, err := newTokenSealer(cfg.TokenKey)
-		if err != nil {
-			return tokenClient{}, err
+	if len(cfg.TokenKey) == 0 {
+		if len(cfg.TokenUnsealKeys) > 0 {
+			return tokenClient{}, errors.New("TokenUnsealKeys without a TokenKey: a worker needs a current key to seal with")
 		}
-		tc.aead, tc.keyID = aead, keyID
+		return tc, nil
+	}
+	aead, keyID, err := newTokenSealer(cfg.TokenKey)
+	if err != nil {
+		return tokenClient{}, err
+	}
+	tc.aead, tc.keyID = aead, keyID
+	tc.unsealers = map[string]cipher.AEAD{keyID: aead}
+	for i, key := range cfg.TokenUnsealKeys {
+		aead, keyID, err := newTokenSealer(key)
+		if err != nil {
+			return tokenClient{}, fmt.Errorf("TokenUnsealKeys[%d]: %w", i, err)
+		}
+		tc.unsealers[keyID] = aead
 	}
 	return tc, nil
+}
+
+// KeyIDs are the ids of the worker's token keys, the current one first,
+// for the start-up log: they tell which workers share which keys without
+// revealing any.
+func KeyIDs(cfg Config) ([]string, error) {
+	var ids []string
+	for _, key := range append([][]byte{cfg.TokenKey}, cfg.TokenUnsealKeys...) {
+		_, id, err := newTokenSealer(key)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // newTokenSealer returns the AEAD for key and the key's id: the first four
@@ -244,19 +280,21 @@ func (tc *tokenClient) seal(token string, obtainedAt time.Time, expiresInSeconds
 	return st, nil
 }
 
-// unseal decrypts a token sealed by seal with the same key.
+// unseal decrypts a token sealed by seal with a key of the ring; a key
+// outside it is ErrUnknownTokenKey.
 func (tc *tokenClient) unseal(st SealedToken) (string, error) {
 	if tc.aead == nil {
 		return "", errors.New("cannot unseal token: TokenKey is not configured")
 	}
-	if st.KeyID != tc.keyID {
-		return "", fmt.Errorf("token was sealed with key %q, this worker has key %q; every worker needs the same TokenKey", st.KeyID, tc.keyID)
+	aead, ok := tc.unsealers[st.KeyID]
+	if !ok {
+		return "", fmt.Errorf("%w: key %q, this worker has %q (current) and %d older or newer key(s)", ErrUnknownTokenKey, st.KeyID, tc.keyID, len(tc.unsealers)-1)
 	}
-	ns := tc.aead.NonceSize()
-	if len(st.Sealed) < ns+tc.aead.Overhead() {
+	ns := aead.NonceSize()
+	if len(st.Sealed) < ns+aead.Overhead() {
 		return "", fmt.Errorf("sealed token is %d bytes, too short to be one", len(st.Sealed))
 	}
-	plain, err := tc.aead.Open(nil, st.Sealed[:ns], st.Sealed[ns:], sealedTokenAAD(st))
+	plain, err := aead.Open(nil, st.Sealed[:ns], st.Sealed[ns:], sealedTokenAAD(st))
 	if err != nil {
 		return "", errors.New("sealed token failed authentication: it was altered or sealed with another key")
 	}

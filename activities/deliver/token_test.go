@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -121,8 +122,8 @@ func TestUnsealWithWrongKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.unseal(st); err == nil || !strings.Contains(err.Error(), "same TokenKey") {
-		t.Fatalf("unseal with another key: err = %v, want a key id mismatch", err)
+	if _, err := other.unseal(st); !errors.Is(err, ErrUnknownTokenKey) {
+		t.Fatalf("unseal with another key: err = %v, want ErrUnknownTokenKey", err)
 	}
 	// Even with the key id forged, the other key cannot open it.
 	st.KeyID = other.keyID
@@ -235,5 +236,96 @@ func TestObtainTokenRejectsIncompleteAnswer(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "tok\"") {
 		t.Fatalf("error quotes the token: %v", err)
+	}
+}
+
+// A rotation: the worker seals with the new key and still opens what the
+// old key sealed while it holds it as an unseal key; without it, the token
+// is ErrUnknownTokenKey, which the segment answers with a renewal.
+func TestKeyRingOpensTokensOfOlderKeys(t *testing.T) {
+	oldKey, newKey := randomKey(t), randomKey(t)
+	before := sealerFor(t, oldKey)
+	st, err := before.seal("the-token", time.Now(), 60, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := newTokenClient(Config{TokenKey: newKey, TokenUnsealKeys: [][]byte{oldKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ring.unseal(st); err != nil || got != "the-token" {
+		t.Fatalf("ring with the old key: unseal = %q, %v", got, err)
+	}
+	fresh, err := ring.seal("new-token", time.Now(), 60, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.KeyID != sealerFor(t, newKey).keyID || fresh.KeyID == st.KeyID {
+		t.Fatalf("ring sealed with key %q, want the current key's id", fresh.KeyID)
+	}
+	if _, err := before.unseal(fresh); !errors.Is(err, ErrUnknownTokenKey) {
+		t.Fatalf("a worker with the old key only: err = %v, want ErrUnknownTokenKey", err)
+	}
+	after := sealerFor(t, newKey)
+	_, err = after.unseal(st)
+	if !errors.Is(err, ErrUnknownTokenKey) {
+		t.Fatalf("a worker with the new key only: err = %v, want ErrUnknownTokenKey", err)
+	}
+	if strings.Contains(err.Error(), "the-token") || strings.Contains(err.Error(), string(oldKey)) {
+		t.Fatalf("error reveals the token or a key: %v", err)
+	}
+	if _, err := newTokenClient(Config{TokenUnsealKeys: [][]byte{oldKey}}); err == nil {
+		t.Fatal("unseal keys without a current key were accepted")
+	}
+	if _, err := newTokenClient(Config{TokenKey: newKey, TokenUnsealKeys: [][]byte{[]byte("short")}}); err == nil || !strings.Contains(err.Error(), "TokenUnsealKeys[0]") {
+		t.Fatalf("short unseal key: err = %v, want it named", err)
+	}
+}
+
+// goldenSealedToken was sealed by the worker before key rings existed
+// (commit 0664407), with goldenKey; workflow histories hold tokens like it,
+// which the ring must still open.
+var (
+	goldenKey         = bytes.Repeat([]byte{0x5a}, TokenKeyBytes)
+	goldenSealedToken = `{"sealed":"M+rY7Kk2pmXxYx9oPlOtXLJL4m2M0r4g4+cE9qGu0C1WGuvtWgEBZGdK678Vk6Lk5FrtkhGwDVaW","key_id":"60bf07c4","expires_at_unix":1780003600,"quota":10000,"obtained_at_unix_ms":1780000000123}`
+)
+
+func TestTokensSealedBeforeKeyRingsStillOpen(t *testing.T) {
+	var st SealedToken
+	if err := json.Unmarshal([]byte(goldenSealedToken), &st); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := newTokenClient(Config{TokenKey: randomKey(t), TokenUnsealKeys: [][]byte{goldenKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ring.unseal(st); err != nil || got != "token-sealed-before-key-rings" {
+		t.Fatalf("unseal = %q, %v", got, err)
+	}
+}
+
+// A segment whose token this worker cannot open sends nothing and hands
+// the whole plan back as the rest, marked as a refused token, so the
+// workflow renews the token and sends the same batches.
+func TestUnopenedTokenResultHandsTheWholePlanBack(t *testing.T) {
+	plan := &SegmentPlan{Ends: map[int32]int64{0: 500, 1: 700}, Records: 900}
+	in := SegmentInput{Offsets: map[int32]int64{0: 100, 1: 200}, Plan: plan, Token: SealedToken{KeyID: "0badc0de"}}
+	res := unopenedTokenResult(in, fmt.Errorf("%w: key %q", ErrUnknownTokenKey, in.Token.KeyID))
+	if !res.TokenRejected || res.Delivered != 0 || res.Batches != 0 || !strings.Contains(res.RejectReason, "0badc0de") {
+		t.Fatalf("result %+v, want a refused token with nothing delivered and the key id in the reason", res)
+	}
+	if fmt.Sprint(res.Offsets) != fmt.Sprint(in.Offsets) {
+		t.Fatalf("offsets %v, want the segment's start %v", res.Offsets, in.Offsets)
+	}
+	if res.Rest == nil || res.Rest.Records != plan.Records || fmt.Sprint(res.Rest.Ends) != fmt.Sprint(plan.Ends) {
+		t.Fatalf("rest %+v, want the whole plan %+v", res.Rest, plan)
+	}
+	res.Offsets[0] = 42
+	if in.Offsets[0] != 100 {
+		t.Fatal("the result shares its offsets map with the input")
+	}
+	legacy := unopenedTokenResult(SegmentInput{}, ErrUnknownTokenKey)
+	if legacy.Rest != nil || legacy.Offsets == nil {
+		t.Fatalf("segment without a plan: %+v, want no rest and empty offsets", legacy)
 	}
 }

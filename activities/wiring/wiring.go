@@ -53,6 +53,9 @@ type Config struct {
 	// deliver.TokenKeyBytes long); every worker of a deployment needs the
 	// same key.
 	TokenKey []byte
+	// TokenUnsealKeys open tokens sealed with other keys, but never seal
+	// one: see deliver.Config.
+	TokenUnsealKeys [][]byte
 }
 
 // Activities are the activity structs of one worker; they share one Kafka
@@ -87,6 +90,7 @@ func New(cfg Config) (*Activities, error) {
 		TokenClientID:     cfg.TokenClientID,
 		TokenClientSecret: cfg.TokenClientSecret,
 		TokenKey:          cfg.TokenKey,
+		TokenUnsealKeys:   cfg.TokenUnsealKeys,
 	})
 	if err != nil {
 		kafka.Close()

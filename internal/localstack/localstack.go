@@ -141,6 +141,10 @@ func RedisPassword(stackDir string) (string, error) {
 // environment says; only it accepts TokenClientSecret.
 func TokenServiceURL() string { return httpURL(TokenServicePort) }
 
+// TemporalServiceAddress is the local stack's Temporal frontend, whatever
+// the environment says.
+func TemporalServiceAddress() string { return hostPort(TemporalPort) }
+
 func hostPort(port int) string { return net.JoinHostPort(Host, strconv.Itoa(port)) }
 func httpURL(port int) string  { return "http://" + hostPort(port) }
 
