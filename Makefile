@@ -14,7 +14,7 @@ DRILLS ?=
 ONLY ?=
 STACK_FLAGS = $(if $(ONLY),--only $(ONLY))
 
-.PHONY: build stackctl up down status logs test test-unit test-integration lint demo drills bench fmt vet
+.PHONY: build stackctl up down status logs test test-unit test-cluster test-integration lint demo drills bench fmt vet image
 
 build:
 	$(GO) build -o $(BIN)/ ./deploy/local/stackctl ./worker ./starter ./deploy/refsvc ./deploy/local/drillworker
@@ -42,6 +42,21 @@ vet:
 
 test-unit:
 	$(GO) test ./...
+
+# The container image and Kubernetes manifests live in a module of their own
+# (deploy/cluster), so that go-containerregistry and the Kubernetes API types
+# stay out of the worker's dependencies; `./...` above does not reach it.
+# The first run compiles the static (CGO_ENABLED=0) binaries, minutes on 2
+# cores; after that it takes about 20 seconds.
+test-cluster:
+	cd deploy/cluster && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# The container image without a container engine: bin/flowproof-image.tar
+# (flowproof:dev), for docker load, podman load or crane push. The
+# Dockerfile builds the same image with Docker.
+image:
+	@mkdir -p $(BIN)
+	cd deploy/cluster && $(GO) run ./cmd/image -repo $(CURDIR) -o $(BIN)/flowproof-image.tar
 
 # Integration and end-to-end tests against the running local stack (make up);
 # `make test` also starts and stops the stack around them.

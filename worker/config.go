@@ -133,6 +133,11 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	}
 	fs.BoolVar(&cfg.pprof, "pprof", pprof, "also serve Go's profiles at /debug/pprof/ on the metrics address, which must then be a loopback one ($"+envPprof+")")
 	fs.BoolVar(&cfg.showVersion, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		_, _ = fmt.Fprintln(fs.Output(), "Usage of worker:")
+		fs.PrintDefaults()
+		_, _ = fmt.Fprint(fs.Output(), environmentHelp())
+	}
 	if err := fs.Parse(args); err != nil || cfg.showVersion {
 		if err == nil || errors.Is(err, flag.ErrHelp) {
 			return cfg, err // -h or -version: nothing else matters
@@ -143,6 +148,12 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		return config{}, usagef("unexpected argument %q: the worker takes flags only", fs.Arg(0))
 	}
 
+	return cfg.complete(getenv, brokers, unsealKeyFiles)
+}
+
+// complete checks the parsed flags and reads what only the environment
+// holds (secrets, Kafka security).
+func (cfg config) complete(getenv func(string) string, brokers, unsealKeyFiles string) (config, error) {
 	cfg.kafkaBrokers = envconf.SplitList(brokers)
 	cfg.tokenUnsealKeyFiles = envconf.SplitList(unsealKeyFiles)
 	if len(cfg.tokenUnsealKeyFiles) > 0 && cfg.tokenKeyFile == "" {
@@ -172,6 +183,22 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		return config{}, usageError{err}
 	}
 	return cfg, nil
+}
+
+// environmentHelp ends -help with the variables that have no flag: the
+// secrets, Kafka's TLS and SASL settings, and Temporal's own variables.
+func environmentHelp() string {
+	var b strings.Builder
+	b.WriteString("\nEnvironment only (secrets stay out of the process list):\n")
+	variables := append([]kafkaconn.Variable{{Name: localstack.EnvTokenClientSecret, Meaning: "OAuth2 client secret at the token service"}}, kafkaconn.Variables()...)
+	for _, v := range variables {
+		fmt.Fprintf(&b, "  %s\n    \t%s\n", v.Name, v.Meaning)
+	}
+	b.WriteString("Temporal's own variables, read as the temporal CLI reads them (a temporal.toml profile too):\n")
+	for _, name := range temporalclient.EnvironmentVariables() {
+		fmt.Fprintf(&b, "  %s\n", name)
+	}
+	return b.String()
 }
 
 // checkSettings checks the settings that need no I/O to be judged.

@@ -89,8 +89,10 @@ func tokenKeysOf(cfg config, temporalAddress string, logger *zap.Logger) (tokenK
 		logger.Info("generated a token sealing key; every worker of this deployment needs the same one", zap.String("key_file", keys.file))
 	}
 	for _, path := range append([]string{keys.file}, cfg.tokenUnsealKeyFiles...) {
-		if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
-			logger.Warn("token key file is readable by other users; chmod 600 it", zap.String("key_file", path), zap.Stringer("mode", info.Mode().Perm()))
+		// Group bits are left alone: Kubernetes mounts a secret 0440 for
+		// the pod's fsGroup, which is the pod's own.
+		if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o007 != 0 {
+			logger.Warn("token key file is readable by other users; chmod 600 (or 640) it", zap.String("key_file", path), zap.Stringer("mode", info.Mode().Perm()))
 		}
 	}
 	return keys, nil
@@ -108,9 +110,10 @@ func serve(cfg config, logger *zap.Logger) error {
 	}
 
 	sdkMetrics := newSDKMetrics()
+	ready := newReadiness(cfg.taskQueue)
 	var metrics *metricsServer
 	if cfg.metricsAddr != "" {
-		metrics, err = startMetricsServer(cfg.metricsAddr, sdkMetrics, cfg.pprof, logger.Named("metrics"))
+		metrics, err = startMetricsServer(cfg.metricsAddr, sdkMetrics, ready, cfg.pprof, logger.Named("metrics"))
 		if err != nil {
 			return err
 		}
@@ -139,11 +142,14 @@ func serve(cfg config, logger *zap.Logger) error {
 	defer acts.Close()
 
 	activityHandBack := newHandBack(cfg.stopTimeout)
+	fatal := make(chan error, 1)
 	w := worker.New(temporal, cfg.taskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     cfg.maxActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: cfg.maxWorkflowTasks,
 		WorkerStopTimeout:                      cfg.stopTimeout,
 		Interceptors:                           []interceptor.WorkerInterceptor{activityHandBack},
+		// The SDK calls this at most once; the buffer keeps it from blocking.
+		OnFatalError: func(err error) { fatal <- err },
 	})
 	workflows.Register(w, acts)
 
@@ -170,11 +176,11 @@ func serve(cfg config, logger *zap.Logger) error {
 	}
 	logger.Info("worker starting", fields...)
 
-	// Run returns once SIGINT or SIGTERM arrived, the worker stopped
+	// runWorker returns once SIGINT or SIGTERM arrived, the worker stopped
 	// polling, and its running activities finished or, cancelled by
 	// handBack, were handed back to Temporal (within -stop-timeout); the
 	// deferred calls then release the Kafka clients and the connection.
-	if err := w.Run(activityHandBack.relay(worker.InterruptCh())); err != nil {
+	if err := runWorker(w, activityHandBack.relay(worker.InterruptCh()), fatal, ready); err != nil {
 		return fmt.Errorf("run worker on task queue %s: %w", cfg.taskQueue, err)
 	}
 	logger.Info("worker stopped")

@@ -302,15 +302,16 @@ func (h sdkHandler) lookup(name string, kind metricKind) instrument {
 }
 
 // metricsServer serves /metrics: the SDK's metrics plus the Go runtime and
-// process metrics of the worker.
+// process metrics of the worker; and the probes /healthz and /readyz.
 type metricsServer struct {
 	server   *http.Server
 	listener net.Listener
 }
 
-// startMetricsServer serves /metrics on addr, and with withPprof Go's
-// profiles under /debug/pprof/ (parseConfig allows that on loopback only).
-func startMetricsServer(addr string, sdk *sdkMetrics, withPprof bool, log *zap.Logger) (*metricsServer, error) {
+// startMetricsServer serves /metrics, /healthz and /readyz (from ready) on
+// addr, and with withPprof Go's profiles under /debug/pprof/ (parseConfig
+// allows that on loopback only).
+func startMetricsServer(addr string, sdk *sdkMetrics, ready *readiness, withPprof bool, log *zap.Logger) (*metricsServer, error) {
 	registry := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{
 		sdk,
@@ -330,6 +331,8 @@ func startMetricsServer(addr string, sdk *sdkMetrics, withPprof bool, log *zap.L
 		ErrorLog:      zap.NewStdLog(log),
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	mux.HandleFunc("/healthz", serveHealthy)
+	mux.HandleFunc("/readyz", ready.serveReady)
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

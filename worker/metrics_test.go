@@ -126,7 +126,7 @@ func TestLabelSetDropsEmptyValuesAndSanitizesNames(t *testing.T) {
 func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
 	m := newSDKMetrics()
 	m.Handler().Counter("temporal_workflow_completed").Inc(1)
-	server, err := startMetricsServer("127.0.0.1:0", m, false, zap.NewNop())
+	server, err := startMetricsServer("127.0.0.1:0", m, newReadiness("flowproof"), false, zap.NewNop())
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -145,7 +145,7 @@ func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if _, err := startMetricsServer(strings.TrimPrefix(strings.TrimSuffix(server.URL(), "/metrics"), "http://"), newSDKMetrics(), false, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
+	if _, err := startMetricsServer(strings.TrimPrefix(strings.TrimSuffix(server.URL(), "/metrics"), "http://"), newSDKMetrics(), newReadiness("flowproof"), false, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
 		t.Errorf("a second server on the same address gave %v", err)
 	}
 	if code := getStatus(t, strings.TrimSuffix(server.URL(), "/metrics")+"/debug/pprof/"); code != http.StatusNotFound {
@@ -154,7 +154,7 @@ func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
 }
 
 func TestMetricsServerServesProfilesWithPprof(t *testing.T) {
-	server, err := startMetricsServer("127.0.0.1:0", newSDKMetrics(), true, zap.NewNop())
+	server, err := startMetricsServer("127.0.0.1:0", newSDKMetrics(), newReadiness("flowproof"), true, zap.NewNop())
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

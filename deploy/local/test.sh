@@ -16,6 +16,9 @@ go run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 ./workflows/...
 echo "== unit tests"
 go test -count=1 ./...
 
+echo "== container image and Kubernetes manifests (deploy/cluster)"
+make --no-print-directory test-cluster
+
 echo "== local stack"
 go build -o bin/ ./deploy/local/stackctl
 started_here=0

@@ -180,3 +180,20 @@ func (s Settings) Describe() string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Variable is one environment variable of the settings, for help texts.
+type Variable struct{ Name, Meaning string }
+
+// Variables lists the settings' environment variables with their meaning.
+func Variables() []Variable {
+	return []Variable{
+		{EnvTLS, "1: connect to Kafka over TLS"},
+		{EnvTLSCAFile, "PEM file of the CAs that sign the brokers' certificates (default: the system's)"},
+		{EnvTLSCertFile, "PEM client certificate, for clusters that authenticate clients by certificate"},
+		{EnvTLSKeyFile, "PEM key of the client certificate"},
+		{EnvTLSServerName, "name to verify the brokers' certificates against (default: the broker's host)"},
+		{EnvSASLMechanism, MechanismPlain + ", " + MechanismSCRAMSHA256 + " or " + MechanismSCRAMSHA512},
+		{EnvSASLUser, "SASL user"},
+		{EnvSASLPassword, "SASL password"},
+	}
+}

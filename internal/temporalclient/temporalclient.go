@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
@@ -80,4 +81,36 @@ func Describe(opts client.Options) string {
 // the worker writes one log stream in one format.
 func Logger(z *zap.Logger) log.Logger {
 	return log.NewStructuredLogger(slog.New(zapslog.NewHandler(z.Core(), zapslog.WithName("temporal"))))
+}
+
+// EnvironmentVariables are the TEMPORAL_* variables that Options reads, as
+// the linked envconfig asks for them (so a newer SDK's list shows without
+// an edit here), for the worker's and the starter's -help and for checking
+// deployment manifests. TEMPORAL_GRPC_META_<KEY> stands for the gRPC
+// headers envconfig collects by prefix.
+func EnvironmentVariables() []string {
+	asked := &recordingLookup{}
+	// The file's path comes first, then the profile in it and the values
+	// over it; the data given stands for the file so that no file is read.
+	_, _ = envconfig.LoadClientConfig(envconfig.LoadClientConfigOptions{EnvLookup: asked})
+	_, _ = envconfig.LoadClientConfigProfile(envconfig.LoadClientConfigProfileOptions{ConfigFileData: []byte("\n"), EnvLookup: asked})
+	return asked.names
+}
+
+// recordingLookup is an empty environment that notes what is asked of it.
+type recordingLookup struct{ names []string }
+
+func (r *recordingLookup) LookupEnv(key string) (string, bool) {
+	if !slices.Contains(r.names, key) {
+		r.names = append(r.names, key)
+	}
+	return "", false
+}
+
+func (r *recordingLookup) Environ() []string {
+	const prefixed = "TEMPORAL_GRPC_META_<KEY>"
+	if !slices.Contains(r.names, prefixed) {
+		r.names = append(r.names, prefixed)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package temporalclient
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"go.uber.org/zap"
@@ -76,5 +77,14 @@ func TestOptionsPrecedence(t *testing.T) {
 	}
 	if opts.Logger != logger {
 		t.Error("logger not set")
+	}
+}
+
+func TestEnvironmentVariablesAreThoseEnvconfigReads(t *testing.T) {
+	names := EnvironmentVariables()
+	for _, want := range []string{"TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_TLS", "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_GRPC_META_<KEY>"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("EnvironmentVariables() = %v, lacks %s", names, want)
+		}
 	}
 }
