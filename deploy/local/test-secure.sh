@@ -3,7 +3,9 @@
 # stack of its own: Kafka with SASL_SSL and SCRAM (and Temporal with TLS),
 # in a stack dir of its own (see stackprofile.sh), so the default stack's data
 # survives. A default stack that runs is stopped first and started again
-# afterwards (with its worker if it had one), also when a test fails.
+# afterwards (with its worker if it had one), also when a test fails; the
+# secure stack is stopped afterwards if it was started here
+# (FLOWPROOF_KEEP_STACK=1 keeps it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,12 +23,19 @@ if stack_running "$default_stack_dir"; then
   echo "== stopping the default stack in $default_stack_dir (its data stays)"
   FLOWPROOF_STACK_DIR="$default_stack_dir" bin/stackctl down
 fi
+# A secure stack that was already up (a developer's) is left up.
+started_here=0
+if ! stack_running "$secure_stack_dir"; then
+  started_here=1
+fi
 finish() {
-  if [ "${FLOWPROOF_KEEP_STACK:-0}" != 1 ]; then
+  local secure_stopped=0
+  if [ "$started_here" = 1 ] && [ "${FLOWPROOF_KEEP_STACK:-0}" != 1 ]; then
     echo "== stopping the secure stack"
-    bin/stackctl down || true
+    bin/stackctl down && secure_stopped=1
   fi
-  if [ "$restore_default" = 1 ]; then
+  # The default stack needs the ports the secure one holds.
+  if [ "$restore_default" = 1 ] && [ "$secure_stopped" = 1 ]; then
     echo "== starting the default stack again"
     FLOWPROOF_STACK_DIR="$default_stack_dir" bin/stackctl up "${restore_flags[@]}" || true
   fi

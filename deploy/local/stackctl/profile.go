@@ -67,8 +67,8 @@ func (s *stack) claimDataProfile() error {
 	}
 	if have != "" && have != s.opts.profile {
 		return fmt.Errorf("the stack in %s was made for profile %q, not %q (Kafka's users and certificates are made when its storage is formatted); "+
-			"keep its data and run profile %q in a stack dir of its own (FLOWPROOF_STACK_DIR=%s-%s), or run `stackctl down` and remove %s to start afresh (its data is lost)",
-			s.dir, have, s.opts.profile, s.opts.profile, s.dir, s.opts.profile, filepath.Join(s.dir, "data"))
+			"keep its data and run profile %q in a stack dir of its own (FLOWPROOF_STACK_DIR=%s), or run `stackctl down` and remove %s to start afresh (its data is lost)",
+			s.dir, have, s.opts.profile, s.opts.profile, s.profileStackDir(have, s.opts.profile), filepath.Join(s.dir, "data"))
 	}
 	if have == s.opts.profile && fileExists(s.profileFile()) {
 		return nil
@@ -80,4 +80,17 @@ func (s *stack) claimDataProfile() error {
 		return fmt.Errorf("record the stack's profile: %w", err)
 	}
 	return nil
+}
+
+// profileStackDir suggests a stack dir for profile want beside s's, which
+// holds profile have: the secure profile's is the default one's with
+// "-secure" appended (as make test-secure and make demo PROFILE=secure
+// use), and back.
+func (s *stack) profileStackDir(have, want string) string {
+	if want == profileDefault {
+		if dir, ok := strings.CutSuffix(s.dir, "-"+have); ok {
+			return dir
+		}
+	}
+	return s.dir + "-" + want
 }

@@ -33,6 +33,16 @@ func TestStackDataKeepsItsProfile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `made for profile "secure"`) || !strings.Contains(err.Error(), "FLOWPROOF_STACK_DIR="+s.dir+"-default") {
 		t.Fatalf("claiming secure data for the default profile: %v, want a refusal that says what to do", err)
 	}
+	// A secure stack beside the default one, as make test-secure keeps it.
+	beside := &stack{dir: filepath.Join(t.TempDir(), "stack-secure"), opts: defaultOptions()}
+	beside.opts.profile = profileSecure
+	if err := beside.claimDataProfile(); err != nil {
+		t.Fatal(err)
+	}
+	beside.opts.profile = profileDefault
+	if err := beside.claimDataProfile(); err == nil || !strings.Contains(err.Error(), "FLOWPROOF_STACK_DIR="+strings.TrimSuffix(beside.dir, "-secure")+")") {
+		t.Errorf("default profile on a secure stack dir: %v, want it to point at the default stack's dir", err)
+	}
 	s.opts.profile = "sekure"
 	if err := s.claimDataProfile(); err == nil || !strings.Contains(err.Error(), "unknown profile") {
 		t.Errorf("unknown profile: %v", err)

@@ -93,6 +93,16 @@ func TestSecureKafkaServesSCRAMOverTLSOnly(t *testing.T) {
 		t.Fatalf("consumed %d distinct records, produced %d", len(seen), records)
 	}
 
+	sha256 := settings
+	sha256.SASLMechanism = kafkaconn.MechanismSCRAMSHA256
+	sha256Security, err := sha256.ClientOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := metadataWith(ctx, brokers, sha256Security); err != nil {
+		t.Errorf("the client user with SCRAM-SHA-256: %v", err)
+	}
+
 	wrongPassword := settings
 	wrongPassword.SASLPassword += "-wrong"
 	refusedSecurity, err := wrongPassword.ClientOptions()
