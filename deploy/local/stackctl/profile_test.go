@@ -202,18 +202,20 @@ func TestSecureEnvGivesKafkaSettingsThatFitTogether(t *testing.T) {
 		t.Errorf("password file: %v", err)
 	}
 
-	// The worker gets the same settings in its environment, the password
-	// nowhere on its command line.
-	spec, err := workerProcessSpec(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(strings.Join(spec.argv, " "), passwords[kafkaClientUser]) {
-		t.Error("the SCRAM password is on the worker's command line")
-	}
-	workerEnv := strings.Join(spec.environment(nil), "\n")
-	if !strings.Contains(workerEnv, kafkaconn.EnvSASLPassword+"="+passwords[kafkaClientUser]) || !strings.Contains(workerEnv, kafkaconn.EnvTLS+"=1") {
-		t.Errorf("worker environment lacks the Kafka settings:\n%s", strings.ReplaceAll(workerEnv, passwords[kafkaClientUser], "***"))
+	// The worker and the drill worker get the same settings in their
+	// environment, the password nowhere on their command line.
+	for _, specOf := range []func(*stack) (process, error){workerProcessSpec, drillWorkerProcessSpec} {
+		spec, err := specOf(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(strings.Join(spec.argv, " "), passwords[kafkaClientUser]) {
+			t.Errorf("the SCRAM password is on the command line of %s", spec.name)
+		}
+		processEnv := strings.Join(spec.environment(nil), "\n")
+		if !strings.Contains(processEnv, kafkaconn.EnvSASLPassword+"="+passwords[kafkaClientUser]) || !strings.Contains(processEnv, kafkaconn.EnvTLS+"=1") {
+			t.Errorf("%s's environment lacks the Kafka settings:\n%s", spec.name, strings.ReplaceAll(processEnv, passwords[kafkaClientUser], "***"))
+		}
 	}
 }
 
