@@ -31,6 +31,7 @@ import (
 	"github.com/flowproof/flowproof/internal/drillapi"
 	"github.com/flowproof/flowproof/internal/endpointapi"
 	"github.com/flowproof/flowproof/internal/envconf"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
 	"github.com/flowproof/flowproof/internal/temporalclient"
 	"github.com/flowproof/flowproof/internal/version"
@@ -46,11 +47,15 @@ func main() {
 type config struct {
 	temporal     temporalclient.Overrides
 	kafkaBrokers []string
-	flinkURL     string
-	endpointURL  string
-	stackDir     string
-	repoDir      string
-	stackctl     string
+	// kafkaSecurity is Kafka's TLS and SASL, from the FLOWPROOF_KAFKA_*
+	// variables as the worker reads them (stackctl sets them on the secure
+	// profile).
+	kafkaSecurity kafkaconn.Settings
+	flinkURL      string
+	endpointURL   string
+	stackDir      string
+	repoDir       string
+	stackctl      string
 	// workerStopLimit is how long the stack's worker may take to exit after
 	// SIGTERM before the stop-worker drill reports it.
 	workerStopLimit time.Duration
@@ -104,6 +109,9 @@ func parseConfig(args []string, output io.Writer) (config, error) {
 	if cfg.stackctl == "" {
 		cfg.stackctl = filepath.Join(cfg.repoDir, "bin", "stackctl")
 	}
+	if cfg.kafkaSecurity, err = kafkaconn.FromEnv(os.Getenv); err != nil {
+		return config{}, usageError{err}
+	}
 	if cfg.workerStopLimit <= 0 || cfg.stopTimeout < 0 {
 		return config{}, usageError{fmt.Errorf("-worker-stop-limit must be positive and -stop-timeout not negative, got %s and %s", cfg.workerStopLimit, cfg.stopTimeout)}
 	}
@@ -153,7 +161,11 @@ func newFaults(cfg config) (*drills.Faults, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	kafka, err := kgo.NewClient(kgo.SeedBrokers(cfg.kafkaBrokers...))
+	security, err := cfg.kafkaSecurity.ClientOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	kafka, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.kafkaBrokers...)}, security...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafka client: %w", err)
 	}
@@ -200,6 +212,7 @@ func serve(cfg config, logger *zap.Logger) error {
 		zap.String("temporal_namespace", clientOpts.Namespace),
 		zap.String("task_queue", drillapi.TaskQueue),
 		zap.Strings("kafka_brokers", cfg.kafkaBrokers),
+		zap.String("kafka_security", cfg.kafkaSecurity.Describe()),
 		zap.String("flink_url", cfg.flinkURL),
 		zap.String("endpoint_url", cfg.endpointURL),
 		zap.String("stackctl", cfg.stackctl),

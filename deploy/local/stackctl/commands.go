@@ -38,8 +38,16 @@ func up(ctx context.Context, s *stack, stdout io.Writer) error {
 			return err
 		}
 	}
+	if err := s.claimDataProfile(); err != nil {
+		return err
+	}
 	if err := s.saveOptions(); err != nil {
 		return err
+	}
+	if s.secure() {
+		if err := s.certs().ensure(); err != nil {
+			return fmt.Errorf("the secure profile's certificates: %w", err)
+		}
 	}
 	if err := install(ctx, s); err != nil {
 		return err
@@ -208,6 +216,7 @@ func status(ctx context.Context, s *stack, asJSON bool, stdout io.Writer) error 
 			return err
 		}
 	} else {
+		fmt.Fprintf(stdout, "%-14s %s\n", "profile", s.opts.profile)
 		for _, c := range list {
 			st := out[c.name()]
 			total := 0
@@ -226,7 +235,7 @@ func status(ctx context.Context, s *stack, asJSON bool, stdout io.Writer) error 
 func printSummary(s *stack, stdout io.Writer) {
 	a := localstack.FromEnv()
 	fmt.Fprintf(stdout, `
-flowproof local stack is ready (%s, %d CPUs)
+flowproof local stack is ready (%s, %d CPUs, profile %s)
   Kafka bootstrap     %s
   Flink UI / REST     %s
   Flink SQL Gateway   %s
@@ -236,9 +245,13 @@ flowproof local stack is ready (%s, %d CPUs)
   HTTP endpoint       %s
   Redis (its store)   %s (password in %s)
   Data and logs       %s
-`, runtime.GOOS, runtime.NumCPU(), strings.Join(a.KafkaBrokers, ","), redact.URL(a.FlinkURL), redact.URL(a.SQLGatewayURL),
+`, runtime.GOOS, runtime.NumCPU(), s.opts.profile, strings.Join(a.KafkaBrokers, ","), redact.URL(a.FlinkURL), redact.URL(a.SQLGatewayURL),
 		a.TemporalAddress, a.TemporalNamespace, redact.URL(a.TemporalUIURL), redact.URL(a.TokenURL), redact.URL(a.EndpointURL),
 		redisAddr(), localstack.RedisPasswordFile(s.dir), s.dir)
+	if s.secure() {
+		fmt.Fprintf(stdout, "  Kafka security      SASL_SSL, SCRAM-SHA-512 as %s, CA %s\n", kafkaClientUser, s.certs().caCert())
+		fmt.Fprintln(stdout, "  Client settings     eval \"$(bin/stackctl env)\"")
+	}
 	if s.opts.withPrometheus {
 		fmt.Fprintf(stdout, "  Prometheus          http://127.0.0.1:%d\n", localstack.PrometheusPort)
 	}

@@ -59,7 +59,7 @@ func TestKafkaNodeConfigs(t *testing.T) {
 	s := testStack(t)
 	var ports, logDirs []string
 	for node := 1; node <= kafkaNodes; node++ {
-		cfg := parseSettings(t, kafkaServerConfig(s, node), "=", false)
+		cfg := parseSettings(t, kafkaServerConfig(s, node, nil), "=", false)
 		broker := fmt.Sprintf("127.0.0.1:%d", kafkaBrokerPorts[node-1])
 		controller := fmt.Sprintf("127.0.0.1:%d", kafkaControllerPorts[node-1])
 		want := map[string]string{
@@ -176,9 +176,13 @@ func TestFlinkRESTAPIRunsNoUploadedJars(t *testing.T) {
 func TestEveryProcessBindsLoopback(t *testing.T) {
 	s := testStack(t)
 	s.opts.withPrometheus = true
+	workerSpec, err := workerProcessSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var procs []process
 	procs = append(procs, refsvcProcesses(s, "secret", "admin")...)
-	procs = append(procs, process{name: "temporal", argv: temporal{}.argv(s)}, workerProcessSpec(s),
+	procs = append(procs, process{name: "temporal", argv: temporal{}.argv(s)}, workerSpec,
 		prometheusProcess(s.dataDir("prometheus"), "prometheus.yml"))
 	jm := flinkMemory{}
 	for _, name := range []string{flinkJobManager, flinkTaskManagerName(1), flinkSQLGateway} {

@@ -51,6 +51,11 @@ func drillWorkerProcessSpec(s *stack) (process, error) {
 	if err != nil {
 		return process{}, fmt.Errorf("drill worker: path of stackctl: %w", err)
 	}
+	// The profile's client settings, as the worker gets them.
+	env, err := clientEnv(s)
+	if err != nil {
+		return process{}, err
+	}
 	return process{
 		name: drillWorkerProcess,
 		argv: []string{drillWorkerBinary(s),
@@ -63,6 +68,7 @@ func drillWorkerProcessSpec(s *stack) (process, error) {
 		// Its own settings and Temporal's, as the worker; and Go's, since
 		// restarting the worker through stackctl builds it.
 		inherit: []string{"FLOWPROOF_*", "TEMPORAL_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "GO*"},
+		env:     envAssignments(env),
 	}, nil
 }
 

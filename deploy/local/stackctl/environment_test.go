@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flowproof/flowproof/internal/endpointapi"
+	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 // environOf reads a running process's environment from /proc.
@@ -75,9 +76,14 @@ func TestEachReferenceServiceGetsOnlyItsOwnCredential(t *testing.T) {
 	if !slices.Contains(endpoint, endpointapi.EnvAdminToken+"=the-admin-token") || slices.ContainsFunc(endpoint, func(kv string) bool { return strings.Contains(kv, "the-client-secret") }) {
 		t.Errorf("endpoint environment %q: want the admin token and no client secret", endpoint)
 	}
-	worker := workerProcessSpec(s).environment([]string{endpointapi.EnvAdminToken + "=x", "FLOWPROOF_TOKEN_CLIENT_SECRET=y", "AWS_SECRET_ACCESS_KEY=z"})
-	if !slices.Equal(worker, []string{"FLOWPROOF_TOKEN_CLIENT_SECRET=y"}) {
-		t.Errorf("worker environment %q, want only its token client secret", worker)
+	workerSpec, err := workerProcessSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := workerSpec.environment([]string{endpointapi.EnvAdminToken + "=x", "FLOWPROOF_TOKEN_CLIENT_SECRET=y", "AWS_SECRET_ACCESS_KEY=z"})
+	want := []string{"FLOWPROOF_TOKEN_CLIENT_SECRET=y", EnvStackProfile + "=" + profileDefault, localstack.EnvStackDir + "=" + s.dir}
+	if !slices.Equal(worker, want) {
+		t.Errorf("worker environment %q, want %q: its token client secret and the stack's profile", worker, want)
 	}
 }
 

@@ -61,7 +61,12 @@ func (kafka) processes(*stack) []string {
 // the controller keeps a killed node registered until its session times
 // out, so the cluster's metadata alone would pass a node that is not back.
 func (kafka) check(ctx context.Context, s *stack) health.Result {
-	res := health.Kafka(ctx, localstack.FromEnv().KafkaBrokers, kafkaNodes)
+	brokers := localstack.FromEnv().KafkaBrokers
+	security, err := kafkaClientOptions(s)
+	if err != nil {
+		return health.Result{Component: "kafka", Addresses: brokers, Detail: err.Error()}
+	}
+	res := health.Kafka(ctx, brokers, kafkaNodes, security...)
 	if !res.Healthy {
 		return res
 	}
@@ -91,10 +96,17 @@ func (kafka) start(ctx context.Context, s *stack) error {
 	if err != nil {
 		return err
 	}
+	var passwords map[string]string
+	if s.secure() {
+		if passwords, err = ensureKafkaPasswords(s); err != nil {
+			return err
+		}
+	}
 
 	var unformatted []int
 	for node := 1; node <= kafkaNodes; node++ {
-		if err := os.WriteFile(kafkaServerProperties(s, node), []byte(kafkaServerConfig(s, node)), 0o644); err != nil {
+		// Owner only: in the secure profile it holds the brokers' password.
+		if err := writeFileAtomic(kafkaServerProperties(s, node), []byte(kafkaServerConfig(s, node, passwords)), 0o600); err != nil {
 			return fmt.Errorf("write kafka-%d config: %w", node, err)
 		}
 		formattedAs, err := kafkaFormattedClusterID(kafkaLogDir(s, node))
@@ -109,7 +121,7 @@ func (kafka) start(ctx context.Context, s *stack) error {
 				node, kafkaLogDir(s, node), formattedAs, clusterID, kafkaClusterIDFile(s), s.dataDir("kafka"))
 		}
 	}
-	if err := kafkaFormat(ctx, s, cp, clusterID, unformatted); err != nil {
+	if err := kafkaFormat(ctx, s, cp, clusterID, unformatted, passwords); err != nil {
 		return err
 	}
 
@@ -148,7 +160,8 @@ func kafkaServerProperties(s *stack, node int) string {
 // kafkaServerConfig is node's server.properties. Replication settings make
 // the local cluster behave like a production one (RF 3, min ISR 2), so that
 // acks=all and Flink's exactly-once sink are exercised for real.
-func kafkaServerConfig(s *stack, node int) string {
+// passwords are the SCRAM users' of the secure profile.
+func kafkaServerConfig(s *stack, node int, passwords map[string]string) string {
 	var voters []string
 	for i, port := range kafkaControllerPorts {
 		voters = append(voters, fmt.Sprintf("%d@%s:%d", i+1, localstack.Host, port))
@@ -160,12 +173,11 @@ func kafkaServerConfig(s *stack, node int) string {
 		"process.roles=broker,controller",
 		"node.id=" + strconv.Itoa(node),
 		"controller.quorum.voters=" + strings.Join(voters, ","),
-		"listeners=PLAINTEXT://" + broker + ",CONTROLLER://" + controller,
-		"advertised.listeners=PLAINTEXT://" + broker,
-		"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-		"inter.broker.listener.name=PLAINTEXT",
+	}
+	settings = append(settings, kafkaListenerSettings(s, broker, controller, passwords)...)
+	settings = append(settings,
 		"controller.listener.names=CONTROLLER",
-		"log.dirs=" + kafkaLogDir(s, node),
+		"log.dirs="+kafkaLogDir(s, node),
 
 		"num.partitions=3",
 		"default.replication.factor=3",
@@ -201,7 +213,7 @@ func kafkaServerConfig(s *stack, node int) string {
 
 		// A local stack keeps a day of data, not a week.
 		"log.retention.hours=24",
-	}
+	)
 	return strings.Join(settings, "\n") + "\n"
 }
 
@@ -327,22 +339,34 @@ func kafkaFormattedClusterID(logDir string) (string, error) {
 }
 
 // kafkaFormat writes meta.properties and the bootstrap metadata into the log
-// dirs of the given nodes, all in parallel (one JVM each).
-func kafkaFormat(ctx context.Context, s *stack, cp, clusterID string, nodes []int) error {
+// dirs of the given nodes, all in parallel (one JVM each). With passwords
+// (the secure profile) it also writes the SCRAM users into the metadata.
+func kafkaFormat(ctx context.Context, s *stack, cp, clusterID string, nodes []int, passwords map[string]string) error {
 	if len(nodes) == 0 {
 		return nil
 	}
 	logf("formatting kafka storage of nodes %v (cluster %s)", nodes, clusterID)
+	var scram []string
+	if passwords != nil {
+		// The passwords go through an argument file, never the command line.
+		argFile, err := argumentFile(kafkaConfigDir(s), kafkaFormatSCRAMArgs(passwords))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.Remove(argFile) }()
+		scram = []string{"@" + argFile}
+	}
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, node := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.CommandContext(ctx, "java", "-Xmx256m", "-cp", cp, kafkaStorageCLI, "format",
-				"--config", kafkaServerProperties(s, node), "--cluster-id", clusterID, "--ignore-formatted")
+			args := append([]string{"-Xmx256m", "-cp", cp, kafkaStorageCLI, "format",
+				"--config", kafkaServerProperties(s, node), "--cluster-id", clusterID, "--ignore-formatted"}, scram...)
+			cmd := exec.CommandContext(ctx, "java", args...)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("format kafka-%d storage: %w\n%s", node, err, lastLines(string(out), 20))
+				errs[i] = fmt.Errorf("format kafka-%d storage: %w\n%s", node, err, lastLines(redactPasswords(string(out), passwords), 20))
 			}
 		}()
 	}

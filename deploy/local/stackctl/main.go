@@ -4,9 +4,10 @@
 // endpoint's store), and the reference token service and HTTP endpoint; on
 // request also Prometheus and flowproof's own worker.
 //
-//	stackctl up [--taskmanagers N] [--with-prometheus] [--with-worker] [--with-drills]   install, start, wait until ready
+//	stackctl up [--profile default|secure] [--taskmanagers N] [--with-prometheus] [--with-worker] [--with-drills]   install, start, wait until ready
 //	stackctl down                                        stop every process of the stack
 //	stackctl status [--json]                             up/down per component
+//	stackctl env                                         the client settings of the stack's profile, as export lines
 //	stackctl logs [component]                            log file paths, or one log's tail
 //	stackctl kill PROCESS... [--json]                    SIGKILL single processes (fault drills)
 //	stackctl stop PROCESS... [--grace D] [--json]        SIGTERM single processes, SIGKILL after the grace
@@ -50,6 +51,7 @@ var commands = []command{
 	{"up", "[flags]", "Install what is missing, start every component and wait until each is ready.", setupUp},
 	{"down", "[flags]", "Stop every process of the stack (the worker first).", setupDown},
 	{"status", "[flags]", "Check every component; exit 1 if any is down.", setupStatus},
+	{"env", "", "Print the client settings of the stack's profile as shell export lines (the secure profile's include its SCRAM password).", setupEnv},
 	{"logs", "[component]", "List the log files, or print the tail of one process's log.", setupLogs},
 	{"install", "", "Fetch or build what the components need into the cache, without starting them.", setupInstall},
 	{"kill", "PROCESS... [--json]", "SIGKILL processes of the stack (kafka-2, flink-taskmanager-1, worker, ...), as a crash would.", setupKill},
@@ -144,6 +146,8 @@ func printUsage(w io.Writer) {
 }
 
 func setupUp(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Context, []string) error {
+	fs.StringVar(&s.opts.profile, "profile", s.opts.profile, "stack profile: "+profileDefault+" (plaintext Kafka, Temporal dev server) or "+profileSecure+
+		" (Kafka with SASL_SSL, Temporal with TLS); remembered by later commands, and the stack's data is kept for one profile")
 	fs.IntVar(&s.opts.taskManagers, "taskmanagers", s.opts.taskManagers, "number of Flink TaskManagers; remembered by later commands")
 	fs.BoolVar(&s.opts.withPrometheus, "with-prometheus", s.opts.withPrometheus, "also run Prometheus (Debian package) scraping the stack; remembered by later commands")
 	fs.BoolVar(&s.opts.withWorker, "with-worker", false, "also build and run bin/worker on task queue "+workerTaskQueue()+"; never implied by an earlier up")
@@ -179,6 +183,15 @@ func setupStatus(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Cont
 		s.opts.withWorker = fileExists(s.pidFile(workerProcess))
 		s.opts.withDrills = fileExists(s.pidFile(drillWorkerProcess))
 		return status(ctx, s, *asJSON, stdout)
+	}
+}
+
+func setupEnv(_ *flag.FlagSet, s *stack, stdout io.Writer) func(context.Context, []string) error {
+	return func(_ context.Context, args []string) error {
+		if err := noArgs(args); err != nil {
+			return err
+		}
+		return printEnv(s, stdout)
 	}
 }
 

@@ -25,6 +25,7 @@ type stack struct {
 }
 
 type options struct {
+	profile        string // profileDefault or profileSecure
 	taskManagers   int
 	withPrometheus bool
 	withWorker     bool
@@ -34,7 +35,7 @@ type options struct {
 }
 
 func defaultOptions() options {
-	return options{taskManagers: 3, readyTimeout: 5 * time.Minute}
+	return options{profile: profileDefault, taskManagers: 3, readyTimeout: 5 * time.Minute}
 }
 
 func (s *stack) dataDir(name string) string { return filepath.Join(s.dir, "data", name) }
@@ -134,16 +135,28 @@ func newStack() (*stack, error) {
 		s.opts.taskManagers = saved.TaskManagers
 	}
 	s.opts.withPrometheus = saved.WithPrometheus
+	// A stack that is down has no saved options; its data still knows the
+	// profile it was made for.
+	s.opts.profile = saved.Profile
+	if s.opts.profile == "" {
+		if s.opts.profile, err = s.dataProfile(); err != nil {
+			return nil, err
+		}
+	}
+	if s.opts.profile == "" {
+		s.opts.profile = profileDefault
+	}
 	return s, nil
 }
 
 // savedOptions are what up records for later commands: status and down
-// must know the TaskManager count and whether Prometheus runs, and a later
-// up keeps both unless told otherwise. The worker is not among them: a
+// must know the profile, the TaskManager count and whether Prometheus
+// runs, and a later up keeps them unless told otherwise. The worker is not among them: a
 // later up (say, of the test suite) must not start it without being asked.
 type savedOptions struct {
-	TaskManagers   int  `json:"taskmanagers"`
-	WithPrometheus bool `json:"with_prometheus"`
+	Profile        string `json:"profile,omitempty"`
+	TaskManagers   int    `json:"taskmanagers"`
+	WithPrometheus bool   `json:"with_prometheus"`
 }
 
 func readSavedOptions(path string) (savedOptions, error) {
@@ -164,7 +177,7 @@ func readSavedOptions(path string) (savedOptions, error) {
 }
 
 func (s *stack) saveOptions() error {
-	raw, err := json.Marshal(savedOptions{TaskManagers: s.opts.taskManagers, WithPrometheus: s.opts.withPrometheus})
+	raw, err := json.Marshal(savedOptions{Profile: s.opts.profile, TaskManagers: s.opts.taskManagers, WithPrometheus: s.opts.withPrometheus})
 	if err != nil {
 		return err
 	}

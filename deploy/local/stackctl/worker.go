@@ -46,10 +46,21 @@ func (worker) install(ctx context.Context, s *stack) error {
 // start passes the settings check relies on as flags, so that the
 // environment cannot move them elsewhere.
 func (worker) start(_ context.Context, s *stack) error {
-	return s.start(workerProcessSpec(s))
+	p, err := workerProcessSpec(s)
+	if err != nil {
+		return err
+	}
+	return s.start(p)
 }
 
-func workerProcessSpec(s *stack) process {
+// workerProcessSpec gets the client settings of the stack's profile
+// (Kafka's TLS and SASL with its password in the secure one) through the
+// environment, never the command line.
+func workerProcessSpec(s *stack) (process, error) {
+	env, err := clientEnv(s)
+	if err != nil {
+		return process{}, err
+	}
 	return process{
 		name: workerProcess,
 		argv: []string{workerBinary(s),
@@ -64,7 +75,8 @@ func workerProcessSpec(s *stack) process {
 		// Kafka's TLS and SASL), Temporal's client profile and where that
 		// profile and the worker's caches live.
 		inherit: []string{"FLOWPROOF_*", "TEMPORAL_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"},
-	}
+		env:     envAssignments(env),
+	}, nil
 }
 
 func (worker) stopGrace() time.Duration { return workerStopTimeout + workerExitMargin }
