@@ -13,8 +13,11 @@ DRILLS ?=
 # ONLY=worker (or kafka,refsvc ...): up, down and status act on these components only.
 ONLY ?=
 STACK_FLAGS = $(if $(ONLY),--only $(ONLY))
+# PROFILE=secure: make demo runs on the secure profile (Kafka with SASL_SSL
+# and SCRAM, Temporal with TLS), in a stack dir of its own (deploy/local/stackprofile.sh).
+PROFILE ?= default
 
-.PHONY: build stackctl up down status logs test test-unit test-integration lint demo drills bench fmt vet
+.PHONY: build stackctl up down status logs test test-unit test-integration test-secure lint demo drills bench fmt vet
 
 build:
 	$(GO) build -o $(BIN)/ ./deploy/local/stackctl ./worker ./starter ./deploy/refsvc ./deploy/local/drillworker
@@ -56,7 +59,7 @@ test-integration: stackctl
 # The main job: stack up, a worker, the default 1,000,000-message run to a
 # verified result (MESSAGES=n for another size).
 demo:
-	bash deploy/local/demo.sh
+	PROFILE=$(PROFILE) bash deploy/local/demo.sh
 
 # Every fault drill (kill a broker, a TaskManager, the JobManager, the
 # endpoint, the worker; stop the token service, Temporal; endpoint error
@@ -69,6 +72,13 @@ drills:
 # the real local stack (started once, stopped afterwards).
 test:
 	bash deploy/local/test.sh
+
+# The integration tests of the secure profile (the stack's own SASL_SSL and
+# refusal tests, the health stage, the end-to-end run) on a secure stack in
+# a stack dir of its own; a running default stack is stopped for them and
+# started again afterwards.
+test-secure:
+	bash deploy/local/test-secure.sh
 
 # Benchmarks printed side by side in one run: Go micro-benchmarks, then
 # flowproof's produce and verify paths against Kafka's own perf tools and a

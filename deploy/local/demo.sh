@@ -5,10 +5,18 @@
 # looked at in the Temporal UI (http://127.0.0.1:18233); `make down` stops it.
 # After the result comes what the run cost: CPU seconds and peak RSS per
 # component of the stack, and CPU per message (stackctl usage, from /proc).
+# PROFILE=secure runs it on the secure profile (Kafka with SASL_SSL and
+# SCRAM, Temporal with TLS), in a stack dir of its own (see stackprofile.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 go build -o bin/ ./deploy/local/stackctl ./starter
+. deploy/local/stackprofile.sh
+# Both profiles' stacks use the same ports.
+if stack_running "$other_stack_dir"; then
+  echo "make demo PROFILE=$stack_profile: a stack of the other profile runs in $other_stack_dir; stop it first (FLOWPROOF_STACK_DIR=$other_stack_dir bin/stackctl down; its data stays)" >&2
+  exit 1
+fi
 # A worker that was already running (make up WORKER=1) stays; one started
 # here (stackctl builds bin/worker) is stopped again when the demo ends.
 worker_started_here=0
@@ -26,7 +34,10 @@ cleanup() {
   stop_worker
 }
 trap cleanup EXIT
-bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}" --with-worker
+bin/stackctl up --profile "$stack_profile" --taskmanagers "${TASKMANAGERS:-3}" --with-worker
+# The starter connects as the profile says (Temporal's TLS in the secure one).
+stack_env=$(bin/stackctl env)
+eval "$stack_env"
 
 args=()
 if [ -n "${MESSAGES:-}" ]; then

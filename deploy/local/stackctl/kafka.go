@@ -349,7 +349,7 @@ func kafkaFormat(ctx context.Context, s *stack, cp, clusterID string, nodes []in
 	var scram []string
 	if passwords != nil {
 		// The passwords go through an argument file, never the command line.
-		argFile, err := javaArgFile(kafkaConfigDir(s), kafkaFormatSCRAMArgs(passwords))
+		argFile, err := argumentFile(kafkaConfigDir(s), kafkaFormatSCRAMArgs(passwords))
 		if err != nil {
 			return err
 		}
@@ -366,7 +366,7 @@ func kafkaFormat(ctx context.Context, s *stack, cp, clusterID string, nodes []in
 				"--config", kafkaServerProperties(s, node), "--cluster-id", clusterID, "--ignore-formatted"}, scram...)
 			cmd := exec.CommandContext(ctx, "java", args...)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("format kafka-%d storage: %w\n%s", node, err, lastLines(string(out), 20))
+				errs[i] = fmt.Errorf("format kafka-%d storage: %w\n%s", node, err, lastLines(redactPasswords(string(out), passwords), 20))
 			}
 		}()
 	}

@@ -95,7 +95,9 @@ func kafkaListenerSettings(s *stack, broker, controller string, passwords map[st
 		}
 	}
 	certs := s.certs()
-	prefix := "listener.name." + strings.ToLower(kafkaSecureListener) + "." + strings.ToLower(kafkaInterBrokerMechanism) + "."
+	jaas := func(mechanism string) string {
+		return "listener.name." + strings.ToLower(kafkaSecureListener) + "." + strings.ToLower(mechanism) + ".sasl.jaas.config="
+	}
 	return []string{
 		"listeners=" + kafkaSecureListener + "://" + broker + ",CONTROLLER://" + controller,
 		"advertised.listeners=" + kafkaSecureListener + "://" + broker,
@@ -103,7 +105,11 @@ func kafkaListenerSettings(s *stack, broker, controller string, passwords map[st
 		"inter.broker.listener.name=" + kafkaSecureListener,
 		"sasl.enabled.mechanisms=" + kafkaconn.MechanismSCRAMSHA512 + "," + kafkaconn.MechanismSCRAMSHA256,
 		"sasl.mechanism.inter.broker.protocol=" + kafkaInterBrokerMechanism,
-		prefix + "sasl.jaas.config=" + scramJAASConfig(kafkaBrokerUser, passwords[kafkaBrokerUser]),
+		// Every enabled mechanism needs a login on the listener; only the
+		// brokers' own carries their credentials, for their connections to
+		// each other.
+		jaas(kafkaInterBrokerMechanism) + scramJAASConfig(kafkaBrokerUser, passwords[kafkaBrokerUser]),
+		jaas(kafkaconn.MechanismSCRAMSHA256) + scramLoginModule + " required;",
 		// Kafka reads PEM key stores since 2.7; an unencrypted PKCS#8 key
 		// needs no ssl.key.password.
 		"ssl.keystore.type=PEM",
@@ -119,8 +125,10 @@ func kafkaListenerSettings(s *stack, broker, controller string, passwords map[st
 // configuration. Passwords are hex (ensureSecretFile), so they need no
 // quoting.
 func scramJAASConfig(user, password string) string {
-	return fmt.Sprintf(`org.apache.kafka.common.security.scram.ScramLoginModule required username="%s" password="%s";`, user, password)
+	return fmt.Sprintf(`%s required username="%s" password="%s";`, scramLoginModule, user, password)
 }
+
+const scramLoginModule = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 // kafkaFormatSCRAMArgs are format's --add-scram arguments: the client user
 // with both SCRAM mechanisms, the brokers' user with theirs.
@@ -135,27 +143,40 @@ func kafkaFormatSCRAMArgs(passwords map[string]string) []string {
 	}
 }
 
-// javaArgFile writes args into a Java launcher argument file (java
-// @file), so that secrets among them never show in the process list; the
-// caller removes it. Every argument is quoted, with backslashes and quotes
-// escaped, as the launcher's argument file syntax wants.
-func javaArgFile(dir string, args []string) (string, error) {
-	var b strings.Builder
+// argumentFile writes args into a file for a Kafka tool's argument
+// parser (argparse4j reads "@file" as one argument per line, taken as it
+// stands), so that secrets among them never show in the process list; the
+// caller removes it.
+func argumentFile(dir string, args []string) (string, error) {
 	for _, a := range args {
-		b.WriteString(`"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a) + "\"\n")
+		if strings.ContainsAny(a, "\r\n") {
+			return "", errors.New("argument file: an argument spans lines")
+		}
 	}
-	f, err := os.CreateTemp(dir, ".java-args-*")
+	// CreateTemp makes the file owner-only.
+	f, err := os.CreateTemp(dir, ".args-*")
 	if err != nil {
-		return "", fmt.Errorf("java argument file: %w", err)
+		return "", fmt.Errorf("argument file: %w", err)
 	}
-	if _, err := f.WriteString(b.String()); err != nil {
+	if _, err := f.WriteString(strings.Join(args, "\n") + "\n"); err != nil {
 		_ = f.Close()
 		_ = os.Remove(f.Name())
-		return "", fmt.Errorf("java argument file: %w", err)
+		return "", fmt.Errorf("argument file: %w", err)
 	}
 	if err := f.Close(); err != nil {
 		_ = os.Remove(f.Name())
-		return "", fmt.Errorf("java argument file: %w", err)
+		return "", fmt.Errorf("argument file: %w", err)
 	}
 	return f.Name(), nil
+}
+
+// redactPasswords replaces the passwords in a tool's output, which may
+// echo its arguments.
+func redactPasswords(out string, passwords map[string]string) string {
+	for _, p := range passwords {
+		if p != "" {
+			out = strings.ReplaceAll(out, p, "***")
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,6 +226,9 @@ func TestSecureKafkaConfigHasNoPlaintextListenerForClients(t *testing.T) {
 	if cfg["inter.broker.listener.name"] != "SASL_SSL" || !strings.Contains(cfg["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"], `username="broker" password="brokerpw"`) {
 		t.Errorf("inter-broker: %q", cfg["inter.broker.listener.name"])
 	}
+	if cfg["listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config"] != scramLoginModule+" required;" {
+		t.Errorf("SCRAM-SHA-256 on the listener needs a login of its own, got %q", cfg["listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config"])
+	}
 	if strings.Contains(kafkaServerConfig(s, 1, map[string]string{kafkaBrokerUser: "brokerpw", kafkaClientUser: "clientpw"}), "clientpw") {
 		t.Error("the client user's password is in the brokers' config; only format needs it")
 	}
@@ -238,4 +242,30 @@ func printEnvString(s *stack) (string, error) {
 	var b bytes.Buffer
 	err := printEnv(s, &b)
 	return b.String(), err
+}
+
+func TestSCRAMPasswordsReachFormatThroughAFileOnly(t *testing.T) {
+	dir := t.TempDir()
+	args := kafkaFormatSCRAMArgs(map[string]string{kafkaBrokerUser: "b-secret", kafkaClientUser: "c-secret"})
+	file, err := argumentFile(dir, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n"); !slices.Equal(got, args) {
+		t.Errorf("argument file lines %q, want one per argument %q", got, args)
+	}
+	if info, _ := os.Stat(file); info.Mode().Perm() != 0o600 {
+		t.Errorf("argument file mode %v", info.Mode().Perm())
+	}
+	if _, err := argumentFile(dir, []string{"a\nb"}); err == nil {
+		t.Error("an argument with a newline was written, which the parser would split")
+	}
+	out := redactPasswords("unrecognized arguments: password=c-secret] password=b-secret]", map[string]string{kafkaBrokerUser: "b-secret", kafkaClientUser: "c-secret"})
+	if strings.Contains(out, "secret") {
+		t.Errorf("redacted output %q", out)
+	}
 }

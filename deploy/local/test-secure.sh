@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The integration tests that matter for the secure profile, on a secure
+# stack of its own: Kafka with SASL_SSL and SCRAM (and Temporal with TLS),
+# in a stack dir of its own (see stackprofile.sh), so the default stack's data
+# survives. A default stack that runs is stopped first and started again
+# afterwards (with its worker if it had one), also when a test fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+go build -o bin/ ./deploy/local/stackctl
+PROFILE=secure
+. deploy/local/stackprofile.sh
+
+restore_default=0
+restore_flags=()
+if stack_running "$default_stack_dir"; then
+  restore_default=1
+  if FLOWPROOF_STACK_DIR="$default_stack_dir" bin/stackctl status --only worker >/dev/null 2>&1; then
+    restore_flags+=(--with-worker)
+  fi
+  echo "== stopping the default stack in $default_stack_dir (its data stays)"
+  FLOWPROOF_STACK_DIR="$default_stack_dir" bin/stackctl down
+fi
+finish() {
+  if [ "${FLOWPROOF_KEEP_STACK:-0}" != 1 ]; then
+    echo "== stopping the secure stack"
+    bin/stackctl down || true
+  fi
+  if [ "$restore_default" = 1 ]; then
+    echo "== starting the default stack again"
+    FLOWPROOF_STACK_DIR="$default_stack_dir" bin/stackctl up "${restore_flags[@]}" || true
+  fi
+}
+trap finish EXIT
+
+echo "== secure stack in $FLOWPROOF_STACK_DIR"
+bin/stackctl up --profile secure --taskmanagers "${TASKMANAGERS:-3}"
+# The clients' settings: Kafka's TLS and SCRAM (the local stack's own
+# generated password), Temporal's TLS, FLOWPROOF_STACK_PROFILE=secure.
+secure_env=$(bin/stackctl env)
+eval "$secure_env"
+
+echo "== secure-profile integration tests"
+failed=()
+run() {
+  local pkg=$1 pattern=$2
+  if ! go test -tags integration -count=1 -p 1 -timeout 30m -run "$pattern" "$pkg"; then
+    failed+=("$pkg -run $pattern")
+  fi
+}
+run ./deploy/local/stackctl/ 'TestSecureKafkaServes'
+run ./activities/preflight/ 'TestCheckHealthOfTheLocalStack'
+run ./workflows/ '^TestEndToEnd$'
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'FAILED on the secure profile: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "== secure profile: all passed"
