@@ -52,7 +52,12 @@ const postgresProcess = "postgres"
 func (postgres) name() string { return "postgres" }
 
 func (postgres) install(ctx context.Context, _ *stack) error {
-	return installDebianPackage(ctx, "postgresql", postgresBinaries)
+	if err := installDebianPackage(ctx, "postgresql", postgresBinaries); err != nil {
+		return err
+	}
+	// setfacl lets the postgres user reach a stack dir below a closed
+	// directory (see letPostgresThrough).
+	return installDebianPackage(ctx, "acl", setfaclBinary)
 }
 
 func (postgres) processes(*stack) []string { return []string{postgresProcess} }
@@ -119,7 +124,7 @@ func (p postgres) start(ctx context.Context, s *stack) error {
 		return err
 	}
 	if runAs != nil {
-		if err := reachableBy(postgresDataDir(s), runAs.Uid, runAs.Gid); err != nil {
+		if err := letPostgresThrough(ctx, s.dataDir("postgres"), runAs); err != nil {
 			return err
 		}
 	}
@@ -219,29 +224,59 @@ func writeOwned(path, content string, runAs *syscall.Credential) error {
 	return nil
 }
 
-// reachableBy checks that the user can enter every directory above dir:
-// a stack dir under root's home (mode 0700) is out of the cluster owner's
-// reach, and PostgreSQL would only say "permission denied" at start.
-func reachableBy(dir string, uid, gid uint32) error {
-	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
-		info, err := os.Stat(d)
-		if err != nil {
-			return fmt.Errorf("stat %s: %w", d, err)
+// setfaclBinary is where Debian's acl package puts setfacl.
+const setfaclBinary = "/usr/bin/setfacl"
+
+// letPostgresThrough makes sure the cluster's owner can reach dir: a stack
+// under root's home (mode 0700) is out of its reach, and PostgreSQL would
+// only say "permission denied" at start. A directory above dir that stops
+// the user gets an ACL entry that lets that user alone pass (search, not
+// list), rather than opening the directory to everyone.
+func letPostgresThrough(ctx context.Context, dir string, runAs *syscall.Credential) error {
+	canEnter := func(d string) bool {
+		// test -x on a directory needs search permission on it and on
+		// every directory above, as the user sees them (ACLs included).
+		cmd := exec.CommandContext(ctx, "test", "-x", d)
+		cmd.Dir = "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: runAs}
+		return cmd.Run() == nil
+	}
+	grant := func(d string) error {
+		entry := "u:" + postgresSystemUser + ":x"
+		if out, err := exec.CommandContext(ctx, setfaclBinary, "-m", entry, d).CombinedOutput(); err != nil {
+			return fmt.Errorf("setfacl -m %s %s: %w: %s", entry, d, err, strings.TrimSpace(string(out)))
 		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		mode := info.Mode().Perm()
-		canEnter := mode&0o001 != 0 || (st.Gid == gid && mode&0o010 != 0) || (st.Uid == uid && mode&0o100 != 0)
-		if !canEnter {
-			return fmt.Errorf("PostgreSQL runs as the %s user, who cannot enter %s (mode %o): put the stack elsewhere (FLOWPROOF_STACK_DIR) or let the user through (`chmod o+x %s`)",
-				postgresSystemUser, d, mode, d)
-		}
+		logf("let the %s user pass through %s (ACL %s): the stack's PostgreSQL data is below it", postgresSystemUser, d, entry)
+		return nil
+	}
+	return grantPassage(dir, canEnter, grant)
+}
+
+// grantPassage walks from the root down to dir and grants passage through
+// each directory that canEnter refuses.
+func grantPassage(dir string, canEnter func(string) bool, grant func(string) error) error {
+	var chain []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		chain = append(chain, d)
 		if filepath.Dir(d) == d {
-			return nil
+			break
 		}
 	}
+	slices.Reverse(chain)
+	for _, d := range chain {
+		if canEnter(d) {
+			continue
+		}
+		if err := grant(d); err != nil {
+			return fmt.Errorf("PostgreSQL runs as the %s user, who cannot enter %s: put the stack elsewhere (FLOWPROOF_STACK_DIR) or let the user through: %w",
+				postgresSystemUser, d, err)
+		}
+		if !canEnter(d) {
+			return fmt.Errorf("PostgreSQL runs as the %s user, who cannot enter %s even with an ACL: put the stack elsewhere (FLOWPROOF_STACK_DIR)",
+				postgresSystemUser, d)
+		}
+	}
+	return nil
 }
 
 // superuserConn connects through the Unix socket as the bootstrap

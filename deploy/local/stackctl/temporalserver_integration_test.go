@@ -24,12 +24,17 @@ import (
 	"github.com/flowproof/flowproof/internal/searchattr"
 )
 
-// These tests need the secure profile's PostgreSQL and Temporal server:
-// `FLOWPROOF_STACK_DIR=... bin/stackctl up --profile secure --only postgres,temporal`
-// (under the stack lock: the frontend and the UI take the dev server's ports).
+// These tests need the secure profile's PostgreSQL and Temporal server
+// (make test-secure runs them): `bin/stackctl up --profile secure` (or
+// `--only postgres,temporal`), then eval "$(bin/stackctl env)". They are
+// skipped on the default profile.
 
 func secureLiveStack(t *testing.T) *stack {
 	t.Helper()
+	if os.Getenv(EnvStackProfile) != profileSecure {
+		t.Skipf("needs the secure profile: bin/stackctl up --profile %s, then eval \"$(bin/stackctl env)\" (%s=%q)",
+			profileSecure, EnvStackProfile, os.Getenv(EnvStackProfile))
+	}
 	s, err := newStack()
 	if err != nil {
 		t.Fatal(err)

@@ -2,11 +2,10 @@ package main
 
 import (
 	"crypto/tls"
-	"os"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"go.temporal.io/sdk/contrib/envconfig"
@@ -263,41 +262,35 @@ func TestPostgresAdmitsTheSuperuserOnTheSocketOnly(t *testing.T) {
 	}
 }
 
-func TestPostgresUserMustReachTheDataDir(t *testing.T) {
-	root := t.TempDir()
-	// The test's own temp dirs are 0700: open them, as /tmp is.
-	for _, dir := range []string{filepath.Dir(root), root} {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
+func TestPostgresPassageIsGrantedWhereTheUserIsStopped(t *testing.T) {
+	closed := map[string]bool{"/root": true, "/root/.local/share/flowproof/stack/data": true}
+	var granted []string
+	canEnter := func(d string) bool {
+		for c := d; ; c = filepath.Dir(c) {
+			if closed[c] {
+				return false
+			}
+			if filepath.Dir(c) == c {
+				return true
+			}
 		}
 	}
-	closed := filepath.Join(root, "home")
-	dataDir := filepath.Join(closed, "stack", "data", "postgres", "pgdata")
-	if err := os.MkdirAll(filepath.Dir(dataDir), 0o755); err != nil {
+	grant := func(d string) error {
+		granted = append(granted, d)
+		delete(closed, d)
+		return nil
+	}
+	if err := grantPassage("/root/.local/share/flowproof/stack/data/postgres", canEnter, grant); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(closed, 0o700); err != nil {
-		t.Fatal(err)
+	if !slices.Equal(granted, []string{"/root", "/root/.local/share/flowproof/stack/data"}) {
+		t.Errorf("granted %q, want the two closed directories, top down", granted)
 	}
-	const otherUser = 54321
-	err := reachableBy(dataDir, otherUser, otherUser)
-	if err == nil || !strings.Contains(err.Error(), closed) || !strings.Contains(err.Error(), "FLOWPROOF_STACK_DIR") {
-		t.Fatalf("data dir below a 0700 dir: %v, want an error naming %s and what to do", err, closed)
-	}
-	if err := os.Chmod(closed, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	if err := reachableBy(dataDir, otherUser, otherUser); err != nil {
-		t.Errorf("with o+x: %v", err)
-	}
-	// The owner gets in by the owner's bits.
-	if err := os.Chmod(closed, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := os.Stat(closed)
-	owner := st.Sys().(*syscall.Stat_t)
-	if err := reachableBy(dataDir, owner.Uid, owner.Gid); err != nil {
-		t.Errorf("owner: %v", err)
+
+	refusing := func(string) error { return errors.New("operation not supported") }
+	err := grantPassage("/srv/stack/data/postgres", func(d string) bool { return d != "/srv" }, refusing)
+	if err == nil || !strings.Contains(err.Error(), "cannot enter /srv") || !strings.Contains(err.Error(), "FLOWPROOF_STACK_DIR") {
+		t.Errorf("grant refused: %v, want an error naming /srv and what to do", err)
 	}
 }
 
