@@ -99,7 +99,8 @@ func postgresRunAs() (*syscall.Credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gid of %s: %w", postgresSystemUser, err)
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+	// No supplementary groups: root's own (group root) must not come along.
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
 
 func (p postgres) start(ctx context.Context, s *stack) error {
