@@ -58,6 +58,7 @@ run() {
   fi
 }
 run ./deploy/local/stackctl/ 'TestSecureKafkaServes'
+run ./deploy/local/stackctl/ 'TestSecureTemporal|TestSecureStackStatus'
 run ./activities/preflight/ 'TestCheckHealthOfTheLocalStack'
 run ./workflows/ '^TestEndToEnd$'
 if [ "${#failed[@]}" -gt 0 ]; then

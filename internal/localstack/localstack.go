@@ -72,6 +72,20 @@ const (
 	PrometheusPort      = 19090
 	RedisPort           = 16379
 	WorkerMetricsPort   = 19464
+
+	// The secure profile runs the Temporal server proper on PostgreSQL.
+	// Its frontend takes TemporalPort, its UI TemporalUIPort and its
+	// metrics TemporalMetricsPort, as the dev server's do; these are
+	// PostgreSQL's and the ports of the services behind the frontend,
+	// which no client dials.
+	PostgresPort                   = 15432
+	TemporalHistoryPort            = 17235
+	TemporalMatchingPort           = 17236
+	TemporalWorkerPort             = 17237
+	TemporalFrontendMembershipPort = 17243
+	TemporalHistoryMembershipPort  = 17244
+	TemporalMatchingMembershipPort = 17245
+	TemporalWorkerMembershipPort   = 17246
 )
 
 // TemporalNamespace is the namespace the dev server creates and the worker uses.
@@ -133,6 +147,26 @@ func RedisPassword(stackDir string) (string, error) {
 	raw, err := os.ReadFile(RedisPasswordFile(stackDir))
 	if err != nil {
 		return "", fmt.Errorf("redis password: %w", err)
+	}
+	return strings.TrimSpace(string(raw)), nil
+}
+
+// PostgresUser is the role the Temporal server logs in to PostgreSQL
+// with; it owns Temporal's databases.
+const PostgresUser = "temporal"
+
+// PostgresPasswordFile is where the stack keeps PostgresUser's password
+// (mode 0600): stackctl writes it once and gives it to the Temporal
+// server and its schema tool; the stack's checks read it.
+func PostgresPasswordFile(stackDir string) string {
+	return filepath.Join(stackDir, "data", "postgres", "temporal.password")
+}
+
+// PostgresPassword reads the password PostgresPasswordFile keeps.
+func PostgresPassword(stackDir string) (string, error) {
+	raw, err := os.ReadFile(PostgresPasswordFile(stackDir))
+	if err != nil {
+		return "", fmt.Errorf("postgres password: %w", err)
 	}
 	return strings.TrimSpace(string(raw)), nil
 }

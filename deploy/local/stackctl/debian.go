@@ -5,16 +5,18 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 )
 
 // installDebianPackage installs pkg with apt-get unless binary is already
-// there. The package's maintainer scripts would start Debian's own service
+// there; binary may be a glob pattern, for packages that put the version
+// in the path. The package's maintainer scripts would start Debian's own service
 // (say, Redis on 6379); the stack runs its own instance instead, so a
 // policy-rc.d that answers 101 forbids service starts during the install.
 // An existing policy is the machine's choice and stays as it is.
 func installDebianPackage(ctx context.Context, pkg, binary string) error {
-	if info, err := os.Stat(binary); err == nil && info.Mode().IsRegular() {
+	if debianBinaryFound(binary) {
 		return nil
 	}
 	if os.Geteuid() != 0 {
@@ -40,8 +42,18 @@ func installDebianPackage(ctx context.Context, pkg, binary string) error {
 			return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(string(out), 30))
 		}
 	}
-	if _, err := os.Stat(binary); err != nil {
-		return fmt.Errorf("%s package installed but %s is missing: %w", pkg, binary, err)
+	if !debianBinaryFound(binary) {
+		return fmt.Errorf("%s package installed but %s is missing", pkg, binary)
 	}
 	return nil
+}
+
+func debianBinaryFound(pattern string) bool {
+	matches, _ := filepath.Glob(pattern)
+	for _, m := range matches {
+		if info, err := os.Stat(m); err == nil && info.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
 }

@@ -40,10 +40,18 @@ func clientEnv(s *stack) ([]envVar, error) {
 }
 
 // temporalTLSEnv is the Temporal client's TLS, as the variables of
-// go.temporal.io/sdk/contrib/envconfig name it, once the secure profile's
-// Temporal frontend serves TLS with the stack's certificates. The dev
-// server serves plaintext, so there is none yet.
-func temporalTLSEnv(*stack) []envVar { return nil }
+// go.temporal.io/sdk/contrib/envconfig name it: the secure profile's
+// frontend serves TLS and wants the stack's client certificate.
+func temporalTLSEnv(s *stack) []envVar {
+	tls := temporalClientProfile(s).TLS
+	return []envVar{
+		{"TEMPORAL_TLS", "true"},
+		{"TEMPORAL_TLS_SERVER_CA_CERT_PATH", tls.ServerCACertPath},
+		{"TEMPORAL_TLS_CLIENT_CERT_PATH", tls.ClientCertPath},
+		{"TEMPORAL_TLS_CLIENT_KEY_PATH", tls.ClientKeyPath},
+		{"TEMPORAL_TLS_SERVER_NAME", tls.ServerName},
+	}
+}
 
 // secureOnlyEnv names the variables clientEnv sets in the secure profile
 // only: the default profile's env unsets them, so that a shell that

@@ -88,7 +88,7 @@ func processArgs(fs *flag.FlagSet, s *stack, args []string) ([]string, error) {
 // allProcesses names every process the stack may run, optional ones included.
 func allProcesses(s *stack) []string {
 	var names []string
-	for _, c := range append(coreComponents(), optionalComponents()...) {
+	for _, c := range append(coreComponents(s), optionalComponents()...) {
 		names = append(names, c.processes(s)...)
 	}
 	return names
@@ -96,7 +96,7 @@ func allProcesses(s *stack) []string {
 
 // processGrace is the grace down gives the process's component.
 func processGrace(s *stack, name string) time.Duration {
-	for _, c := range append(coreComponents(), optionalComponents()...) {
+	for _, c := range append(coreComponents(s), optionalComponents()...) {
 		if slices.Contains(c.processes(s), name) {
 			return stopGrace(c)
 		}

@@ -14,7 +14,7 @@ func TestLiveStackListensOnLoopbackOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	var names []string
-	for _, c := range append(coreComponents(), optionalComponents()...) {
+	for _, c := range append(coreComponents(s), optionalComponents()...) {
 		names = append(names, c.processes(s)...)
 	}
 	seen := 0

@@ -1,8 +1,10 @@
 // Command stackctl runs flowproof's local stack from real components: a
 // 3-node Kafka cluster, a Flink session cluster with its SQL Gateway, the
-// Temporal dev server with its UI, Redis (Debian's redis-server, the
-// endpoint's store), and the reference token service and HTTP endpoint; on
-// request also Prometheus and flowproof's own worker.
+// Temporal dev server with its UI (in the secure profile the Temporal
+// server proper on Debian's PostgreSQL, TLS on its frontend, and the
+// Temporal UI server), Redis (Debian's redis-server, the endpoint's store),
+// and the reference token service and HTTP endpoint; on request also
+// Prometheus and flowproof's own worker.
 //
 //	stackctl up [--profile default|secure] [--taskmanagers N] [--with-prometheus] [--with-worker] [--with-drills]   install, start, wait until ready
 //	stackctl down                                        stop every process of the stack

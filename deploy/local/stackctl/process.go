@@ -26,6 +26,9 @@ type process struct {
 	env     []string
 	inherit []string // names, or prefixes ending in "*"
 	dir     string   // working directory; the stack dir when empty
+	// user runs the process as another system user (PostgreSQL refuses
+	// to run as root); stackctl's own user when nil.
+	user *syscall.Credential
 }
 
 // baseEnvironment is what every process of the stack gets from stackctl's
@@ -93,7 +96,7 @@ func (s *stack) start(p process) error {
 	}
 	cmd.Stdout, cmd.Stderr = logOut, logOut
 	cmd.Stdin = nil
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: p.user}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: start %s: %w (log: %s)", p.name, p.argv[0], err, s.logFile(p.name))
 	}

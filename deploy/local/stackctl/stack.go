@@ -75,17 +75,28 @@ func stopGrace(c component) time.Duration {
 	return defaultStopGrace
 }
 
-// coreComponents always run; optionalComponents only when asked for.
-func coreComponents() []component {
+// coreComponents always run; optionalComponents only when asked for. The
+// secure profile runs the Temporal server proper on PostgreSQL where the
+// default one runs the dev server.
+func coreComponents(s *stack) []component {
+	if s.secure() {
+		return []component{kafka{}, flink{}, postgres{}, temporalServer{}, redisServer{}, refServices{}}
+	}
 	return []component{kafka{}, flink{}, temporal{}, redisServer{}, refServices{}}
 }
 
 func optionalComponents() []component { return []component{prometheus{}, worker{}, drillWorker{}} }
 
+// componentNames lists the components of every profile.
 func componentNames() []string {
 	var names []string
-	for _, c := range append(coreComponents(), optionalComponents()...) {
-		names = append(names, c.name())
+	for _, profile := range profiles {
+		s := &stack{opts: options{profile: profile}}
+		for _, c := range append(coreComponents(s), optionalComponents()...) {
+			if !slices.Contains(names, c.name()) {
+				names = append(names, c.name())
+			}
+		}
 	}
 	return names
 }
@@ -96,14 +107,14 @@ func components(s *stack) []component {
 	if len(s.opts.only) > 0 {
 		// Naming a component selects it, the optional ones included.
 		var picked []component
-		for _, c := range append(coreComponents(), optionalComponents()...) {
+		for _, c := range append(coreComponents(s), optionalComponents()...) {
 			if slices.Contains(s.opts.only, c.name()) {
 				picked = append(picked, c)
 			}
 		}
 		return picked
 	}
-	list := coreComponents()
+	list := coreComponents(s)
 	if s.opts.withPrometheus {
 		list = append(list, prometheus{})
 	}

@@ -3,14 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
@@ -33,42 +33,14 @@ type temporal struct{}
 
 func (temporal) name() string { return "temporal" }
 
-func (temporal) binary(s *stack) string {
-	return filepath.Join(s.cacheDir, "temporal-"+temporalCLIVersion, "temporal")
+func (temporal) cli(s *stack) goInstalled {
+	return goInstalled{
+		what: "the temporal CLI", pkg: temporalCLIModule, version: temporalCLIVersion,
+		binary: filepath.Join(s.cacheDir, "temporal-"+temporalCLIVersion, "temporal"),
+	}
 }
 
-func (t temporal) install(ctx context.Context, s *stack) error {
-	bin := t.binary(s)
-	if info, err := os.Stat(bin); err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {
-		return nil
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		return fmt.Errorf("building the temporal CLI needs the go tool: %w", err)
-	}
-	// The build goes to a scratch GOBIN and is renamed into place only when
-	// complete, so an interrupted build never passes for an installed binary.
-	scratch := filepath.Join(s.cacheDir, "temporal-"+temporalCLIVersion+".partial-"+strconv.Itoa(os.Getpid()))
-	if err := os.MkdirAll(scratch, 0o755); err != nil {
-		return fmt.Errorf("create build dir: %w", err)
-	}
-	defer func() { _ = os.RemoveAll(scratch) }()
-	logf("building the temporal CLI %s from Go modules into %s (first time only; takes several minutes)", temporalCLIVersion, bin)
-	began := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "install", temporalCLIModule+"@"+temporalCLIVersion)
-	cmd.Dir = scratch // outside the flowproof module, so its go.mod plays no part
-	cmd.Env = append(os.Environ(), "GOBIN="+scratch, "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go install %s@%s: %w\n%s", temporalCLIModule, temporalCLIVersion, err, lastLines(string(out), 30))
-	}
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(bin), err)
-	}
-	if err := os.Rename(filepath.Join(scratch, "temporal"), bin); err != nil {
-		return fmt.Errorf("move built temporal CLI into place: %w", err)
-	}
-	logf("built the temporal CLI in %s", time.Since(began).Round(time.Second))
-	return nil
-}
+func (t temporal) install(ctx context.Context, s *stack) error { return t.cli(s).install(ctx) }
 
 func (t temporal) start(_ context.Context, s *stack) error {
 	dataDir := s.dataDir("temporal")
@@ -81,7 +53,7 @@ func (t temporal) start(_ context.Context, s *stack) error {
 // argv is the dev server's command line.
 func (t temporal) argv(s *stack) []string {
 	argv := []string{
-		t.binary(s), "server", "start-dev",
+		t.cli(s).binary, "server", "start-dev",
 		"--ip", localstack.Host,
 		"--port", strconv.Itoa(localstack.TemporalPort),
 		"--ui-port", strconv.Itoa(localstack.TemporalUIPort),
@@ -133,8 +105,14 @@ func (temporal) check(ctx context.Context, s *stack) health.Result {
 			Addresses: []string{address, localstack.FromEnv().TemporalUIURL},
 		}
 	}
-	server := health.Temporal(ctx, client.Options{HostPort: address, Namespace: localstack.FromEnv().TemporalNamespace})
-	ui := health.TemporalUI(ctx, localstack.FromEnv().TemporalUIURL)
+	return joinTemporalResults(
+		health.Temporal(ctx, client.Options{HostPort: address, Namespace: localstack.FromEnv().TemporalNamespace}),
+		health.TemporalUI(ctx, localstack.FromEnv().TemporalUIURL))
+}
+
+// joinTemporalResults reports the server's and the UI's checks as the
+// temporal component's: healthy when both are.
+func joinTemporalResults(server, ui health.Result) health.Result {
 	res := server
 	res.Component = "temporal"
 	res.Addresses = append(append([]string(nil), server.Addresses...), ui.Addresses...)
@@ -142,6 +120,12 @@ func (temporal) check(ctx context.Context, s *stack) health.Result {
 	res.LatencyMillis = server.LatencyMillis + ui.LatencyMillis
 	res.Detail = strings.Join([]string{server.Detail, ui.Detail}, "; ")
 	return res
+}
+
+// quietTemporalLogger drops the SDK's lines: stackctl dials every second
+// while a server starts, and the SDK would log each attempt.
+func quietTemporalLogger() log.Logger {
+	return log.NewStructuredLogger(slog.New(slog.DiscardHandler))
 }
 
 func (temporal) processes(*stack) []string { return []string{"temporal"} }

@@ -78,7 +78,7 @@ func usageProcesses(s *stack) []stackProcess {
 			list = append(list, stackProcess{component, process})
 		}
 	}
-	for _, c := range coreComponents() {
+	for _, c := range coreComponents(s) {
 		for _, p := range c.processes(s) {
 			add(c.name(), p)
 		}

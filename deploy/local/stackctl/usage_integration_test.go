@@ -30,7 +30,7 @@ func TestUsageOfTheLiveStack(t *testing.T) {
 	for _, p := range after.Processes {
 		byName[p.Process] = p
 	}
-	for _, c := range coreComponents() {
+	for _, c := range coreComponents(s) {
 		for _, name := range c.processes(s) {
 			pid, ok := s.running(name)
 			if !ok {
