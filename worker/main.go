@@ -14,7 +14,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -160,6 +162,9 @@ func serve(cfg config, logger *zap.Logger) error {
 		zap.String("task_queue", cfg.taskQueue),
 		zap.Strings("kafka_brokers", cfg.kafkaBrokers),
 		zap.String("kafka_security", cfg.kafka.Describe()),
+		zap.Strings("flink_kafka_brokers", cfg.flinkKafka.Brokers),
+		// Names only: values may be credentials.
+		zap.Strings("flink_kafka_properties", slices.Sorted(maps.Keys(cfg.flinkKafka.Properties))),
 		zap.String("flink_url", cfg.flinkURL),
 		zap.String("sql_gateway_url", cfg.sqlGatewayURL),
 		zap.String("endpoint_url", cfg.endpointURL),
@@ -193,6 +198,7 @@ func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRi
 		KafkaBrokers:         cfg.kafkaBrokers,
 		KafkaOptions:         cfg.kafkaOptions,
 		KafkaSecurity:        cfg.kafka,
+		FlinkKafka:           cfg.flinkKafka,
 		FlinkURL:             cfg.flinkURL,
 		SQLGatewayURL:        cfg.sqlGatewayURL,
 		Temporal:             temporal,

@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
@@ -68,6 +69,8 @@ func startWorker(t *testing.T) *e2e {
 	require.NoError(t, err)
 	kafkaOptions, err := kafkaSecurity.ClientOptions()
 	require.NoError(t, err)
+	flinkKafka, err := flink.KafkaFromEnv(os.Getenv, kafkaSecurity, addrs.KafkaBrokers)
+	require.NoError(t, err)
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -75,6 +78,7 @@ func startWorker(t *testing.T) *e2e {
 		KafkaBrokers:         addrs.KafkaBrokers,
 		KafkaOptions:         kafkaOptions,
 		KafkaSecurity:        kafkaSecurity,
+		FlinkKafka:           flinkKafka,
 		FlinkURL:             addrs.FlinkURL,
 		SQLGatewayURL:        addrs.SQLGatewayURL,
 		Temporal:             clientOpts,

@@ -38,7 +38,7 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 		TokenRenewEvery: in.TokenRenewEvery, StallSeconds: max(300, 3*in.VerifyIdleSeconds),
 	}
 	submit := flink.SubmitInput{Names: names, Parallelism: in.FlinkParallelism, CheckpointIntervalMillis: int64(in.CheckpointIntervalSeconds) * 1000}
-	enrichJob, splitJob := flink.JobSettings(submit, []string{"127.0.0.1:19092"})
+	enrichJob, splitJob := flink.JobSettings(submit, flink.Kafka{Brokers: []string{"127.0.0.1:19092"}})
 	jobs := activities.FlinkJobsOf(names)
 	jobs.EnrichJobID, jobs.SplitJobID = strings.Repeat("a", 32), strings.Repeat("b", 32)
 

@@ -11,6 +11,7 @@ import (
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/flinksql"
 	"github.com/flowproof/flowproof/internal/errtype"
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 // CheckInput names the run's jobs and how many restarts each may take
@@ -152,7 +153,10 @@ func (a *Activities) rootCause(ctx context.Context, id string) (string, error) {
 	if err != nil || len(history) == 0 {
 		return "", err
 	}
-	return history[0].RootCause(), nil
+	// The root cause goes into workflow history; should a Kafka client's
+	// exception quote its credentials, they stay out.
+	secrets := flinksql.JobSettings{KafkaProperties: a.kafka.Properties}.Secrets()
+	return redact.Values(history[0].RootCause(), secrets...), nil
 }
 
 // jobRecords are the records the job read from Kafka and wrote to Kafka

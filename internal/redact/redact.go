@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -116,6 +117,36 @@ func Error(err error) error {
 	}
 	msg := err.Error()
 	redacted := Text(msg)
+	if redacted == msg {
+		return err
+	}
+	return &redactedError{msg: redacted, err: err}
+}
+
+// Values returns s with every occurrence of each non-empty secret replaced
+// by Placeholder, longest secret first, so a secret that holds a shorter
+// one is not left half redacted. It is for text that may quote a known
+// secret as it was sent (a SQL statement, a server's error about it).
+func Values(s string, secrets ...string) string {
+	sorted := slices.Clone(secrets)
+	slices.SortFunc(sorted, func(a, b string) int { return len(b) - len(a) })
+	for _, secret := range sorted {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, Placeholder)
+		}
+	}
+	return s
+}
+
+// ErrorValues is Error for known secrets: err with every occurrence of each
+// secret in its message replaced (see Values), not unwrapping to err for
+// the same reason as Error's result.
+func ErrorValues(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	redacted := Values(msg, secrets...)
 	if redacted == msg {
 		return err
 	}
