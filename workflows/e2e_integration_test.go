@@ -65,10 +65,7 @@ func startWorker(t *testing.T) *e2e {
 	require.NoError(t, err)
 	c, err := client.Dial(clientOpts)
 	require.NoError(t, err, "dial Temporal: is the local stack up (make up)?")
-	kafkaSecurity, err := kafkaconn.FromEnv(os.Getenv)
-	require.NoError(t, err)
-	kafkaOptions, err := kafkaSecurity.ClientOptions()
-	require.NoError(t, err)
+	kafkaSecurity, kafkaOptions := stackKafkaSecurity(t)
 	flinkKafka, err := flink.KafkaFromEnv(os.Getenv, kafkaSecurity, addrs.KafkaBrokers)
 	require.NoError(t, err)
 
@@ -251,12 +248,30 @@ func TestEndToEnd(t *testing.T) {
 
 func groupGone(t *testing.T, ctx context.Context, group string) bool {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...))
-	require.NoError(t, err)
+	cl := stackKafkaClient(t)
 	defer cl.Close()
 	groups, err := kadm.NewClient(cl).ListGroups(ctx)
 	require.NoError(t, err)
 	return !slices.Contains(groups.Groups(), group)
+}
+
+// stackKafkaSecurity is the stack's Kafka security as the environment says
+// (stackctl env), so that the test runs on either profile of the stack.
+func stackKafkaSecurity(t *testing.T) (kafkaconn.Settings, []kgo.Opt) {
+	t.Helper()
+	security, err := kafkaconn.FromEnv(os.Getenv)
+	require.NoError(t, err)
+	opts, err := security.ClientOptions()
+	require.NoError(t, err)
+	return security, opts
+}
+
+func stackKafkaClient(t *testing.T) *kgo.Client {
+	t.Helper()
+	_, security := stackKafkaSecurity(t)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...)}, security...)...)
+	require.NoError(t, err)
+	return cl
 }
 
 // quietLogger keeps the SDK's debug lines out of the test output.
@@ -273,8 +288,7 @@ func observedLogger(observed zapcore.Core) tlog.Logger {
 
 func topicGone(t *testing.T, ctx context.Context, topic string) bool {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...))
-	require.NoError(t, err)
+	cl := stackKafkaClient(t)
 	defer cl.Close()
 	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
 	require.NoError(t, err)
