@@ -344,10 +344,11 @@ func (s *Session) SubmitJob(ctx context.Context, job SQLJob) (string, error) {
 		return "", errors.New("flinksql: job has no statements")
 	}
 	secrets := job.Secrets()
+	ctx = withSecrets(ctx, secrets)
 	var res *Result
 	for _, stmt := range stmts {
 		if res, err = s.execute(ctx, stmt, redact.Values(stmt, secrets...)); err != nil {
-			return "", redact.ErrorValues(err, secrets...)
+			return "", err
 		}
 	}
 	if res.JobID == "" {

@@ -53,7 +53,10 @@ var inputFlagTable = []inputFlag{
 	{field: "checkpoint_interval_seconds", name: "checkpoint-interval-seconds", usage: "seconds between two checkpoints of the Flink jobs"},
 	{field: "flink_watch_seconds", name: "flink-watch-seconds", usage: "seconds between two checks of the Flink jobs while messages flow"},
 	{field: "max_flink_restarts", name: "max-flink-restarts", usage: "restarts of a Flink job that fail the run when exceeded"},
-	{field: "brokers", name: "brokers", usage: "Kafka brokers the health stage expects"},
+	{field: "brokers", name: "brokers", usage: "Kafka brokers the health stage expects", defaultText: "--replication-factor"},
+	{field: "replication_factor", name: "replication-factor", usage: "replication factor of every topic the run creates"},
+	{field: "min_insync_replicas", name: "min-insync-replicas", usage: "min.insync.replicas of every topic the run creates", defaultText: "2, or 1 below --replication-factor 3"},
+	{field: "topic_configs", name: "topic-config", usage: "Kafka topic config for every topic the run creates, name=value (repeat the flag or separate with commas), e.g. retention.ms=86400000"},
 	{field: "task_managers", name: "task-managers", usage: "Flink TaskManagers the health stage expects"},
 	{field: "keep_topics", name: "keep-topics", usage: "leave the run's topics in place after the run"},
 	{field: "verify_idle_seconds", name: "verify-idle-seconds", usage: "seconds without new records before verification gives up"},
@@ -104,6 +107,8 @@ func (f *inputFlags) register(fs *pflag.FlagSet, withRunID bool) {
 			fs.Int64Var(p, flag.name, 0, usage)
 		case *float64:
 			fs.Float64Var(p, flag.name, 0, usage)
+		case *map[string]string:
+			fs.StringToStringVar(p, flag.name, nil, usage)
 		default:
 			panic(fmt.Sprintf("starter: PipelineInput field %s: no flag for type %T", flag.field, p))
 		}

@@ -37,7 +37,7 @@ func TestNoFlagsSendsEmptyInput(t *testing.T) {
 	}
 	// A zero input lets the workflow apply every default, exactly as the
 	// UI's empty form or `temporal workflow start --input '{}'` does.
-	if in != (workflows.PipelineInput{}) {
+	if !reflect.DeepEqual(in, workflows.PipelineInput{}) {
 		t.Errorf("input = %+v, want the zero input", in)
 	}
 }
@@ -48,7 +48,8 @@ func TestFlagsMapToInputFields(t *testing.T) {
 		"--chunk-size", "2000", "--chunk-concurrency", "3", "--batch-size", "250", "--token-renew-every", "1000",
 		"--rate", "2500.5", "--rate-per-queue", "80", "--lag-threshold", "5000", "--flink-parallelism", "4",
 		"--lag-threshold-seconds", "7.5", "--lag-resume-seconds", "3",
-		"--verify-idle-seconds", "30", "--keep-topics", "--run-id", "ci-42")
+		"--verify-idle-seconds", "30", "--keep-topics", "--run-id", "ci-42",
+		"--replication-factor", "2", "--min-insync-replicas", "1", "--topic-config", "retention.ms=3600000,compression.type=lz4", "--topic-config", "cleanup.policy=delete")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +59,10 @@ func TestFlagsMapToInputFields(t *testing.T) {
 		RatePerSecond: 2500.5, RatePerQueue: 80, LagThreshold: 5000, FlinkParallelism: 4,
 		LagThresholdSeconds: 7.5, LagResumeSeconds: 3,
 		VerifyIdleSeconds: 30, KeepTopics: true,
+		ReplicationFactor: 2, MinInsyncReplicas: 1,
+		TopicConfigs: map[string]string{"retention.ms": "3600000", "compression.type": "lz4", "cleanup.policy": "delete"},
 	}
-	if in != want {
+	if !reflect.DeepEqual(in, want) {
 		t.Errorf("input = %+v\nwant    %+v", in, want)
 	}
 }
@@ -128,6 +131,8 @@ func TestEveryFlagSetsItsField(t *testing.T) {
 			arg = "--" + f.name
 		case reflect.String:
 			arg = "--" + f.name + "=ci-7"
+		case reflect.Map:
+			arg = "--" + f.name + "=retention.ms=7"
 		}
 		in, err := buildInput(t, arg)
 		if err != nil {

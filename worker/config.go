@@ -230,6 +230,22 @@ func registerFlinkKafkaFlags(fs *flag.FlagSet, getenv func(string) string) func(
 	}
 }
 
+// flinkServerNameWarning says, when the worker checks the brokers'
+// certificates against a name of its own, that Flink's Kafka client cannot:
+// it checks them against the addresses it dials, and the jobs fail unless
+// those are names the certificates carry or the check is turned off.
+func (cfg config) flinkServerNameWarning() string {
+	if cfg.kafka.ServerName == "" {
+		return ""
+	}
+	if _, set := cfg.flinkKafka.Properties["ssl.endpoint.identification.algorithm"]; set {
+		return ""
+	}
+	return fmt.Sprintf("%s is %q, which Flink's Kafka client cannot be given: it checks the brokers' certificates against %s; "+
+		"give Flink addresses the certificates name (%s) or set ssl.endpoint.identification.algorithm in %s",
+		kafkaconn.EnvTLSServerName, cfg.kafka.ServerName, strings.Join(cfg.flinkKafka.Brokers, ","), kafkaconn.EnvFlinkBrokers, kafkaconn.EnvFlinkPropertiesFile)
+}
+
 // checkSettings checks the settings that need no I/O to be judged.
 func (cfg config) checkSettings() error {
 	if cfg.taskQueue == "" {

@@ -327,3 +327,25 @@ func TestFlinkKafkaSettings(t *testing.T) {
 		t.Errorf("a properties file setting group.id: %v, want a usage error naming the key", err)
 	}
 }
+
+func TestFlinkServerNameWarning(t *testing.T) {
+	env := map[string]string{kafkaconn.EnvTLS: "1", kafkaconn.EnvTLSServerName: "kafka.internal"}
+	cfg, err := parseConfig([]string{"-kafka-brokers", "10.0.0.1:9093"}, envMap(env), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.flinkServerNameWarning(); !strings.Contains(w, "kafka.internal") || !strings.Contains(w, "10.0.0.1:9093") {
+		t.Errorf("warning %q: want the server name and Flink's brokers", w)
+	}
+	props := filepath.Join(t.TempDir(), "flink.properties")
+	if err := os.WriteFile(props, []byte("ssl.endpoint.identification.algorithm=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env[kafkaconn.EnvFlinkPropertiesFile] = props
+	if cfg, err = parseConfig(nil, envMap(env), &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.flinkServerNameWarning(); w != "" {
+		t.Errorf("warning %q although the properties file settles the check", w)
+	}
+}

@@ -180,6 +180,9 @@ func serve(cfg config, logger *zap.Logger) error {
 		fields = append(fields, zap.String("metrics_url", metrics.URL()))
 	}
 	logger.Info("worker starting", fields...)
+	if warning := cfg.flinkServerNameWarning(); warning != "" {
+		logger.Warn(warning)
+	}
 
 	// runWorker returns once SIGINT or SIGTERM arrived, the worker stopped
 	// polling, and its running activities finished or, cancelled by

@@ -148,7 +148,7 @@ func (p *pipeline) checkHealth(ctx workflow.Context) error {
 	var health preflight.CheckHealthResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, time.Minute, 3, "check every component"),
 		preflightActs.CheckHealth, preflight.CheckHealthInput{
-			WantBrokers: p.in.Brokers, WantTaskManagers: p.in.TaskManagers,
+			WantBrokers: p.in.Brokers, WantTaskManagers: p.in.TaskManagers, ReplicationFactor: p.in.ReplicationFactor,
 		}).Get(ctx, &health); err != nil {
 		return fmt.Errorf("health check: %w", err)
 	}
@@ -168,7 +168,8 @@ func (p *pipeline) prepareTopics(ctx workflow.Context) error {
 	var topics kafkaadmin.PrepareTopicsResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, 2*time.Minute, 5, "create the run's topics"),
 		kafkaAdminActs.PrepareTopics, kafkaadmin.PrepareTopicsInput{
-			Names: p.names, Partitions: p.in.Partitions, DerivedPartitions: p.in.DerivedPartitions, ReplicationFactor: replicationFactor, Owner: runOwner(ctx),
+			Names: p.names, Partitions: p.in.Partitions, DerivedPartitions: p.in.DerivedPartitions, ReplicationFactor: p.in.ReplicationFactor,
+			MinInsyncReplicas: p.in.MinInsyncReplicas, TopicConfigs: p.in.TopicConfigs, Owner: runOwner(ctx),
 		}).Get(ctx, &topics); err != nil {
 		return fmt.Errorf("prepare topics: %w", err)
 	}

@@ -58,6 +58,10 @@ type fakeStack struct {
 	// flinkChecks counts CheckFlinkJobs calls; from the flinkFailAt-th on
 	// (0: never) the enrich job is reported FAILED.
 	flinkChecks, flinkFailAt int
+	// health and prepare are the inputs of the last CheckHealth and
+	// PrepareTopics.
+	health  preflight.CheckHealthInput
+	prepare kafkaadmin.PrepareTopicsInput
 }
 
 func (f *fakeStack) record(name string) {
@@ -73,8 +77,11 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	env := newBareEnv()
 
 	env.OnActivity(preflightActs.CheckHealth, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, _ preflight.CheckHealthInput) (preflight.CheckHealthResult, error) {
+		func(_ context.Context, in preflight.CheckHealthInput) (preflight.CheckHealthResult, error) {
 			f.record("health")
+			f.mu.Lock()
+			f.health = in
+			f.mu.Unlock()
 			if f.healthErr != nil {
 				return preflight.CheckHealthResult{}, f.healthErr
 			}
@@ -83,6 +90,9 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(kafkaAdminActs.PrepareTopics, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in kafkaadmin.PrepareTopicsInput) (kafkaadmin.PrepareTopicsResult, error) {
 			f.record("prepare")
+			f.mu.Lock()
+			f.prepare = in
+			f.mu.Unlock()
 			return kafkaadmin.PrepareTopicsResult{Created: in.Names.Topics(), Brokers: 3}, nil
 		})
 	env.OnActivity(flinkActs.SubmitFlinkJobs, mock.Anything, mock.Anything).Return(
@@ -207,6 +217,36 @@ func TestPipelineRunsStagesInOrder(t *testing.T) {
 	require.Len(t, f.cleanups, 1)
 	require.False(t, f.cleanups[0].KeepTopics)
 	require.Equal(t, "flowproof.unit.raw", f.cleanups[0].Names.RawTopic)
+}
+
+// The run's cluster settings reach the health check (which wants as many
+// brokers as replicas) and every topic the run creates.
+func TestPipelineHandsItsClusterSettingsToHealthAndPrepare(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		in     PipelineInput
+		health preflight.CheckHealthInput
+		rf     int
+		minISR int
+	}{
+		{"defaults", smallRun(), preflight.CheckHealthInput{WantBrokers: 3, WantTaskManagers: 1, ReplicationFactor: 3}, 3, 2},
+		{"one broker", func() PipelineInput {
+			in := smallRun()
+			in.ReplicationFactor, in.TopicConfigs = 1, map[string]string{"retention.ms": "3600000"}
+			return in
+		}(), preflight.CheckHealthInput{WantBrokers: 1, WantTaskManagers: 1, ReplicationFactor: 1}, 1, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := &fakeStack{}
+			env := newEnv(t, f)
+			env.ExecuteWorkflow(PipelineWorkflow, c.in)
+			require.NoError(t, env.GetWorkflowError())
+			require.Equal(t, c.health, f.health)
+			require.Equal(t, c.rf, f.prepare.ReplicationFactor)
+			require.Equal(t, c.minISR, f.prepare.MinInsyncReplicas)
+			require.Equal(t, c.in.TopicConfigs, f.prepare.TopicConfigs)
+		})
+	}
 }
 
 func TestPipelineEmptyInputGetsDefaults(t *testing.T) {

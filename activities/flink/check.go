@@ -154,9 +154,12 @@ func (a *Activities) rootCause(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	// The root cause goes into workflow history; should a Kafka client's
-	// exception quote its credentials, they stay out.
+	// exception quote its credentials, they stay out. They are taken out
+	// before RootCause shortens the text and could cut one in half.
 	secrets := flinksql.JobSettings{KafkaProperties: a.kafka.Properties}.Secrets()
-	return redact.Values(history[0].RootCause(), secrets...), nil
+	newest := history[0]
+	newest.Name, newest.Stacktrace = redact.Values(newest.Name, secrets...), redact.Values(newest.Stacktrace, secrets...)
+	return newest.RootCause(), nil
 }
 
 // jobRecords are the records the job read from Kafka and wrote to Kafka

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
 	"github.com/flowproof/flowproof/flinksql"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
@@ -169,5 +170,45 @@ func TestFailedSubmissionKeepsThePasswordOutOfErrorsAndLogs(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "SaslAuthenticationException") {
 		t.Errorf("error lost Flink's cause: %v", err)
+	}
+}
+
+// A failed job's root cause goes into workflow history: should the Kafka
+// client's exception quote the password, even where the root cause is cut
+// short, it stays out.
+func TestCheckFlinkJobsKeepsThePasswordOutOfTheRootCause(t *testing.T) {
+	enrich, split := strings.Repeat("a", 32), strings.Repeat("b", 32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := strings.Split(strings.TrimPrefix(r.URL.Path, "/jobs/"), "/")[0]
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/metrics"):
+			fmt.Fprint(w, `[{"id":"numRestarts","value":"0"}]`)
+		case strings.HasSuffix(r.URL.Path, "/checkpoints"):
+			fmt.Fprint(w, `{"counts":{},"latest":{}}`)
+		case strings.HasSuffix(r.URL.Path, "/exceptions"):
+			trace := "org.apache.flink.runtime.JobException: Recovery is suppressed\nCaused by: org.apache.flink.kafka.shaded.org.apache.kafka.common.KafkaException: " +
+				strings.Repeat("context ", 31) + "login with password " + testPassword + " failed\n\tat x.Y.z(Y.java:1)"
+			_ = json.NewEncoder(w).Encode(map[string]any{"exceptionHistory": map[string]any{"entries": []map[string]any{{"exceptionName": "x", "stacktrace": trace}}}})
+		default:
+			fmt.Fprintf(w, `{"jid":%q,"name":"j","state":"FAILED","vertices":[]}`, id)
+		}
+	}))
+	defer srv.Close()
+	jobs, err := flinksql.NewJobManager(srv.URL, flinksql.Options{RetryMax: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafka, err := KafkaFor(saslSSL, []string{"k:9092"}, kafkaconn.JavaClient{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := New(kafka, nil, jobs)
+	res, err := activitytest.Execute[CheckResult](t, activitytest.Env(acts), acts.CheckFlinkJobs,
+		CheckInput{Jobs: activities.FlinkJobs{EnrichJobName: "e", EnrichJobID: enrich, SplitJobName: "s", SplitJobID: split}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Failure, "KafkaException") || strings.Contains(res.Failure, testPassword[:6]) {
+		t.Errorf("failure %q: want Flink's root cause without the password", res.Failure)
 	}
 }

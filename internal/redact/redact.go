@@ -138,21 +138,6 @@ func Values(s string, secrets ...string) string {
 	return s
 }
 
-// ErrorValues is Error for known secrets: err with every occurrence of each
-// secret in its message replaced (see Values), not unwrapping to err for
-// the same reason as Error's result.
-func ErrorValues(err error, secrets ...string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	redacted := Values(msg, secrets...)
-	if redacted == msg {
-		return err
-	}
-	return &redactedError{msg: redacted, err: err}
-}
-
 type redactedError struct {
 	msg string
 	err error
