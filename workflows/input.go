@@ -199,6 +199,9 @@ func (in PipelineInput) Validate() error {
 	if err := kafkaadmin.CheckTopicConfigs(in.TopicConfigs); err != nil {
 		return err
 	}
+	if err := in.Thresholds.validate(); err != nil {
+		return err
+	}
 	return in.checkAcrossFields()
 }
 

@@ -389,7 +389,25 @@ func (p *pipeline) updateDetails(ctx workflow.Context) {
 |---|---|---|---|---|---|---|---|---|
 | %s | %d | %d | %d | %d | %.0f/s | %s | %s | %d |
 `, p.in.RunID, pr.Stage, pr.Messages, pr.Produced, pr.Delivered, pr.Verified, pr.RatePerSecond, lag, held, pr.TokenRenewals)+
-		hopTableMarkdown(p.metrics.Hops, p.metrics.Verification.Expected))
+		hopTableMarkdown(p.metrics.Hops, p.metrics.Verification.Expected)+thresholdTableMarkdown(p.metrics.Thresholds))
+}
+
+// thresholdTableMarkdown renders the thresholds once they are judged.
+func thresholdTableMarkdown(checks []ThresholdCheck) string {
+	if len(checks) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n#### thresholds\n| threshold | measured | limit | verdict |\n|---|---|---|---|\n")
+	for _, c := range checks {
+		verdict := "kept"
+		if !c.Passed {
+			verdict = "**broken**"
+		}
+		//nolint:staticcheck // workflowcheck counts fmt.Fprintf as I/O; Sprintf it is
+		b.WriteString(fmt.Sprintf("| %s (`%s`) | %s | %s | %s |\n", c.What, c.Field, c.MeasuredText(), c.LimitText(), verdict))
+	}
+	return b.String()
 }
 
 // hopTableMarkdown renders the hop table once verification has counted it.

@@ -55,6 +55,11 @@ type fakeStack struct {
 	// that many messages missing.
 	healthErr error
 	missing   int64
+	// latency and flowMillis are what verification measures; retries are
+	// the HTTP retries of each delivery segment.
+	latency    verify.Percentiles
+	flowMillis int64
+	retries    int
 	// flinkChecks counts CheckFlinkJobs calls; from the flinkFailAt-th on
 	// (0: never) the enrich job is reported FAILED.
 	flinkChecks, flinkFailAt int
@@ -154,7 +159,7 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			}
 			f.delivered += int64(n)
 			res := deliver.SegmentResult{
-				Offsets: map[int32]int64{0: f.delivered}, Delivered: n, Batches: n / in.BatchSize,
+				Offsets: map[int32]int64{0: f.delivered}, Delivered: n, Batches: n / in.BatchSize, Retries: f.retries,
 				TokenRejected: rejected, RejectReason: map[bool]string{true: "quota exhausted"}[rejected],
 			}
 			if rejected && in.Plan != nil {
@@ -166,7 +171,10 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 		func(_ context.Context, in verify.Input) (verify.Result, error) {
 			f.record("verify")
 			arrived := in.Messages - f.missing
-			return verify.Result{Expected: in.Messages, Records: arrived, Unique: arrived, Missing: f.missing}, nil
+			return verify.Result{
+				Expected: in.Messages, Records: arrived, Unique: arrived, Missing: f.missing,
+				Latency: f.latency, FlowMillis: f.flowMillis,
+			}, nil
 		})
 	env.OnActivity(kafkaAdminActs.Cleanup, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in kafkaadmin.CleanupInput) error {

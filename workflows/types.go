@@ -88,6 +88,12 @@ type PipelineInput struct {
 	// stack of any size beats by far.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 
+	// Thresholds are limits on the run's figures (duration, throughput,
+	// latency, lag, backpressure, HTTP retries) besides exactly-once
+	// delivery; a run that breaks one ends Failed naming it. None is set
+	// by default.
+	Thresholds Thresholds `json:"thresholds,omitzero"`
+
 	// unknownField is the first JSON field of the input that PipelineInput
 	// does not have (see UnmarshalJSON); Validate refuses it, so a typo
 	// cannot quietly run the default test.
