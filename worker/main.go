@@ -155,7 +155,30 @@ func serve(cfg config, logger *zap.Logger) error {
 	})
 	workflows.Register(w, acts)
 
-	fields := []zap.Field{
+	fields := cfg.startFields(clientOpts, tokenKeys)
+	if metrics != nil {
+		fields = append(fields, zap.String("metrics_url", metrics.URL()))
+	}
+	logger.Info("worker starting", fields...)
+	if warning := cfg.flinkServerNameWarning(); warning != "" {
+		logger.Warn(warning)
+	}
+
+	// runWorker returns once SIGINT or SIGTERM arrived, the worker stopped
+	// polling, and its running activities finished or, cancelled by
+	// handBack, were handed back to Temporal (within -stop-timeout); the
+	// deferred calls then release the Kafka clients and the connection.
+	if err := runWorker(w, activityHandBack.relay(worker.InterruptCh()), fatal, ready); err != nil {
+		return fmt.Errorf("run worker on task queue %s: %w", cfg.taskQueue, err)
+	}
+	logger.Info("worker stopped")
+	return nil
+}
+
+// startFields describe the worker's settings for its start-up log line,
+// without any secret.
+func (cfg config) startFields(clientOpts client.Options, tokenKeys tokenKeyRing) []zap.Field {
+	return []zap.Field{
 		zap.String("temporal_address", clientOpts.HostPort),
 		zap.String("temporal_namespace", clientOpts.Namespace),
 		zap.String("temporal_connection", temporalclient.Describe(clientOpts)),
@@ -176,23 +199,6 @@ func serve(cfg config, logger *zap.Logger) error {
 		zap.Int("max_concurrent_activities", cfg.maxActivities),
 		zap.Int("max_concurrent_workflow_tasks", cfg.maxWorkflowTasks),
 	}
-	if metrics != nil {
-		fields = append(fields, zap.String("metrics_url", metrics.URL()))
-	}
-	logger.Info("worker starting", fields...)
-	if warning := cfg.flinkServerNameWarning(); warning != "" {
-		logger.Warn(warning)
-	}
-
-	// runWorker returns once SIGINT or SIGTERM arrived, the worker stopped
-	// polling, and its running activities finished or, cancelled by
-	// handBack, were handed back to Temporal (within -stop-timeout); the
-	// deferred calls then release the Kafka clients and the connection.
-	if err := runWorker(w, activityHandBack.relay(worker.InterruptCh()), fatal, ready); err != nil {
-		return fmt.Errorf("run worker on task queue %s: %w", cfg.taskQueue, err)
-	}
-	logger.Info("worker stopped")
-	return nil
 }
 
 // activitiesConfig is the part of cfg the activities use.
