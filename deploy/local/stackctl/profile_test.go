@@ -176,17 +176,7 @@ func TestSecureEnvGivesKafkaSettingsThatFitTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := printEnvString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{}
-	for _, line := range strings.Split(out, "\n") {
-		if kv, ok := strings.CutPrefix(line, "export "); ok {
-			name, value, _ := strings.Cut(kv, "=")
-			env[name] = strings.Trim(value, "'")
-		}
-	}
+	env, _ := printedEnv(t, s)
 	settings, err := kafkaconn.FromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -280,4 +270,22 @@ func TestSCRAMPasswordsReachFormatThroughAFileOnly(t *testing.T) {
 	if strings.Contains(out, "secret") {
 		t.Errorf("redacted output %q", out)
 	}
+}
+
+// printedEnv reads `stackctl env` of s back into variables, as a shell
+// that evaluates it would have them, and returns its text too.
+func printedEnv(t *testing.T, s *stack) (map[string]string, string) {
+	t.Helper()
+	out, err := printEnvString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			name, value, _ := strings.Cut(kv, "=")
+			env[name] = strings.Trim(value, "'")
+		}
+	}
+	return env, out
 }

@@ -25,17 +25,7 @@ import (
 // the test about; the test is skipped on the default profile.
 func secureStackFromEnv(t *testing.T) (*stack, kafkaconn.Settings) {
 	t.Helper()
-	if os.Getenv(EnvStackProfile) != profileSecure {
-		t.Skipf("needs the secure profile: bin/stackctl up --profile %s, then eval \"$(bin/stackctl env)\" (%s=%q)",
-			profileSecure, EnvStackProfile, os.Getenv(EnvStackProfile))
-	}
-	s, err := newStack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !s.secure() {
-		t.Fatalf("%s=%s, but the stack in %s runs profile %q", EnvStackProfile, profileSecure, s.dir, s.opts.profile)
-	}
+	s := secureLiveStack(t)
 	settings, err := kafkaconn.FromEnv(os.Getenv)
 	if err != nil {
 		t.Fatal(err)

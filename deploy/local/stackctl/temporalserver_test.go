@@ -175,17 +175,7 @@ func TestSecureEnvGivesATemporalClientThatPassesMutualTLS(t *testing.T) {
 	if _, err := ensureKafkaPasswords(s); err != nil {
 		t.Fatal(err)
 	}
-	out, err := printEnvString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{}
-	for _, line := range strings.Split(out, "\n") {
-		if kv, ok := strings.CutPrefix(line, "export "); ok {
-			name, value, _ := strings.Cut(kv, "=")
-			env[name] = strings.Trim(value, "'")
-		}
-	}
+	env, out := printedEnv(t, s)
 	var profile envconfig.ClientConfigProfile
 	if err := profile.ApplyEnvVars(mapEnv(env)); err != nil {
 		t.Fatal(err)
