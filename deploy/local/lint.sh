@@ -14,6 +14,8 @@ if [ ! -x "$bin_dir/golangci-lint" ]; then
   mkdir -p "$bin_dir"
   GOBIN="$bin_dir" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$version"
 fi
-"$bin_dir/golangci-lint" run ./...
+# --allow-parallel-runners: another checkout linting at the same time
+# (a developer's editor, a second worktree) runs alongside instead of failing.
+"$bin_dir/golangci-lint" run --allow-parallel-runners ./...
 # deploy/cluster is a module of its own, which ./... does not reach.
-(cd deploy/cluster && "$bin_dir/golangci-lint" run --config ../../.golangci.yml ./...)
+(cd deploy/cluster && "$bin_dir/golangci-lint" run --allow-parallel-runners --config ../../.golangci.yml ./...)
