@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"github.com/flowproof/flowproof/activities"
@@ -124,13 +125,20 @@ func (m *Metrics) runMetrics(status Status, endedAt time.Time) runmetrics.Run {
 		Verified:          m.Verified,
 		Hops:              m.Hops,
 		Latency:           m.Latency,
-		MaxLag:            m.Backpressure.MaxLag,
-		MaxLagSeconds:     m.Backpressure.MaxLagSeconds,
-		SampledMaxLag:     sampledMax,
-		Holds:             m.Backpressure.Holds,
-		HeldMillis:        m.Backpressure.HeldMillis,
-		TokenRenewals:     m.TokenRenewals,
-		TokenRejected:     m.TokenRejected,
-		HTTPRetries:       m.HTTPRetries,
+		// Only addProduce and addDeliver add these stages.
+		ProductionReported: m.hasStage("produce"),
+		DeliveryReported:   m.hasStage("deliver"),
+		MaxLag:             m.Backpressure.MaxLag,
+		MaxLagSeconds:      m.Backpressure.MaxLagSeconds,
+		SampledMaxLag:      sampledMax,
+		Holds:              m.Backpressure.Holds,
+		HeldMillis:         m.Backpressure.HeldMillis,
+		TokenRenewals:      m.TokenRenewals,
+		TokenRejected:      m.TokenRejected,
+		HTTPRetries:        m.HTTPRetries,
 	}
+}
+
+func (m *Metrics) hasStage(stage string) bool {
+	return slices.ContainsFunc(m.Stages, func(s StageMetrics) bool { return s.Stage == stage })
 }

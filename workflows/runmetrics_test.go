@@ -28,6 +28,7 @@ func TestPipelineExportsItsMetricsLast(t *testing.T) {
 	require.Equal(t, int64(50_000), run.Messages)
 	require.Equal(t, int64(50_000), run.Verified)
 	require.Equal(t, 5, run.TokenRenewals)
+	require.True(t, run.ProductionReported && run.DeliveryReported)
 	require.Equal(t, res.Metrics.TotalMillis, run.DurationMillis)
 	require.Positive(t, run.EndedAtUnixMillis)
 	require.Equal(t, res.Metrics.runMetrics(StatusSucceeded, time.UnixMilli(run.EndedAtUnixMillis)), run,
@@ -53,6 +54,7 @@ func TestRunMetricsMapTheResult(t *testing.T) {
 			{Enrich: 100, Split: 5, Deliver: 700}, {Enrich: 300, Split: 1, Deliver: 20},
 		}},
 		Latency: verify.Percentiles{P99: 42},
+		Stages:  []StageMetrics{{Stage: "produce"}},
 		Hops:    []verify.HopCount{{Hop: verify.HopFinal, Unique: 8, Missing: 2}},
 	}
 	run := m.runMetrics(StatusFailed, time.UnixMilli(1_764_633_600_123))
@@ -60,6 +62,8 @@ func TestRunMetricsMapTheResult(t *testing.T) {
 	require.Equal(t, int64(1_764_633_600_123), run.EndedAtUnixMillis)
 	require.Equal(t, int64(61_000), run.DurationMillis)
 	require.Equal(t, map[string]int64{"enrich": 300, "split": 5, "deliver": 700}, run.SampledMaxLag, "each group's largest sample")
+	require.True(t, run.ProductionReported)
+	require.False(t, run.DeliveryReported, "no deliver stage: delivery never reported")
 	require.Equal(t, int64(900), run.MaxLag)
 	require.Equal(t, 4.5, run.MaxLagSeconds)
 	require.Equal(t, 1, run.Holds)

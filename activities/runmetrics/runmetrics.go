@@ -50,6 +50,12 @@ type Run struct {
 	// verified, and then not exported.
 	Latency verify.Percentiles `json:"latency"`
 
+	// ProductionReported and DeliveryReported say whether production's
+	// and delivery's results reached the workflow; a run that ended before
+	// has no lag, holds, retries or rejections to report, rather than 0.
+	ProductionReported bool `json:"production_reported,omitempty"`
+	DeliveryReported   bool `json:"delivery_reported,omitempty"`
+
 	MaxLag        int64   `json:"max_lag"`
 	MaxLagSeconds float64 `json:"max_lag_seconds,omitempty"`
 	// SampledMaxLag is each consumer group's largest lag among the lag
@@ -142,7 +148,7 @@ var (
 		"End-to-end latency (produced to final topic) of the last run's verified messages at each quantile; quantile 1 is the maximum. Absent when the run verified nothing.",
 		[]string{"quantile"}, nil)
 	maxLagDesc = prometheus.NewDesc("flowproof_last_run_max_lag_messages",
-		"Largest consumer lag of any group at any poll of the last run.", nil, nil)
+		"Largest consumer lag of any group at any poll of the last run. This and the other lag and backpressure series are absent when the run ended before production reported.", nil, nil)
 	maxLagSecondsDesc = prometheus.NewDesc("flowproof_last_run_max_lag_seconds",
 		"Largest lag of the last run in seconds of draining (when its threshold in seconds applied).", nil, nil)
 	sampledLagDesc = prometheus.NewDesc("flowproof_last_run_sampled_max_lag_messages",
@@ -222,16 +228,22 @@ func collectRun(ch chan<- prometheus.Metric, run *Run) {
 			gauge(latencyDesc, q.millis/1000, strconv.FormatFloat(q.quantile, 'g', -1, 64))
 		}
 	}
-	gauge(maxLagDesc, float64(run.MaxLag))
-	gauge(maxLagSecondsDesc, run.MaxLagSeconds)
-	for group, lag := range run.SampledMaxLag {
-		gauge(sampledLagDesc, float64(lag), group)
+	if run.ProductionReported {
+		gauge(maxLagDesc, float64(run.MaxLag))
+		gauge(maxLagSecondsDesc, run.MaxLagSeconds)
+		for group, lag := range run.SampledMaxLag {
+			gauge(sampledLagDesc, float64(lag), group)
+		}
+		gauge(holdsDesc, float64(run.Holds))
+		gauge(heldDesc, float64(run.HeldMillis)/1000)
 	}
-	gauge(holdsDesc, float64(run.Holds))
-	gauge(heldDesc, float64(run.HeldMillis)/1000)
+	// Renewals are also counted from delivery's progress, so a run that
+	// ended early has them.
 	gauge(renewalsDesc, float64(run.TokenRenewals))
-	gauge(rejectedDesc, float64(run.TokenRejected))
-	gauge(retriesDesc, float64(run.HTTPRetries))
+	if run.DeliveryReported {
+		gauge(rejectedDesc, float64(run.TokenRejected))
+		gauge(retriesDesc, float64(run.HTTPRetries))
+	}
 }
 
 func boolValue(b bool) float64 {

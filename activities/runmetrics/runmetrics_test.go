@@ -44,7 +44,8 @@ func TestRecorderExportsTheLastRun(t *testing.T) {
 			{Hop: "final", Unique: 998, Missing: 2, Duplicated: 1},
 			{Hop: "endpoint (its own count)", Skipped: true},
 		},
-		Latency:       verify.Percentiles{P50: 120, P95: 480, P99: 910.5, Max: 2_000},
+		Latency:            verify.Percentiles{P50: 120, P95: 480, P99: 910.5, Max: 2_000},
+		ProductionReported: true, DeliveryReported: true,
 		MaxLag:        40_400,
 		MaxLagSeconds: 3.5,
 		SampledMaxLag: map[string]int64{"enrich": 40_400, "split": 7},
@@ -96,7 +97,7 @@ flowproof_last_run_latency_seconds{quantile="0.5"} 0.12
 flowproof_last_run_latency_seconds{quantile="0.95"} 0.48
 flowproof_last_run_latency_seconds{quantile="0.99"} 0.9105
 flowproof_last_run_latency_seconds{quantile="1"} 2
-# HELP flowproof_last_run_max_lag_messages Largest consumer lag of any group at any poll of the last run.
+# HELP flowproof_last_run_max_lag_messages Largest consumer lag of any group at any poll of the last run. This and the other lag and backpressure series are absent when the run ended before production reported.
 # TYPE flowproof_last_run_max_lag_messages gauge
 flowproof_last_run_max_lag_messages 40400
 # HELP flowproof_last_run_max_lag_seconds Largest lag of the last run in seconds of draining (when its threshold in seconds applied).
@@ -139,6 +140,23 @@ func TestRecorderDropsTheLatencyOfARunThatVerifiedNothing(t *testing.T) {
 # TYPE flowproof_last_success_timestamp_seconds gauge
 flowproof_last_success_timestamp_seconds 1000
 `), "flowproof_last_success_timestamp_seconds"))
+}
+
+func TestRecorderLeavesOutWhatARunEndedBeforeReporting(t *testing.T) {
+	r := NewRecorder()
+	registry := registryOf(t, r)
+	r.Record(Run{Status: "Canceled", EndedAtUnixMillis: 1_000, Produced: 20_000, Delivered: 681, TokenRenewals: 1})
+	for _, name := range []string{
+		"flowproof_last_run_max_lag_messages", "flowproof_last_run_max_lag_seconds", "flowproof_last_run_backpressure_holds",
+		"flowproof_last_run_backpressure_held_seconds", "flowproof_last_run_http_retries", "flowproof_last_run_token_rejections",
+	} {
+		count, err := testutil.GatherAndCount(registry, name)
+		require.NoError(t, err)
+		require.Zero(t, count, "%s of a run whose production and delivery never reported", name)
+	}
+	renewals, err := testutil.GatherAndCount(registry, "flowproof_last_run_token_renewals")
+	require.NoError(t, err)
+	require.Equal(t, 1, renewals, "renewals come from progress as well")
 }
 
 func TestRecordRunMetricsActivity(t *testing.T) {
