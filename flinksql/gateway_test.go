@@ -2,6 +2,7 @@ package flinksql
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 // These tests check the client's own logic (paging, retries, error
@@ -271,5 +274,70 @@ func TestBaseURLIsChecked(t *testing.T) {
 		if _, err := NewGateway(u, Options{}); err == nil {
 			t.Errorf("NewGateway(%q) accepted", u)
 		}
+	}
+}
+
+// A statement Flink refuses, with an answer that quotes the statement's
+// secrets back (as a careless server or connector might), yields an
+// error holding the password in no form; the gateway itself got the real
+// JAAS configuration.
+func TestSubmitJobErrorsHoldNoSecret(t *testing.T) {
+	job := securedSplitJob(t)
+	var received atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/statements"):
+			var req struct{ Statement string }
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+				t.Error(err)
+			}
+			op := "ok"
+			if strings.Contains(req.Statement, "sasl.jaas.config") {
+				received.Store(req.Statement)
+				op = "bad"
+			}
+			fmt.Fprintf(w, `{"operationHandle":%q}`, op)
+		case strings.Contains(r.URL.Path, "/operations/bad/result/"):
+			stmt, _ := received.Load().(string)
+			trace := "org.apache.flink.table.gateway.service.utils.SqlExecutionException: Failed to execute the operation bad.\n" +
+				"Caused by: org.apache.flink.table.api.ValidationException: Unable to create a source for reading table. Statement: " + stmt + "\n" +
+				// Long enough that Error's shortened root cause would cut
+				// the password in half.
+				"Caused by: org.apache.kafka.common.KafkaException: " + strings.Repeat("context ", 31) + "login failed for password " + goldenPassword + "\n\tat x.y.Z(Z.java:1)"
+			w.WriteHeader(http.StatusInternalServerError)
+			_ = json.NewEncoder(w).Encode(map[string][]string{"errors": {"Internal server error.", trace}})
+		case strings.Contains(r.URL.Path, "/result/"):
+			fmt.Fprint(w, `{"resultType":"EOS","resultKind":"SUCCESS","results":{"columns":[],"data":[]}}`)
+		case r.Method == http.MethodDelete:
+			fmt.Fprint(w, `{"status":"CLOSED"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	gw, err := NewGateway(srv.URL, fastRetries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Session{gw: gw, handle: "s1"}).SubmitJob(context.Background(), job)
+	if err == nil {
+		t.Fatal("SubmitJob succeeded against a gateway that refused the table")
+	}
+	stmt, _ := received.Load().(string)
+	if !strings.Contains(stmt, `password="g0lden''pa\"ss\\word"`) {
+		t.Fatalf("the gateway did not get the real JAAS configuration; it got:\n%s", stmt)
+	}
+	msg := err.Error()
+	for _, form := range []string{goldenPassword, "g0lden", "ScramLoginModule required"} {
+		if strings.Contains(msg, form) {
+			t.Errorf("error holds %q: %s", form, msg)
+		}
+	}
+	if !strings.Contains(msg, "ValidationException") || !strings.Contains(msg, redact.Placeholder) {
+		t.Errorf("error lost Flink's cause or does not show where the secret was: %s", msg)
+	}
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && strings.Contains(strings.Join(apiErr.Messages, "\n"), "g0lden") {
+		t.Errorf("Flink's answer inside the error still holds the password: %q", apiErr.Messages)
 	}
 }

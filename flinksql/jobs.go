@@ -83,6 +83,13 @@ type JobSettings struct {
 	// TransactionTimeout of the sink's Kafka producer; 0 means
 	// DefaultTransactionTimeout.
 	TransactionTimeout time.Duration
+	// KafkaProperties are Kafka client properties, named as Kafka names
+	// them (without Flink's "properties." prefix), for every table of the
+	// job: the cluster's security (security.protocol, sasl.*, ssl.*) and
+	// whatever else it needs. Keys the job sets itself are refused (see
+	// CheckKafkaProperties); the values of secret ones never appear in an
+	// error of SubmitJob (see Secrets).
+	KafkaProperties map[string]string
 }
 
 // Validate reports every invalid setting, each naming its field.
@@ -121,6 +128,9 @@ func (k JobSettings) validate(structName string) error {
 		errs = append(errs, fieldErr(structName, "CheckpointInterval", k.CheckpointInterval.String(),
 			"must be at least %s: the exactly-once sink only commits on checkpoints", MinCheckpointInterval))
 	}
+	if err := CheckKafkaProperties(k.KafkaProperties); err != nil {
+		errs = append(errs, fieldErr(structName, "KafkaProperties", "", "%s", strings.TrimPrefix(err.Error(), "flinksql: ")))
+	}
 	timeout := k.effectiveTransactionTimeout()
 	switch {
 	case k.TransactionTimeout < 0 || timeout > MaxTransactionTimeout:
@@ -158,14 +168,14 @@ func (k JobSettings) jobSettings() []string {
 }
 
 func (k JobSettings) sourceOptions() []option {
-	return []option{
+	return append([]option{
 		{"connector", "kafka"},
 		{"topic", k.SourceTopic},
 		{"properties.bootstrap.servers", strings.Join(k.Brokers, ",")},
 		{"properties.group.id", k.GroupID},
 		{"properties.isolation.level", "read_committed"},
 		{"scan.startup.mode", "earliest-offset"},
-	}
+	}, k.kafkaPropertyOptions()...)
 }
 
 // The sinks' batching; see sinkOptions.
@@ -175,7 +185,7 @@ const (
 )
 
 func (k JobSettings) sinkOptions() []option {
-	return []option{
+	return append([]option{
 		{"connector", "kafka"},
 		{"topic", k.SinkTopic},
 		{"properties.bootstrap.servers", strings.Join(k.Brokers, ",")},
@@ -190,7 +200,7 @@ func (k JobSettings) sinkOptions() []option {
 		// batch not sent (the client's defaults: 5 ms, 16 KiB).
 		{"properties.linger.ms", strconv.FormatInt(sinkLinger.Milliseconds(), 10)},
 		{"properties.batch.size", strconv.Itoa(sinkBatchBytes)},
-	}
+	}, k.kafkaPropertyOptions()...)
 }
 
 // keyedJSON are the format options of a table whose key column is the raw

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowproof/flowproof/internal/kafkaconn"
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.sql from the generated SQL")
@@ -38,6 +41,29 @@ func contractSplitJob() SplitJob {
 	}
 }
 
+// goldenPassword is the SASL password of the golden SQL: a made-up one,
+// with the characters SQL and JAAS quoting must escape.
+const goldenPassword = `g0lden'pa"ss\word`
+
+// securedSplitJob is the split job on a SASL_SSL cluster with SCRAM, as
+// the worker's settings make it (kafkaconn.Settings.JavaProperties), plus
+// one passed-through property.
+func securedSplitJob(t *testing.T) SplitJob {
+	t.Helper()
+	security := kafkaconn.Settings{
+		TLS: true, CAFile: "/etc/kafka/ca.pem",
+		SASLMechanism: kafkaconn.MechanismSCRAMSHA512, SASLUser: "flowproof", SASLPassword: goldenPassword,
+	}
+	props, err := security.JavaProperties(kafkaconn.JavaClient{CAFile: "/opt/flink/kafka-ca.pem", ClassPrefix: ShadedKafkaPackage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	props["client.dns.lookup"] = "use_all_dns_ips"
+	j := contractSplitJob()
+	j.KafkaProperties = props
+	return j
+}
+
 func TestGoldenSQL(t *testing.T) {
 	cases := []struct {
 		golden string
@@ -45,6 +71,7 @@ func TestGoldenSQL(t *testing.T) {
 	}{
 		{"enrich.golden.sql", contractEnrichJob()},
 		{"split.golden.sql", contractSplitJob()},
+		{"split-sasl-ssl.golden.sql", securedSplitJob(t)},
 	}
 	for _, c := range cases {
 		t.Run(c.golden, func(t *testing.T) {
@@ -189,5 +216,71 @@ func TestTableNamesAreDerivedAndSeparatePerJob(t *testing.T) {
 	}
 	if !strings.Contains(JoinScript(sb), "`flowproof_other_run_enrich_raw`") {
 		t.Errorf("table name not derived from job name:\n%s", JoinScript(sb))
+	}
+}
+
+// Every Kafka table of a job gets the security properties, and the
+// statements shown in errors (redact.Values with the job's Secrets) hold
+// the password in no form.
+func TestSecuredJobSQLCarriesTheSecurityToEveryTable(t *testing.T) {
+	j := securedSplitJob(t)
+	stmts, err := j.Statements()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := JoinScript(stmts)
+	for _, want := range []string{
+		"'properties.security.protocol' = 'SASL_SSL'",
+		"'properties.sasl.mechanism' = 'SCRAM-SHA-512'",
+		"'properties.sasl.jaas.config' = 'org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.ScramLoginModule required username=\"flowproof\" password=\"g0lden''pa\\\"ss\\\\word\";'",
+		"'properties.ssl.truststore.type' = 'PEM'",
+		"'properties.ssl.truststore.location' = '/opt/flink/kafka-ca.pem'",
+		"'properties.client.dns.lookup' = 'use_all_dns_ips'",
+	} {
+		if n := strings.Count(script, want); n != 2 {
+			t.Errorf("%s appears %d times, want once in each of the two tables", want, n)
+		}
+	}
+	shown := redact.Values(script, j.Secrets()...)
+	for _, form := range []string{goldenPassword, "g0lden", `pa\"ss`, "jaas.config' = 'org"} {
+		if strings.Contains(shown, form) {
+			t.Errorf("redacted SQL still holds %q:\n%s", form, shown)
+		}
+	}
+	if !strings.Contains(shown, "'properties.sasl.jaas.config' = 'REDACTED'") {
+		t.Errorf("redacted SQL lost the property itself:\n%s", shown)
+	}
+}
+
+func TestOwnedKafkaPropertiesAreRefused(t *testing.T) {
+	j := contractEnrichJob()
+	j.KafkaProperties = map[string]string{"group.id": "other", "Transactional.Id": "x", "bad key": "v", "fetch.max.bytes": "1048576"}
+	err := j.Validate()
+	if err == nil {
+		t.Fatal("owned properties accepted")
+	}
+	for _, want := range []string{"EnrichJob.KafkaProperties", "Transactional.Id, group.id are set by the jobs themselves", `"bad key"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "other") {
+		t.Errorf("error %q quotes a property's value", err)
+	}
+	j.KafkaProperties = map[string]string{"fetch.max.bytes": "1048576", "ssl.endpoint.identification.algorithm": ""}
+	if err := j.Validate(); err != nil {
+		t.Errorf("properties the jobs do not own refused: %v", err)
+	}
+}
+
+func TestSecretKafkaProperties(t *testing.T) {
+	for key, secret := range map[string]bool{
+		"sasl.jaas.config": true, "ssl.key.password": true, "ssl.keystore.key": true,
+		"sasl.oauthbearer.client.credentials.client.secret": true,
+		"ssl.truststore.location":                           false, "security.protocol": false, "client.dns.lookup": false,
+	} {
+		if got := IsSecretKafkaProperty(key); got != secret {
+			t.Errorf("IsSecretKafkaProperty(%s) = %v, want %v", key, got, secret)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 // OperationStatus is the state of a gateway operation.
@@ -50,6 +52,10 @@ func (o *Operation) Handle() string { return o.handle }
 // statement only. The request is never repeated once it may have reached
 // the gateway: a second copy of an INSERT would be a second job.
 func (s *Session) Submit(ctx context.Context, statement string, executionConfig map[string]string) (*Operation, error) {
+	return s.submit(ctx, statement, statement, executionConfig)
+}
+
+func (s *Session) submit(ctx context.Context, statement, shown string, executionConfig map[string]string) (*Operation, error) {
 	req := struct {
 		Statement       string            `json:"statement"`
 		ExecutionConfig map[string]string `json:"executionConfig,omitempty"`
@@ -58,10 +64,10 @@ func (s *Session) Submit(ctx context.Context, statement string, executionConfig 
 		OperationHandle string `json:"operationHandle"`
 	}
 	if err := s.gw.rest.do(ctx, "POST", s.path("/statements"), retryOnlyUnsent, req, &out); err != nil {
-		return nil, fmt.Errorf("submit statement %q: %w", abbreviate(statement), err)
+		return nil, fmt.Errorf("submit statement %q: %w", abbreviate(shown), err)
 	}
 	if out.OperationHandle == "" {
-		return nil, fmt.Errorf("flinksql: submit statement %q: answer has no operationHandle", abbreviate(statement))
+		return nil, fmt.Errorf("flinksql: submit statement %q: answer has no operationHandle", abbreviate(shown))
 	}
 	return &Operation{session: s, handle: out.OperationHandle}, nil
 }
@@ -292,7 +298,13 @@ func (o *Operation) nextPath(uri string) (string, error) {
 // operation. For an INSERT the result carries the Flink job id; the job
 // itself runs on.
 func (s *Session) Execute(ctx context.Context, statement string) (*Result, error) {
-	op, err := s.Submit(ctx, statement, nil)
+	return s.execute(ctx, statement, statement)
+}
+
+// execute runs statement; its errors quote shown, the statement as it may
+// be shown.
+func (s *Session) execute(ctx context.Context, statement, shown string) (*Result, error) {
+	op, err := s.submit(ctx, statement, shown, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -305,19 +317,24 @@ func (s *Session) Execute(ctx context.Context, statement string) (*Result, error
 		return res, closeErr
 	}
 	if err != nil {
-		return res, fmt.Errorf("statement %q: %w", abbreviate(statement), err)
+		return res, fmt.Errorf("statement %q: %w", abbreviate(shown), err)
 	}
 	return res, nil
 }
 
 // SQLJob is a job's SQL: the statements to run in order, the last one
-// submitting the job. EnrichJob and SplitJob are SQLJobs.
+// submitting the job, and the secrets they hold (credentials of the
+// job's Kafka clients), which must reach Flink and nothing else. EnrichJob
+// and SplitJob are SQLJobs.
 type SQLJob interface {
 	Statements() ([]string, error)
+	Secrets() []string
 }
 
 // SubmitJob runs a job's statements in this session and returns the id of
-// the Flink job the last one submitted.
+// the Flink job the last one submitted. Its errors never hold the job's
+// secrets: a statement they quote is shown with the secrets replaced, and
+// so is whatever Flink answered.
 func (s *Session) SubmitJob(ctx context.Context, job SQLJob) (string, error) {
 	stmts, err := job.Statements()
 	if err != nil {
@@ -326,14 +343,16 @@ func (s *Session) SubmitJob(ctx context.Context, job SQLJob) (string, error) {
 	if len(stmts) == 0 {
 		return "", errors.New("flinksql: job has no statements")
 	}
+	secrets := job.Secrets()
+	ctx = withSecrets(ctx, secrets)
 	var res *Result
 	for _, stmt := range stmts {
-		if res, err = s.Execute(ctx, stmt); err != nil {
+		if res, err = s.execute(ctx, stmt, redact.Values(stmt, secrets...)); err != nil {
 			return "", err
 		}
 	}
 	if res.JobID == "" {
-		return "", fmt.Errorf("flinksql: statement %q submitted no Flink job", abbreviate(stmts[len(stmts)-1]))
+		return "", fmt.Errorf("flinksql: statement %q submitted no Flink job", abbreviate(redact.Values(stmts[len(stmts)-1], secrets...)))
 	}
 	return res.JobID, nil
 }

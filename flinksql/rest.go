@@ -16,6 +16,8 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 // Options tune the REST clients. The zero value is usable.
@@ -45,6 +47,19 @@ const (
 )
 
 type idempotencyKey struct{}
+
+// secretsKey holds, for the requests of a job's submission, the job's
+// secrets, which Flink's answers may quote back (see SubmitJob).
+type secretsKey struct{}
+
+func withSecrets(ctx context.Context, secrets []string) context.Context {
+	return context.WithValue(ctx, secretsKey{}, secrets)
+}
+
+func secretsOf(ctx context.Context) []string {
+	secrets, _ := ctx.Value(secretsKey{}).([]string)
+	return secrets
+}
 
 // restClient is the transport both Gateway and JobManager build on: one
 // base URL, JSON in and out, Flink's error bodies decoded into *APIError,
@@ -173,7 +188,13 @@ func (c *restClient) do(ctx context.Context, method, path string, safe idempoten
 		return fmt.Errorf("flinksql: %s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return newAPIError(method, pathOnly(path), resp.StatusCode, raw)
+		apiErr := newAPIError(method, pathOnly(path), resp.StatusCode, raw)
+		// Before anything quotes the answer: Error shortens it and could
+		// cut a secret where replacing it no longer finds it.
+		for i, m := range apiErr.Messages {
+			apiErr.Messages[i] = redact.Values(m, secretsOf(ctx)...)
+		}
+		return apiErr
 	}
 	if out == nil || len(bytes.TrimSpace(raw)) == 0 {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,7 +21,9 @@ import (
 // inputFlag is one PipelineInput field as a command-line flag. The flag's
 // type is the field's, and its help ends with the workflow's default.
 type inputFlag struct {
-	field string // the field's JSON name
+	// field is the field's JSON name; a field of a nested struct is named
+	// by its path, as in thresholds.max_http_retries.
+	field string
 	name  string
 	usage string
 	// defaultText replaces the default read from PipelineInput.WithDefaults
@@ -53,12 +56,25 @@ var inputFlagTable = []inputFlag{
 	{field: "checkpoint_interval_seconds", name: "checkpoint-interval-seconds", usage: "seconds between two checkpoints of the Flink jobs"},
 	{field: "flink_watch_seconds", name: "flink-watch-seconds", usage: "seconds between two checks of the Flink jobs while messages flow"},
 	{field: "max_flink_restarts", name: "max-flink-restarts", usage: "restarts of a Flink job that fail the run when exceeded"},
-	{field: "brokers", name: "brokers", usage: "Kafka brokers the health stage expects"},
+	{field: "brokers", name: "brokers", usage: "Kafka brokers the health stage expects", defaultText: "--replication-factor"},
+	{field: "replication_factor", name: "replication-factor", usage: "replication factor of every topic the run creates"},
+	{field: "min_insync_replicas", name: "min-insync-replicas", usage: "min.insync.replicas of every topic the run creates", defaultText: "2, or 1 below --replication-factor 3"},
+	{field: "topic_configs", name: "topic-config", usage: "Kafka topic config for every topic the run creates, name=value (repeat the flag or separate with commas), e.g. retention.ms=86400000"},
 	{field: "task_managers", name: "task-managers", usage: "Flink TaskManagers the health stage expects"},
 	{field: "keep_topics", name: "keep-topics", usage: "leave the run's topics in place after the run"},
 	{field: "verify_idle_seconds", name: "verify-idle-seconds", usage: "seconds without new records before verification gives up"},
 	{field: "timeout_seconds", name: "timeout-seconds", usage: "the run's deadline; past it the run ends Failed with its figures so far"},
+	{field: "thresholds.max_duration_seconds", name: "max-duration-seconds", usage: "threshold: the run fails if it takes longer, health check to cleanup", defaultText: notChecked},
+	{field: "thresholds.min_throughput_msgs_per_sec", name: "min-throughput-msgs-per-sec", usage: "threshold: the run fails if fewer messages a second cross the pipeline end to end", defaultText: notChecked},
+	{field: "thresholds.max_p99_latency_seconds", name: "max-p99-latency-seconds", usage: "threshold: the run fails if the end-to-end latency's p99 is higher", defaultText: notChecked},
+	{field: "thresholds.max_p999_latency_seconds", name: "max-p999-latency-seconds", usage: "threshold: the run fails if the end-to-end latency's p99.9 is higher", defaultText: notChecked},
+	{field: "thresholds.max_lag_messages", name: "max-lag-messages", usage: "threshold: the run fails if a consumer lag of the run rose higher", defaultText: notChecked},
+	{field: "thresholds.max_backpressure_hold_seconds", name: "max-backpressure-hold-seconds", usage: "threshold: the run fails if production was held for lag longer, all holds together", defaultText: notChecked},
+	{field: "thresholds.max_http_retries", name: "max-http-retries", usage: "threshold: the run fails if more HTTP requests to the endpoint were sent again", defaultText: notChecked},
 }
+
+// notChecked is the default of every threshold.
+const notChecked = "not checked"
 
 // jsonOnlyFields are the PipelineInput fields without a flag, and why.
 var jsonOnlyFields = map[string]string{
@@ -104,6 +120,8 @@ func (f *inputFlags) register(fs *pflag.FlagSet, withRunID bool) {
 			fs.Int64Var(p, flag.name, 0, usage)
 		case *float64:
 			fs.Float64Var(p, flag.name, 0, usage)
+		case *map[string]string:
+			fs.StringToStringVar(p, flag.name, nil, usage)
 		default:
 			panic(fmt.Sprintf("starter: PipelineInput field %s: no flag for type %T", flag.field, p))
 		}
@@ -112,15 +130,20 @@ func (f *inputFlags) register(fs *pflag.FlagSet, withRunID bool) {
 	fs.StringVar(&f.inputFile, "input-file", "", "file with the PipelineInput JSON ('-' for stdin)")
 }
 
-// inputFieldIndex finds the PipelineInput field with the JSON name field.
+// inputFieldIndex finds the PipelineInput field with the JSON name field,
+// or the JSON path of a nested one (thresholds.max_http_retries).
 func inputFieldIndex(field string) []int {
 	t := reflect.TypeFor[workflows.PipelineInput]()
-	for i := range t.NumField() {
-		if jsonName(t.Field(i)) == field {
-			return t.Field(i).Index
+	var index []int
+	for name := range strings.SplitSeq(field, ".") {
+		fields := reflect.VisibleFields(t)
+		i := slices.IndexFunc(fields, func(f reflect.StructField) bool { return jsonName(f) == name })
+		if i < 0 {
+			panic(fmt.Sprintf("starter: PipelineInput has no field %q", field))
 		}
+		index, t = append(index, fields[i].Index...), fields[i].Type
 	}
-	panic(fmt.Sprintf("starter: PipelineInput has no field %q", field))
+	return index
 }
 
 // jsonName is the name a struct field has in JSON.

@@ -37,7 +37,7 @@ func TestNoFlagsSendsEmptyInput(t *testing.T) {
 	}
 	// A zero input lets the workflow apply every default, exactly as the
 	// UI's empty form or `temporal workflow start --input '{}'` does.
-	if in != (workflows.PipelineInput{}) {
+	if !reflect.DeepEqual(in, workflows.PipelineInput{}) {
 		t.Errorf("input = %+v, want the zero input", in)
 	}
 }
@@ -48,7 +48,11 @@ func TestFlagsMapToInputFields(t *testing.T) {
 		"--chunk-size", "2000", "--chunk-concurrency", "3", "--batch-size", "250", "--token-renew-every", "1000",
 		"--rate", "2500.5", "--rate-per-queue", "80", "--lag-threshold", "5000", "--flink-parallelism", "4",
 		"--lag-threshold-seconds", "7.5", "--lag-resume-seconds", "3",
-		"--verify-idle-seconds", "30", "--keep-topics", "--run-id", "ci-42")
+		"--verify-idle-seconds", "30", "--keep-topics", "--run-id", "ci-42",
+		"--replication-factor", "2", "--min-insync-replicas", "1", "--topic-config", "retention.ms=3600000,compression.type=lz4", "--topic-config", "cleanup.policy=delete",
+		"--max-duration-seconds", "600", "--min-throughput-msgs-per-sec", "2000", "--max-p99-latency-seconds", "15",
+		"--max-p999-latency-seconds", "30", "--max-lag-messages", "500000", "--max-backpressure-hold-seconds", "60",
+		"--max-http-retries", "100")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +62,14 @@ func TestFlagsMapToInputFields(t *testing.T) {
 		RatePerSecond: 2500.5, RatePerQueue: 80, LagThreshold: 5000, FlinkParallelism: 4,
 		LagThresholdSeconds: 7.5, LagResumeSeconds: 3,
 		VerifyIdleSeconds: 30, KeepTopics: true,
+		ReplicationFactor: 2, MinInsyncReplicas: 1,
+		TopicConfigs: map[string]string{"retention.ms": "3600000", "compression.type": "lz4", "cleanup.policy": "delete"},
+		Thresholds: workflows.Thresholds{
+			MaxDurationSeconds: 600, MinThroughputMsgsPerSec: 2000, MaxP99LatencySeconds: 15, MaxP999LatencySeconds: 30,
+			MaxLagMessages: 500_000, MaxBackpressureHoldSeconds: 60, MaxHTTPRetries: 100,
+		},
 	}
-	if in != want {
+	if !reflect.DeepEqual(in, want) {
 		t.Errorf("input = %+v\nwant    %+v", in, want)
 	}
 }
@@ -89,22 +99,29 @@ func TestEveryInputFieldHasAFlag(t *testing.T) {
 		flagged[f.field], names[f.name] = f.name, true
 	}
 	fields := map[string]bool{}
-	typ := reflect.TypeFor[workflows.PipelineInput]()
-	for i := range typ.NumField() {
-		if !typ.Field(i).IsExported() {
-			continue
-		}
-		field := jsonName(typ.Field(i))
-		fields[field] = true
-		_, hasFlag := flagged[field]
-		_, jsonOnly := jsonOnlyFields[field]
-		switch {
-		case hasFlag && jsonOnly:
-			t.Errorf("PipelineInput.%s (%s) has a flag and is listed as JSON only", typ.Field(i).Name, field)
-		case !hasFlag && !jsonOnly:
-			t.Errorf("PipelineInput.%s (%s) has no flag: add it to inputFlagTable, or to jsonOnlyFields with the reason", typ.Field(i).Name, field)
+	// A struct field that is not JSON only (thresholds) has a flag for
+	// each of its own fields.
+	var check func(typ reflect.Type, prefix string)
+	check = func(typ reflect.Type, prefix string) {
+		for i := range typ.NumField() {
+			if !typ.Field(i).IsExported() {
+				continue
+			}
+			field := prefix + jsonName(typ.Field(i))
+			fields[field] = true
+			_, hasFlag := flagged[field]
+			_, jsonOnly := jsonOnlyFields[field]
+			switch {
+			case hasFlag && jsonOnly:
+				t.Errorf("PipelineInput field %s has a flag and is listed as JSON only", field)
+			case !hasFlag && !jsonOnly && typ.Field(i).Type.Kind() == reflect.Struct:
+				check(typ.Field(i).Type, field+".")
+			case !hasFlag && !jsonOnly:
+				t.Errorf("PipelineInput field %s has no flag: add it to inputFlagTable, or to jsonOnlyFields with the reason", field)
+			}
 		}
 	}
+	check(reflect.TypeFor[workflows.PipelineInput](), "")
 	for field := range flagged {
 		if !fields[field] {
 			t.Errorf("inputFlagTable names %s, which PipelineInput does not have", field)
@@ -128,6 +145,8 @@ func TestEveryFlagSetsItsField(t *testing.T) {
 			arg = "--" + f.name
 		case reflect.String:
 			arg = "--" + f.name + "=ci-7"
+		case reflect.Map:
+			arg = "--" + f.name + "=retention.ms=7"
 		}
 		in, err := buildInput(t, arg)
 		if err != nil {
@@ -148,10 +167,11 @@ func TestFlagHelpShowsTheWorkflowDefaults(t *testing.T) {
 	cmd := &cobra.Command{Use: "test"}
 	f.register(cmd.Flags(), true)
 	for name, want := range map[string]string{
-		"messages":   "(default 1,000,000)",
-		"rate":       "(default 50,000)",
-		"lag-resume": "(default half of --lag-threshold)",
-		"run-id":     "(default the workflow id)",
+		"messages":                "(default 1,000,000)",
+		"rate":                    "(default 50,000)",
+		"lag-resume":              "(default half of --lag-threshold)",
+		"run-id":                  "(default the workflow id)",
+		"max-p99-latency-seconds": "(default not checked)",
 	} {
 		if usage := cmd.Flags().Lookup(name).Usage; !strings.HasSuffix(usage, want) {
 			t.Errorf("--%s help %q does not end with %q", name, usage, want)
@@ -181,6 +201,10 @@ func TestValidateInputNamesTheFlagOrTheField(t *testing.T) {
 	}
 	if err := validateInput(cmd.Flags(), workflows.PipelineInput{}, "wf"); err != nil {
 		t.Errorf("the empty input: %v", err)
+	}
+	negative := workflows.PipelineInput{Thresholds: workflows.Thresholds{MaxLagMessages: -5}}
+	if err := validateInput(cmd.Flags(), negative, "wf"); err == nil || !strings.HasPrefix(err.Error(), "invalid input: thresholds.max_lag_messages -5: ") {
+		t.Errorf("error %v: want the threshold's JSON path named", err)
 	}
 }
 

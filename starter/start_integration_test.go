@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +72,7 @@ func TestStartStatusAndRunAgainstTemporal(t *testing.T) {
 	if err := converter.GetDefaultDataConverter().FromPayload(payloads[0], &sent); err != nil {
 		t.Fatal(err)
 	}
-	if sent != (workflows.PipelineInput{Messages: 200, KeepTopics: true}) {
+	if !reflect.DeepEqual(sent, workflows.PipelineInput{Messages: 200, KeepTopics: true}) {
 		t.Errorf("input sent = %+v", sent)
 	}
 

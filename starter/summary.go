@@ -38,7 +38,12 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	for _, p := range v.Problems {
 		fmt.Fprintf(tw, "problem\t%s\n", p)
 	}
-	fmt.Fprintf(tw, "end-to-end latency\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms\n", m.Latency.P50, m.Latency.P95, m.Latency.P99, m.Latency.Max)
+	fmt.Fprintf(tw, "end-to-end latency\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms, p99.9 %.0f ms, max %.0f ms\n",
+		m.Latency.P50, m.Latency.P95, m.Latency.P99, m.Latency.P999, m.Latency.Max)
+	if m.EndToEndPerSecond > 0 {
+		fmt.Fprintf(tw, "end-to-end throughput\t%s msg/s (first produced to last arrived: %s)\n",
+			commas(int64(m.EndToEndPerSecond)), millis(m.Verification.FlowMillis))
+	}
 	fmt.Fprintf(tw, "http\t%s batches, %s retries\n", commas(int64(m.HTTPBatches)), commas(int64(m.HTTPRetries)))
 	fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
 	fmt.Fprintf(tw, "production chunks\t%d resumed\n", m.ChunksResumed)
@@ -66,6 +71,7 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 		_ = tw.Flush()
 	}
 	printHops(w, m.Hops, m.Verification.Expected)
+	printThresholds(w, m.Thresholds)
 	if len(m.Health) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "health:")
@@ -87,6 +93,25 @@ func describeBackpressure(b workflows.Backpressure) string {
 			commas(int64(b.DrainRates.Enrich)), commas(int64(b.DrainRates.Deliver)), commas(int64(b.DrainRates.Split)))
 	}
 	return line
+}
+
+// printThresholds shows each threshold the run was held to, with what it
+// measured, so a reader sees how close a passing run came, too.
+func printThresholds(w io.Writer, checks []workflows.ThresholdCheck) {
+	if len(checks) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "threshold\tmeasured\tlimit\tverdict")
+	for _, c := range checks {
+		verdict := "kept"
+		if !c.Passed {
+			verdict = "BROKEN"
+		}
+		fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\n", c.What, c.Field, c.MeasuredText(), c.LimitText(), verdict)
+	}
+	_ = tw.Flush()
 }
 
 // printHops shows the hop table: every hop of the run counted per seq, so

@@ -84,3 +84,31 @@ func TestProgressLineShowsLagInSeconds(t *testing.T) {
 		t.Errorf("with seconds: %q", got)
 	}
 }
+
+func TestSummaryPrintsTheThresholdTable(t *testing.T) {
+	result := workflows.PipelineResult{Status: workflows.StatusFailed, Metrics: workflows.Metrics{
+		RunID: "r", Messages: 20_000, Verified: 20_000, FailedStage: workflows.FailedThresholds,
+		FailureMessage:    "thresholds broken: p99 latency 45.9 s > 15 s",
+		Latency:           verify.Percentiles{P50: 3_000, P95: 30_000, P99: 45_900, P999: 50_100, Max: 51_000},
+		EndToEndPerSecond: 2_500.4, Verification: verify.Result{Expected: 20_000, Unique: 20_000, FlowMillis: 8_000},
+		Thresholds: []workflows.ThresholdCheck{
+			{Field: "max_p99_latency_seconds", What: "p99 latency", Measured: 45.9, Limit: 15, Unit: "s"},
+			{Field: "min_throughput_msgs_per_sec", What: "end-to-end throughput", Measured: 2_500.4, Limit: 2_000, Unit: "msg/s", Passed: true},
+		},
+	}}
+	var out bytes.Buffer
+	printResult(&out, result)
+	t.Logf("\n%s", out.String())
+	for _, want := range []string{
+		"failed in stage        thresholds",
+		"p50 3000 ms, p95 30000 ms, p99 45900 ms, p99.9 50100 ms, max 51000 ms",
+		"end-to-end throughput  2,500 msg/s (first produced to last arrived: 8s)",
+		"threshold                                            measured      limit          verdict",
+		"p99 latency (max_p99_latency_seconds)                45.9 s        <= 15 s        BROKEN",
+		"end-to-end throughput (min_throughput_msgs_per_sec)  2500.4 msg/s  >= 2000 msg/s  kept",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+}

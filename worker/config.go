@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/internal/envconf"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
@@ -48,7 +49,9 @@ type config struct {
 	kafkaBrokers []string
 	kafka        kafkaconn.Settings
 	// kafkaOptions apply kafka to every client the worker makes.
-	kafkaOptions  []kgo.Opt
+	kafkaOptions []kgo.Opt
+	// flinkKafka is kafka as the Flink jobs' Kafka clients use it.
+	flinkKafka    flink.Kafka
 	flinkURL      string
 	sqlGatewayURL string
 	endpointURL   string
@@ -104,6 +107,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&cfg.temporal.Namespace, "temporal-namespace", "", "Temporal namespace (default: $TEMPORAL_NAMESPACE, the temporal.toml profile, or "+localstack.TemporalNamespace+")")
 	fs.StringVar(&cfg.taskQueue, "task-queue", localstack.TaskQueue, "task queue the worker polls")
 	fs.StringVar(&brokers, "kafka-brokers", strings.Join(local.KafkaBrokers, ","), "comma-separated Kafka seed brokers ($"+localstack.EnvKafkaBrokers+")")
+	flinkEnv := registerFlinkKafkaFlags(fs, getenv)
 	fs.StringVar(&cfg.flinkURL, "flink-url", local.FlinkURL, "Flink REST URL ($"+localstack.EnvFlinkURL+")")
 	fs.StringVar(&cfg.sqlGatewayURL, "sql-gateway-url", local.SQLGatewayURL, "Flink SQL Gateway URL ($"+localstack.EnvSQLGatewayURL+")")
 	fs.StringVar(&cfg.endpointURL, "endpoint-url", local.EndpointURL, "HTTP batch endpoint URL ($"+localstack.EnvEndpointURL+")")
@@ -148,12 +152,12 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		return config{}, usagef("unexpected argument %q: the worker takes flags only", fs.Arg(0))
 	}
 
-	return cfg.complete(getenv, brokers, unsealKeyFiles)
+	return cfg.complete(getenv, flinkEnv, brokers, unsealKeyFiles)
 }
 
 // complete checks the parsed flags and reads what only the environment
 // holds (secrets, Kafka security).
-func (cfg config) complete(getenv func(string) string, brokers, unsealKeyFiles string) (config, error) {
+func (cfg config) complete(getenv, flinkEnv func(string) string, brokers, unsealKeyFiles string) (config, error) {
 	cfg.kafkaBrokers = envconf.SplitList(brokers)
 	cfg.tokenUnsealKeyFiles = envconf.SplitList(unsealKeyFiles)
 	if len(cfg.tokenUnsealKeyFiles) > 0 && cfg.tokenKeyFile == "" {
@@ -182,6 +186,9 @@ func (cfg config) complete(getenv func(string) string, brokers, unsealKeyFiles s
 	if cfg.kafkaOptions, err = cfg.kafka.ClientOptions(); err != nil {
 		return config{}, usageError{err}
 	}
+	if cfg.flinkKafka, err = flink.KafkaFromEnv(flinkEnv, cfg.kafka, cfg.kafkaBrokers); err != nil {
+		return config{}, usageError{err}
+	}
 	return cfg, nil
 }
 
@@ -199,6 +206,44 @@ func environmentHelp() string {
 		fmt.Fprintf(&b, "  %s\n", name)
 	}
 	return b.String()
+}
+
+// registerFlinkKafkaFlags adds the flags of Flink's own view of Kafka and
+// returns the getenv that flink.KafkaFromEnv reads them with: a flag given
+// wins over its FLOWPROOF_FLINK_KAFKA_* variable, and both unset take the
+// worker's own settings.
+func registerFlinkKafkaFlags(fs *flag.FlagSet, getenv func(string) string) func(string) string {
+	flags := map[string]*string{}
+	for _, f := range []struct{ name, env, usage string }{
+		{"flink-kafka-brokers", kafkaconn.EnvFlinkBrokers, "comma-separated Kafka seed brokers as Flink reaches them (default: -kafka-brokers)"},
+		{"flink-kafka-tls-ca-file", kafkaconn.EnvFlinkTLSCAFile, "the Kafka CA file's path on Flink's hosts (default: $" + kafkaconn.EnvTLSCAFile + ")"},
+		{"flink-kafka-tls-keystore-file", kafkaconn.EnvFlinkTLSKeystoreFile, "with a client certificate: one PEM file on Flink's hosts with the PKCS#8 key and the certificate chain (default: $" + kafkaconn.EnvTLSCertFile + " when it holds the key too)"},
+		{"flink-kafka-properties-file", kafkaconn.EnvFlinkPropertiesFile, "Java properties file of more Kafka client settings for every Kafka table of the Flink jobs"},
+	} {
+		flags[f.env] = fs.String(f.name, "", f.usage+" ($"+f.env+")")
+	}
+	return func(key string) string {
+		if v, ok := flags[key]; ok && strings.TrimSpace(*v) != "" {
+			return *v
+		}
+		return getenv(key)
+	}
+}
+
+// flinkServerNameWarning says, when the worker checks the brokers'
+// certificates against a name of its own, that Flink's Kafka client cannot:
+// it checks them against the addresses it dials, and the jobs fail unless
+// those are names the certificates carry or the check is turned off.
+func (cfg config) flinkServerNameWarning() string {
+	if cfg.kafka.ServerName == "" {
+		return ""
+	}
+	if _, set := cfg.flinkKafka.Properties["ssl.endpoint.identification.algorithm"]; set {
+		return ""
+	}
+	return fmt.Sprintf("%s is %q, which Flink's Kafka client cannot be given: it checks the brokers' certificates against %s; "+
+		"give Flink addresses the certificates name (%s) or set ssl.endpoint.identification.algorithm in %s",
+		kafkaconn.EnvTLSServerName, cfg.kafka.ServerName, strings.Join(cfg.flinkKafka.Brokers, ","), kafkaconn.EnvFlinkBrokers, kafkaconn.EnvFlinkPropertiesFile)
 }
 
 // checkSettings checks the settings that need no I/O to be judged.

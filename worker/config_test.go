@@ -292,3 +292,60 @@ func TestTokenKeyRingFromFiles(t *testing.T) {
 }
 
 // selfSignedCAPEM makes a throwaway CA certificate for the pool tests.
+
+// Flink reaches Kafka at the worker's brokers unless told otherwise, by
+// flag over environment; the properties file's entries reach the jobs and
+// a key the jobs own is refused at start.
+func TestFlinkKafkaSettings(t *testing.T) {
+	cfg, err := parseConfig([]string{"-kafka-brokers", "k1:9092"}, envMap(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.flinkKafka.Brokers, ","); got != "k1:9092" || len(cfg.flinkKafka.Properties) != 0 {
+		t.Errorf("Flink's Kafka = %+v, want the worker's brokers and no properties", cfg.flinkKafka)
+	}
+
+	props := filepath.Join(t.TempDir(), "flink-kafka.properties")
+	if err := os.WriteFile(props, []byte("client.dns.lookup=use_all_dns_ips\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := envMap(map[string]string{kafkaconn.EnvFlinkBrokers: "env:9092", kafkaconn.EnvFlinkPropertiesFile: props})
+	cfg, err = parseConfig([]string{"-kafka-brokers", "k1:9092", "-flink-kafka-brokers", "flag-1:9092,flag-2:9092"}, env, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.flinkKafka.Brokers, ","); got != "flag-1:9092,flag-2:9092" || cfg.flinkKafka.Properties["client.dns.lookup"] != "use_all_dns_ips" {
+		t.Errorf("Flink's Kafka = %+v, want the flag's brokers and the file's property", cfg.flinkKafka)
+	}
+
+	if err := os.WriteFile(props, []byte("group.id=mine\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = parseConfig([]string{"-flink-kafka-properties-file", props}, envMap(nil), &bytes.Buffer{})
+	var usage usageError
+	if !errors.As(err, &usage) || !strings.Contains(err.Error(), "group.id are set by the jobs themselves") {
+		t.Errorf("a properties file setting group.id: %v, want a usage error naming the key", err)
+	}
+}
+
+func TestFlinkServerNameWarning(t *testing.T) {
+	env := map[string]string{kafkaconn.EnvTLS: "1", kafkaconn.EnvTLSServerName: "kafka.internal"}
+	cfg, err := parseConfig([]string{"-kafka-brokers", "10.0.0.1:9093"}, envMap(env), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.flinkServerNameWarning(); !strings.Contains(w, "kafka.internal") || !strings.Contains(w, "10.0.0.1:9093") {
+		t.Errorf("warning %q: want the server name and Flink's brokers", w)
+	}
+	props := filepath.Join(t.TempDir(), "flink.properties")
+	if err := os.WriteFile(props, []byte("ssl.endpoint.identification.algorithm=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env[kafkaconn.EnvFlinkPropertiesFile] = props
+	if cfg, err = parseConfig(nil, envMap(env), &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.flinkServerNameWarning(); w != "" {
+		t.Errorf("warning %q although the properties file settles the check", w)
+	}
+}

@@ -14,7 +14,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -156,28 +158,14 @@ func serve(cfg config, logger *zap.Logger) error {
 	})
 	workflows.Register(w, acts)
 
-	fields := []zap.Field{
-		zap.String("temporal_address", clientOpts.HostPort),
-		zap.String("temporal_namespace", clientOpts.Namespace),
-		zap.String("temporal_connection", temporalclient.Describe(clientOpts)),
-		zap.String("task_queue", cfg.taskQueue),
-		zap.Strings("kafka_brokers", cfg.kafkaBrokers),
-		zap.String("kafka_security", cfg.kafka.Describe()),
-		zap.String("flink_url", cfg.flinkURL),
-		zap.String("sql_gateway_url", cfg.sqlGatewayURL),
-		zap.String("endpoint_url", cfg.endpointURL),
-		zap.String("token_url", cfg.tokenURL),
-		zap.String("token_client_id", cfg.tokenClientID),
-		zap.String("token_key_file", tokenKeys.file),
-		zap.Strings("token_unseal_key_files", cfg.tokenUnsealKeyFiles),
-		zap.Strings("token_key_ids", tokenKeys.ids),
-		zap.Int("max_concurrent_activities", cfg.maxActivities),
-		zap.Int("max_concurrent_workflow_tasks", cfg.maxWorkflowTasks),
-	}
+	fields := cfg.startFields(clientOpts, tokenKeys)
 	if metrics != nil {
 		fields = append(fields, zap.String("metrics_url", metrics.URL()))
 	}
 	logger.Info("worker starting", fields...)
+	if warning := cfg.flinkServerNameWarning(); warning != "" {
+		logger.Warn(warning)
+	}
 
 	// runWorker returns once SIGINT or SIGTERM arrived, the worker stopped
 	// polling, and its running activities finished or, cancelled by
@@ -190,6 +178,32 @@ func serve(cfg config, logger *zap.Logger) error {
 	return nil
 }
 
+// startFields describe the worker's settings for its start-up log line,
+// without any secret.
+func (cfg config) startFields(clientOpts client.Options, tokenKeys tokenKeyRing) []zap.Field {
+	return []zap.Field{
+		zap.String("temporal_address", clientOpts.HostPort),
+		zap.String("temporal_namespace", clientOpts.Namespace),
+		zap.String("temporal_connection", temporalclient.Describe(clientOpts)),
+		zap.String("task_queue", cfg.taskQueue),
+		zap.Strings("kafka_brokers", cfg.kafkaBrokers),
+		zap.String("kafka_security", cfg.kafka.Describe()),
+		zap.Strings("flink_kafka_brokers", cfg.flinkKafka.Brokers),
+		// Names only: values may be credentials.
+		zap.Strings("flink_kafka_properties", slices.Sorted(maps.Keys(cfg.flinkKafka.Properties))),
+		zap.String("flink_url", cfg.flinkURL),
+		zap.String("sql_gateway_url", cfg.sqlGatewayURL),
+		zap.String("endpoint_url", cfg.endpointURL),
+		zap.String("token_url", cfg.tokenURL),
+		zap.String("token_client_id", cfg.tokenClientID),
+		zap.String("token_key_file", tokenKeys.file),
+		zap.Strings("token_unseal_key_files", cfg.tokenUnsealKeyFiles),
+		zap.Strings("token_key_ids", tokenKeys.ids),
+		zap.Int("max_concurrent_activities", cfg.maxActivities),
+		zap.Int("max_concurrent_workflow_tasks", cfg.maxWorkflowTasks),
+	}
+}
+
 // activitiesConfig is the part of cfg the activities use, with what they
 // need of the worker: its Temporal client options, token keys and the
 // recorder its /metrics serves.
@@ -198,6 +212,7 @@ func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRi
 		KafkaBrokers:         cfg.kafkaBrokers,
 		KafkaOptions:         cfg.kafkaOptions,
 		KafkaSecurity:        cfg.kafka,
+		FlinkKafka:           cfg.flinkKafka,
 		FlinkURL:             cfg.flinkURL,
 		SQLGatewayURL:        cfg.sqlGatewayURL,
 		Temporal:             temporal,

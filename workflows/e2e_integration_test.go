@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
@@ -64,9 +65,8 @@ func startWorker(t *testing.T) *e2e {
 	require.NoError(t, err)
 	c, err := client.Dial(clientOpts)
 	require.NoError(t, err, "dial Temporal: is the local stack up (make up)?")
-	kafkaSecurity, err := kafkaconn.FromEnv(os.Getenv)
-	require.NoError(t, err)
-	kafkaOptions, err := kafkaSecurity.ClientOptions()
+	kafkaSecurity, kafkaOptions := stackKafkaSecurity(t)
+	flinkKafka, err := flink.KafkaFromEnv(os.Getenv, kafkaSecurity, addrs.KafkaBrokers)
 	require.NoError(t, err)
 
 	key := make([]byte, 32)
@@ -75,6 +75,7 @@ func startWorker(t *testing.T) *e2e {
 		KafkaBrokers:         addrs.KafkaBrokers,
 		KafkaOptions:         kafkaOptions,
 		KafkaSecurity:        kafkaSecurity,
+		FlinkKafka:           flinkKafka,
 		FlinkURL:             addrs.FlinkURL,
 		SQLGatewayURL:        addrs.SQLGatewayURL,
 		Temporal:             clientOpts,
@@ -247,12 +248,30 @@ func TestEndToEnd(t *testing.T) {
 
 func groupGone(t *testing.T, ctx context.Context, group string) bool {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...))
-	require.NoError(t, err)
+	cl := stackKafkaClient(t)
 	defer cl.Close()
 	groups, err := kadm.NewClient(cl).ListGroups(ctx)
 	require.NoError(t, err)
 	return !slices.Contains(groups.Groups(), group)
+}
+
+// stackKafkaSecurity is the stack's Kafka security as the environment says
+// (stackctl env), so that the test runs on either profile of the stack.
+func stackKafkaSecurity(t *testing.T) (kafkaconn.Settings, []kgo.Opt) {
+	t.Helper()
+	security, err := kafkaconn.FromEnv(os.Getenv)
+	require.NoError(t, err)
+	opts, err := security.ClientOptions()
+	require.NoError(t, err)
+	return security, opts
+}
+
+func stackKafkaClient(t *testing.T) *kgo.Client {
+	t.Helper()
+	_, security := stackKafkaSecurity(t)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...)}, security...)...)
+	require.NoError(t, err)
+	return cl
 }
 
 // quietLogger keeps the SDK's debug lines out of the test output.
@@ -269,8 +288,7 @@ func observedLogger(observed zapcore.Core) tlog.Logger {
 
 func topicGone(t *testing.T, ctx context.Context, topic string) bool {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...))
-	require.NoError(t, err)
+	cl := stackKafkaClient(t)
 	defer cl.Close()
 	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
 	require.NoError(t, err)

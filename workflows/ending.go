@@ -12,10 +12,23 @@ import (
 	"github.com/flowproof/flowproof/internal/errtype"
 )
 
+// FailedThresholds is the FailedStage of a run whose messages all arrived
+// exactly once but whose figures broke a threshold of its input.
+const FailedThresholds = "thresholds"
+
 // conclude judges the run and records why it failed, if it did, with the
-// stage it failed in and the counts so far.
+// stage it failed in and the counts so far. Once verification ran, the
+// input's thresholds are held against the run's figures (duration
+// included, so after cleanup) and every broken one is named. Judging is
+// pure computation on the result, and runs recorded before thresholds
+// existed have none set, so they replay unchanged without a version gate.
 func (p *pipeline) conclude(ctx workflow.Context, verified verify.Result, runErr, cleanupErr error) Status {
 	status := StatusFailed
+	verificationRan := runErr == nil && !p.timedOut
+	if verificationRan {
+		p.metrics.Thresholds = p.in.Thresholds.evaluate(p.metrics)
+	}
+	broken := brokenThresholds(p.metrics.Thresholds)
 	switch {
 	case p.timedOut:
 		p.metrics.FailedStage = p.failedStage
@@ -30,7 +43,10 @@ func (p *pipeline) conclude(ctx workflow.Context, verified verify.Result, runErr
 		p.metrics.FailureMessage = runErr.Error()
 	case !verified.Passed():
 		p.metrics.FailedStage = StageVerify
-		p.metrics.FailureMessage = verificationFailure(verified)
+		p.metrics.FailureMessage = strings.TrimSuffix(verificationFailure(verified)+"; "+broken, "; ")
+	case broken != "":
+		p.metrics.FailedStage = FailedThresholds
+		p.metrics.FailureMessage = broken
 	default:
 		status = StatusSucceeded
 	}
@@ -59,6 +75,8 @@ func (p *pipeline) endingError(result PipelineResult, runErr error) error {
 	switch {
 	case p.timedOut:
 		errType = errtype.RunTimedOut
+	case runErr == nil && result.Metrics.FailedStage == FailedThresholds:
+		errType = errtype.ThresholdsBroken
 	case runErr == nil:
 		errType = errtype.VerificationFailed
 	case errors.As(runErr, &appErr) && appErr.Type() != "":

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/kafkaadmin"
 	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/flinksql"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -37,17 +38,17 @@ const (
 	DefaultLagThresholdSeconds       = 5
 	DefaultFlinkParallelism          = 2
 	DefaultCheckpointIntervalSeconds = 5
-	DefaultBrokers                   = 3
+	DefaultReplicationFactor         = 3
 	DefaultTaskManagers              = 1
 	DefaultVerifyIdleSeconds         = 120
 	DefaultFlinkWatchSeconds         = 10
 	DefaultMaxFlinkRestarts          = 3
+	// DefaultMinInsyncReplicas lets one broker of three be down while
+	// every write still reaches two; with fewer replicas the default is 1.
+	DefaultMinInsyncReplicas = 2
 )
 
 const (
-	// replicationFactor of every topic of a run; the health stage requires
-	// at least this many brokers.
-	replicationFactor = 3
 	// maxBatchSize is what the reference endpoint accepts in one request.
 	maxBatchSize = 1_000
 	// maxLagThresholdSeconds is a day of lag, past any run's deadline: a
@@ -92,7 +93,12 @@ func (in PipelineInput) WithDefaults(workflowID string) PipelineInput {
 	setDefault(&in.LagResumeSeconds, in.LagThresholdSeconds/2)
 	setDefault(&in.FlinkParallelism, DefaultFlinkParallelism)
 	setDefault(&in.CheckpointIntervalSeconds, DefaultCheckpointIntervalSeconds)
-	setDefault(&in.Brokers, DefaultBrokers)
+	setDefault(&in.ReplicationFactor, DefaultReplicationFactor)
+	if in.ReplicationFactor >= 3 {
+		setDefault(&in.MinInsyncReplicas, DefaultMinInsyncReplicas)
+	}
+	setDefault(&in.MinInsyncReplicas, 1)
+	setDefault(&in.Brokers, in.ReplicationFactor)
 	setDefault(&in.TaskManagers, DefaultTaskManagers)
 	setDefault(&in.VerifyIdleSeconds, DefaultVerifyIdleSeconds)
 	setDefault(&in.FlinkWatchSeconds, DefaultFlinkWatchSeconds)
@@ -169,7 +175,9 @@ func (in PipelineInput) Validate() error {
 		{in.LagResumeSeconds > 0 && in.LagResumeSeconds <= in.LagThresholdSeconds, "lag_resume_seconds", "must be positive and at most lag_threshold_seconds", in.LagResumeSeconds},
 		{in.FlinkParallelism >= 1 && in.FlinkParallelism <= 64, "flink_parallelism", "must be between 1 and 64", in.FlinkParallelism},
 		{in.CheckpointIntervalSeconds >= 1 && in.CheckpointIntervalSeconds <= 600, "checkpoint_interval_seconds", "must be between 1 and 600", in.CheckpointIntervalSeconds},
-		{in.Brokers >= replicationFactor, "brokers", fmt.Sprintf("must be at least the replication factor %d", replicationFactor), in.Brokers},
+		{in.ReplicationFactor >= 1 && in.ReplicationFactor <= kafkaadmin.MaxReplicationFactor, "replication_factor", fmt.Sprintf("must be between 1 and %d", kafkaadmin.MaxReplicationFactor), in.ReplicationFactor},
+		{in.MinInsyncReplicas >= 1 && in.MinInsyncReplicas <= in.ReplicationFactor, "min_insync_replicas", fmt.Sprintf("must be between 1 and replication_factor %d", in.ReplicationFactor), in.MinInsyncReplicas},
+		{in.Brokers >= in.ReplicationFactor, "brokers", fmt.Sprintf("must be at least replication_factor %d", in.ReplicationFactor), in.Brokers},
 		{in.TaskManagers >= 1, "task_managers", "must be at least 1", in.TaskManagers},
 		{in.VerifyIdleSeconds >= 1 && in.VerifyIdleSeconds <= int(verify.MaxIdleTimeout/time.Second), "verify_idle_seconds", fmt.Sprintf("must be between 1 and %.0f", verify.MaxIdleTimeout.Seconds()), in.VerifyIdleSeconds},
 		{in.FlinkWatchSeconds >= 1 && in.FlinkWatchSeconds <= 300, "flink_watch_seconds", "must be between 1 and 300", in.FlinkWatchSeconds},
@@ -183,6 +191,15 @@ func (in PipelineInput) Validate() error {
 		}
 	}
 	if err := in.validateTopics(); err != nil {
+		return err
+	}
+	// CheckTopicConfigs reads the map's keys in sorted order, so which
+	// config it refuses first does not depend on map iteration.
+	//workflowcheck:ignore
+	if err := kafkaadmin.CheckTopicConfigs(in.TopicConfigs); err != nil {
+		return err
+	}
+	if err := in.Thresholds.validate(); err != nil {
 		return err
 	}
 	return in.checkAcrossFields()

@@ -93,3 +93,67 @@ func TestKnownFieldsDecodeAsBefore(t *testing.T) {
 		t.Errorf("null input: %v", err)
 	}
 }
+
+func TestClusterSettingsDefaults(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		in                  PipelineInput
+		rf, minISR, brokers int
+	}{
+		{"none set", PipelineInput{}, 3, 2, 3},
+		{"one broker", PipelineInput{ReplicationFactor: 1}, 1, 1, 1},
+		{"two replicas", PipelineInput{ReplicationFactor: 2}, 2, 1, 2},
+		{"five replicas", PipelineInput{ReplicationFactor: 5}, 5, 2, 5},
+		{"all set", PipelineInput{ReplicationFactor: 2, MinInsyncReplicas: 2, Brokers: 4}, 2, 2, 4},
+	} {
+		got := c.in.WithDefaults("wf")
+		if got.ReplicationFactor != c.rf || got.MinInsyncReplicas != c.minISR || got.Brokers != c.brokers {
+			t.Errorf("%s: replication_factor %d, min_insync_replicas %d, brokers %d; want %d, %d, %d",
+				c.name, got.ReplicationFactor, got.MinInsyncReplicas, got.Brokers, c.rf, c.minISR, c.brokers)
+		}
+		if err := got.Validate(); err != nil {
+			t.Errorf("%s: defaults refused: %v", c.name, err)
+		}
+	}
+	var decoded PipelineInput
+	if err := json.Unmarshal([]byte(`{"replication_factor": 2, "min_insync_replicas": 1, "topic_configs": {"retention.ms": "3600000"}}`), &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if decoded.ReplicationFactor != 2 || decoded.MinInsyncReplicas != 1 || decoded.TopicConfigs["retention.ms"] != "3600000" {
+		t.Errorf("decoded %+v", decoded)
+	}
+	if err := decoded.WithDefaults("wf").Validate(); err != nil {
+		t.Errorf("cluster settings refused: %v", err)
+	}
+}
+
+func TestClusterSettingsValidation(t *testing.T) {
+	for _, c := range []struct {
+		in   PipelineInput
+		want string
+	}{
+		{PipelineInput{ReplicationFactor: 2, MinInsyncReplicas: 3}, "invalid input: min_insync_replicas 3: must be between 1 and replication_factor 2"},
+		{PipelineInput{MinInsyncReplicas: -1}, "invalid input: min_insync_replicas -1: must be between 1"},
+		{PipelineInput{ReplicationFactor: -1}, "invalid input: replication_factor -1: must be between 1 and 32"},
+		{PipelineInput{ReplicationFactor: 33}, "invalid input: replication_factor 33"},
+		{PipelineInput{ReplicationFactor: 3, Brokers: 2}, "invalid input: brokers 2: must be at least replication_factor 3"},
+		{PipelineInput{TopicConfigs: map[string]string{"min.insync.replicas": "1"}}, "invalid input: topic_configs min.insync.replicas: set by flowproof: it is min_insync_replicas"},
+		{PipelineInput{TopicConfigs: map[string]string{"message.timestamp.type": "CreateTime"}}, "topic_configs message.timestamp.type: set by flowproof"},
+		{PipelineInput{TopicConfigs: map[string]string{"Retention MS": "1"}}, `topic_configs "Retention MS": a Kafka topic config name`},
+		{PipelineInput{TopicConfigs: map[string]string{"retention.ms": ""}}, "topic_configs retention.ms: the value is empty"},
+	} {
+		err := c.in.WithDefaults("wf").Validate()
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != errtype.InvalidInput || !appErr.NonRetryable() {
+			t.Errorf("%+v: error %v, want a non-retryable %s", c.in, err, errtype.InvalidInput)
+			continue
+		}
+		if !strings.Contains(appErr.Message(), c.want) {
+			t.Errorf("%+v: message %q, want %q", c.in, appErr.Message(), c.want)
+		}
+	}
+	ok := PipelineInput{TopicConfigs: map[string]string{"cleanup.policy": "delete", "compression.type": "lz4"}}
+	if err := ok.WithDefaults("wf").Validate(); err != nil {
+		t.Errorf("configs flowproof does not own refused: %v", err)
+	}
+}

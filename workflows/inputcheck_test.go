@@ -38,7 +38,7 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 		TokenRenewEvery: in.TokenRenewEvery, StallSeconds: max(300, 3*in.VerifyIdleSeconds),
 	}
 	submit := flink.SubmitInput{Names: names, Parallelism: in.FlinkParallelism, CheckpointIntervalMillis: int64(in.CheckpointIntervalSeconds) * 1000}
-	enrichJob, splitJob := flink.JobSettings(submit, []string{"127.0.0.1:19092"})
+	enrichJob, splitJob := flink.JobSettings(submit, flink.Kafka{Brokers: []string{"127.0.0.1:19092"}})
 	jobs := activities.FlinkJobsOf(names)
 	jobs.EnrichJobID, jobs.SplitJobID = strings.Repeat("a", 32), strings.Repeat("b", 32)
 
@@ -55,10 +55,12 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 		Names: names, MaxMessages: int(min(int64(in.TokenRenewEvery), in.Messages)), BatchSize: in.BatchSize,
 		Token: deliver.SealedToken{Sealed: []byte("sealed")}, IdleTimeoutMillis: segmentIdle.Milliseconds(),
 	}
+	prepare := kafkaadmin.PrepareTopicsInput{Names: names, Partitions: in.Partitions, DerivedPartitions: in.DerivedPartitions,
+		ReplicationFactor: in.ReplicationFactor, MinInsyncReplicas: in.MinInsyncReplicas, TopicConfigs: in.TopicConfigs}
 	return map[string]error{
 		"ProduceWorkflow":     prod.validate(),
 		"DeliverWorkflow":     del.validate(),
-		"PrepareTopics":       kafkaadmin.ValidatePrepareTopicsInput(kafkaadmin.PrepareTopicsInput{Names: names, Partitions: in.Partitions, DerivedPartitions: in.DerivedPartitions, ReplicationFactor: replicationFactor}),
+		"PrepareTopics":       kafkaadmin.ValidatePrepareTopicsInput(prepare),
 		"SubmitFlinkJobs":     flink.ValidateSubmitInput(submit),
 		"enrich job":          enrichJob.Validate(),
 		"split job":           splitJob.Validate(),
@@ -108,7 +110,8 @@ func TestValidatedInputsPassEveryChildAndActivityCheck(t *testing.T) {
 	if accepted < walks/50 {
 		t.Errorf("only %d of %d inputs accepted: the walk says little about valid inputs", accepted, walks)
 	}
-	for _, field := range []string{"chunk_size", "timeout_seconds", "lag_resume", "run_id", "messages", "verify_idle_seconds"} {
+	for _, field := range []string{"chunk_size", "timeout_seconds", "lag_resume", "run_id", "messages", "verify_idle_seconds",
+		"replication_factor", "min_insync_replicas", "brokers", "topic_configs"} {
 		if refusedBy[field] == 0 {
 			t.Errorf("no input was refused for %s: the walk does not reach that check", field)
 		}
@@ -155,11 +158,22 @@ func randomInput(r *rand.Rand) (PipelineInput, string) {
 		FlinkParallelism: whole(64), CheckpointIntervalSeconds: whole(600), Brokers: whole(5), TaskManagers: whole(4),
 		VerifyIdleSeconds: whole(3_600), TimeoutSeconds: whole(1e6), FlinkWatchSeconds: whole(300), MaxFlinkRestarts: whole(1_000),
 	}
+	// Most runs keep the cluster settings' defaults; drawn as often as
+	// the others, they would leave too few inputs accepted.
+	if r.IntN(4) == 0 {
+		in.ReplicationFactor, in.MinInsyncReplicas = whole(5), whole(5)
+	}
 	if r.IntN(4) == 0 {
 		in.RunID = randomName(r, 1+r.IntN(220))
 	}
 	if r.IntN(20) == 0 {
 		in.Topics.Raw = randomName(r, 1+r.IntN(260))
+	}
+	if r.IntN(10) == 0 {
+		in.TopicConfigs = map[string]string{"retention.ms": "86400000"}
+		if r.IntN(3) == 0 {
+			in.TopicConfigs[[]string{"min.insync.replicas", "message.timestamp.type", "Bad Name"}[r.IntN(3)]] = "1"
+		}
 	}
 	return in, "wf-" + randomName(r, r.IntN(220))
 }

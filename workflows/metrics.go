@@ -36,12 +36,16 @@ type Metrics struct {
 	HTTPRetries   int `json:"http_retries"`
 	// ChunksResumed counts produce chunks that an earlier attempt had
 	// already committed, so the attempt that reported them wrote nothing.
-	ChunksResumed  int                `json:"chunks_resumed"`
-	Backpressure   Backpressure       `json:"backpressure"`
-	Latency        verify.Percentiles `json:"latency"`
-	Verification   verify.Result      `json:"verification"`
-	TotalMillis    int64              `json:"total_ms"`
-	FailureMessage string             `json:"failure,omitempty"`
+	ChunksResumed int                `json:"chunks_resumed"`
+	Backpressure  Backpressure       `json:"backpressure"`
+	Latency       verify.Percentiles `json:"latency"`
+	// EndToEndPerSecond is verified messages per second of the run's flow,
+	// from the first message produced to the last arrival in the final
+	// topic (verify.Result.FlowMillis).
+	EndToEndPerSecond float64       `json:"end_to_end_per_second,omitempty"`
+	Verification      verify.Result `json:"verification"`
+	TotalMillis       int64         `json:"total_ms"`
+	FailureMessage    string        `json:"failure,omitempty"`
 	// FailedStage is the stage a run that did not succeed ended in.
 	FailedStage string `json:"failed_stage,omitempty"`
 	// Flink are the figures of each Flink job at the run's last check.
@@ -49,6 +53,9 @@ type Metrics struct {
 	// Hops is the hop table: every hop of the run counted per seq from the
 	// data itself (raw, enriched, endpoint, final), as Verify counted it.
 	Hops []verify.HopCount `json:"hops,omitempty"`
+	// Thresholds are the input's thresholds held against the figures
+	// above, once verification ran; none when no threshold was set.
+	Thresholds []ThresholdCheck `json:"thresholds,omitempty"`
 }
 
 // StageMetrics times one stage.
@@ -84,6 +91,9 @@ func (m *Metrics) addVerify(v verify.Result) {
 	m.Verification = v
 	m.Hops = v.Hops
 	m.Latency = v.Latency
+	if v.FlowMillis > 0 {
+		m.EndToEndPerSecond = float64(v.Unique) / (float64(v.FlowMillis) / 1000)
+	}
 }
 
 // keepCountsSoFar fills the counts a run that ended early has not reported

@@ -152,7 +152,7 @@ func (p *pipeline) checkHealth(ctx workflow.Context) error {
 	var health preflight.CheckHealthResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, time.Minute, 3, "check every component"),
 		preflightActs.CheckHealth, preflight.CheckHealthInput{
-			WantBrokers: p.in.Brokers, WantTaskManagers: p.in.TaskManagers,
+			WantBrokers: p.in.Brokers, WantTaskManagers: p.in.TaskManagers, ReplicationFactor: p.in.ReplicationFactor,
 		}).Get(ctx, &health); err != nil {
 		return fmt.Errorf("health check: %w", err)
 	}
@@ -172,7 +172,8 @@ func (p *pipeline) prepareTopics(ctx workflow.Context) error {
 	var topics kafkaadmin.PrepareTopicsResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, 2*time.Minute, 5, "create the run's topics"),
 		kafkaAdminActs.PrepareTopics, kafkaadmin.PrepareTopicsInput{
-			Names: p.names, Partitions: p.in.Partitions, DerivedPartitions: p.in.DerivedPartitions, ReplicationFactor: replicationFactor, Owner: runOwner(ctx),
+			Names: p.names, Partitions: p.in.Partitions, DerivedPartitions: p.in.DerivedPartitions, ReplicationFactor: p.in.ReplicationFactor,
+			MinInsyncReplicas: p.in.MinInsyncReplicas, TopicConfigs: p.in.TopicConfigs, Owner: runOwner(ctx),
 		}).Get(ctx, &topics); err != nil {
 		return fmt.Errorf("prepare topics: %w", err)
 	}
@@ -403,7 +404,25 @@ func (p *pipeline) updateDetails(ctx workflow.Context) {
 |---|---|---|---|---|---|---|---|---|
 | %s | %d | %d | %d | %d | %.0f/s | %s | %s | %d |
 `, p.in.RunID, pr.Stage, pr.Messages, pr.Produced, pr.Delivered, pr.Verified, pr.RatePerSecond, lag, held, pr.TokenRenewals)+
-		hopTableMarkdown(p.metrics.Hops, p.metrics.Verification.Expected))
+		hopTableMarkdown(p.metrics.Hops, p.metrics.Verification.Expected)+thresholdTableMarkdown(p.metrics.Thresholds))
+}
+
+// thresholdTableMarkdown renders the thresholds once they are judged.
+func thresholdTableMarkdown(checks []ThresholdCheck) string {
+	if len(checks) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n#### thresholds\n| threshold | measured | limit | verdict |\n|---|---|---|---|\n")
+	for _, c := range checks {
+		verdict := "kept"
+		if !c.Passed {
+			verdict = "**broken**"
+		}
+		//nolint:staticcheck // workflowcheck counts fmt.Fprintf as I/O; Sprintf it is
+		b.WriteString(fmt.Sprintf("| %s (`%s`) | %s | %s | %s |\n", c.What, c.Field, c.MeasuredText(), c.LimitText(), verdict))
+	}
+	return b.String()
 }
 
 // hopTableMarkdown renders the hop table once verification has counted it.

@@ -56,12 +56,21 @@ type fakeStack struct {
 	// that many messages missing.
 	healthErr error
 	missing   int64
+	// latency and flowMillis are what verification measures; retries are
+	// the HTTP retries of each delivery segment.
+	latency    verify.Percentiles
+	flowMillis int64
+	retries    int
 	// flinkChecks counts CheckFlinkJobs calls; from the flinkFailAt-th on
 	// (0: never) the enrich job is reported FAILED.
 	flinkChecks, flinkFailAt int
 	// runMetrics are RecordRunMetrics' inputs; runMetricsErr fails it.
 	runMetrics    []runmetrics.Run
 	runMetricsErr error
+	// health and prepare are the inputs of the last CheckHealth and
+	// PrepareTopics.
+	health  preflight.CheckHealthInput
+	prepare kafkaadmin.PrepareTopicsInput
 }
 
 func (f *fakeStack) record(name string) {
@@ -77,8 +86,11 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	env := newBareEnv()
 
 	env.OnActivity(preflightActs.CheckHealth, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, _ preflight.CheckHealthInput) (preflight.CheckHealthResult, error) {
+		func(_ context.Context, in preflight.CheckHealthInput) (preflight.CheckHealthResult, error) {
 			f.record("health")
+			f.mu.Lock()
+			f.health = in
+			f.mu.Unlock()
 			if f.healthErr != nil {
 				return preflight.CheckHealthResult{}, f.healthErr
 			}
@@ -87,6 +99,9 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(kafkaAdminActs.PrepareTopics, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in kafkaadmin.PrepareTopicsInput) (kafkaadmin.PrepareTopicsResult, error) {
 			f.record("prepare")
+			f.mu.Lock()
+			f.prepare = in
+			f.mu.Unlock()
 			return kafkaadmin.PrepareTopicsResult{Created: in.Names.Topics(), Brokers: 3}, nil
 		})
 	env.OnActivity(flinkActs.SubmitFlinkJobs, mock.Anything, mock.Anything).Return(
@@ -148,7 +163,7 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			}
 			f.delivered += int64(n)
 			res := deliver.SegmentResult{
-				Offsets: map[int32]int64{0: f.delivered}, Delivered: n, Batches: n / in.BatchSize,
+				Offsets: map[int32]int64{0: f.delivered}, Delivered: n, Batches: n / in.BatchSize, Retries: f.retries,
 				TokenRejected: rejected, RejectReason: map[bool]string{true: "quota exhausted"}[rejected],
 			}
 			if rejected && in.Plan != nil {
@@ -160,7 +175,10 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 		func(_ context.Context, in verify.Input) (verify.Result, error) {
 			f.record("verify")
 			arrived := in.Messages - f.missing
-			return verify.Result{Expected: in.Messages, Records: arrived, Unique: arrived, Missing: f.missing}, nil
+			return verify.Result{
+				Expected: in.Messages, Records: arrived, Unique: arrived, Missing: f.missing,
+				Latency: f.latency, FlowMillis: f.flowMillis,
+			}, nil
 		})
 	env.OnActivity(kafkaAdminActs.Cleanup, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in kafkaadmin.CleanupInput) error {
@@ -219,6 +237,36 @@ func TestPipelineRunsStagesInOrder(t *testing.T) {
 	require.Len(t, f.cleanups, 1)
 	require.False(t, f.cleanups[0].KeepTopics)
 	require.Equal(t, "flowproof.unit.raw", f.cleanups[0].Names.RawTopic)
+}
+
+// The run's cluster settings reach the health check (which wants as many
+// brokers as replicas) and every topic the run creates.
+func TestPipelineHandsItsClusterSettingsToHealthAndPrepare(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		in     PipelineInput
+		health preflight.CheckHealthInput
+		rf     int
+		minISR int
+	}{
+		{"defaults", smallRun(), preflight.CheckHealthInput{WantBrokers: 3, WantTaskManagers: 1, ReplicationFactor: 3}, 3, 2},
+		{"one broker", func() PipelineInput {
+			in := smallRun()
+			in.ReplicationFactor, in.TopicConfigs = 1, map[string]string{"retention.ms": "3600000"}
+			return in
+		}(), preflight.CheckHealthInput{WantBrokers: 1, WantTaskManagers: 1, ReplicationFactor: 1}, 1, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := &fakeStack{}
+			env := newEnv(t, f)
+			env.ExecuteWorkflow(PipelineWorkflow, c.in)
+			require.NoError(t, env.GetWorkflowError())
+			require.Equal(t, c.health, f.health)
+			require.Equal(t, c.rf, f.prepare.ReplicationFactor)
+			require.Equal(t, c.minISR, f.prepare.MinInsyncReplicas)
+			require.Equal(t, c.in.TopicConfigs, f.prepare.TopicConfigs)
+		})
+	}
 }
 
 func TestPipelineEmptyInputGetsDefaults(t *testing.T) {

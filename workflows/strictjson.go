@@ -102,8 +102,8 @@ func unknownFieldError(field string) error {
 	return errtype.InvalidInputf("unknown field %q%s: PipelineInput has no such field (docs/running.md lists them)", field, hint)
 }
 
-// closestInputField is the known field, top level or under topics, within
-// two edits of field; "" when none is that close.
+// closestInputField is the known field, top level, under topics or under
+// thresholds, within two edits of field; "" when none is that close.
 func closestInputField(field string) string {
 	var candidates []string
 	collect := func(typ reflect.Type, prefix string) {
@@ -115,6 +115,7 @@ func closestInputField(field string) string {
 	}
 	collect(reflect.TypeFor[PipelineInput](), "")
 	collect(reflect.TypeFor[TopicNames](), "topics.")
+	collect(reflect.TypeFor[Thresholds](), "thresholds.")
 	best, bestDistance := "", 3
 	for _, c := range candidates {
 		if d := editDistance(strings.ToLower(field), c); d < bestDistance {

@@ -57,8 +57,21 @@ type PipelineInput struct {
 	MaxFlinkRestarts  int `json:"max_flink_restarts,omitempty"`  // default 3
 
 	// Expected components; the health stage fails when fewer are up.
-	Brokers      int `json:"brokers,omitempty"`       // default 3
+	Brokers      int `json:"brokers,omitempty"`       // default replication_factor
 	TaskManagers int `json:"task_managers,omitempty"` // default 1
+
+	// ReplicationFactor of every topic the run creates; the health stage
+	// wants at least as many brokers.
+	ReplicationFactor int `json:"replication_factor,omitempty"` // default 3
+	// MinInsyncReplicas of every topic the run creates: the replicas a
+	// write must reach (every producer of a run writes with acks=all).
+	// With replication factor 3 and 2 in sync, one broker may be down.
+	MinInsyncReplicas int `json:"min_insync_replicas,omitempty"` // default 2, 1 when replication_factor is below 3
+	// TopicConfigs are Kafka topic configs for every topic the run
+	// creates (retention.ms, compression.type, ...); min.insync.replicas
+	// and message.timestamp.type are flowproof's own and refused, and the
+	// run's ledger stays compacted.
+	TopicConfigs map[string]string `json:"topic_configs,omitempty"`
 
 	// Topics overrides topic names; empty ones default to flowproof.<run>.<stage>.
 	Topics TopicNames `json:"topics,omitzero"`
@@ -74,6 +87,12 @@ type PipelineInput struct {
 	// second per 1,000 messages plus verify_idle_seconds, which a healthy
 	// stack of any size beats by far.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+
+	// Thresholds are limits on the run's figures (duration, throughput,
+	// latency, lag, backpressure, HTTP retries) besides exactly-once
+	// delivery; a run that breaks one ends Failed naming it. None is set
+	// by default.
+	Thresholds Thresholds `json:"thresholds,omitzero"`
 
 	// unknownField is the first JSON field of the input that PipelineInput
 	// does not have (see UnmarshalJSON); Validate refuses it, so a typo

@@ -11,6 +11,7 @@ import (
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/flinksql"
 	"github.com/flowproof/flowproof/internal/errtype"
+	"github.com/flowproof/flowproof/internal/redact"
 )
 
 // CheckInput names the run's jobs and how many restarts each may take
@@ -152,7 +153,13 @@ func (a *Activities) rootCause(ctx context.Context, id string) (string, error) {
 	if err != nil || len(history) == 0 {
 		return "", err
 	}
-	return history[0].RootCause(), nil
+	// The root cause goes into workflow history; should a Kafka client's
+	// exception quote its credentials, they stay out. They are taken out
+	// before RootCause shortens the text and could cut one in half.
+	secrets := flinksql.JobSettings{KafkaProperties: a.kafka.Properties}.Secrets()
+	newest := history[0]
+	newest.Name, newest.Stacktrace = redact.Values(newest.Name, secrets...), redact.Values(newest.Stacktrace, secrets...)
+	return newest.RootCause(), nil
 }
 
 // jobRecords are the records the job read from Kafka and wrote to Kafka

@@ -18,19 +18,19 @@ import (
 	"github.com/flowproof/flowproof/internal/errtype"
 )
 
-// Activities holds the Flink clients and the Kafka brokers the jobs read
-// and write: the SQL Gateway submits the jobs' SQL, the JobManager watches
-// them. Either client is nil when the worker lacks its address; the
-// activity then fails with a message saying so.
+// Activities holds the Flink clients and how the jobs reach Kafka: the SQL
+// Gateway submits the jobs' SQL, the JobManager watches them. Either
+// client is nil when the worker lacks its address; the activity then fails
+// with a message saying so.
 type Activities struct {
-	brokers []string
+	kafka   Kafka
 	gateway *flinksql.Gateway
 	jobs    *flinksql.JobManager
 }
 
 // New returns the Flink activities.
-func New(kafkaBrokers []string, gateway *flinksql.Gateway, jobs *flinksql.JobManager) *Activities {
-	return &Activities{brokers: kafkaBrokers, gateway: gateway, jobs: jobs}
+func New(kafka Kafka, gateway *flinksql.Gateway, jobs *flinksql.JobManager) *Activities {
+	return &Activities{kafka: kafka, gateway: gateway, jobs: jobs}
 }
 
 // SubmitInput starts the enrich and split jobs of a run.
@@ -117,7 +117,7 @@ func (a *Activities) submitMissing(ctx context.Context, in SubmitInput, jobs *ac
 			rep.Log.Warn("close SQL Gateway session", "Error", err)
 		}
 	}()
-	enrich, split := JobSettings(in, a.brokers)
+	enrich, split := JobSettings(in, a.kafka)
 	if jobs.EnrichJobID == "" {
 		stage.Store("submitting enrich job")
 		if jobs.EnrichJobID, err = session.SubmitJob(ctx, enrich); err != nil {
@@ -134,13 +134,14 @@ func (a *Activities) submitMissing(ctx context.Context, in SubmitInput, jobs *ac
 }
 
 // JobSettings are the run's enrich and split jobs as SubmitFlinkJobs
-// submits them to Flink reading from and writing to brokers.
-func JobSettings(in SubmitInput, brokers []string) (flinksql.EnrichJob, flinksql.SplitJob) {
+// submits them to Flink, reading from and writing to Kafka as kafka says.
+func JobSettings(in SubmitInput, kafka Kafka) (flinksql.EnrichJob, flinksql.SplitJob) {
 	jobs := activities.FlinkJobsOf(in.Names)
 	settings := func(name, source, sink, group string) flinksql.JobSettings {
 		return flinksql.JobSettings{
 			Name:                  name,
-			Brokers:               brokers,
+			Brokers:               kafka.Brokers,
+			KafkaProperties:       kafka.Properties,
 			SourceTopic:           source,
 			SinkTopic:             sink,
 			GroupID:               group,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 	"github.com/flowproof/flowproof/flinksql"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/kafkaeos"
 	"github.com/flowproof/flowproof/internal/localstack"
 )
@@ -55,7 +57,15 @@ func localStage(t *testing.T) *stage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stage{kafka: conn, flink: New(addrs.KafkaBrokers, gateway, jobs), deliver: deliverActs, cleanup: kafkaadmin.New(conn, jobs)}
+	security, err := kafkaconn.FromEnv(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafka, err := KafkaFromEnv(os.Getenv, security, addrs.KafkaBrokers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stage{kafka: conn, flink: New(kafka, gateway, jobs), deliver: deliverActs, cleanup: kafkaadmin.New(conn, jobs)}
 	s.env = activitytest.Env(s.flink, s.deliver, s.cleanup)
 	return s
 }

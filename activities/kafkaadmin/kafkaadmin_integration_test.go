@@ -193,3 +193,22 @@ func TestPollLag(t *testing.T) {
 		t.Errorf("lag on the run's topics: %+v", sample)
 	}
 }
+
+// A topic config the brokers refuse is the run's input, which no retry
+// changes: a non-retryable InvalidInput that shows what was asked for.
+func TestPrepareTopicsRefusedConfigIsInvalidInput(t *testing.T) {
+	conn := activitytest.Conn(t)
+	acts := New(conn, nil)
+	names := activitytest.UniqueNames(t, "badconfig")
+	activitytest.DeleteRunAtCleanup(t, conn, names)
+	_, err := activitytest.Execute[PrepareTopicsResult](t, activitytest.Env(acts), acts.PrepareTopics, PrepareTopicsInput{
+		Names: names, Partitions: 1, ReplicationFactor: 1, TopicConfigs: map[string]string{"retention.ms": "soon"},
+	})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != errtype.InvalidInput || !appErr.NonRetryable() {
+		t.Fatalf("err = %v, want a non-retryable %s", err, errtype.InvalidInput)
+	}
+	if !strings.Contains(err.Error(), "retention.ms=soon") || !strings.Contains(err.Error(), "the brokers refuse it") {
+		t.Errorf("error %q does not show the refused config", err)
+	}
+}

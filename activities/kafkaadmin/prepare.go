@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -314,6 +315,10 @@ func createTopic(ctx context.Context, kafka *kafkaeos.Conn, spec topicSpec, repl
 		return true, nil
 	case errors.Is(err, kerr.TopicAlreadyExists):
 		return false, nil
+	case errors.Is(err, kerr.InvalidConfig), errors.Is(err, kerr.InvalidReplicationFactor), errors.Is(err, kerr.PolicyViolation):
+		// The run's settings, which no retry changes.
+		return false, errtype.InvalidInputf("create topic %s (replication factor %d, configs %s): the brokers refuse it: %v %s",
+			spec.name, replicationFactor, describeConfigs(spec.configs), err, resp.ErrMessage)
 	default:
 		return false, fmt.Errorf("create topic %s (%d partitions, replication factor %d): %w %s", spec.name, spec.partitions, replicationFactor, err, resp.ErrMessage)
 	}
@@ -324,4 +329,13 @@ func topicExistsError(topics []string, why string) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 		"topic %s already exists and %s; the run left it alone: choose another run id or other topic names",
 		strings.Join(topics, ", "), why), errtype.TopicExists, nil)
+}
+
+// describeConfigs writes topic configs as name=value, sorted.
+func describeConfigs(configs map[string]*string) string {
+	parts := make([]string, 0, len(configs))
+	for _, name := range slices.Sorted(maps.Keys(configs)) {
+		parts = append(parts, name+"="+*configs[name])
+	}
+	return strings.Join(parts, ",")
 }

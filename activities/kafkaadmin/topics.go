@@ -7,6 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -42,6 +45,16 @@ type PrepareTopicsInput struct {
 	Partitions        int `json:"partitions"`
 	DerivedPartitions int `json:"derived_partitions,omitempty"`
 	ReplicationFactor int `json:"replication_factor"`
+	// MinInsyncReplicas is every topic's min.insync.replicas, the replicas
+	// a write with acks=all (every producer of a run: they are
+	// transactional) must reach. 0, as runs recorded before it existed
+	// have, means 2 with three replicas or more, else the brokers' default.
+	MinInsyncReplicas int `json:"min_insync_replicas,omitempty"`
+	// TopicConfigs are more configs for every topic of the run (say
+	// retention.ms or compression.type). Those flowproof owns are refused
+	// (see CheckTopicConfigs), and the run's own per-topic settings win:
+	// the ledger stays compacted.
+	TopicConfigs map[string]string `json:"topic_configs,omitempty"`
 	// Owner is the workflow the run belongs to; the ledger records it. A
 	// caller outside Temporal (the benchmark) leaves it empty, which the
 	// leftover sweep never touches.
@@ -61,8 +74,9 @@ type PrepareTopicsResult struct {
 
 // Limits of PrepareTopicsInput.
 const (
-	maxPartitions        = 10_000
-	maxReplicationFactor = 32
+	maxPartitions = 10_000
+	// MaxReplicationFactor is the highest replication factor accepted.
+	MaxReplicationFactor = 32
 
 	// topicsReadyTimeout bounds the wait for new topics to have a leader
 	// for every partition in every broker's metadata.
@@ -83,9 +97,15 @@ type topicSpec struct {
 func runTopicSpecs(in PrepareTopicsInput) []topicSpec {
 	data := func(extra map[string]string) map[string]*string {
 		configs := map[string]*string{}
-		// With three replicas, acks=all only means "on two brokers at
-		// least" if the topic says so; Kafka's default is one.
-		if in.ReplicationFactor >= 3 {
+		for k, v := range in.TopicConfigs {
+			configs[k] = ptr(v)
+		}
+		// acks=all only means "on N brokers at least" if the topic says
+		// so; Kafka's default is one.
+		switch {
+		case in.MinInsyncReplicas > 0:
+			configs["min.insync.replicas"] = ptr(strconv.Itoa(in.MinInsyncReplicas))
+		case in.ReplicationFactor >= 3:
 			configs["min.insync.replicas"] = ptr("2")
 		}
 		for k, v := range extra {
@@ -144,11 +164,49 @@ func validatePrepareTopics(in PrepareTopicsInput) error {
 	if in.DerivedPartitions < 0 || in.DerivedPartitions > maxPartitions {
 		return errtype.InvalidInputf("derived_partitions is %d; want 1 to %d, or 0 for partitions", in.DerivedPartitions, maxPartitions)
 	}
-	if in.ReplicationFactor < 1 || in.ReplicationFactor > maxReplicationFactor {
-		return errtype.InvalidInputf("replication_factor is %d; want 1 to %d", in.ReplicationFactor, maxReplicationFactor)
+	if in.ReplicationFactor < 1 || in.ReplicationFactor > MaxReplicationFactor {
+		return errtype.InvalidInputf("replication_factor is %d; want 1 to %d", in.ReplicationFactor, MaxReplicationFactor)
+	}
+	if in.MinInsyncReplicas < 0 || in.MinInsyncReplicas > in.ReplicationFactor {
+		return errtype.InvalidInputf("min_insync_replicas is %d; want 1 to replication_factor %d (or 0 for the default)", in.MinInsyncReplicas, in.ReplicationFactor)
+	}
+	return CheckTopicConfigs(in.TopicConfigs)
+}
+
+// ownedTopicConfigs are the topic configs flowproof sets itself: the
+// replicas in sync come from their own setting, and the final topic's
+// arrival timestamps are what end-to-end latency is measured against.
+var ownedTopicConfigs = map[string]string{
+	"min.insync.replicas":    "it is min_insync_replicas",
+	"message.timestamp.type": "the final topic's LogAppendTime is what latency is measured against",
+}
+
+// maxTopicConfigs bounds topic_configs to what a person would set.
+const maxTopicConfigs = 100
+
+// CheckTopicConfigs refuses topic configs that cannot be a run's:
+// malformed names, empty values and the configs flowproof owns, each with
+// the non-retryable errtype.InvalidInput naming the config.
+func CheckTopicConfigs(configs map[string]string) error {
+	if len(configs) > maxTopicConfigs {
+		return errtype.InvalidInputf("topic_configs has %d entries; at most %d", len(configs), maxTopicConfigs)
+	}
+	names := slices.Sorted(maps.Keys(configs))
+	for _, name := range names {
+		if !topicConfigName.MatchString(name) {
+			return errtype.InvalidInputf("topic_configs %q: a Kafka topic config name is lower-case letters, digits, '.', '_' and '-'", name)
+		}
+		if why, owned := ownedTopicConfigs[name]; owned {
+			return errtype.InvalidInputf("topic_configs %s: set by flowproof: %s", name, why)
+		}
+		if configs[name] == "" {
+			return errtype.InvalidInputf("topic_configs %s: the value is empty; leave the config out for the brokers' default", name)
+		}
 	}
 	return nil
 }
+
+var topicConfigName = regexp.MustCompile(`^[a-z0-9._-]{1,249}$`)
 
 // checkExistingTopic reports whether spec's topic exists, and errors when it
 // exists with another partition count.

@@ -86,3 +86,47 @@ func TestValidatePrepareTopicsNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+func TestRunTopicSpecsTakeTheRunsClusterSettings(t *testing.T) {
+	in := PrepareTopicsInput{Names: activitytest.Names("r"), Partitions: 4, ReplicationFactor: 2, MinInsyncReplicas: 1,
+		TopicConfigs: map[string]string{"cleanup.policy": "delete", "retention.ms": "3600000"}}
+	for _, spec := range runTopicSpecs(in) {
+		if got := spec.configs["min.insync.replicas"]; got == nil || *got != "1" {
+			t.Errorf("%s: min.insync.replicas %v, want 1", spec.name, got)
+		}
+		if got := spec.configs["retention.ms"]; got == nil || *got != "3600000" {
+			t.Errorf("%s: retention.ms %v, want the run's 3600000", spec.name, got)
+		}
+		wantPolicy := "delete"
+		if spec.name == in.Names.LedgerTopic {
+			wantPolicy = "compact" // the run's own setting wins: the ledger is read whole
+		}
+		if got := spec.configs["cleanup.policy"]; got == nil || *got != wantPolicy {
+			t.Errorf("%s: cleanup.policy %v, want %s", spec.name, got, wantPolicy)
+		}
+	}
+}
+
+func TestValidatePrepareTopicsClusterSettings(t *testing.T) {
+	valid := PrepareTopicsInput{Names: activitytest.Names("r"), Partitions: 1, ReplicationFactor: 2, MinInsyncReplicas: 2}
+	if err := validatePrepareTopics(valid); err != nil {
+		t.Fatalf("valid input rejected: %v", err)
+	}
+	for want, mutate := range map[string]func(*PrepareTopicsInput){
+		"min_insync_replicas is 3; want 1 to replication_factor 2": func(in *PrepareTopicsInput) { in.MinInsyncReplicas = 3 },
+		"min_insync_replicas is -1":                                func(in *PrepareTopicsInput) { in.MinInsyncReplicas = -1 },
+		"topic_configs min.insync.replicas: set by flowproof":      func(in *PrepareTopicsInput) { in.TopicConfigs = map[string]string{"min.insync.replicas": "1"} },
+		"topic_configs message.timestamp.type: set by flowproof": func(in *PrepareTopicsInput) {
+			in.TopicConfigs = map[string]string{"message.timestamp.type": "CreateTime"}
+		},
+		"topic_configs retention.ms: the value is empty": func(in *PrepareTopicsInput) { in.TopicConfigs = map[string]string{"retention.ms": ""} },
+	} {
+		in := valid
+		mutate(&in)
+		err := validatePrepareTopics(in)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || !appErr.NonRetryable() || !strings.Contains(err.Error(), want) {
+			t.Errorf("want a non-retryable error saying %q, got %v", want, err)
+		}
+	}
+}

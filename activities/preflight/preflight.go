@@ -47,6 +47,9 @@ func New(cfg Config) *Activities { return &Activities{cfg: cfg} }
 type CheckHealthInput struct {
 	WantBrokers      int `json:"want_brokers"`
 	WantTaskManagers int `json:"want_task_managers"`
+	// ReplicationFactor of the run's topics, which needs as many brokers;
+	// 0 in runs recorded before it was asked for.
+	ReplicationFactor int `json:"replication_factor,omitempty"`
 }
 
 // CheckHealthResult lists every component's check.
@@ -68,10 +71,11 @@ type CheckHealthResult struct {
 // the full result as details, because Temporal drops the result of a failed
 // activity.
 func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (CheckHealthResult, error) {
-	if in.WantBrokers < 0 || in.WantTaskManagers < 0 {
-		return CheckHealthResult{}, errtype.InvalidInputf("CheckHealthInput: WantBrokers (%d) and WantTaskManagers (%d) must not be negative", in.WantBrokers, in.WantTaskManagers)
+	if in.WantBrokers < 0 || in.WantTaskManagers < 0 || in.ReplicationFactor < 0 {
+		return CheckHealthResult{}, errtype.InvalidInputf("CheckHealthInput: WantBrokers (%d), WantTaskManagers (%d) and ReplicationFactor (%d) must not be negative",
+			in.WantBrokers, in.WantTaskManagers, in.ReplicationFactor)
 	}
-	wantBrokers, wantTaskManagers := max(in.WantBrokers, 1), max(in.WantTaskManagers, 1)
+	brokers, wantTaskManagers := brokerNeed(in), max(in.WantTaskManagers, 1)
 	cfg := a.cfg
 	checks := []struct {
 		component string
@@ -79,7 +83,7 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (Chec
 		check     func(context.Context) []health.Result
 	}{
 		{"kafka", strings.Join(cfg.KafkaBrokers, ","), func(ctx context.Context) []health.Result {
-			return []health.Result{health.Kafka(ctx, cfg.KafkaBrokers, wantBrokers, cfg.KafkaOptions...)}
+			return []health.Result{health.KafkaNeeding(ctx, cfg.KafkaBrokers, brokers, cfg.KafkaOptions...)}
 		}},
 		{"flink-jobmanager", cfg.FlinkURL, func(ctx context.Context) []health.Result {
 			return []health.Result{health.FlinkJobManager(ctx, cfg.FlinkURL, wantTaskManagers)}
@@ -114,6 +118,16 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (Chec
 		return res, err
 	}
 	return res, nil
+}
+
+// brokerNeed is the brokers a run needs: as many as its replication
+// factor, and as many as it expects, whichever is more; the message of a
+// cluster with fewer names the replication factor when that is the need.
+func brokerNeed(in CheckHealthInput) health.BrokerNeed {
+	if in.ReplicationFactor > 0 && in.ReplicationFactor >= in.WantBrokers {
+		return health.BrokerNeed{Min: in.ReplicationFactor, By: fmt.Sprintf("replication_factor %d", in.ReplicationFactor)}
+	}
+	return health.BrokerNeed{Min: max(in.WantBrokers, 1)}
 }
 
 // unhealthyError names every unhealthy component with its detail, or is nil.

@@ -39,3 +39,20 @@ func TestUnhealthyErrorNamesEveryUnhealthyComponent(t *testing.T) {
 		t.Fatal("all healthy gave an error")
 	}
 }
+
+func TestBrokerNeedNamesTheReplicationFactorWhenItIsTheNeed(t *testing.T) {
+	for _, c := range []struct {
+		in   CheckHealthInput
+		want health.BrokerNeed
+	}{
+		{CheckHealthInput{WantBrokers: 3, ReplicationFactor: 3}, health.BrokerNeed{Min: 3, By: "replication_factor 3"}},
+		{CheckHealthInput{WantBrokers: 1, ReplicationFactor: 2}, health.BrokerNeed{Min: 2, By: "replication_factor 2"}},
+		{CheckHealthInput{WantBrokers: 5, ReplicationFactor: 3}, health.BrokerNeed{Min: 5}},
+		{CheckHealthInput{WantBrokers: 3}, health.BrokerNeed{Min: 3}}, // recorded before replication_factor
+		{CheckHealthInput{}, health.BrokerNeed{Min: 1}},
+	} {
+		if got := brokerNeed(c.in); got != c.want {
+			t.Errorf("brokerNeed(%+v) = %+v, want %+v", c.in, got, c.want)
+		}
+	}
+}

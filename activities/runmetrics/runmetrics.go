@@ -145,7 +145,7 @@ var (
 	hopDuplicatedDesc = prometheus.NewDesc("flowproof_last_run_hop_duplicated_messages",
 		"Messages of the last run that passed each hop more than once.", []string{"hop"}, nil)
 	latencyDesc = prometheus.NewDesc("flowproof_last_run_latency_seconds",
-		"End-to-end latency (produced to final topic) of the last run's verified messages at each quantile; quantile 1 is the maximum. Absent when the run verified nothing.",
+		"End-to-end latency (produced to final topic) of the last run's verified messages at each quantile (0.5, 0.95, 0.99, 0.999); quantile 1 is the maximum. Absent when the run verified nothing.",
 		[]string{"quantile"}, nil)
 	maxLagDesc = prometheus.NewDesc("flowproof_last_run_max_lag_messages",
 		"Largest consumer lag of any group at any poll of the last run. This and the other lag and backpressure series are absent when the run ended before production reported.", nil, nil)
@@ -224,7 +224,11 @@ func collectRun(ch chan<- prometheus.Metric, run *Run) {
 		for _, q := range []struct {
 			quantile float64
 			millis   float64
-		}{{0.5, run.Latency.P50}, {0.95, run.Latency.P95}, {0.99, run.Latency.P99}, {1, run.Latency.Max}} {
+		}{{0.5, run.Latency.P50}, {0.95, run.Latency.P95}, {0.99, run.Latency.P99}, {0.999, run.Latency.P999}, {1, run.Latency.Max}} {
+			// A verification older than p99.9 reports it as 0.
+			if q.quantile == 0.999 && q.millis == 0 {
+				continue
+			}
 			gauge(latencyDesc, q.millis/1000, strconv.FormatFloat(q.quantile, 'g', -1, 64))
 		}
 	}

@@ -44,7 +44,7 @@ func TestRecorderExportsTheLastRun(t *testing.T) {
 			{Hop: "final", Unique: 998, Missing: 2, Duplicated: 1},
 			{Hop: "endpoint (its own count)", Skipped: true},
 		},
-		Latency:            verify.Percentiles{P50: 120, P95: 480, P99: 910.5, Max: 2_000},
+		Latency:            verify.Percentiles{P50: 120, P95: 480, P99: 910.5, P999: 1_500, Max: 2_000},
 		ProductionReported: true, DeliveryReported: true,
 		MaxLag:        40_400,
 		MaxLagSeconds: 3.5,
@@ -91,11 +91,12 @@ flowproof_last_run_hop_missing_messages{hop="raw"} 0
 # TYPE flowproof_last_run_hop_duplicated_messages gauge
 flowproof_last_run_hop_duplicated_messages{hop="final"} 1
 flowproof_last_run_hop_duplicated_messages{hop="raw"} 0
-# HELP flowproof_last_run_latency_seconds End-to-end latency (produced to final topic) of the last run's verified messages at each quantile; quantile 1 is the maximum. Absent when the run verified nothing.
+# HELP flowproof_last_run_latency_seconds End-to-end latency (produced to final topic) of the last run's verified messages at each quantile (0.5, 0.95, 0.99, 0.999); quantile 1 is the maximum. Absent when the run verified nothing.
 # TYPE flowproof_last_run_latency_seconds gauge
 flowproof_last_run_latency_seconds{quantile="0.5"} 0.12
 flowproof_last_run_latency_seconds{quantile="0.95"} 0.48
 flowproof_last_run_latency_seconds{quantile="0.99"} 0.9105
+flowproof_last_run_latency_seconds{quantile="0.999"} 1.5
 flowproof_last_run_latency_seconds{quantile="1"} 2
 # HELP flowproof_last_run_max_lag_messages Largest consumer lag of any group at any poll of the last run. This and the other lag and backpressure series are absent when the run ended before production reported.
 # TYPE flowproof_last_run_max_lag_messages gauge

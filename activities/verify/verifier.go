@@ -69,6 +69,8 @@ type verifier struct {
 
 	latencyMicros  []int64
 	correlationIDs [][md5.Size]byte
+	// firstProduced and lastArrived bound the run's flow (Result.FlowMillis).
+	firstProduced, lastArrived time.Time
 
 	problems     []string
 	problemCount int64
@@ -223,6 +225,12 @@ func (v *verifier) measureLatency(rec *kgo.Record, val *finalValue, faults []str
 		return faults
 	}
 	v.latencyMicros = append(v.latencyMicros, rec.Timestamp.Sub(producedAt).Microseconds())
+	if v.firstProduced.IsZero() || producedAt.Before(v.firstProduced) {
+		v.firstProduced = producedAt
+	}
+	if rec.Timestamp.After(v.lastArrived) {
+		v.lastArrived = rec.Timestamp
+	}
 	if rec.Attrs.TimestampType() != 1 {
 		v.createTimeRecords++
 	}
@@ -335,6 +343,7 @@ func (v *verifier) result() Result {
 		DuplicateCorrelationIDs: v.duplicateCorrelationIDs(),
 		BadRecords:              v.bad,
 		Latency:                 latencyPercentiles(v.latencyMicros),
+		FlowMillis:              v.lastArrived.Sub(v.firstProduced).Milliseconds(),
 		First:                   messageViews(v.first),
 		Last:                    messageViews(v.last),
 	}
@@ -375,5 +384,5 @@ func latencyPercentiles(micros []int64) Percentiles {
 		rank := int(math.Ceil(p * float64(len(micros))))
 		return float64(micros[max(rank, 1)-1]) / 1000
 	}
-	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: float64(micros[len(micros)-1]) / 1000}
+	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), P999: at(0.999), Max: float64(micros[len(micros)-1]) / 1000}
 }

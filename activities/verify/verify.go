@@ -55,7 +55,9 @@ type Percentiles struct {
 	P50 float64 `json:"p50_ms"`
 	P95 float64 `json:"p95_ms"`
 	P99 float64 `json:"p99_ms"`
-	Max float64 `json:"max_ms"`
+	// P999 is p99.9; results recorded before it was measured read 0.
+	P999 float64 `json:"p999_ms"`
+	Max  float64 `json:"max_ms"`
 }
 
 // Result proves (or disproves) exactly-once arrival.
@@ -78,10 +80,15 @@ type Result struct {
 	// endpoint (from the accepted topic, and the reference endpoint's own
 	// count when there is one) and final. The fields above are the final
 	// topic's; a verification recorded before hops were counted has none.
-	Hops           []HopCount               `json:"hops,omitempty"`
-	FirstMissing   []int64                  `json:"first_missing,omitempty"`
-	Problems       []string                 `json:"problems,omitempty"`
-	Latency        Percentiles              `json:"latency"`
+	Hops         []HopCount  `json:"hops,omitempty"`
+	FirstMissing []int64     `json:"first_missing,omitempty"`
+	Problems     []string    `json:"problems,omitempty"`
+	Latency      Percentiles `json:"latency"`
+	// FlowMillis is the time from the earliest produced_at to the latest
+	// arrival in the final topic, over every record of the run that carried
+	// both: the span the messages took to cross the pipeline end to end. It
+	// is on the same clocks as the latency (the worker's and the brokers').
+	FlowMillis     int64                    `json:"flow_ms,omitempty"`
 	First          []activities.MessageView `json:"first"`
 	Last           []activities.MessageView `json:"last"`
 	DurationMillis int64                    `json:"duration_ms"`

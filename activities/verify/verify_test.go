@@ -77,9 +77,15 @@ func TestVerifierPassesACompleteRun(t *testing.T) {
 	if len(res.Problems) != 0 {
 		t.Errorf("problems: %q", res.Problems)
 	}
-	// Latencies are 1..100 ms: nearest rank gives 50, 95, 99, 100.
-	if want := (Percentiles{P50: 50, P95: 95, P99: 99, Max: 100}); res.Latency != want {
+	// Latencies are 1..100 ms: nearest rank gives 50, 95, 99, 100 (p99.9
+	// of 100 values is the largest).
+	if want := (Percentiles{P50: 50, P95: 95, P99: 99, P999: 100, Max: 100}); res.Latency != want {
 		t.Errorf("latency %+v, want %+v", res.Latency, want)
+	}
+	// seq 0 was produced first; seq 99, produced 99 ms later, arrived
+	// last, 100 ms after that.
+	if res.FlowMillis != 199 {
+		t.Errorf("flow %d ms, want 199", res.FlowMillis)
 	}
 	if got := viewSeqs(res.First); !slices.Equal(got, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
 		t.Errorf("first seqs %v", got)
@@ -270,7 +276,7 @@ func TestLatencyPercentiles(t *testing.T) {
 	if got := latencyPercentiles(nil); got != (Percentiles{}) {
 		t.Errorf("empty: %+v", got)
 	}
-	if got := latencyPercentiles([]int64{7500}); got != (Percentiles{P50: 7.5, P95: 7.5, P99: 7.5, Max: 7.5}) {
+	if got := latencyPercentiles([]int64{7500}); got != (Percentiles{P50: 7.5, P95: 7.5, P99: 7.5, P999: 7.5, Max: 7.5}) {
 		t.Errorf("single: %+v", got)
 	}
 	// 1000 values 1..1000 ms, shuffled: nearest rank is exact.
@@ -278,7 +284,7 @@ func TestLatencyPercentiles(t *testing.T) {
 	for i := range micros {
 		micros[i] = int64((i*7919)%1000+1) * 1000
 	}
-	if got, want := latencyPercentiles(micros), (Percentiles{P50: 500, P95: 950, P99: 990, Max: 1000}); got != want {
+	if got, want := latencyPercentiles(micros), (Percentiles{P50: 500, P95: 950, P99: 990, P999: 999, Max: 1000}); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }

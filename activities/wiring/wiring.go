@@ -28,9 +28,11 @@ type Config struct {
 	// KafkaOptions are added to every Kafka client (TLS, SASL): those of
 	// KafkaSecurity, and whatever else the caller adds.
 	KafkaOptions []kgo.Opt
-	// KafkaSecurity is what KafkaOptions were made from, for the clients
-	// that flowproof does not build itself (Flink's).
+	// KafkaSecurity is what KafkaOptions were made from.
 	KafkaSecurity kafkaconn.Settings
+	// FlinkKafka is how the Flink jobs' Kafka clients connect: KafkaSecurity
+	// as Java client properties, with Flink's own addresses and paths.
+	FlinkKafka flink.Kafka
 
 	FlinkURL      string
 	SQLGatewayURL string
@@ -123,7 +125,7 @@ func New(cfg Config) (*Activities, error) {
 			TokenURL:      cfg.TokenURL,
 		}),
 		KafkaAdmin: kafkaadmin.New(kafka, jobs),
-		Flink:      flink.New(cfg.KafkaBrokers, gateway, jobs),
+		Flink:      flink.New(cfg.FlinkKafka, gateway, jobs),
 		Produce:    produce.New(kafka),
 		Deliver:    deliverActs,
 		Verify:     verifyActs,

@@ -51,3 +51,11 @@ echo "== integration and end-to-end tests"
 # -p 1: the packages share one stack on two cores; running them one at a
 # time keeps their figures meaningful and their timeouts honest.
 go test -tags integration -count=1 -p 1 -timeout 45m ./... 2>&1 | tee "${TMPDIR:-/tmp}/flowproof-integration.log"
+
+# The secure profile (Kafka with SASL_SSL and SCRAM, Temporal server on
+# PostgreSQL with TLS) runs on a stack dir of its own and the same ports,
+# so the default stack goes first.
+stop_stack
+trap - EXIT
+echo "== secure profile (deploy/local/test-secure.sh)"
+bash deploy/local/test-secure.sh

@@ -66,6 +66,11 @@ const (
 	// RunTimedOut is a run that passed the deadline derived from its input;
 	// the details carry the run's PipelineResult.
 	RunTimedOut = "RunTimedOut"
+	// ThresholdsBroken is a run that delivered every message exactly once
+	// but broke a threshold of its input (latency, throughput, ...); the
+	// message names each broken one and the details carry the run's
+	// PipelineResult.
+	ThresholdsBroken = "ThresholdsBroken"
 
 	// DeliveryStalled is a delivery that saw no enriched message for too
 	// long while messages were still missing.

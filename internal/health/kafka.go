@@ -31,6 +31,21 @@ const kafkaMetadataTopic = "__cluster_metadata"
 // the active controller), so this needs a KRaft cluster, which every Kafka
 // since 4.0 is.
 func Kafka(ctx context.Context, brokers []string, wantBrokers int, security ...kgo.Opt) Result {
+	return KafkaNeeding(ctx, brokers, BrokerNeed{Min: wantBrokers}, security...)
+}
+
+// BrokerNeed is how many brokers a Kafka check wants and, for the message
+// when the cluster has fewer, what needs them ("replication_factor 3").
+type BrokerNeed struct {
+	Min int
+	By  string
+}
+
+// KafkaNeeding is Kafka for a need that has a reason: with fewer brokers
+// the detail says what needs them, "replication_factor 3 needs 3 brokers;
+// the cluster has 1 (1), controller 1 (...)".
+func KafkaNeeding(ctx context.Context, brokers []string, need BrokerNeed, security ...kgo.Opt) Result {
+	wantBrokers := need.Min
 	return run(ctx, "kafka", brokers, func(ctx context.Context) (string, error) {
 		if len(brokers) == 0 {
 			return "", errors.New("brokers is empty; want at least one host:port")
@@ -64,6 +79,9 @@ func Kafka(ctx context.Context, brokers []string, wantBrokers int, security ...k
 		}
 		detail := fmt.Sprintf("%s, controller %d (quorum epoch %d, voters %s, max lag %d)",
 			seen, quorum.leader, quorum.epoch, joinIDs(quorum.voters), quorum.maxVoterLag)
+		if len(ids) < wantBrokers && need.By != "" {
+			return "", fmt.Errorf("%s needs %d brokers; the cluster has %d (%s), controller %d", need.By, wantBrokers, len(ids), joinIDs(ids), quorum.leader)
+		}
 		if len(ids) < wantBrokers {
 			return "", fmt.Errorf("%s, want at least %d", detail, wantBrokers)
 		}

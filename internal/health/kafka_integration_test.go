@@ -39,6 +39,11 @@ func TestKafkaReportsThreeBrokersAndController(t *testing.T) {
 	if more := Kafka(ctx, brokers, 4); more.Healthy {
 		t.Errorf("Kafka(%v, 4) healthy with 3 brokers: %s", brokers, more.Detail)
 	}
+	// A need with a reason says what needs the brokers it lacks.
+	res = KafkaNeeding(ctx, brokers, BrokerNeed{Min: 4, By: "replication_factor 4"})
+	if res.Healthy || !strings.HasPrefix(res.Detail, "replication_factor 4 needs 4 brokers; the cluster has 3 (1,2,3), controller ") {
+		t.Errorf("KafkaNeeding(4 for replication_factor 4) = %+v, want unhealthy saying replication_factor 4 needs 4 brokers", res)
+	}
 }
 
 func TestKafkaUnreachableIsUnhealthy(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -120,6 +121,21 @@ func Error(err error) error {
 		return err
 	}
 	return &redactedError{msg: redacted, err: err}
+}
+
+// Values returns s with every occurrence of each non-empty secret replaced
+// by Placeholder, longest secret first, so a secret that holds a shorter
+// one is not left half redacted. It is for text that may quote a known
+// secret as it was sent (a SQL statement, a server's error about it).
+func Values(s string, secrets ...string) string {
+	sorted := slices.Clone(secrets)
+	slices.SortFunc(sorted, func(a, b string) int { return len(b) - len(a) })
+	for _, secret := range sorted {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, Placeholder)
+		}
+	}
+	return s
 }
 
 type redactedError struct {

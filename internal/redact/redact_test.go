@@ -83,3 +83,11 @@ func TestErrorLeavesCleanErrorsAlone(t *testing.T) {
 		t.Errorf("Error(clean) = %#v, want the same error", got)
 	}
 }
+
+func TestValuesRedactsEveryKnownSecretLongestFirst(t *testing.T) {
+	got := Values(`jaas 'user="u" password="pw-long";' and pw-long again, pw alone`, "pw", "pw-long", "")
+	want := `jaas 'user="u" password="REDACTED";' and REDACTED again, REDACTED alone`
+	if got != want {
+		t.Errorf("Values = %q\nwant     %q", got, want)
+	}
+}

@@ -67,8 +67,9 @@ func drillWorkerProcessSpec(s *stack) (process, error) {
 		dir: s.repoDir,
 		// Its own settings and Temporal's, as the worker; and Go's, since
 		// restarting the worker through stackctl builds it.
-		inherit: []string{"FLOWPROOF_*", "TEMPORAL_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "GO*"},
-		env:     envAssignments(env),
+		inherit:  []string{"FLOWPROOF_*", "TEMPORAL_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "GO*"},
+		withhold: withheldClientEnv(s),
+		env:      envAssignments(env),
 	}, nil
 }
 

@@ -62,6 +62,17 @@ var secureOnlyEnv = []string{
 	"TEMPORAL_TLS", "TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_NAME",
 }
 
+// withheldClientEnv are the variables a client of the stack started by
+// stackctl must not inherit: in the default profile, the secure one's
+// settings, which a shell that sourced its env still holds (make
+// test-secure restarting the default stack, say).
+func withheldClientEnv(s *stack) []string {
+	if s.secure() {
+		return nil
+	}
+	return secureOnlyEnv
+}
+
 // printEnv writes clientEnv as shell lines, for `eval "$(stackctl env)"`.
 // The SCRAM password is the local stack's own, generated into its data
 // dir; printing it is the point of the command, and nothing else does.

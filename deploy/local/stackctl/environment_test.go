@@ -80,7 +80,10 @@ func TestEachReferenceServiceGetsOnlyItsOwnCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	worker := workerSpec.environment([]string{endpointapi.EnvAdminToken + "=x", "FLOWPROOF_TOKEN_CLIENT_SECRET=y", "AWS_SECRET_ACCESS_KEY=z"})
+	// The secure profile's settings, left in a shell that sourced its env,
+	// must not reach the default profile's worker.
+	worker := workerSpec.environment([]string{endpointapi.EnvAdminToken + "=x", "FLOWPROOF_TOKEN_CLIENT_SECRET=y", "AWS_SECRET_ACCESS_KEY=z",
+		"TEMPORAL_TLS=true", "FLOWPROOF_KAFKA_SASL_PASSWORD=secure-profile-password"})
 	want := []string{"FLOWPROOF_TOKEN_CLIENT_SECRET=y", EnvStackProfile + "=" + profileDefault, localstack.EnvStackDir + "=" + s.dir}
 	if !slices.Equal(worker, want) {
 		t.Errorf("worker environment %q, want %q: its token client secret and the stack's profile", worker, want)

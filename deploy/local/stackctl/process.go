@@ -25,7 +25,10 @@ type process struct {
 	// gets only baseEnvironment and the variables inherit names.
 	env     []string
 	inherit []string // names, or prefixes ending in "*"
-	dir     string   // working directory; the stack dir when empty
+	// withhold are names inherit would pass on that the process must not
+	// get: another profile's client settings left in stackctl's shell.
+	withhold []string
+	dir      string // working directory; the stack dir when empty
 	// user runs the process as another system user (PostgreSQL refuses
 	// to run as root); stackctl's own user when nil.
 	user *syscall.Credential
@@ -44,7 +47,7 @@ func (p process) environment(parent []string) []string {
 	var env []string
 	for _, kv := range parent {
 		name, _, _ := strings.Cut(kv, "=")
-		if name == endpointapi.EnvAdminToken {
+		if name == endpointapi.EnvAdminToken || slices.Contains(p.withhold, name) {
 			continue
 		}
 		if slices.Contains(baseEnvironment, name) || p.inherits(name) {

@@ -74,8 +74,9 @@ func workerProcessSpec(s *stack) (process, error) {
 		// Its own settings (addresses, the token client's credentials,
 		// Kafka's TLS and SASL), Temporal's client profile and where that
 		// profile and the worker's caches live.
-		inherit: []string{"FLOWPROOF_*", "TEMPORAL_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"},
-		env:     envAssignments(env),
+		inherit:  []string{"FLOWPROOF_*", "TEMPORAL_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"},
+		withhold: withheldClientEnv(s),
+		env:      envAssignments(env),
 	}, nil
 }
 
