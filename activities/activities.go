@@ -8,6 +8,7 @@
 //   - produce: ProduceChunk
 //   - deliver: ObtainToken and DeliverSegment (tokens, the endpoint)
 //   - verify: Verify
+//   - runmetrics: RecordRunMetrics (the run's figures on the worker's /metrics)
 //
 // The workflows in workflows/ only decide what happens when; everything
 // with I/O is in these packages. This package holds what several stages and

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
@@ -18,7 +19,7 @@ import (
 
 func TestReadyzFollowsTheWorkersState(t *testing.T) {
 	ready := newReadiness("flowproof")
-	server, err := startMetricsServer("127.0.0.1:0", newSDKMetrics(), ready, false, zap.NewNop())
+	server, err := startMetricsServer("127.0.0.1:0", []prometheus.Collector{newSDKMetrics()}, ready, false, zap.NewNop())
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
@@ -26,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/activities/runmetrics"
 	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/searchattr"
 	"github.com/flowproof/flowproof/internal/temporalclient"
@@ -112,10 +114,11 @@ func serve(cfg config, logger *zap.Logger) error {
 	}
 
 	sdkMetrics := newSDKMetrics()
+	runMetrics := runmetrics.NewRecorder()
 	ready := newReadiness(cfg.taskQueue)
 	var metrics *metricsServer
 	if cfg.metricsAddr != "" {
-		metrics, err = startMetricsServer(cfg.metricsAddr, sdkMetrics, ready, cfg.pprof, logger.Named("metrics"))
+		metrics, err = startMetricsServer(cfg.metricsAddr, []prometheus.Collector{sdkMetrics, runMetrics}, ready, cfg.pprof, logger.Named("metrics"))
 		if err != nil {
 			return err
 		}
@@ -137,7 +140,7 @@ func serve(cfg config, logger *zap.Logger) error {
 
 	// Activities log through the client's logger (activity.GetLogger),
 	// which adds the workflow id, activity id and attempt to every line.
-	acts, err := wiring.New(cfg.activitiesConfig(clientOpts, tokenKeys))
+	acts, err := wiring.New(cfg.activitiesConfig(clientOpts, tokenKeys, runMetrics))
 	if err != nil {
 		return fmt.Errorf("set up activities: %w", err)
 	}
@@ -201,8 +204,10 @@ func (cfg config) startFields(clientOpts client.Options, tokenKeys tokenKeyRing)
 	}
 }
 
-// activitiesConfig is the part of cfg the activities use.
-func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRing) wiring.Config {
+// activitiesConfig is the part of cfg the activities use, with what they
+// need of the worker: its Temporal client options, token keys and the
+// recorder its /metrics serves.
+func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRing, runMetrics *runmetrics.Recorder) wiring.Config {
 	return wiring.Config{
 		KafkaBrokers:         cfg.kafkaBrokers,
 		KafkaOptions:         cfg.kafkaOptions,
@@ -218,6 +223,7 @@ func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRi
 		TokenClientSecret:    cfg.tokenClientSecret,
 		TokenKey:             tokenKeys.current,
 		TokenUnsealKeys:      tokenKeys.unseal,
+		RunMetrics:           runMetrics,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -301,23 +302,24 @@ func (h sdkHandler) lookup(name string, kind metricKind) instrument {
 	return discard{}
 }
 
-// metricsServer serves /metrics: the SDK's metrics plus the Go runtime and
-// process metrics of the worker; and the probes /healthz and /readyz.
+// metricsServer serves /metrics: the SDK's metrics, the figures of the runs
+// this worker recorded (runmetrics), the Go runtime and process metrics of
+// the worker; and the probes /healthz and /readyz.
 type metricsServer struct {
 	server   *http.Server
 	listener net.Listener
 }
 
-// startMetricsServer serves /metrics, /healthz and /readyz (from ready) on
-// addr, and with withPprof Go's profiles under /debug/pprof/ (parseConfig
-// allows that on loopback only).
-func startMetricsServer(addr string, sdk *sdkMetrics, ready *readiness, withPprof bool, log *zap.Logger) (*metricsServer, error) {
+// startMetricsServer serves /metrics (metrics, plus the Go runtime and
+// process metrics), /healthz and /readyz (from ready) on addr, and with
+// withPprof Go's profiles under /debug/pprof/ (parseConfig allows that on
+// loopback only).
+func startMetricsServer(addr string, metrics []prometheus.Collector, ready *readiness, withPprof bool, log *zap.Logger) (*metricsServer, error) {
 	registry := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
-		sdk,
+	for _, c := range slices.Concat(metrics, []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}) {
 		if err := registry.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics collector: %w", err)
 		}

@@ -10,6 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
+
+	"github.com/flowproof/flowproof/activities/runmetrics"
+	"github.com/flowproof/flowproof/activities/verify"
 )
 
 func gather(t *testing.T, m *sdkMetrics) map[string]*dto.MetricFamily {
@@ -123,10 +126,12 @@ func TestLabelSetDropsEmptyValuesAndSanitizesNames(t *testing.T) {
 	}
 }
 
-func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
+func TestMetricsServerServesSDKRunAndRuntimeMetrics(t *testing.T) {
 	m := newSDKMetrics()
 	m.Handler().Counter("temporal_workflow_completed").Inc(1)
-	server, err := startMetricsServer("127.0.0.1:0", m, newReadiness("flowproof"), false, zap.NewNop())
+	runs := runmetrics.NewRecorder()
+	runs.Record(runmetrics.Run{Status: "Failed", EndedAtUnixMillis: 1_764_633_600_000, Verified: 10, Latency: verify.Percentiles{P99: 250}})
+	server, err := startMetricsServer("127.0.0.1:0", []prometheus.Collector{m, runs}, newReadiness("flowproof"), false, zap.NewNop())
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -140,12 +145,17 @@ func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"temporal_workflow_completed_total 1", "go_goroutines", "process_resident_memory_bytes"} {
+	for _, want := range []string{
+		"temporal_workflow_completed_total 1",
+		`flowproof_runs_total{status="Failed"} 1`, `flowproof_runs_total{status="Succeeded"} 0`,
+		"flowproof_last_run_timestamp_seconds 1.7646336e+09", `flowproof_last_run_latency_seconds{quantile="0.99"} 0.25`,
+		"go_goroutines", "process_resident_memory_bytes",
+	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if _, err := startMetricsServer(strings.TrimPrefix(strings.TrimSuffix(server.URL(), "/metrics"), "http://"), newSDKMetrics(), newReadiness("flowproof"), false, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
+	if _, err := startMetricsServer(strings.TrimPrefix(strings.TrimSuffix(server.URL(), "/metrics"), "http://"), []prometheus.Collector{newSDKMetrics()}, newReadiness("flowproof"), false, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
 		t.Errorf("a second server on the same address gave %v", err)
 	}
 	if code := getStatus(t, strings.TrimSuffix(server.URL(), "/metrics")+"/debug/pprof/"); code != http.StatusNotFound {
@@ -154,7 +164,7 @@ func TestMetricsServerServesSDKAndRuntimeMetrics(t *testing.T) {
 }
 
 func TestMetricsServerServesProfilesWithPprof(t *testing.T) {
-	server, err := startMetricsServer("127.0.0.1:0", newSDKMetrics(), newReadiness("flowproof"), true, zap.NewNop())
+	server, err := startMetricsServer("127.0.0.1:0", []prometheus.Collector{newSDKMetrics()}, newReadiness("flowproof"), true, zap.NewNop())
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

@@ -76,6 +76,10 @@ func TestEveryEndingKeepsTheResult(t *testing.T) {
 				require.Positive(t, result.Metrics.Produced, "counts so far")
 			}
 			require.Len(t, tc.stack.cleanups, 1, "cleanup runs on every ending")
+			require.Len(t, tc.stack.runMetrics, 1, "every ending exports the run's metrics")
+			require.Equal(t, string(result.Status), tc.stack.runMetrics[0].Status)
+			require.Equal(t, result.Metrics.Produced, tc.stack.runMetrics[0].Produced)
+			require.Equal(t, tc.wantCount, tc.stack.runMetrics[0].ProductionReported, "lag and holds only from a production that reported")
 		})
 	}
 }

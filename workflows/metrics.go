@@ -1,8 +1,12 @@
 package workflows
 
 import (
+	"slices"
+	"time"
+
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/activities/flink"
+	"github.com/flowproof/flowproof/activities/runmetrics"
 	"github.com/flowproof/flowproof/activities/verify"
 )
 
@@ -106,4 +110,45 @@ func stageMetrics(stage string, messages, millis int64) StageMetrics {
 		m.PerSecond = float64(messages) / (float64(millis) / 1000)
 	}
 	return m
+}
+
+// runMetrics is the one place a run's metrics become what the worker
+// exports on /metrics (runmetrics.Run).
+func (m *Metrics) runMetrics(status Status, endedAt time.Time) runmetrics.Run {
+	sampledMax := map[string]int64{}
+	for _, s := range m.Backpressure.LagSamples {
+		sampledMax["enrich"] = max(sampledMax["enrich"], s.Enrich)
+		sampledMax["split"] = max(sampledMax["split"], s.Split)
+		sampledMax["deliver"] = max(sampledMax["deliver"], s.Deliver)
+	}
+	if len(m.Backpressure.LagSamples) == 0 {
+		sampledMax = nil
+	}
+	return runmetrics.Run{
+		RunID:             m.RunID,
+		Status:            string(status),
+		EndedAtUnixMillis: endedAt.UnixMilli(),
+		DurationMillis:    m.TotalMillis,
+		Messages:          m.Messages,
+		Produced:          m.Produced,
+		Delivered:         m.Delivered,
+		Verified:          m.Verified,
+		Hops:              m.Hops,
+		Latency:           m.Latency,
+		// Only addProduce and addDeliver add these stages.
+		ProductionReported: m.hasStage("produce"),
+		DeliveryReported:   m.hasStage("deliver"),
+		MaxLag:             m.Backpressure.MaxLag,
+		MaxLagSeconds:      m.Backpressure.MaxLagSeconds,
+		SampledMaxLag:      sampledMax,
+		Holds:              m.Backpressure.Holds,
+		HeldMillis:         m.Backpressure.HeldMillis,
+		TokenRenewals:      m.TokenRenewals,
+		TokenRejected:      m.TokenRejected,
+		HTTPRetries:        m.HTTPRetries,
+	}
+}
+
+func (m *Metrics) hasStage(stage string) bool {
+	return slices.ContainsFunc(m.Stages, func(s StageMetrics) bool { return s.Stage == stage })
 }

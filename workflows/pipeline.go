@@ -87,6 +87,10 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 	_ = workflow.UpsertTypedSearchAttributes(cleanupCtx,
 		searchattr.Stage.ValueSet(StageDone), searchattr.Status.ValueSet(string(status)))
 	p.updateDetails(cleanupCtx)
+	// Runs recorded before the worker exported run metrics replay without.
+	if workflow.GetVersion(ctx, "record-run-metrics", workflow.DefaultVersion, 1) == 1 {
+		p.recordRunMetrics(cleanupCtx, status)
+	}
 	result := PipelineResult{Status: status, Metrics: p.metrics}
 	if !keepsResult {
 		return result, runErr
@@ -340,6 +344,17 @@ func (p *pipeline) cleanup(ctx workflow.Context) error {
 	p.addStage(StageCleanup, 0, start, workflow.Now(ctx))
 	p.metrics.TotalMillis = workflow.Now(ctx).Sub(p.started).Milliseconds()
 	return err
+}
+
+// recordRunMetrics exports the run's figures on the /metrics of the worker
+// that runs the activity, for the alert rules (deploy/prometheus). An
+// export that fails is logged and changes nothing about the run's ending.
+func (p *pipeline) recordRunMetrics(ctx workflow.Context, status Status) {
+	err := workflow.ExecuteActivity(withOptions(ctx, time.Minute, 3, "export the run's metrics"),
+		runMetricsActs.RecordRunMetrics, p.metrics.runMetrics(status, workflow.Now(ctx))).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("run metrics not exported", "error", err)
+	}
 }
 
 // runOwner names this workflow as the owner of what the run creates. The

@@ -25,6 +25,7 @@ import (
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
+	"github.com/flowproof/flowproof/activities/runmetrics"
 	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -63,6 +64,9 @@ type fakeStack struct {
 	// flinkChecks counts CheckFlinkJobs calls; from the flinkFailAt-th on
 	// (0: never) the enrich job is reported FAILED.
 	flinkChecks, flinkFailAt int
+	// runMetrics are RecordRunMetrics' inputs; runMetricsErr fails it.
+	runMetrics    []runmetrics.Run
+	runMetricsErr error
 	// health and prepare are the inputs of the last CheckHealth and
 	// PrepareTopics.
 	health  preflight.CheckHealthInput
@@ -184,6 +188,14 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			f.cleanups = append(f.cleanups, in)
 			return nil
 		})
+	env.OnActivity(runMetricsActs.RecordRunMetrics, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, run runmetrics.Run) error {
+			f.record("run-metrics")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.runMetrics = append(f.runMetrics, run)
+			return f.runMetricsErr
+		})
 	return env
 }
 
@@ -221,7 +233,7 @@ func TestPipelineRunsStagesInOrder(t *testing.T) {
 	// Produce and deliver interleave; what matters is what comes before and after.
 	order := strings.Join(f.calls, ",")
 	require.True(t, strings.HasPrefix(order, "health,prepare,flink,"), order)
-	require.True(t, strings.HasSuffix(order, ",verify,cleanup"), order)
+	require.True(t, strings.HasSuffix(order, ",verify,cleanup,run-metrics"), order)
 	require.Len(t, f.cleanups, 1)
 	require.False(t, f.cleanups[0].KeepTopics)
 	require.Equal(t, "flowproof.unit.raw", f.cleanups[0].Names.RawTopic)

@@ -15,6 +15,7 @@ import (
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
+	"github.com/flowproof/flowproof/activities/runmetrics"
 	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/flinksql"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
@@ -58,6 +59,11 @@ type Config struct {
 	// TokenUnsealKeys open tokens sealed with other keys, but never seal
 	// one: see deliver.Config.
 	TokenUnsealKeys [][]byte
+
+	// RunMetrics receives the figures of every run this worker records the
+	// end of; the worker serves it on /metrics. Nil: a recorder of its own
+	// that nobody serves.
+	RunMetrics *runmetrics.Recorder
 }
 
 // Activities are the activity structs of one worker; they share one Kafka
@@ -69,6 +75,7 @@ type Activities struct {
 	Produce    *produce.Activities
 	Deliver    *deliver.Activities
 	Verify     *verify.Activities
+	RunMetrics *runmetrics.Activities
 
 	kafka *kafkaeos.Conn
 }
@@ -103,6 +110,10 @@ func New(cfg Config) (*Activities, error) {
 		kafka.Close()
 		return nil, fmt.Errorf("reference endpoint: %w", err)
 	}
+	recorder := cfg.RunMetrics
+	if recorder == nil {
+		recorder = runmetrics.NewRecorder()
+	}
 	return &Activities{
 		Preflight: preflight.New(preflight.Config{
 			KafkaBrokers:  cfg.KafkaBrokers,
@@ -118,6 +129,7 @@ func New(cfg Config) (*Activities, error) {
 		Produce:    produce.New(kafka),
 		Deliver:    deliverActs,
 		Verify:     verifyActs,
+		RunMetrics: runmetrics.New(recorder),
 		kafka:      kafka,
 	}, nil
 }
@@ -156,6 +168,7 @@ func (a *Activities) All() []any {
 	return []any{
 		orZero(a.Preflight), orZero(a.KafkaAdmin), orZero(a.Flink),
 		orZero(a.Produce), orZero(a.Deliver), orZero(a.Verify),
+		orZero(a.RunMetrics),
 	}
 }
 

@@ -13,6 +13,15 @@ bash deploy/local/lint.sh
 echo "== workflowcheck (determinism of workflows/)"
 go run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 ./workflows/...
 
+echo "== promtool (Debian's prometheus package) for the Prometheus configuration and alert rules"
+go build -o bin/ ./deploy/local/stackctl
+if bin/stackctl install --only prometheus; then
+  # The tests that run promtool fail rather than skip without it.
+  export FLOWPROOF_REQUIRE_PROMTOOL=1
+else
+  echo "test.sh: promtool could not be installed (see above): the Prometheus configuration and alert rule tests are SKIPPED, NOT CHECKED" >&2
+fi
+
 echo "== unit tests"
 go test -count=1 ./...
 
@@ -20,7 +29,6 @@ echo "== container image and Kubernetes manifests (deploy/cluster)"
 make --no-print-directory test-cluster
 
 echo "== local stack"
-go build -o bin/ ./deploy/local/stackctl
 started_here=0
 # The components the tests need; a developer's worker that died does not
 # make the stack one to stop afterwards.

@@ -9,8 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
@@ -56,12 +57,21 @@ func (prometheus) start(_ context.Context, s *stack) error {
 	if err := os.MkdirAll(filepath.Join(dir, "tsdb"), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
+	source := filepath.Join(s.repoDir, prometheusConfigSource)
+	committed, err := os.ReadFile(source)
+	if err != nil {
+		return fmt.Errorf("read the Prometheus configuration: %w", err)
+	}
+	config, err := prometheusConfig(committed, filepath.Dir(source), prometheusScrapeJobs())
+	if err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
 	configFile := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(configFile, []byte(prometheusConfig(prometheusScrapeJobs())), 0o644); err != nil {
+	if err := os.WriteFile(configFile, config, 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", configFile, err)
 	}
 	// A running Prometheus keeps its old targets (say, another TaskManager
-	// count) until told to reload the file.
+	// count) and rules until told to reload them.
 	if pid, ok := s.running("prometheus"); ok {
 		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 			return fmt.Errorf("reload prometheus (pid %d): %w", pid, err)
@@ -89,25 +99,55 @@ func prometheusProcess(dir, configFile string) process {
 	}
 }
 
-// prometheusConfig renders prometheus.yml. Strings are JSON-quoted, which
-// YAML reads as double-quoted scalars.
-func prometheusConfig(jobs []scrapeJob) string {
-	var b strings.Builder
-	b.WriteString("# Written by flowproof stackctl on every `up`; edits are overwritten.\n")
-	b.WriteString("global:\n  scrape_interval: 10s\n  scrape_timeout: 5s\n  evaluation_interval: 10s\n")
-	b.WriteString("scrape_configs:\n")
-	for _, job := range jobs {
-		fmt.Fprintf(&b, "  - job_name: %s\n    static_configs:\n      - targets:\n", quoteYAML(job.name))
-		for _, target := range job.targets {
-			fmt.Fprintf(&b, "          - %s\n", quoteYAML(target))
+// prometheusConfigSource is the committed configuration (with its alert
+// rules) that the stack's Prometheus runs from, so that there is one.
+const prometheusConfigSource = "deploy/prometheus/prometheus.yml"
+
+// prometheusConfig renders the stack's prometheus.yml from the committed
+// one (in sourceDir): everything in it stays, its rule files by absolute
+// path, and each job scrapes the stack's address for it; the stack's jobs
+// the committed file lacks are added. A committed job the stack has no
+// address for is an error rather than a scrape of somebody else's target.
+func prometheusConfig(committed []byte, sourceDir string, jobs []scrapeJob) ([]byte, error) {
+	var cfg map[string]any
+	if err := yaml.Unmarshal(committed, &cfg); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	if files, ok := cfg["rule_files"].([]any); ok {
+		for i, f := range files {
+			if name, ok := f.(string); ok && !filepath.IsAbs(name) {
+				files[i] = filepath.Join(sourceDir, name)
+			}
 		}
 	}
-	return b.String()
-}
-
-func quoteYAML(s string) string {
-	quoted, _ := json.Marshal(s)
-	return string(quoted)
+	targets := map[string][]string{}
+	for _, job := range jobs {
+		targets[job.name] = job.targets
+	}
+	staticConfigs := func(job string) []any { return []any{map[string]any{"targets": targets[job]}} }
+	scrapes, _ := cfg["scrape_configs"].([]any)
+	committedJobs := map[string]bool{}
+	for _, sc := range scrapes {
+		scrape, _ := sc.(map[string]any)
+		name, _ := scrape["job_name"].(string)
+		if _, ok := targets[name]; !ok {
+			return nil, fmt.Errorf("scrape job %q has no address on the local stack (prometheusScrapeJobs)", name)
+		}
+		scrape["static_configs"] = staticConfigs(name)
+		committedJobs[name] = true
+	}
+	for _, job := range jobs {
+		if !committedJobs[job.name] {
+			scrapes = append(scrapes, map[string]any{"job_name": job.name, "static_configs": staticConfigs(job.name)})
+		}
+	}
+	cfg["scrape_configs"] = scrapes
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	header := "# Written by flowproof stackctl on every `up` from " + prometheusConfigSource + "; edit that one.\n"
+	return append([]byte(header), out...), nil
 }
 
 // check wants 200 from /-/ready; the detail adds how many targets Prometheus
