@@ -52,10 +52,3 @@ echo "== integration and end-to-end tests"
 # time keeps their figures meaningful and their timeouts honest.
 go test -tags integration -count=1 -p 1 -timeout 45m ./... 2>&1 | tee "${TMPDIR:-/tmp}/flowproof-integration.log"
 
-# The secure profile (Kafka with SASL_SSL and SCRAM, Temporal server on
-# PostgreSQL with TLS) runs on a stack dir of its own and the same ports,
-# so the default stack goes first.
-stop_stack
-trap - EXIT
-echo "== secure profile (deploy/local/test-secure.sh)"
-bash deploy/local/test-secure.sh
