@@ -83,12 +83,13 @@ demo:
 drills:
 	bash deploy/local/drills.sh
 
-# The whole suite: unit tests, then integration and end-to-end tests against
-# the real local stack (started once, stopped afterwards).
+# The whole suite: unit tests, then the integration tests against the real
+# local stack, then the secure profile's tests (the end-to-end test among
+# them) against a secure stack; each started once and stopped afterwards.
 test:
 	bash deploy/local/test.sh
 
-# The integration tests of the secure profile (the stack's own SASL_SSL and
+# The secure profile's part of make test (the stack's own SASL_SSL and
 # refusal tests, the health stage, the end-to-end run) on a secure stack in
 # a stack dir of its own; a running default stack is stopped for them and
 # started again afterwards.

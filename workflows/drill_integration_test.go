@@ -18,10 +18,12 @@ import (
 	"github.com/flowproof/flowproof/workflows"
 )
 
-// drillsInTest are the drills `make test` runs; `make drills` runs them all.
-// kill-worker replaces the former worker-crash test: a SIGKILLed worker
-// must be invisible in the result. stop-worker checks the graceful stop.
-var drillsInTest = []string{drillapi.KillBroker, drillapi.KillTaskManager, drillapi.KillWorker, drillapi.StopWorker}
+// drillsInTest are the drills `make test` runs, one fault on each side of
+// the verdict: a Kafka broker lost mid-run, and a SIGKILLed worker, which
+// must be invisible in the result. `make drills` runs them all (the
+// TaskManager kill and the graceful worker stop among them); each drill is a
+// full pipeline run, which make test's time budget cannot afford for all.
+var drillsInTest = []string{drillapi.KillBroker, drillapi.KillWorker}
 
 // drillMessages keeps each drill near a minute and a half on two cores,
 // long enough to measure the rate before and after the fault.

@@ -35,6 +35,7 @@ func clientEnv(s *stack) ([]envVar, error) {
 		envVar{kafkaconn.EnvSASLMechanism, kafkaSecurity.SASLMechanism},
 		envVar{kafkaconn.EnvSASLUser, kafkaSecurity.SASLUser},
 		envVar{kafkaconn.EnvSASLPassword, kafkaSecurity.SASLPassword},
+		envVar{kafkaconn.EnvFlinkPropertiesFile, flinkKafkaPropertiesFile(s)},
 	)
 	return append(vars, temporalTLSEnv(s)...), nil
 }
@@ -58,7 +59,7 @@ func temporalTLSEnv(s *stack) []envVar {
 // sourced the secure profile's env can move back.
 var secureOnlyEnv = []string{
 	kafkaconn.EnvTLS, kafkaconn.EnvTLSCAFile, kafkaconn.EnvTLSCertFile, kafkaconn.EnvTLSKeyFile, kafkaconn.EnvTLSServerName,
-	kafkaconn.EnvSASLMechanism, kafkaconn.EnvSASLUser, kafkaconn.EnvSASLPassword,
+	kafkaconn.EnvSASLMechanism, kafkaconn.EnvSASLUser, kafkaconn.EnvSASLPassword, kafkaconn.EnvFlinkPropertiesFile,
 	"TEMPORAL_TLS", "TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_NAME",
 }
 

@@ -308,6 +308,11 @@ func flinkConfig(s *stack) string {
 		// pipeline cancels its jobs through the REST API.
 		{"web.submit.enable", "false"},
 		{"web.cancel.enable", "true"},
+		// Starting a TaskManager's RPC system (Pekko remoting) times out
+		// after 10 s by default, which a 2-core machine starting three
+		// TaskManagers beside a busy Kafka overran (seen: the TaskManager
+		// exited and stackctl up failed).
+		{"pekko.startup-timeout", "60 s"},
 
 		// Sized for 2 cores and 24 GiB shared with three Kafka brokers
 		// (512 MiB heap each), Temporal and the Go worker: about 6 GiB for

@@ -101,6 +101,9 @@ func (kafka) start(ctx context.Context, s *stack) error {
 		if passwords, err = ensureKafkaPasswords(s); err != nil {
 			return err
 		}
+		if err := writeFlinkKafkaProperties(s); err != nil {
+			return err
+		}
 	}
 
 	var unformatted []int

@@ -7,6 +7,7 @@
 // Prometheus and flowproof's own worker.
 //
 //	stackctl up [--profile default|secure] [--taskmanagers N] [--with-prometheus] [--with-worker] [--with-drills]   install, start, wait until ready
+//	stackctl install [--profile default|secure] [--only C,...]   fetch or build into the cache, start nothing
 //	stackctl down                                        stop every process of the stack
 //	stackctl status [--json]                             up/down per component
 //	stackctl env                                         the client settings of the stack's profile, as export lines
@@ -207,10 +208,17 @@ func setupLogs(_ *flag.FlagSet, s *stack, stdout io.Writer) func(context.Context
 }
 
 func setupInstall(fs *flag.FlagSet, s *stack, _ io.Writer) func(context.Context, []string) error {
+	// Not remembered: installing only fills the cache, so a test run can
+	// build the secure profile's Temporal server while the default stack
+	// is still in use.
+	fs.StringVar(&s.opts.profile, "profile", s.opts.profile, "the profile whose components to install: "+profileDefault+" or "+profileSecure)
 	onlyFlag(fs, s, "install")
 	return func(ctx context.Context, args []string) error {
 		if err := noArgs(args); err != nil {
 			return err
+		}
+		if err := checkProfile(s.opts.profile); err != nil {
+			return usageError{err}
 		}
 		return install(ctx, s)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	flinkactivities "github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
 )
@@ -205,6 +206,34 @@ func TestSecureEnvGivesKafkaSettingsThatFitTogether(t *testing.T) {
 		processEnv := strings.Join(spec.environment(nil), "\n")
 		if !strings.Contains(processEnv, kafkaconn.EnvSASLPassword+"="+passwords[kafkaClientUser]) || !strings.Contains(processEnv, kafkaconn.EnvTLS+"=1") {
 			t.Errorf("%s's environment lacks the Kafka settings:\n%s", spec.name, strings.ReplaceAll(processEnv, passwords[kafkaClientUser], "***"))
+		}
+	}
+}
+
+// The Flink jobs' Kafka clients get the secure profile's longer connection
+// set-up through the worker's own path: stackctl env, then the properties
+// file the worker reads and checks.
+func TestSecureEnvGivesFlinksKafkaClientsLongerToConnect(t *testing.T) {
+	s := secureTestStack(t)
+	if _, err := ensureKafkaPasswords(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFlinkKafkaProperties(s); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := printedEnv(t, s)
+	getenv := func(k string) string { return env[k] }
+	settings, err := kafkaconn.FromEnv(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafka, err := flinkactivities.KafkaFromEnv(getenv, settings, []string{"127.0.0.1:19092"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"socket.connection.setup.timeout.ms": "30000", "socket.connection.setup.timeout.max.ms": "60000"} {
+		if got := kafka.Properties[key]; got != want {
+			t.Errorf("Flink's Kafka property %s = %q, want %q", key, got, want)
 		}
 	}
 }
