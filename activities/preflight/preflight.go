@@ -83,7 +83,7 @@ func (a *Activities) CheckHealth(ctx context.Context, in CheckHealthInput) (Chec
 		check     func(context.Context) []health.Result
 	}{
 		{"kafka", strings.Join(cfg.KafkaBrokers, ","), func(ctx context.Context) []health.Result {
-			return []health.Result{health.KafkaNeeding(ctx, cfg.KafkaBrokers, brokers, cfg.KafkaOptions...)}
+			return []health.Result{health.Kafka(ctx, cfg.KafkaBrokers, brokers, cfg.KafkaOptions...)}
 		}},
 		{"flink-jobmanager", cfg.FlinkURL, func(ctx context.Context) []health.Result {
 			return []health.Result{health.FlinkJobManager(ctx, cfg.FlinkURL, wantTaskManagers)}

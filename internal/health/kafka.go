@@ -19,21 +19,6 @@ import (
 // active controller.
 const kafkaMetadataTopic = "__cluster_metadata"
 
-// Kafka asks the cluster behind brokers for its metadata and for its KRaft
-// quorum. It is healthy when at least wantBrokers brokers are registered and
-// the quorum has a leader (the active controller), e.g.
-// "3 brokers (1,2,3), controller 2 (quorum epoch 4, voters 1,2,3, max lag 0)".
-//
-// security are the client options that reach a secured cluster (TLS,
-// SASL), as every other client of the worker has them.
-//
-// The quorum is asked through the brokers (DescribeQuorum is forwarded to
-// the active controller), so this needs a KRaft cluster, which every Kafka
-// since 4.0 is.
-func Kafka(ctx context.Context, brokers []string, wantBrokers int, security ...kgo.Opt) Result {
-	return KafkaNeeding(ctx, brokers, BrokerNeed{Min: wantBrokers}, security...)
-}
-
 // BrokerNeed is how many brokers a Kafka check wants and, for the message
 // when the cluster has fewer, what needs them ("replication_factor 3").
 type BrokerNeed struct {
@@ -41,17 +26,27 @@ type BrokerNeed struct {
 	By  string
 }
 
-// KafkaNeeding is Kafka for a need that has a reason: with fewer brokers
-// the detail says what needs them, "replication_factor 3 needs 3 brokers;
-// the cluster has 1 (1), controller 1 (...)".
-func KafkaNeeding(ctx context.Context, brokers []string, need BrokerNeed, security ...kgo.Opt) Result {
+// Kafka asks the cluster behind brokers for its metadata and for its KRaft
+// quorum. It is healthy when at least need.Min brokers are registered and
+// the quorum has a leader (the active controller), e.g.
+// "3 brokers (1,2,3), controller 2 (quorum epoch 4, voters 1,2,3, max lag 0)";
+// with fewer brokers the detail says what needs them: "replication_factor
+// 3 needs 3 brokers; the cluster has 1 (1), controller 1 (...)".
+//
+// security are the client options that reach a secured cluster (TLS,
+// SASL), as every other client of the worker has them.
+//
+// The quorum is asked through the brokers (DescribeQuorum is forwarded to
+// the active controller), so this needs a KRaft cluster, which every Kafka
+// since 4.0 is.
+func Kafka(ctx context.Context, brokers []string, need BrokerNeed, security ...kgo.Opt) Result {
 	wantBrokers := need.Min
 	return run(ctx, "kafka", brokers, func(ctx context.Context) (string, error) {
 		if len(brokers) == 0 {
 			return "", errors.New("brokers is empty; want at least one host:port")
 		}
 		if wantBrokers < 1 {
-			return "", fmt.Errorf("wantBrokers must be at least 1, got %d", wantBrokers)
+			return "", fmt.Errorf("want at least 1 broker, got %d", wantBrokers)
 		}
 		opts := append([]kgo.Opt{
 			kgo.SeedBrokers(brokers...),

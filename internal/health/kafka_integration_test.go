@@ -23,7 +23,7 @@ func TestKafkaReportsThreeBrokersAndController(t *testing.T) {
 	defer cancel()
 	brokers := localstack.FromEnv().KafkaBrokers
 
-	res := Kafka(ctx, brokers, 3)
+	res := Kafka(ctx, brokers, BrokerNeed{Min: 3})
 	if !res.Healthy {
 		t.Fatalf("Kafka(%v, 3) unhealthy: %s", brokers, res.Detail)
 	}
@@ -36,13 +36,13 @@ func TestKafkaReportsThreeBrokersAndController(t *testing.T) {
 	t.Logf("%s (%d ms)", res.Detail, res.LatencyMillis)
 
 	// Asking for more brokers than exist must fail, or the check proves nothing.
-	if more := Kafka(ctx, brokers, 4); more.Healthy {
+	if more := Kafka(ctx, brokers, BrokerNeed{Min: 4}); more.Healthy {
 		t.Errorf("Kafka(%v, 4) healthy with 3 brokers: %s", brokers, more.Detail)
 	}
 	// A need with a reason says what needs the brokers it lacks.
-	res = KafkaNeeding(ctx, brokers, BrokerNeed{Min: 4, By: "replication_factor 4"})
+	res = Kafka(ctx, brokers, BrokerNeed{Min: 4, By: "replication_factor 4"})
 	if res.Healthy || !strings.HasPrefix(res.Detail, "replication_factor 4 needs 4 brokers; the cluster has 3 (1,2,3), controller ") {
-		t.Errorf("KafkaNeeding(4 for replication_factor 4) = %+v, want unhealthy saying replication_factor 4 needs 4 brokers", res)
+		t.Errorf("Kafka(4 for replication_factor 4) = %+v, want unhealthy saying replication_factor 4 needs 4 brokers", res)
 	}
 }
 
@@ -50,7 +50,7 @@ func TestKafkaUnreachableIsUnhealthy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	// Port 1 on loopback has no listener.
-	res := Kafka(ctx, []string{"127.0.0.1:1"}, 1)
+	res := Kafka(ctx, []string{"127.0.0.1:1"}, BrokerNeed{Min: 1})
 	if res.Healthy {
 		t.Fatalf("Kafka on a closed port reported healthy: %s", res.Detail)
 	}

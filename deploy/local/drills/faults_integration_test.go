@@ -221,7 +221,7 @@ func TestKillBrokerHitsTheLeaderOfMostPartitionsAndLeavesTheClusterWhole(t *test
 	if held := report.LiftedAt.Sub(report.InjectedAt); held < 24*time.Second {
 		t.Errorf("fault lasted %s; want at least the 24 s hold", held)
 	}
-	if res := health.Kafka(ctx, localstack.FromEnv().KafkaBrokers, 3); !res.Healthy {
+	if res := health.Kafka(ctx, localstack.FromEnv().KafkaBrokers, health.BrokerNeed{Min: 3}); !res.Healthy {
 		t.Errorf("cluster not whole after the drill: %s", res.Detail)
 	}
 	if err := waitFullISR(ctx, f.Kafka, injection{}); err != nil {

@@ -66,7 +66,7 @@ func (kafka) check(ctx context.Context, s *stack) health.Result {
 	if err != nil {
 		return health.Result{Component: "kafka", Addresses: brokers, Detail: err.Error()}
 	}
-	res := health.Kafka(ctx, brokers, kafkaNodes, security...)
+	res := health.Kafka(ctx, brokers, health.BrokerNeed{Min: kafkaNodes}, security...)
 	if !res.Healthy {
 		return res
 	}
