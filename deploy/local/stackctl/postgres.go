@@ -159,6 +159,13 @@ func postgresArgv(binDir, dataDir string) []string {
 		// (see temporalPersistence); the default 100 leaves room.
 		{"max_connections", "100"},
 		{"shared_buffers", "64MB"},
+		// A commit returns before its WAL reaches the disk (the WAL writer
+		// flushes within 600 ms): the Temporal server commits on every
+		// workflow step, and on this shared disk each flush queued behind
+		// Kafka's writes and the KRaft controllers' own fsyncs. A crash of
+		// the machine may lose the last commits of this throwaway local
+		// store; it never corrupts it.
+		{"synchronous_commit", "off"},
 	}
 	argv := []string{filepath.Join(binDir, "postgres"), "-D", dataDir}
 	for _, kv := range settings {
