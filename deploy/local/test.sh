@@ -22,6 +22,14 @@ else
   echo "test.sh: promtool could not be installed (see above): the Prometheus configuration and alert rule tests are SKIPPED, NOT CHECKED" >&2
 fi
 
+echo "== chromium (Debian's package) for the HTML report's browser test"
+if bin/stackctl install --only chromium; then
+  # The report's browser test fails rather than skips without it.
+  export FLOWPROOF_REQUIRE_CHROMIUM=1
+else
+  echo "test.sh: chromium could not be installed (see above): the HTML report's browser test is SKIPPED, NOT CHECKED" >&2
+fi
+
 echo "== unit tests"
 go test -count=1 ./...
 
