@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"html/template"
+	"strconv"
 	"time"
 
 	"github.com/go-analyze/charts"
@@ -125,7 +126,7 @@ func latencyChart(h *verify.LatencyHistogram) chart {
 	labels := make([]string, len(h.Buckets))
 	for i, b := range h.Buckets {
 		counts[i] = float64(b.Count)
-		labels[i] = fmt.Sprintf("≤%g", b.UpToMillis)
+		labels[i] = "≤" + strconv.FormatFloat(b.UpToMillis, 'f', -1, 64)
 	}
 	return svgChart(id, title, bars([][]float64{counts}),
 		charts.LegendLabelsOptionFunc([]string{"messages"}), charts.XAxisLabelsOptionFunc(labels))

@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/flowproof/flowproof/activities"
@@ -70,15 +71,7 @@ func sortedHeaders(msg activities.MessageView) []header {
 	for k, v := range msg.Headers {
 		out = append(out, header{k, v})
 	}
-	slices.SortFunc(out, func(a, b header) int {
-		if a.Key < b.Key {
-			return -1
-		}
-		if a.Key > b.Key {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b header) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
 
