@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -92,6 +93,10 @@ func TestStartStatusAndRunAgainstTemporal(t *testing.T) {
 		t.Errorf("status of a run without worker = %+v", report)
 	}
 
+	if code, _, errOut := starter(t, "report", workflowID, "--html", filepath.Join(t.TempDir(), "r.html")); code != 1 || !strings.Contains(errOut, "has no result to report (status Running") {
+		t.Errorf("report of a running run: exit %d, stderr %q", code, errOut)
+	}
+
 	if err := c.TerminateWorkflow(ctx, workflowID, "", "integration test"); err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +156,10 @@ func TestRunFollowsUntilTheWorkflowEnds(t *testing.T) {
 	}
 	if result.Status != workflows.StatusFailed || !strings.Contains(result.Metrics.FailureMessage, "terminated") || result.Metrics.Messages != 50 {
 		t.Errorf("result = %+v", result)
+	}
+	// A terminated run has no result: starter report says so.
+	if code, _, errOut := starter(t, "report", workflowID, "--html", filepath.Join(t.TempDir(), "r.html")); code != 1 || !strings.Contains(errOut, "has no result to report (status Terminated") {
+		t.Errorf("report of a terminated run: exit %d, stderr %q", code, errOut)
 	}
 	for _, want := range []string{"started " + workflowID, "/workflows/" + workflowID + "/", "no answer to the progress query", "ended with status Failed"} {
 		if !strings.Contains(o.errOut, want) {

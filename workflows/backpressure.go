@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"slices"
+
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 )
 
@@ -75,6 +77,45 @@ type Backpressure struct {
 	// DrainRates are each group's drain rate after the last poll; a run
 	// that continues as new goes on from them.
 	DrainRates DrainRates `json:"drain_rates,omitzero"`
+	// HoldSpans are when production was held, for the report's lag chart:
+	// at most maxHoldSpans, the closest neighbours merged beyond that. A
+	// hold still on has ToUnixMillis 0. Runs recorded before they were kept
+	// (GetVersion record-hold-spans) have none.
+	HoldSpans []HoldSpan `json:"hold_spans,omitempty"`
+}
+
+// HoldSpan is one hold of production, or neighbouring holds merged.
+type HoldSpan struct {
+	FromUnixMillis int64 `json:"from_unix_ms"`
+	ToUnixMillis   int64 `json:"to_unix_ms"`
+}
+
+// maxHoldSpans bounds the hold spans kept; a run holds once per lag poll
+// at most, so a long run can hold thousands of times.
+const maxHoldSpans = 120
+
+// startHold opens a hold span at atUnixMillis, merging the two closest
+// spans first when the spans are full.
+func (b *Backpressure) startHold(atUnixMillis int64) {
+	if len(b.HoldSpans) >= maxHoldSpans {
+		closest := 1
+		for i := 2; i < len(b.HoldSpans); i++ {
+			gap := b.HoldSpans[i].FromUnixMillis - b.HoldSpans[i-1].ToUnixMillis
+			if gap < b.HoldSpans[closest].FromUnixMillis-b.HoldSpans[closest-1].ToUnixMillis {
+				closest = i
+			}
+		}
+		b.HoldSpans[closest-1].ToUnixMillis = b.HoldSpans[closest].ToUnixMillis
+		b.HoldSpans = slices.Delete(b.HoldSpans, closest, closest+1)
+	}
+	b.HoldSpans = append(b.HoldSpans, HoldSpan{FromUnixMillis: atUnixMillis})
+}
+
+// endHold closes the open hold span, if there is one.
+func (b *Backpressure) endHold(atUnixMillis int64) {
+	if n := len(b.HoldSpans); n > 0 && b.HoldSpans[n-1].ToUnixMillis == 0 {
+		b.HoldSpans[n-1].ToUnixMillis = atUnixMillis
+	}
 }
 
 // DrainRates are the messages per second each group drains, as estimated

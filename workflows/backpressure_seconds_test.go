@@ -86,6 +86,8 @@ func TestHoldInSecondsUntilTheConsumerDrains(t *testing.T) {
 	require.Equal(t, 3, polls, "production waits from the first poll to the third")
 	require.Equal(t, 1, res.Holds)
 	require.Equal(t, int64(10_000), res.HeldMillis)
+	require.Len(t, res.HoldSpans, 1)
+	require.Equal(t, int64(10_000), res.HoldSpans[0].ToUnixMillis-res.HoldSpans[0].FromUnixMillis, "the hold's span")
 	require.InDelta(t, 8, res.MaxLagSeconds, 1e-9)
 	require.Equal(t, "deliver", res.LagSecondsGroup)
 	require.InDelta(t, 10_000, res.DrainRates.Deliver, 1e-9)

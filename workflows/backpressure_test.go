@@ -137,3 +137,23 @@ func TestAnIdleWindowDoesNotMakeLagLookLong(t *testing.T) {
 	require.InDelta(t, 10_000, rates.Deliver, 1e-9)
 	require.InDelta(t, 2.1, lag.seconds, 1e-9)
 }
+
+func TestHoldSpansStayBoundedAndMergeTheClosest(t *testing.T) {
+	var b Backpressure
+	b.endHold(5) // no hold open: nothing to close
+	require.Empty(t, b.HoldSpans)
+	// Holds of 10 ms every 100 ms, but one gap of only 1 ms after the third.
+	at := int64(0)
+	for i := range maxHoldSpans + 1 {
+		b.startHold(at)
+		b.endHold(at + 10)
+		at += 100
+		if i == 2 {
+			at -= 89
+		}
+	}
+	require.Len(t, b.HoldSpans, maxHoldSpans)
+	require.Equal(t, HoldSpan{FromUnixMillis: 200, ToUnixMillis: 221}, b.HoldSpans[2], "the two closest holds merged")
+	require.Equal(t, int64(0), b.HoldSpans[0].FromUnixMillis, "the first hold stays")
+	require.Equal(t, at-100+10, b.HoldSpans[maxHoldSpans-1].ToUnixMillis, "the last hold is kept")
+}

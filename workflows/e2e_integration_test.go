@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -101,6 +103,46 @@ func startWorker(t *testing.T) *e2e {
 	}}
 }
 
+// requireMeasurements checks the richer measurements of a complete run of
+// m.Messages on the real stack, and that its HTML report draws every chart.
+func requireMeasurements(t *testing.T, m workflows.Metrics) {
+	t.Helper()
+	series, hist := m.Verification.Series, m.Verification.LatencyHistogram
+	require.NotNil(t, series, "per-interval series")
+	require.NotNil(t, hist, "latency histogram")
+	sum := func(points []int64) (n int64) {
+		for _, p := range points {
+			n += p
+		}
+		return n
+	}
+	for hop, points := range map[string][]int64{"produced": series.Produced, "enriched": series.Enriched, "delivered": series.Delivered, "verified": series.Verified} {
+		require.Equal(t, m.Messages, sum(points), "messages in the %s series (%d points of %d ms)", hop, len(points), series.IntervalMillis)
+	}
+	require.Equal(t, m.Messages, hist.Count)
+	require.NotEmpty(t, hist.HDR, "the HdrHistogram's encoding")
+	for _, s := range m.Stages {
+		require.Positive(t, s.StartedUnixMillis, "start of stage %s", s.Stage)
+	}
+	t.Logf("series: %d points of %d ms; latency histogram: %d buckets, HDR %d bytes",
+		len(series.Produced), series.IntervalMillis, len(hist.Buckets), len(hist.HDR))
+}
+
+// requireReport runs `starter report` on the finished run workflowID: its
+// HTML report draws every chart.
+func requireReport(t *testing.T, ctx context.Context, workflowID string) {
+	t.Helper()
+	page := filepath.Join(t.TempDir(), "report.html")
+	out, err := exec.CommandContext(ctx, "go", "run", "../starter", "report", workflowID, "--html", page).CombinedOutput()
+	require.NoError(t, err, "starter report: %s", out)
+	html, err := os.ReadFile(page)
+	require.NoError(t, err)
+	require.Equal(t, 4, strings.Count(string(html), "<svg"), "charts drawn in the report of a real run")
+	require.NotContains(t, string(html), "not recorded:")
+	require.Contains(t, string(html), "Succeeded")
+	t.Logf("starter report %s: %d bytes", workflowID, len(html))
+}
+
 // start starts PipelineWorkflow by its type name, as the UI and the CLI do;
 // with no args the workflow gets no input payload at all.
 func (e *e2e) start(t *testing.T, ctx context.Context, id string, args ...any) client.WorkflowRun {
@@ -157,6 +199,8 @@ func TestEndToEnd(t *testing.T) {
 		for _, h := range []string{"correlation.id", "sending.id", "logical.queue", "batch.number"} {
 			require.NotEmpty(t, m.Verification.First[0].Headers[h], "header %s", h)
 		}
+		requireMeasurements(t, m)
+		requireReport(t, ctx, id)
 
 		// The token never appears in plain text: not in the history of the
 		// run or of its children, not in the worker's logs.

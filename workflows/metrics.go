@@ -60,10 +60,13 @@ type Metrics struct {
 
 // StageMetrics times one stage.
 type StageMetrics struct {
-	Stage          string  `json:"stage"`
-	Messages       int64   `json:"messages,omitempty"`
-	DurationMillis int64   `json:"duration_ms"`
-	PerSecond      float64 `json:"per_second,omitempty"`
+	Stage string `json:"stage"`
+	// StartedUnixMillis places the stage on the run's timeline; 0 in
+	// results recorded before it was kept.
+	StartedUnixMillis int64   `json:"started_unix_ms,omitempty"`
+	Messages          int64   `json:"messages,omitempty"`
+	DurationMillis    int64   `json:"duration_ms"`
+	PerSecond         float64 `json:"per_second,omitempty"`
 }
 
 // addProduce is the one place a production's result enters the metrics.
@@ -71,7 +74,7 @@ func (m *Metrics) addProduce(r ProduceResult) {
 	m.Produced = r.Produced
 	m.ChunksResumed = r.Resumed
 	m.Backpressure = r.Backpressure
-	m.Stages = append(m.Stages, stageMetrics("produce", r.Produced, r.DurationMillis))
+	m.Stages = append(m.Stages, stageMetrics("produce", r.Produced, r.StartedUnixMillis, r.DurationMillis))
 }
 
 // addDeliver is the one place a delivery's result enters the metrics.
@@ -79,7 +82,7 @@ func (m *Metrics) addDeliver(r DeliverResult) {
 	m.Delivered = r.Delivered
 	m.TokenRenewals, m.TokenRejected = r.TokenRenewals, r.TokenRejected
 	m.HTTPBatches, m.HTTPRetries = r.Batches, r.Retries
-	m.Stages = append(m.Stages, stageMetrics("deliver", r.Delivered, r.DurationMillis))
+	m.Stages = append(m.Stages, stageMetrics("deliver", r.Delivered, r.StartedUnixMillis, r.DurationMillis))
 }
 
 // addFlink is the one place a check of the Flink jobs enters the metrics.
@@ -104,8 +107,8 @@ func (m *Metrics) keepCountsSoFar(pr Progress) {
 	m.TokenRenewals = max(m.TokenRenewals, pr.TokenRenewals)
 }
 
-func stageMetrics(stage string, messages, millis int64) StageMetrics {
-	m := StageMetrics{Stage: stage, Messages: messages, DurationMillis: millis}
+func stageMetrics(stage string, messages, startedUnixMillis, millis int64) StageMetrics {
+	m := StageMetrics{Stage: stage, Messages: messages, StartedUnixMillis: startedUnixMillis, DurationMillis: millis}
 	if messages > 0 && millis > 0 {
 		m.PerSecond = float64(messages) / (float64(millis) / 1000)
 	}

@@ -445,7 +445,7 @@ func hopTableMarkdown(hops []verify.HopCount, expected int64) string {
 }
 
 func (p *pipeline) addStage(stage string, messages int64, from, to time.Time) {
-	p.metrics.Stages = append(p.metrics.Stages, stageMetrics(stage, messages, to.Sub(from).Milliseconds()))
+	p.metrics.Stages = append(p.metrics.Stages, stageMetrics(stage, messages, from.UnixMilli(), to.Sub(from).Milliseconds()))
 }
 
 // withOptions is the activity context of a short stage activity.

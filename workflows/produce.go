@@ -78,11 +78,14 @@ type producer struct {
 	lag      int64 // the largest consumer lag of the last poll
 	// lagSeconds is the largest lag in seconds of the last poll, when the
 	// threshold in seconds is set and a group's drain rate is known.
-	lagSeconds  groupLagSeconds
-	held        bool
-	heldSince   time.Time
-	rate        float64 // production rate of the last chunk
-	stopPolling bool
+	lagSeconds groupLagSeconds
+	held       bool
+	heldSince  time.Time
+	// keepsHoldSpans is false when replaying a run recorded before hold
+	// spans were kept.
+	keepsHoldSpans bool
+	rate           float64 // production rate of the last chunk
+	stopPolling    bool
 }
 
 // ProduceWorkflow produces a run's messages in chunks, ChunkConcurrency at a
@@ -114,6 +117,7 @@ func newProducer(ctx workflow.Context, in ProduceInput) *producer {
 // run produces this workflow run's share of chunks, then either returns the
 // result or continues as new with the state so far.
 func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
+	p.keepsHoldSpans = workflow.GetVersion(ctx, "record-hold-spans", workflow.DefaultVersion, 1) == 1
 	workflow.Go(ctx, p.pollLag)
 	// Production starts only once the lag is known, so a run started into a
 	// backlog (or continued as new while one builds) waits for it first.
@@ -133,6 +137,7 @@ func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	if p.held {
 		// The next run starts unheld and polls again before producing.
 		p.state.HeldMillis += workflow.Now(ctx).Sub(p.heldSince).Milliseconds()
+		p.endHoldSpan(workflow.Now(ctx))
 	}
 	if p.state.NextChunk < p.state.Chunks {
 		p.in.State = p.state
@@ -178,11 +183,21 @@ func (p *producer) observeLag(ctx workflow.Context, sample kafkaadmin.LagSample)
 	case hold && !p.held:
 		p.held, p.heldSince = true, now
 		p.state.Holds++
+		if p.keepsHoldSpans {
+			p.state.startHold(now.UnixMilli())
+		}
 		workflow.GetLogger(ctx).Info("backpressure: holding production", p.lagLogFields(p.in.LagThreshold, p.in.LagThresholdSeconds)...)
 	case !hold && p.held:
 		p.held = false
 		p.state.HeldMillis += now.Sub(p.heldSince).Milliseconds()
+		p.endHoldSpan(now)
 		workflow.GetLogger(ctx).Info("backpressure: resuming production", p.lagLogFields(p.in.LagResume, p.in.LagResumeSeconds)...)
+	}
+}
+
+func (p *producer) endHoldSpan(now time.Time) {
+	if p.keepsHoldSpans {
+		p.state.endHold(now.UnixMilli())
 	}
 }
 

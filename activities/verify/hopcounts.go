@@ -122,6 +122,11 @@ func (c *hopCounts) judge(res Result) Result {
 		Duplicated: res.Duplicates, BadRecords: res.BadRecords, FirstMissing: res.FirstMissing,
 	})
 	res.Hops = hops
+	var delivered secondCounter
+	if c.accepted != nil {
+		delivered = c.accepted.perSecond
+	}
+	res.Series = newSeries(c.raw.perSecond, c.enriched.perSecond, delivered, res.verifiedPerSecond)
 
 	var lines []string
 	var more int64

@@ -188,6 +188,7 @@ type messageHop struct {
 	runIDText string
 	runID     []byte
 	tally     seqTally
+	perSecond secondCounter
 	enrich    bool // check the correlation id (field and header) too
 	hashBuf   []byte
 	wantHex   [2 * md5.Size]byte
@@ -195,7 +196,7 @@ type messageHop struct {
 
 func newMessageHop(runID string, expected int64, enriched bool) *messageHop {
 	return &messageHop{
-		runIDText: runID, runID: []byte(runID), tally: newSeqTally(expected), enrich: enriched,
+		runIDText: runID, runID: []byte(runID), tally: newSeqTally(expected), perSecond: secondCounter{}, enrich: enriched,
 		hashBuf: make([]byte, 0, len(runID)+21),
 	}
 }
@@ -222,6 +223,7 @@ func (m *messageHop) observe(rec *kgo.Record) {
 			return
 		}
 	}
+	m.perSecond.add(rec.Timestamp, 1)
 	m.tally.count(seq)
 }
 
@@ -253,15 +255,16 @@ func (m *messageHop) hopCount(hop, topic string) HopCount {
 // replay still counts once: the endpoint accepted it, and the answer to
 // that first request was lost.
 type acceptedHop struct {
-	tally    seqTally
-	batches  map[string]bool // batch id -> a non-replayed record was seen
-	replayed int64           // records of replayed answers
-	repeated int64           // non-replayed records of a batch id counted before
-	value    activities.AcceptedBatch
+	tally     seqTally
+	perSecond secondCounter   // seqs accepted, by the time they were recorded
+	batches   map[string]bool // batch id -> a non-replayed record was seen
+	replayed  int64           // records of replayed answers
+	repeated  int64           // non-replayed records of a batch id counted before
+	value     activities.AcceptedBatch
 }
 
 func newAcceptedHop(expected int64) *acceptedHop {
-	return &acceptedHop{tally: newSeqTally(expected), batches: make(map[string]bool)}
+	return &acceptedHop{tally: newSeqTally(expected), perSecond: secondCounter{}, batches: make(map[string]bool)}
 }
 
 func (a *acceptedHop) observe(rec *kgo.Record) {
@@ -283,6 +286,7 @@ func (a *acceptedHop) observe(rec *kgo.Record) {
 		return
 	}
 	a.batches[a.value.BatchID] = !a.value.Replayed
+	a.perSecond.add(rec.Timestamp, int64(len(a.value.Seqs)))
 	for _, seq := range a.value.Seqs {
 		if seq < 0 || seq >= a.tally.expected {
 			a.tally.reject("%s batch %s: seq %d is outside 0..%d", where(rec), a.value.BatchID, seq, a.tally.expected-1)

@@ -200,6 +200,11 @@ func TestJudgePassesOnlyWhenEveryHopIsExact(t *testing.T) {
 	if got := hopNames(res.Hops); !slices.Equal(got, []string{HopRaw, HopEnriched, HopEndpoint, HopFinal}) {
 		t.Errorf("hops %v", got)
 	}
+	// Every record has the same (zero) timestamp: one point per hop; the
+	// final topic's arrivals come from the verifier, not here.
+	if s := res.Series; s == nil || !slices.Equal(s.Produced, []int64{10}) || !slices.Equal(s.Enriched, []int64{10}) || !slices.Equal(s.Delivered, []int64{10}) {
+		t.Errorf("series %+v", s)
+	}
 
 	res = countedHops(10, testNames, func(c *hopCounts) {
 		c.accepted.observe(acceptedRecord("r-p0-o1-2", false, 1, 2))

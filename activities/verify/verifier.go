@@ -54,9 +54,10 @@ func correlationSum(buf []byte, runID string, seq int64) [md5.Size]byte {
 }
 
 // verifier checks final records one by one against the message contract and
-// keeps what the report needs: a bit per expected seq, the latencies, and
-// the correlation ids (to count duplicates of them). For a million messages
-// that is about 125 KiB of bits, 8 MB of latencies and 16 MB of ids.
+// keeps what the report needs: a bit per expected seq, the latencies (in a
+// histogram of fixed size), the arrivals per second, and the correlation
+// ids (to count duplicates of them). For a million messages that is about
+// 125 KiB of bits and 16 MB of ids.
 type verifier struct {
 	runID    string
 	expected int64
@@ -67,7 +68,8 @@ type verifier struct {
 	duplicates int64
 	bad        int64
 
-	latencyMicros  []int64
+	latency        *latencyRecorder
+	perSecond      secondCounter
 	correlationIDs [][md5.Size]byte
 	// firstProduced and lastArrived bound the run's flow (Result.FlowMillis).
 	firstProduced, lastArrived time.Time
@@ -93,7 +95,8 @@ func newVerifier(runID string, expected int64) *verifier {
 		runID:          runID,
 		expected:       expected,
 		seen:           make([]uint64, (expected+63)/64),
-		latencyMicros:  make([]int64, 0, capacity),
+		latency:        newLatencyRecorder(),
+		perSecond:      secondCounter{},
 		correlationIDs: make([][md5.Size]byte, 0, capacity),
 		hashBuf:        make([]byte, 0, len(runID)+21),
 	}
@@ -224,7 +227,8 @@ func (v *verifier) measureLatency(rec *kgo.Record, val *finalValue, faults []str
 		}
 		return faults
 	}
-	v.latencyMicros = append(v.latencyMicros, rec.Timestamp.Sub(producedAt).Microseconds())
+	v.latency.record(rec.Timestamp.Sub(producedAt).Microseconds())
+	v.perSecond.add(rec.Timestamp, 1)
 	if v.firstProduced.IsZero() || producedAt.Before(v.firstProduced) {
 		v.firstProduced = producedAt
 	}
@@ -331,8 +335,8 @@ func (v *verifier) duplicateCorrelationIDs() int64 {
 	return dups
 }
 
-// result assembles the report. It sorts the latencies and ids, so it is
-// called once, at the end.
+// result assembles the report. It sorts the ids, so it is called once, at
+// the end.
 func (v *verifier) result() Result {
 	res := Result{
 		Expected:                v.expected,
@@ -342,11 +346,14 @@ func (v *verifier) result() Result {
 		Duplicates:              v.duplicates,
 		DuplicateCorrelationIDs: v.duplicateCorrelationIDs(),
 		BadRecords:              v.bad,
-		Latency:                 latencyPercentiles(v.latencyMicros),
+		Latency:                 v.latency.percentiles(),
+		verifiedPerSecond:       v.perSecond,
 		FlowMillis:              v.lastArrived.Sub(v.firstProduced).Milliseconds(),
 		First:                   messageViews(v.first),
 		Last:                    messageViews(v.last),
 	}
+	histogram := v.latency.histogram()
+	res.LatencyHistogram = &histogram
 	var summary []string
 	if res.Missing > 0 {
 		res.FirstMissing = v.missingSeqs(maxFirstMissing)
@@ -371,18 +378,4 @@ func (v *verifier) result() Result {
 		res.Problems = append(res.Problems[:maxProblemLines-1], fmt.Sprintf("... and %d more problems", res.problemsLeftOut))
 	}
 	return res
-}
-
-// latencyPercentiles sorts micros and returns its nearest-rank percentiles
-// in milliseconds.
-func latencyPercentiles(micros []int64) Percentiles {
-	if len(micros) == 0 {
-		return Percentiles{}
-	}
-	slices.Sort(micros)
-	at := func(p float64) float64 {
-		rank := int(math.Ceil(p * float64(len(micros))))
-		return float64(micros[max(rank, 1)-1]) / 1000
-	}
-	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), P999: at(0.999), Max: float64(micros[len(micros)-1]) / 1000}
 }

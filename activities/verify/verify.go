@@ -84,6 +84,12 @@ type Result struct {
 	FirstMissing []int64     `json:"first_missing,omitempty"`
 	Problems     []string    `json:"problems,omitempty"`
 	Latency      Percentiles `json:"latency"`
+	// LatencyHistogram is the distribution behind Latency; nil in results
+	// recorded before it was kept.
+	LatencyHistogram *LatencyHistogram `json:"latency_histogram,omitempty"`
+	// Series are the messages per interval at every hop; nil in results
+	// recorded before they were counted, and for FinalTopic.
+	Series *Series `json:"series,omitempty"`
 	// FlowMillis is the time from the earliest produced_at to the latest
 	// arrival in the final topic, over every record of the run that carried
 	// both: the span the messages took to cross the pipeline end to end. It
@@ -96,6 +102,8 @@ type Result struct {
 	// problemsLeftOut counts the problems the last line of Problems stands
 	// for ("... and N more problems"); zero when every problem is listed.
 	problemsLeftOut int64
+	// verifiedPerSecond are the final topic's arrivals, for Series.
+	verifiedPerSecond secondCounter
 }
 
 // Passed is true when every message arrived exactly once and intact, and

@@ -17,6 +17,14 @@ else
   echo "test.sh: promtool could not be installed (see above): the Prometheus configuration and alert rule tests are SKIPPED, NOT CHECKED" >&2
 fi
 
+echo "== chromium (Debian's package) for the HTML report's browser test"
+if bin/stackctl install --only chromium; then
+  # The report's browser test fails rather than skips without it.
+  export FLOWPROOF_REQUIRE_CHROMIUM=1
+else
+  echo "test.sh: chromium could not be installed (see above): the HTML report's browser test is SKIPPED, NOT CHECKED" >&2
+fi
+
 # The secure profile's Temporal server is built from Go modules: about 12
 # minutes on a fresh machine. It is built beside vet, lint and the unit
 # tests, and waited for before the stack starts, so that it never competes

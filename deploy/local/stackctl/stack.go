@@ -85,7 +85,9 @@ func coreComponents(s *stack) []component {
 	return []component{kafka{}, flink{}, temporal{}, redisServer{}, refServices{}}
 }
 
-func optionalComponents() []component { return []component{prometheus{}, worker{}, drillWorker{}} }
+func optionalComponents() []component {
+	return []component{prometheus{}, worker{}, drillWorker{}, chromium{}}
+}
 
 // componentNames lists the components of every profile.
 func componentNames() []string {
