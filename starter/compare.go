@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -190,21 +191,28 @@ func printReport(w io.Writer, r regression.Report) {
 		if verdict == regression.Regressed {
 			verdict = "REGRESSED"
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s %s\t%+.1f%%\t%s %s %s\t%.0f%% (slack %s)\t%s\n", c.What, regression.FormatValue(c.Run), c.Unit,
+		fmt.Fprintf(tw, "%s\t%s %s\t%s %s\t%+.1f%%\t%s %s %s\t%.0f%% (slack %s %s)\t%s\n", c.What, regression.FormatValue(c.Run), c.Unit,
 			regression.FormatValue(c.Baseline), c.Unit, c.Change*100, op, regression.FormatValue(c.Limit), c.Unit, c.Tolerance*100,
-			regression.FormatValue(c.Slack), verdict)
+			regression.FormatValue(c.Slack), c.Unit, verdict)
 	}
 	_ = tw.Flush()
 	if len(r.Thresholds) > 0 {
 		fmt.Fprintln(w)
 		printThresholds(w, r.Thresholds)
 	}
-	switch {
-	case r.Passed:
+	if r.Passed {
 		fmt.Fprintln(w, "\nverdict: PASS")
-	case len(r.Regressed) > 0 || len(r.Broken) > 0:
-		fmt.Fprintf(w, "\nverdict: FAIL: regressed %v, thresholds broken %v, status %s\n", r.Regressed, r.Broken, r.Status)
-	default:
-		fmt.Fprintf(w, "\nverdict: FAIL: the run ended %s\n", r.Status)
+		return
 	}
+	var why []string
+	if r.Status != string(workflows.StatusSucceeded) {
+		why = append(why, "the run ended "+r.Status)
+	}
+	if len(r.Regressed) > 0 {
+		why = append(why, "regressed: "+strings.Join(r.Regressed, ", "))
+	}
+	if len(r.Broken) > 0 {
+		why = append(why, "thresholds broken: "+strings.Join(r.Broken, ", "))
+	}
+	fmt.Fprintf(w, "\nverdict: FAIL: %s\n", strings.Join(why, "; "))
 }

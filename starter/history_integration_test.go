@@ -165,7 +165,7 @@ func TestHistoryAndCompareAcrossRealRuns(t *testing.T) {
 	require.Equal(t, 1, code, "a regression fails the exit code")
 	require.Contains(t, out, "baseline: median of 2 run(s): ["+ids[1]+" "+ids[0]+"]")
 	require.Regexp(t, `end-to-end throughput .* REGRESSED`, out)
-	require.Contains(t, out, "verdict: FAIL: regressed [")
+	require.Contains(t, out, "verdict: FAIL: regressed: ")
 
 	raw, err := os.ReadFile(junit)
 	require.NoError(t, err)
