@@ -190,10 +190,7 @@ func fromVisibility(info *workflowpb.WorkflowExecutionInfo) pastRun {
 	// Running in FlowproofStatus; Temporal's status says what happened.
 	if s := info.GetStatus(); s != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED && s != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED &&
 		s != enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED || run.Status == "" {
-		run.Status = strings.TrimPrefix(s.String(), "WORKFLOW_EXECUTION_STATUS_")
-		if s == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			run.Status = string(workflows.StatusRunning)
-		}
+		run.Status = s.String() // "Running", "Terminated", ... as the UI shows it
 	}
 	return run
 }

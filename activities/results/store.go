@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
@@ -101,11 +102,20 @@ func (s *Store) All(ctx context.Context) ([]Record, error) {
 		return nil, fmt.Errorf("read results topic %s: %w", s.topic, err)
 	}
 	want := map[int32]int64{} // last offset to read, per partition
+	var partitionErr error
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil && o.Offset > 0 {
+		switch {
+		case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
+			// No run has stored a result yet.
+		case o.Err != nil:
+			partitionErr = errors.Join(partitionErr, fmt.Errorf("partition %d: %w", o.Partition, o.Err))
+		case o.Offset > 0:
 			want[o.Partition] = o.Offset - 1
 		}
 	})
+	if partitionErr != nil {
+		return nil, fmt.Errorf("read results topic %s: end offsets: %w", s.topic, partitionErr)
+	}
 	if len(want) == 0 {
 		return nil, nil
 	}
