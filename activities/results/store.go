@@ -97,6 +97,15 @@ func (s *Store) Put(ctx context.Context, rec Record, replicationFactor, minInsyn
 // All reads every record of the topic, the newest per run id, sorted by
 // start time; none when the topic does not exist.
 func (s *Store) All(ctx context.Context) ([]Record, error) {
+	// A fresh answer, which the client also caches for ListEndOffsets: a
+	// topic created moments ago can still be unknown in the cache.
+	details, err := kafkaeos.FreshTopicDetails(ctx, s.kafka.Client, s.topic)
+	if err != nil {
+		return nil, fmt.Errorf("read results topic %s: %w", s.topic, err)
+	}
+	if errors.Is(details[s.topic].Err, kerr.UnknownTopicOrPartition) {
+		return nil, nil // no run has stored a result yet
+	}
 	ends, err := s.kafka.Admin.ListEndOffsets(ctx, s.topic)
 	if err != nil {
 		return nil, fmt.Errorf("read results topic %s: %w", s.topic, err)
