@@ -9,6 +9,8 @@
 //	starter cleanup [--dry-run]          remove what finished runs left behind
 //	starter drill NAME... | --all        run fault drills on the local stack
 //	starter report ID --html FILE       write a run's result as an HTML report with charts
+//	starter history [--schedule ID] [--status S] [--json]   list past runs with their key figures
+//	starter compare RUN [--baseline N] [--tolerance F=P%] [--junit FILE]   judge a run against its baseline
 //
 // The Temporal connection follows Temporal's conventions (TEMPORAL_ADDRESS,
 // TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE) and
@@ -145,7 +147,8 @@ TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and TEMPORAL_PROFILE, or th
 	pf.StringVar(&a.uiURL, "ui-url", local.TemporalUIURL, "Temporal Web UI base URL for printed links ($"+localstack.EnvTemporalUIURL+")")
 	pf.StringVar(&a.taskQueue, "task-queue", localstack.TaskQueue, "task queue of the flowproof worker")
 
-	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand(), a.cleanupCommand(), a.drillCommand(), a.setupCommand(), a.reportCommand())
+	root.AddCommand(a.startCommand(), a.runCommand(), a.statusCommand(), a.scheduleCommand(), a.cleanupCommand(), a.drillCommand(), a.setupCommand(),
+		a.reportCommand(), a.historyCommand(), a.compareCommand())
 	return root
 }
 

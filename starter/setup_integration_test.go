@@ -65,7 +65,7 @@ func TestSetupRegistersSearchAttributesOnce(t *testing.T) {
 	}
 	code, out, errOut := starterIn(t, ns, "setup", "--check-pollers=false")
 	t.Logf("first setup (exit %d):\n%s%s", code, out, errOut)
-	if code != 0 || !strings.Contains(out, "registered FlowproofStage (Keyword), FlowproofStatus (Keyword), FlowproofMessageCount (Int) on namespace "+ns) {
+	if code != 0 || !strings.Contains(out, "registered FlowproofStage (Keyword), FlowproofStatus (Keyword), FlowproofMessageCount (Int), FlowproofInputHash (Keyword) on namespace "+ns) {
 		t.Fatalf("first setup: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	if err := searchattr.Check(ctx, c.OperatorService(), ns); err != nil {

@@ -17,7 +17,7 @@ func TestExplainRegisterErrorOnRefusal(t *testing.T) {
 	got := explainRegisterError(denied, "team-ns")
 	for _, want := range []string{
 		"Request unauthorized.", "namespace admin", "AddSearchAttributes",
-		"temporal operator search-attribute create --namespace team-ns --name FlowproofStage --name FlowproofStatus --type Keyword",
+		"temporal operator search-attribute create --namespace team-ns --name FlowproofStage --name FlowproofStatus --name FlowproofInputHash --type Keyword",
 		"temporal operator search-attribute create --namespace team-ns --name FlowproofMessageCount --type Int",
 		"'starter setup' again",
 	} {

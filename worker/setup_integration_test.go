@@ -53,7 +53,7 @@ func TestWorkerNeedsSearchAttributesThatSetupRegisters(t *testing.T) {
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, 1, exit.ExitCode())
-	require.Contains(t, string(refused), "namespace "+ns+" lacks flowproof's search attributes FlowproofStage (Keyword), FlowproofStatus (Keyword), FlowproofMessageCount (Int)")
+	require.Contains(t, string(refused), "namespace "+ns+" lacks flowproof's search attributes FlowproofStage (Keyword), FlowproofStatus (Keyword), FlowproofMessageCount (Int), FlowproofInputHash (Keyword)")
 	require.Contains(t, string(refused), "run 'starter setup'")
 
 	setup := func(args ...string) (string, error) {

@@ -56,6 +56,9 @@ type Metrics struct {
 	// Thresholds are the input's thresholds held against the figures
 	// above, once verification ran; none when no threshold was set.
 	Thresholds []ThresholdCheck `json:"thresholds,omitempty"`
+	// ResultNotStored says why this result is missing from the results
+	// store (activities/results), when storing it failed.
+	ResultNotStored string `json:"result_not_stored,omitempty"`
 }
 
 // StageMetrics times one stage.

@@ -45,6 +45,9 @@ type pipeline struct {
 	// or passed its deadline.
 	failedStage string
 	timedOut    bool
+	// keepsHistory: the run carries FlowproofInputHash and stores its
+	// result (see keepsHistory).
+	keepsHistory bool
 }
 
 // PipelineWorkflow runs one end-to-end proof of the streaming pipeline.
@@ -62,6 +65,9 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 	p := newPipeline(ctx, in)
 	if err := p.followProgress(ctx); err != nil {
 		return PipelineResult{}, err
+	}
+	if p.keepsHistory = keepsHistory(ctx); p.keepsHistory {
+		p.upsertInputHash(ctx)
 	}
 	// Runs recorded before endings kept their result had no deadline and
 	// completed even when they failed; they replay as they ran.
@@ -90,6 +96,9 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 	// Runs recorded before the worker exported run metrics replay without.
 	if workflow.GetVersion(ctx, "record-run-metrics", workflow.DefaultVersion, 1) == 1 {
 		p.recordRunMetrics(cleanupCtx, status)
+	}
+	if p.keepsHistory {
+		p.storeResult(cleanupCtx, status)
 	}
 	result := PipelineResult{Status: status, Metrics: p.metrics}
 	if !keepsResult {

@@ -25,6 +25,7 @@ import (
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
+	"github.com/flowproof/flowproof/activities/results"
 	"github.com/flowproof/flowproof/activities/runmetrics"
 	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/activities/wiring"
@@ -67,6 +68,9 @@ type fakeStack struct {
 	// runMetrics are RecordRunMetrics' inputs; runMetricsErr fails it.
 	runMetrics    []runmetrics.Run
 	runMetricsErr error
+	// stored are StoreRunResult's inputs; storeErr fails it.
+	stored   []results.StoreInput
+	storeErr error
 	// health and prepare are the inputs of the last CheckHealth and
 	// PrepareTopics.
 	health  preflight.CheckHealthInput
@@ -196,6 +200,14 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			f.runMetrics = append(f.runMetrics, run)
 			return f.runMetricsErr
 		})
+	env.OnActivity(resultsActs.StoreRunResult, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in results.StoreInput) error {
+			f.record("store-result")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.stored = append(f.stored, in)
+			return f.storeErr
+		})
 	return env
 }
 
@@ -233,7 +245,7 @@ func TestPipelineRunsStagesInOrder(t *testing.T) {
 	// Produce and deliver interleave; what matters is what comes before and after.
 	order := strings.Join(f.calls, ",")
 	require.True(t, strings.HasPrefix(order, "health,prepare,flink,"), order)
-	require.True(t, strings.HasSuffix(order, ",verify,cleanup,run-metrics"), order)
+	require.True(t, strings.HasSuffix(order, ",verify,cleanup,run-metrics,store-result"), order)
 	require.Len(t, f.cleanups, 1)
 	require.False(t, f.cleanups[0].KeepTopics)
 	require.Equal(t, "flowproof.unit.raw", f.cleanups[0].Names.RawTopic)

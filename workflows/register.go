@@ -8,6 +8,7 @@ import (
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
+	"github.com/flowproof/flowproof/activities/results"
 	"github.com/flowproof/flowproof/activities/runmetrics"
 	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/activities/wiring"
@@ -46,6 +47,7 @@ var (
 	deliverActs    *deliver.Activities
 	verifyActs     *verify.Activities
 	runMetricsActs *runmetrics.Activities
+	resultsActs    *results.Activities
 )
 
 // RegisterDrill registers DrillWorkflow, for the drill worker of a local

@@ -20,7 +20,7 @@ func TestPipelineExportsItsMetricsLast(t *testing.T) {
 	var res PipelineResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 
-	require.True(t, strings.HasSuffix(strings.Join(f.calls, ","), ",cleanup,run-metrics"), "after cleanup, which closes the run's time: %v", f.calls)
+	require.True(t, strings.HasSuffix(strings.Join(f.calls, ","), ",cleanup,run-metrics,store-result"), "after cleanup, which closes the run's time: %v", f.calls)
 	require.Len(t, f.runMetrics, 1)
 	run := f.runMetrics[0]
 	require.Equal(t, "Succeeded", run.Status)

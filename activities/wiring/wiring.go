@@ -15,6 +15,7 @@ import (
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
+	"github.com/flowproof/flowproof/activities/results"
 	"github.com/flowproof/flowproof/activities/runmetrics"
 	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/flinksql"
@@ -64,6 +65,9 @@ type Config struct {
 	// end of; the worker serves it on /metrics. Nil: a recorder of its own
 	// that nobody serves.
 	RunMetrics *runmetrics.Recorder
+	// ResultsTopic is the compacted topic every run's result is kept in;
+	// empty: results.DefaultTopic.
+	ResultsTopic string
 }
 
 // Activities are the activity structs of one worker; they share one Kafka
@@ -76,6 +80,7 @@ type Activities struct {
 	Deliver    *deliver.Activities
 	Verify     *verify.Activities
 	RunMetrics *runmetrics.Activities
+	Results    *results.Activities
 
 	kafka *kafkaeos.Conn
 }
@@ -130,6 +135,7 @@ func New(cfg Config) (*Activities, error) {
 		Deliver:    deliverActs,
 		Verify:     verifyActs,
 		RunMetrics: runmetrics.New(recorder),
+		Results:    results.New(results.NewStore(kafka, cfg.ResultsTopic)),
 		kafka:      kafka,
 	}, nil
 }
@@ -168,7 +174,7 @@ func (a *Activities) All() []any {
 	return []any{
 		orZero(a.Preflight), orZero(a.KafkaAdmin), orZero(a.Flink),
 		orZero(a.Produce), orZero(a.Deliver), orZero(a.Verify),
-		orZero(a.RunMetrics),
+		orZero(a.RunMetrics), orZero(a.Results),
 	}
 }
 

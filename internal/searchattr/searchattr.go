@@ -20,6 +20,7 @@ const (
 	StageName        = "FlowproofStage"
 	StatusName       = "FlowproofStatus"
 	MessageCountName = "FlowproofMessageCount"
+	InputHashName    = "FlowproofInputHash"
 )
 
 // Typed keys for workflow.UpsertTypedSearchAttributes and for visibility
@@ -35,6 +36,10 @@ var (
 	// MessageCount is the run's message count when it starts, replaced by
 	// the number of messages verified end to end once verification is done.
 	MessageCount = temporal.NewSearchAttributeKeyInt64(MessageCountName)
+	// InputHash names the run's input (workflows.InputHash): runs with the
+	// same one measure the same thing, and compare takes its baseline
+	// from them.
+	InputHash = temporal.NewSearchAttributeKeyKeyword(InputHashName)
 )
 
 // Definition is one custom search attribute as a server registers it.
@@ -53,6 +58,7 @@ func Definitions() []Definition {
 		{Name: StageName, Type: "Keyword", IndexedType: enumspb.INDEXED_VALUE_TYPE_KEYWORD},
 		{Name: StatusName, Type: "Keyword", IndexedType: enumspb.INDEXED_VALUE_TYPE_KEYWORD},
 		{Name: MessageCountName, Type: "Int", IndexedType: enumspb.INDEXED_VALUE_TYPE_INT},
+		{Name: InputHashName, Type: "Keyword", IndexedType: enumspb.INDEXED_VALUE_TYPE_KEYWORD},
 	}
 }
 

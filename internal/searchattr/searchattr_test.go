@@ -15,8 +15,8 @@ func TestCompareNamesMissingAndConflicting(t *testing.T) {
 		"SomeoneElses":   enumspb.INDEXED_VALUE_TYPE_INT,
 	}
 	missing, conflicts := Compare(registered)
-	if len(missing) != 1 || missing[0].Name != StatusName {
-		t.Errorf("missing = %+v, want %s only", missing, StatusName)
+	if len(missing) != 2 || missing[0].Name != StatusName || missing[1].Name != InputHashName {
+		t.Errorf("missing = %+v, want %s and %s", missing, StatusName, InputHashName)
 	}
 	if len(conflicts) != 1 || conflicts[0].Name != MessageCountName || conflicts[0].Registered != enumspb.INDEXED_VALUE_TYPE_TEXT {
 		t.Errorf("conflicts = %+v, want %s as Text", conflicts, MessageCountName)
@@ -46,7 +46,7 @@ func TestCompareNamesMissingAndConflicting(t *testing.T) {
 func TestCreateCommandsGroupByType(t *testing.T) {
 	got := CreateCommands("flowproof", Definitions())
 	want := []string{
-		"temporal operator search-attribute create --namespace flowproof --name FlowproofStage --name FlowproofStatus --type Keyword",
+		"temporal operator search-attribute create --namespace flowproof --name FlowproofStage --name FlowproofStatus --name FlowproofInputHash --type Keyword",
 		"temporal operator search-attribute create --namespace flowproof --name FlowproofMessageCount --type Int",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
