@@ -23,6 +23,7 @@ import (
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
 	"github.com/flowproof/flowproof/activities/runmetrics"
@@ -67,6 +68,9 @@ type fakeStack struct {
 	// runMetrics are RecordRunMetrics' inputs; runMetricsErr fails it.
 	runMetrics    []runmetrics.Run
 	runMetricsErr error
+	// notices are NotifyRunFailed's inputs; noticeErr fails it.
+	notices   []notify.Failure
+	noticeErr error
 	// health and prepare are the inputs of the last CheckHealth and
 	// PrepareTopics.
 	health  preflight.CheckHealthInput
@@ -195,6 +199,14 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			defer f.mu.Unlock()
 			f.runMetrics = append(f.runMetrics, run)
 			return f.runMetricsErr
+		})
+	env.OnActivity(notifyActs.NotifyRunFailed, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, failure notify.Failure) (notify.Result, error) {
+			f.record("notify")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.notices = append(f.notices, failure)
+			return notify.Result{Sent: f.noticeErr == nil}, f.noticeErr
 		})
 	return env
 }

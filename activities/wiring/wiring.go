@@ -13,6 +13,7 @@ import (
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
 	"github.com/flowproof/flowproof/activities/runmetrics"
@@ -64,6 +65,11 @@ type Config struct {
 	// end of; the worker serves it on /metrics. Nil: a recorder of its own
 	// that nobody serves.
 	RunMetrics *runmetrics.Recorder
+
+	// Notify is where failure notices go (the webhook URL is a secret);
+	// NotifyCounts counts them for /metrics (nil: a count nobody serves).
+	Notify       notify.Config
+	NotifyCounts *notify.Counts
 }
 
 // Activities are the activity structs of one worker; they share one Kafka
@@ -76,6 +82,7 @@ type Activities struct {
 	Deliver    *deliver.Activities
 	Verify     *verify.Activities
 	RunMetrics *runmetrics.Activities
+	Notify     *notify.Activities
 
 	kafka *kafkaeos.Conn
 }
@@ -130,6 +137,7 @@ func New(cfg Config) (*Activities, error) {
 		Deliver:    deliverActs,
 		Verify:     verifyActs,
 		RunMetrics: runmetrics.New(recorder),
+		Notify:     notify.New(cfg.Notify, cfg.NotifyCounts),
 		kafka:      kafka,
 	}, nil
 }
@@ -168,7 +176,7 @@ func (a *Activities) All() []any {
 	return []any{
 		orZero(a.Preflight), orZero(a.KafkaAdmin), orZero(a.Flink),
 		orZero(a.Produce), orZero(a.Deliver), orZero(a.Verify),
-		orZero(a.RunMetrics),
+		orZero(a.RunMetrics), orZero(a.Notify),
 	}
 }
 

@@ -45,7 +45,10 @@ var (
 func (kafka) name() string { return "kafka" }
 
 func (kafka) install(ctx context.Context, s *stack) error {
-	_, err := s.resolveJars(ctx, "kafka", kafkaPom)
+	if _, err := s.resolveJars(ctx, "kafka", kafkaPom); err != nil {
+		return err
+	}
+	_, err := s.jmxExporterAgentJar(ctx)
 	return err
 }
 
@@ -96,6 +99,10 @@ func (kafka) start(ctx context.Context, s *stack) error {
 	if err != nil {
 		return err
 	}
+	agentJar, err := s.jmxExporterAgentJar(ctx)
+	if err != nil {
+		return err
+	}
 	var passwords map[string]string
 	if s.secure() {
 		if passwords, err = ensureKafkaPasswords(s); err != nil {
@@ -128,6 +135,7 @@ func (kafka) start(ctx context.Context, s *stack) error {
 	for node := 1; node <= kafkaNodes; node++ {
 		argv := append([]string{"java"}, kafkaBrokerJVMOptions...)
 		argv = append(argv,
+			jmxExporterAgentOption(s, agentJar, kafkaMetricsPort(node), jmxExporterKafkaConfig),
 			"-Dlog4j2.configurationFile="+brokerLog4j,
 			"-cp", cp, kafkaMainClass, kafkaServerProperties(s, node))
 		if err := s.start(process{name: kafkaNodeName(node), argv: argv}); err != nil {
