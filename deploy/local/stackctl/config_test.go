@@ -195,6 +195,7 @@ func TestEveryProcessBindsLoopback(t *testing.T) {
 		}
 		procs = append(procs, p)
 	}
+	procs = append(procs, kafkaNodeProcess(s, 2, "cp.jar", "log4j.properties", "agent.jar"))
 	listenFlags := map[string]bool{"--listen": true, "--ip": true, "-metrics-addr": true}
 	bound, agents := 0, 0
 	for _, p := range procs {
@@ -226,8 +227,8 @@ func TestEveryProcessBindsLoopback(t *testing.T) {
 	if bound < 5 {
 		t.Errorf("found %d listen flags; every process's listener must be bound explicitly", bound)
 	}
-	if agents != 1 {
-		t.Errorf("found %d JMX exporter agents among the JobManager, TaskManager 1 and the gateway; want the TaskManager's", agents)
+	if agents != 2 {
+		t.Errorf("found %d JMX exporter agents among Kafka node 2, the JobManager, TaskManager 1 and the gateway; want the Kafka node's and the TaskManager's", agents)
 	}
 	for _, want := range []string{"rest.bind-address", "jobmanager.bind-host", "taskmanager.bind-host", "sql-gateway.endpoint.rest.bind-address"} {
 		if got := parseSettings(t, flinkConfig(s), ": ", true)[want]; got != localstack.Host {

@@ -133,16 +133,22 @@ func (kafka) start(ctx context.Context, s *stack) error {
 	}
 
 	for node := 1; node <= kafkaNodes; node++ {
-		argv := append([]string{"java"}, kafkaBrokerJVMOptions...)
-		argv = append(argv,
-			jmxExporterAgentOption(s, agentJar, kafkaMetricsPort(node), jmxExporterKafkaConfig),
-			"-Dlog4j2.configurationFile="+brokerLog4j,
-			"-cp", cp, kafkaMainClass, kafkaServerProperties(s, node))
-		if err := s.start(process{name: kafkaNodeName(node), argv: argv}); err != nil {
+		if err := s.start(kafkaNodeProcess(s, node, cp, brokerLog4j, agentJar)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// kafkaNodeProcess is node's java command line, with the JMX exporter agent
+// (agentJar) on its loopback port.
+func kafkaNodeProcess(s *stack, node int, cp, log4j, agentJar string) process {
+	argv := append([]string{"java"}, kafkaBrokerJVMOptions...)
+	argv = append(argv,
+		jmxExporterAgentOption(s, agentJar, kafkaMetricsPort(node), jmxExporterKafkaConfig),
+		"-Dlog4j2.configurationFile="+log4j,
+		"-cp", cp, kafkaMainClass, kafkaServerProperties(s, node))
+	return process{name: kafkaNodeName(node), argv: argv}
 }
 
 // kafkaBrokerJVMOptions size each node for a 2-core machine running three of
