@@ -48,9 +48,10 @@ func TestEveryDashboardQueryReturnsDataAfterARun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
+	prom := "http://" + localstack.Host + ":" + strconv.Itoa(localstack.PrometheusPort)
+	requireScraped(ctx, t, prom, "worker", "temporal", "kafka", "flink")
 	started := time.Now()
 	ended := runPipelineOnTheStacksWorker(ctx, t)
-	prom := "http://" + localstack.Host + ":" + strconv.Itoa(localstack.PrometheusPort)
 	waitForScrapesSince(ctx, t, prom, "worker", ended, 2)
 
 	window := time.Since(started) + time.Minute
@@ -63,6 +64,27 @@ func TestEveryDashboardQueryReturnsDataAfterARun(t *testing.T) {
 			t.Errorf("panel %q query %s returned no data after a run:\n%s", q.Panel, q.RefID, q.Expr)
 		default:
 			t.Logf("panel %q query %s: %d series", q.Panel, q.RefID, n)
+		}
+	}
+}
+
+// requireScraped fails unless Prometheus scrapes every target of each job
+// successfully (within a minute of its start).
+func requireScraped(ctx context.Context, t *testing.T, prom string, jobs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for _, job := range jobs {
+		expr := fmt.Sprintf(`min(up{job=%q}) == 1`, job)
+		for {
+			n, err := instantQuery(ctx, prom, expr)
+			if err == nil && n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Prometheus does not scrape every target of job %s (%v): a Kafka or Flink started by an older stackctl "+
+					"has no JMX exporter agent (bin/stackctl down --only kafka,flink && bin/stackctl up)", job, err)
+			}
+			time.Sleep(3 * time.Second)
 		}
 	}
 }
