@@ -10,6 +10,9 @@ TASKMANAGERS ?= 3
 WORKER ?=
 # DRILLS=1: `make up` also runs bin/drillworker, which carries out fault drills on the stack.
 DRILLS ?=
+# PROMETHEUS=1: `make up` also runs Prometheus (http://127.0.0.1:19090), scraping
+# the worker, Temporal, Kafka and Flink; `make status` shows it.
+PROMETHEUS ?=
 # ONLY=worker (or kafka,refsvc ...): up, down and status act on these components only.
 ONLY ?=
 STACK_FLAGS = $(if $(ONLY),--only $(ONLY))
@@ -26,7 +29,7 @@ stackctl:
 	$(GO) build -o $(BIN)/ ./deploy/local/stackctl
 
 up: stackctl
-	$(STACKCTL) up --taskmanagers $(TASKMANAGERS) $(if $(filter 1,$(WORKER)),--with-worker) $(if $(filter 1,$(DRILLS)),--with-drills) $(STACK_FLAGS) $(UP_FLAGS)
+	$(STACKCTL) up --taskmanagers $(TASKMANAGERS) $(if $(filter 1,$(WORKER)),--with-worker) $(if $(filter 1,$(DRILLS)),--with-drills) $(if $(filter 1,$(PROMETHEUS)),--with-prometheus) $(STACK_FLAGS) $(UP_FLAGS)
 
 down: stackctl
 	$(STACKCTL) down $(STACK_FLAGS)

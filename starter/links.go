@@ -1,20 +1,10 @@
 package main
 
-import (
-	"net/url"
-	"strings"
+import "github.com/flowproof/flowproof/internal/temporalui"
+
+// workflowLink and scheduleLink are the Temporal Web UI pages of a run and
+// of a schedule (the failure notices of activities/notify link the same way).
+var (
+	workflowLink = temporalui.WorkflowLink
+	scheduleLink = temporalui.ScheduleLink
 )
-
-// workflowLink is the Temporal Web UI page of one Temporal run's history. Ids may hold
-// any character, so each path segment is escaped.
-func workflowLink(uiBase, namespace, workflowID, temporalRunID string) string {
-	base := strings.TrimRight(uiBase, "/")
-	return base + "/namespaces/" + url.PathEscape(namespace) +
-		"/workflows/" + url.PathEscape(workflowID) + "/" + url.PathEscape(temporalRunID) + "/history"
-}
-
-// scheduleLink is the Temporal Web UI page of a schedule.
-func scheduleLink(uiBase, namespace, scheduleID string) string {
-	base := strings.TrimRight(uiBase, "/")
-	return base + "/namespaces/" + url.PathEscape(namespace) + "/schedules/" + url.PathEscape(scheduleID)
-}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/activities/flink"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/internal/envconf"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
@@ -58,6 +59,10 @@ type config struct {
 	// referenceEndpointURL is set when endpointURL is flowproof's reference endpoint.
 	referenceEndpointURL string
 	tokenURL             string
+	// temporalUIURL is the base of the failure notices' links to a run;
+	// webhookURL (a secret, from the environment only) receives them.
+	temporalUIURL string
+	webhookURL    string
 
 	tokenClientID     string
 	tokenClientSecret string
@@ -117,6 +122,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&cfg.tokenKeyFile, "token-key-file", getenv(envTokenKeyFile), "file with the 32-byte token sealing key, raw, hex or base64, the same on every worker ($"+envTokenKeyFile+"; required unless Temporal and the token service are the local stack's, where it is generated once into "+defaultTokenKeyFile()+")")
 	var unsealKeyFiles string
 	fs.StringVar(&unsealKeyFiles, "token-unseal-key-files", getenv(envTokenUnsealKeyFiles), "comma-separated files of further keys that open sealed tokens but never seal one: the old key after a rotation, or the next key before it ($"+envTokenUnsealKeyFiles+")")
+	fs.StringVar(&cfg.temporalUIURL, "temporal-ui-url", getenv(localstack.EnvTemporalUIURL), "Temporal Web UI base URL for the links in failure notices ($"+localstack.EnvTemporalUIURL+"; empty: notices have no link)")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", envconf.String(getenv, envMetricsAddr, fmt.Sprintf("%s:%d", localstack.Host, localstack.WorkerMetricsPort)), "listen address of the Prometheus /metrics endpoint, empty to disable ($"+envMetricsAddr+")")
 	fs.StringVar(&cfg.logFormat, "log-format", envconf.String(getenv, envLogFormat, "json"), "log format: json or console ($"+envLogFormat+")")
 	fs.StringVar(&cfg.logLevel, "log-level", envconf.String(getenv, envLogLevel, "info"), "log level: debug, info, warn or error ($"+envLogLevel+")")
@@ -175,6 +181,17 @@ func (cfg config) complete(getenv, flinkEnv func(string) string, brokers, unseal
 		return config{}, err
 	}
 
+	if cfg.temporalUIURL != "" {
+		if err := checkHTTPURL(cfg.temporalUIURL); err != nil {
+			return config{}, usagef("-temporal-ui-url: %w", err)
+		}
+	}
+	webhookURL, err := notify.WebhookURLFromEnv(getenv)
+	if err != nil {
+		return config{}, usageError{err}
+	}
+	cfg.webhookURL = webhookURL
+
 	secret, err := tokenClientSecret(getenv, cfg.tokenURL)
 	if err != nil {
 		return config{}, err
@@ -197,7 +214,11 @@ func (cfg config) complete(getenv, flinkEnv func(string) string, brokers, unseal
 func environmentHelp() string {
 	var b strings.Builder
 	b.WriteString("\nEnvironment only (secrets stay out of the process list):\n")
-	variables := append([]kafkaconn.Variable{{Name: localstack.EnvTokenClientSecret, Meaning: "OAuth2 client secret at the token service"}}, kafkaconn.Variables()...)
+	variables := append([]kafkaconn.Variable{
+		{Name: localstack.EnvTokenClientSecret, Meaning: "OAuth2 client secret at the token service"},
+		{Name: notify.EnvWebhookURL, Meaning: "webhook (Slack-compatible) that gets a notice of every failed run; a secret"},
+		{Name: notify.EnvWebhookURLFile, Meaning: "file holding that webhook URL, instead of " + notify.EnvWebhookURL},
+	}, kafkaconn.Variables()...)
 	for _, v := range variables {
 		fmt.Fprintf(&b, "  %s\n    \t%s\n", v.Name, v.Meaning)
 	}

@@ -11,7 +11,10 @@ import (
 	"sync"
 	"testing"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/localstack"
 )
@@ -347,5 +350,36 @@ func TestFlinkServerNameWarning(t *testing.T) {
 	}
 	if w := cfg.flinkServerNameWarning(); w != "" {
 		t.Errorf("warning %q although the properties file settles the check", w)
+	}
+}
+
+// TestFailureWebhookComesFromTheEnvironmentAndStaysSecret: the worker reads
+// the webhook from its environment, hands it to the notices, and neither
+// its start line nor a refusal quotes it; the UI base for links is not
+// assumed.
+func TestFailureWebhookComesFromTheEnvironmentAndStaysSecret(t *testing.T) {
+	const hook = "https://hooks.example.com/services/T0/B0/s3cr3t"
+	cfg, err := parseConfig(nil, envMap(map[string]string{notify.EnvWebhookURL: hook}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := cfg.activitiesConfig(client.Options{}, tokenKeyRing{}, nil, nil)
+	if acts.Notify.WebhookURL != hook || acts.Notify.TemporalUIURL != "" {
+		t.Errorf("notify config %+v; want the webhook and no UI base", acts.Notify)
+	}
+	for _, field := range cfg.startFields(client.Options{}, tokenKeyRing{}) {
+		if strings.Contains(field.String, "s3cr3t") {
+			t.Errorf("start field %s quotes the webhook", field.Key)
+		}
+	}
+
+	_, err = parseConfig(nil, envMap(map[string]string{notify.EnvWebhookURL: "hooks.example.com/s3cr3t"}), &bytes.Buffer{})
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("got %v; want a refusal that does not quote the URL", err)
+	}
+
+	cfg, err = parseConfig([]string{"-temporal-ui-url", "https://temporal.example.com"}, envMap(nil), &bytes.Buffer{})
+	if err != nil || cfg.activitiesConfig(client.Options{}, tokenKeyRing{}, nil, nil).Notify.TemporalUIURL != "https://temporal.example.com" {
+		t.Errorf("-temporal-ui-url not taken: %v", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flowproof/flowproof/activities/deliver"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/activities/runmetrics"
 	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/searchattr"
@@ -115,10 +116,11 @@ func serve(cfg config, logger *zap.Logger) error {
 
 	sdkMetrics := newSDKMetrics()
 	runMetrics := runmetrics.NewRecorder()
+	notices := notify.NewCounts()
 	ready := newReadiness(cfg.taskQueue)
 	var metrics *metricsServer
 	if cfg.metricsAddr != "" {
-		metrics, err = startMetricsServer(cfg.metricsAddr, []prometheus.Collector{sdkMetrics, runMetrics}, ready, cfg.pprof, logger.Named("metrics"))
+		metrics, err = startMetricsServer(cfg.metricsAddr, []prometheus.Collector{sdkMetrics, runMetrics, notices}, ready, cfg.pprof, logger.Named("metrics"))
 		if err != nil {
 			return err
 		}
@@ -140,7 +142,7 @@ func serve(cfg config, logger *zap.Logger) error {
 
 	// Activities log through the client's logger (activity.GetLogger),
 	// which adds the workflow id, activity id and attempt to every line.
-	acts, err := wiring.New(cfg.activitiesConfig(clientOpts, tokenKeys, runMetrics))
+	acts, err := wiring.New(cfg.activitiesConfig(clientOpts, tokenKeys, runMetrics, notices))
 	if err != nil {
 		return fmt.Errorf("set up activities: %w", err)
 	}
@@ -195,6 +197,9 @@ func (cfg config) startFields(clientOpts client.Options, tokenKeys tokenKeyRing)
 		zap.String("sql_gateway_url", cfg.sqlGatewayURL),
 		zap.String("endpoint_url", cfg.endpointURL),
 		zap.String("token_url", cfg.tokenURL),
+		zap.String("temporal_ui_url", cfg.temporalUIURL),
+		// Whether, never where: the URL is a secret.
+		zap.Bool("failure_webhook", cfg.webhookURL != ""),
 		zap.String("token_client_id", cfg.tokenClientID),
 		zap.String("token_key_file", tokenKeys.file),
 		zap.Strings("token_unseal_key_files", cfg.tokenUnsealKeyFiles),
@@ -206,8 +211,8 @@ func (cfg config) startFields(clientOpts client.Options, tokenKeys tokenKeyRing)
 
 // activitiesConfig is the part of cfg the activities use, with what they
 // need of the worker: its Temporal client options, token keys and the
-// recorder its /metrics serves.
-func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRing, runMetrics *runmetrics.Recorder) wiring.Config {
+// recorder and notice counts its /metrics serves.
+func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRing, runMetrics *runmetrics.Recorder, notices *notify.Counts) wiring.Config {
 	return wiring.Config{
 		KafkaBrokers:         cfg.kafkaBrokers,
 		KafkaOptions:         cfg.kafkaOptions,
@@ -224,6 +229,8 @@ func (cfg config) activitiesConfig(temporal client.Options, tokenKeys tokenKeyRi
 		TokenKey:             tokenKeys.current,
 		TokenUnsealKeys:      tokenKeys.unseal,
 		RunMetrics:           runMetrics,
+		Notify:               notify.Config{WebhookURL: cfg.webhookURL, TemporalUIURL: cfg.temporalUIURL},
+		NotifyCounts:         notices,
 	}
 }
 

@@ -55,7 +55,9 @@ type e2e struct {
 	shutdown func()
 }
 
-func startWorker(t *testing.T) *e2e {
+// startWorker runs a worker on a task queue of its own; configure, if
+// given, changes its activities' configuration first.
+func startWorker(t *testing.T, configure ...func(*wiring.Config)) *e2e {
 	t.Helper()
 	addrs := localstack.FromEnv()
 	// Activities log through the client's logger (activity.GetLogger), so
@@ -73,7 +75,7 @@ func startWorker(t *testing.T) *e2e {
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	acts, err := wiring.New(wiring.Config{
+	cfg := wiring.Config{
 		KafkaBrokers:         addrs.KafkaBrokers,
 		KafkaOptions:         kafkaOptions,
 		KafkaSecurity:        kafkaSecurity,
@@ -87,7 +89,11 @@ func startWorker(t *testing.T) *e2e {
 		TokenClientID:        "flowproof",
 		TokenClientSecret:    localstack.TokenClientSecret,
 		TokenKey:             key,
-	})
+	}
+	for _, change := range configure {
+		change(&cfg)
+	}
+	acts, err := wiring.New(cfg)
 	require.NoError(t, err)
 
 	// A task queue of its own, so a worker left running elsewhere (make

@@ -16,6 +16,7 @@ import (
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -99,6 +100,10 @@ func PipelineWorkflow(ctx workflow.Context, input PipelineInput) (PipelineResult
 	}
 	if p.keepsHistory {
 		p.storeResult(cleanupCtx, status)
+	}
+	// Runs recorded before failure notices replay without.
+	if status == StatusFailed && workflow.GetVersion(ctx, "notify-run-failed", workflow.DefaultVersion, 1) == 1 {
+		p.notifyRunFailed(cleanupCtx, status)
 	}
 	result := PipelineResult{Status: status, Metrics: p.metrics}
 	if !keepsResult {
@@ -363,6 +368,30 @@ func (p *pipeline) recordRunMetrics(ctx workflow.Context, status Status) {
 		runMetricsActs.RecordRunMetrics, p.metrics.runMetrics(status, workflow.Now(ctx))).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("run metrics not exported", "error", err)
+	}
+}
+
+// notifyRunFailed has the worker post a notice of the failed run to its
+// webhook (activities/notify), if it has one. Its go-retryablehttp client
+// retries; a notice that still fails is logged and changes nothing about
+// the run's ending.
+func (p *pipeline) notifyRunFailed(ctx workflow.Context, status Status) {
+	info := workflow.GetInfo(ctx)
+	failure := notify.Failure{
+		RunID: p.metrics.RunID, WorkflowID: info.WorkflowExecution.ID, TemporalRunID: info.WorkflowExecution.RunID,
+		Namespace: info.Namespace, Status: string(status),
+		FailedStage: p.metrics.FailedStage, FailureMessage: p.metrics.FailureMessage,
+		Messages: p.metrics.Messages, Verified: p.metrics.Verified,
+	}
+	for _, c := range p.metrics.Thresholds {
+		if !c.Passed {
+			failure.BrokenThresholds = append(failure.BrokenThresholds, c.String())
+		}
+	}
+	err := workflow.ExecuteActivity(withOptions(ctx, 5*time.Minute, 1, "post the failure notice"),
+		notifyActs.NotifyRunFailed, failure).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("failure notice not sent", "error", err)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
 	"github.com/flowproof/flowproof/activities/results"
@@ -71,6 +72,9 @@ type fakeStack struct {
 	// stored are StoreRunResult's inputs; storeErr fails it.
 	stored   []results.StoreInput
 	storeErr error
+	// notices are NotifyRunFailed's inputs; noticeErr fails it.
+	notices   []notify.Failure
+	noticeErr error
 	// health and prepare are the inputs of the last CheckHealth and
 	// PrepareTopics.
 	health  preflight.CheckHealthInput
@@ -207,6 +211,14 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			defer f.mu.Unlock()
 			f.stored = append(f.stored, in)
 			return f.storeErr
+		})
+	env.OnActivity(notifyActs.NotifyRunFailed, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, failure notify.Failure) (notify.Result, error) {
+			f.record("notify")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.notices = append(f.notices, failure)
+			return notify.Result{Sent: f.noticeErr == nil}, f.noticeErr
 		})
 	return env
 }

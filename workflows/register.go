@@ -6,6 +6,7 @@ import (
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
 	"github.com/flowproof/flowproof/activities/results"
@@ -48,6 +49,7 @@ var (
 	verifyActs     *verify.Activities
 	runMetricsActs *runmetrics.Activities
 	resultsActs    *results.Activities
+	notifyActs     *notify.Activities
 )
 
 // RegisterDrill registers DrillWorkflow, for the drill worker of a local

@@ -31,6 +31,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"history-50k-deliver-overlapped.json": "e2e-50k-193803/deliver",
 		// A kill-broker drill of 100,000 messages.
 		"history-drill-kill-broker.json": "drill-kill-broker-20261201T161112Z",
+		// A 20,000-message run that broke its thresholds and posted its
+		// failure notice (TestTooTightThresholdsFailTheRun).
+		"history-thresholds-notify.json": "e2e-thresholds-025120",
 	}
 	for file, workflowID := range recorded {
 		t.Run(file, func(t *testing.T) {

@@ -4,15 +4,23 @@ package workflows_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/flowproof/flowproof/activities/notify"
+	"github.com/flowproof/flowproof/activities/wiring"
 	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/workflows"
 )
@@ -22,8 +30,18 @@ import (
 // can keep (a p99 latency of 1 ms, a billion messages a second) and one it
 // keeps: the run ends Failed naming both broken ones, after verification,
 // with its full figures.
+//
+// The worker has a failure webhook (an HTTP server standing for the
+// user's chat system, failing its first request): the run's failure notice
+// reaches it after a retry, naming the broken thresholds, linking the run.
 func TestTooTightThresholdsFailTheRun(t *testing.T) {
-	e := startWorker(t)
+	receiver := newWebhookReceiver(t, 1)
+	counts := notify.NewCounts()
+	const uiBase = "https://temporal-ui.example.com"
+	e := startWorker(t, func(cfg *wiring.Config) {
+		cfg.Notify = notify.Config{WebhookURL: receiver.url + "/hooks/T000/B000/secret-part", TemporalUIURL: uiBase}
+		cfg.NotifyCounts = counts
+	})
 	defer e.shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -71,4 +89,81 @@ func TestTooTightThresholdsFailTheRun(t *testing.T) {
 	desc, err := e.client.DescribeWorkflow(ctx, run.GetID(), run.GetRunID())
 	require.NoError(t, err)
 	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, desc.Status)
+
+	notices := receiver.received()
+	require.Len(t, notices, 1, "one notice, delivered on the second attempt")
+	require.Equal(t, 2, receiver.attempts())
+	text := notices[0].Text
+	t.Logf("notice:\n%s", text)
+	require.Contains(t, text, "flowproof run "+m.RunID+" failed in stage thresholds")
+	require.Contains(t, text, "Broken threshold: p99 latency ")
+	require.Contains(t, text, "Broken threshold: end-to-end throughput ")
+	require.NotContains(t, text, "Broken threshold: duration")
+	require.Contains(t, text, uiBase+"/namespaces/default/workflows/"+id+"/"+run.GetRunID()+"/history")
+	require.Contains(t, text, "starter report "+id+" --html report.html")
+	require.NotEmpty(t, notices[0].Blocks)
+	require.Equal(t, 1.0, testutil.ToFloat64(counts.Sent()))
+	for _, line := range e.logs.All() {
+		require.NotContains(t, line.Message+fmt.Sprint(line.Context), "secret-part", "the webhook URL is a secret")
+	}
+	assertHistoryLacks(t, ctx, e, id, run.GetRunID(), "secret-part")
+}
+
+// webhookReceiver stands for the user's chat system: it keeps every
+// notice posted to it and fails the first failFirst requests with 503.
+type webhookReceiver struct {
+	url string
+
+	mu        sync.Mutex
+	failFirst int
+	requests  int
+	notices   []notify.SlackMessage
+}
+
+func newWebhookReceiver(t *testing.T, failFirst int) *webhookReceiver {
+	t.Helper()
+	r := &webhookReceiver{failFirst: failFirst}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.requests++
+		if r.requests <= r.failFirst {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var msg notify.SlackMessage
+		if req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" ||
+			json.NewDecoder(req.Body).Decode(&msg) != nil || msg.Text == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		r.notices = append(r.notices, msg)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+func (r *webhookReceiver) received() []notify.SlackMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]notify.SlackMessage(nil), r.notices...)
+}
+
+func (r *webhookReceiver) attempts() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.requests
+}
+
+// assertHistoryLacks fails when the run's history holds secret anywhere.
+func assertHistoryLacks(t *testing.T, ctx context.Context, e *e2e, workflowID, runID, secret string) {
+	t.Helper()
+	iter := e.client.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		event, err := iter.Next()
+		require.NoError(t, err)
+		require.NotContains(t, event.String(), secret, "event %d (%s)", event.GetEventId(), event.GetEventType())
+	}
 }

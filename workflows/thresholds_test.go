@@ -136,7 +136,7 @@ func TestBrokenThresholdsFailTheRunNamingEach(t *testing.T) {
 		Field: "max_duration_seconds", What: "duration", Measured: float64(m.TotalMillis) / 1000, Limit: 7 * 24 * 3600, Unit: "s", Passed: true,
 	}, m.Thresholds[0], "the duration is the run's total, cleanup included")
 	require.Equal(t, []string{"health", "prepare", "flink", "produce", "deliver", "verify", "cleanup"}, stageNames(m.Stages))
-	require.True(t, strings.HasSuffix(strings.Join(f.calls, ","), ",verify,cleanup,run-metrics,store-result"))
+	require.True(t, strings.HasSuffix(strings.Join(f.calls, ","), ",verify,cleanup,run-metrics,store-result,notify"), "the failure notice last: %v", f.calls)
 	require.Len(t, f.runMetrics, 1)
 	require.Equal(t, "Failed", f.runMetrics[0].Status, "a run that broke a threshold counts as failed")
 }

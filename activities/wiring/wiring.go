@@ -13,6 +13,7 @@ import (
 	"github.com/flowproof/flowproof/activities/deliver"
 	"github.com/flowproof/flowproof/activities/flink"
 	"github.com/flowproof/flowproof/activities/kafkaadmin"
+	"github.com/flowproof/flowproof/activities/notify"
 	"github.com/flowproof/flowproof/activities/preflight"
 	"github.com/flowproof/flowproof/activities/produce"
 	"github.com/flowproof/flowproof/activities/results"
@@ -68,6 +69,11 @@ type Config struct {
 	// ResultsTopic is the compacted topic every run's result is kept in;
 	// empty: results.DefaultTopic.
 	ResultsTopic string
+
+	// Notify is where failure notices go (the webhook URL is a secret);
+	// NotifyCounts counts them for /metrics (nil: a count nobody serves).
+	Notify       notify.Config
+	NotifyCounts *notify.Counts
 }
 
 // Activities are the activity structs of one worker; they share one Kafka
@@ -81,6 +87,7 @@ type Activities struct {
 	Verify     *verify.Activities
 	RunMetrics *runmetrics.Activities
 	Results    *results.Activities
+	Notify     *notify.Activities
 
 	kafka *kafkaeos.Conn
 }
@@ -136,6 +143,7 @@ func New(cfg Config) (*Activities, error) {
 		Verify:     verifyActs,
 		RunMetrics: runmetrics.New(recorder),
 		Results:    results.New(results.NewStore(kafka, cfg.ResultsTopic)),
+		Notify:     notify.New(cfg.Notify, cfg.NotifyCounts),
 		kafka:      kafka,
 	}, nil
 }
@@ -175,6 +183,7 @@ func (a *Activities) All() []any {
 		orZero(a.Preflight), orZero(a.KafkaAdmin), orZero(a.Flink),
 		orZero(a.Produce), orZero(a.Deliver), orZero(a.Verify),
 		orZero(a.RunMetrics), orZero(a.Results),
+		orZero(a.RunMetrics), orZero(a.Notify),
 	}
 }
 

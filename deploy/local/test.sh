@@ -72,8 +72,9 @@ stop_stack() {
 trap stop_stack EXIT
 # Most tests run their own workers on their own task queues; the drills
 # (TestDrills) go through the stack's worker and drill worker, as make
-# drills does.
-bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}" --with-worker --with-drills
+# drills does. Prometheus scrapes the stack for the dashboard's query check
+# (deploy/grafana).
+bin/stackctl up --taskmanagers "${TASKMANAGERS:-3}" --with-worker --with-drills --with-prometheus
 
 echo "== integration tests, default profile"
 # -p 1: the packages share one stack on two cores; running them one at a

@@ -73,6 +73,12 @@ const (
 	RedisPort           = 16379
 	WorkerMetricsPort   = 19464
 
+	// Prometheus' JMX exporter agent in Kafka node N listens on
+	// KafkaMetricsPortBase+N, in Flink TaskManager N on
+	// FlinkTaskManagerMetricsPortBase+N (loopback only, like everything).
+	KafkaMetricsPortBase            = 19400
+	FlinkTaskManagerMetricsPortBase = 19500
+
 	// The secure profile runs the Temporal server proper on PostgreSQL.
 	// Its frontend takes TemporalPort, its UI TemporalUIPort and its
 	// metrics TemporalMetricsPort, as the dev server's do; these are

@@ -189,14 +189,15 @@ func TestEveryProcessBindsLoopback(t *testing.T) {
 		prometheusProcess(s.dataDir("prometheus"), "prometheus.yml"))
 	jm := flinkMemory{}
 	for _, name := range []string{flinkJobManager, flinkTaskManagerName(1), flinkSQLGateway} {
-		p, err := flinkClusterProcess(s, name, "cp.jar", jm, jm)
+		p, err := flinkClusterProcess(s, name, "cp.jar", "agent.jar", jm, jm)
 		if err != nil {
 			t.Fatal(err)
 		}
 		procs = append(procs, p)
 	}
+	procs = append(procs, kafkaNodeProcess(s, 2, "cp.jar", "log4j.properties", "agent.jar"))
 	listenFlags := map[string]bool{"--listen": true, "--ip": true, "-metrics-addr": true}
-	bound := 0
+	bound, agents := 0, 0
 	for _, p := range procs {
 		for i, arg := range p.argv {
 			if flag, value, ok := strings.Cut(arg, "="); ok && flag == "--web.listen-address" {
@@ -211,6 +212,12 @@ func TestEveryProcessBindsLoopback(t *testing.T) {
 				assertLoopbackOnly(t, p.name+" "+arg, value)
 				bound++
 			}
+			// -javaagent:JAR=HOST:PORT:CONFIG, the JMX exporter's listener.
+			if agent, ok := strings.CutPrefix(arg, "-javaagent:agent.jar="); ok {
+				hostPort := strings.Join(strings.SplitN(agent, ":", 3)[:2], ":")
+				assertLoopbackOnly(t, p.name+" JMX exporter agent", hostPort)
+				agents++
+			}
 			if strings.HasPrefix(arg, "metrics.reporter") {
 				t.Errorf("%s sets %s: Flink's reporters cannot bind to %s", p.name, arg, localstack.Host)
 			}
@@ -219,6 +226,9 @@ func TestEveryProcessBindsLoopback(t *testing.T) {
 	// token service, endpoint, temporal, worker, prometheus
 	if bound < 5 {
 		t.Errorf("found %d listen flags; every process's listener must be bound explicitly", bound)
+	}
+	if agents != 2 {
+		t.Errorf("found %d JMX exporter agents among Kafka node 2, the JobManager, TaskManager 1 and the gateway; want the Kafka node's and the TaskManager's", agents)
 	}
 	for _, want := range []string{"rest.bind-address", "jobmanager.bind-host", "taskmanager.bind-host", "sql-gateway.endpoint.rest.bind-address"} {
 		if got := parseSettings(t, flinkConfig(s), ": ", true)[want]; got != localstack.Host {
@@ -302,7 +312,7 @@ func TestPrometheusConfigComesFromTheCommittedOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rendered, err := prometheusConfig(committed, sourceDir, prometheusScrapeJobs())
+	rendered, err := prometheusConfig(committed, sourceDir, prometheusScrapeJobs(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,6 +350,8 @@ func TestPrometheusConfigComesFromTheCommittedOne(t *testing.T) {
 	want := map[string]string{
 		"worker": "127.0.0.1:19464", "temporal": "127.0.0.1:17234",
 		"token-service": "127.0.0.1:18090", "endpoint": "127.0.0.1:18091",
+		"kafka": "127.0.0.1:19401,127.0.0.1:19402,127.0.0.1:19403",
+		"flink": "127.0.0.1:19501,127.0.0.1:19502",
 	}
 	if !maps.Equal(jobs, want) {
 		t.Errorf("jobs %v, want %v", jobs, want)
@@ -358,9 +370,9 @@ func TestPrometheusConfigComesFromTheCommittedOne(t *testing.T) {
 }
 
 func TestPrometheusConfigRefusesAJobWithoutAStackAddress(t *testing.T) {
-	committed := []byte("scrape_configs:\n  - job_name: kafka\n    static_configs:\n      - targets: [\"broker:9404\"]\n")
-	if _, err := prometheusConfig(committed, "/x", prometheusScrapeJobs()); err == nil || !strings.Contains(err.Error(), `"kafka"`) {
-		t.Errorf("got %v, want an error naming job kafka", err)
+	committed := []byte("scrape_configs:\n  - job_name: schema-registry\n    static_configs:\n      - targets: [\"registry:9404\"]\n")
+	if _, err := prometheusConfig(committed, "/x", prometheusScrapeJobs(1)); err == nil || !strings.Contains(err.Error(), `"schema-registry"`) {
+		t.Errorf("got %v, want an error naming job schema-registry", err)
 	}
 }
 
@@ -392,7 +404,7 @@ func TestFlinkClusterProcesses(t *testing.T) {
 		flinkTaskManager + "bad":  nil,
 		"flink-something-unknown": nil,
 	} {
-		p, err := flinkClusterProcess(s, name, "cp.jar", jm, tm)
+		p, err := flinkClusterProcess(s, name, "cp.jar", "agent.jar", jm, tm)
 		if want == nil {
 			if err == nil {
 				t.Errorf("%s: no error", name)

@@ -199,9 +199,13 @@ func (f flink) start(ctx context.Context, s *stack) error {
 	if err != nil {
 		return err
 	}
+	agentJar, err := s.jmxExporterAgentJar(ctx)
+	if err != nil {
+		return err
+	}
 
 	for _, name := range stopped {
-		p, err := flinkClusterProcess(s, name, cp, jmMemory, tmMemory)
+		p, err := flinkClusterProcess(s, name, cp, agentJar, jmMemory, tmMemory)
 		if err != nil {
 			return err
 		}
@@ -222,15 +226,17 @@ func (f flink) start(ctx context.Context, s *stack) error {
 }
 
 // flinkClusterProcess is the process named name: the JobManager, a
-// TaskManager or the SQL Gateway.
-func flinkClusterProcess(s *stack, name, cp string, jmMemory, tmMemory flinkMemory) (process, error) {
+// TaskManager or the SQL Gateway. TaskManagers run the JMX exporter agent
+// (agentJar): the pipeline's Kafka sources and sinks run there.
+func flinkClusterProcess(s *stack, name, cp, agentJar string, jmMemory, tmMemory flinkMemory) (process, error) {
 	switch {
 	case name == flinkJobManager:
 		args := append([]string{"--configDir", flinkConfDir(s)}, jmMemory.dynamicProperties...)
 		args = append(args, flinkTmpProperties(s, name)...)
 		return flinkProcess(s, name, cp, jmMemory.jvmOptions, flinkJobManagerClass, args), nil
 	case strings.HasPrefix(name, flinkTaskManager):
-		if _, err := strconv.Atoi(strings.TrimPrefix(name, flinkTaskManager)); err != nil {
+		n, err := strconv.Atoi(strings.TrimPrefix(name, flinkTaskManager))
+		if err != nil {
 			return process{}, fmt.Errorf("taskmanager process name %q: %w", name, err)
 		}
 		args := append([]string{"--configDir", flinkConfDir(s)}, tmMemory.dynamicProperties...)
@@ -238,7 +244,9 @@ func flinkClusterProcess(s *stack, name, cp string, jmMemory, tmMemory flinkMemo
 		// A stable id names the TaskManager in the web UI and its logs
 		// instead of a random host:port-suffix.
 		args = append(args, "-D", "taskmanager.resource-id="+name)
-		return flinkProcess(s, name, cp, tmMemory.jvmOptions, flinkTaskManagerClass, args), nil
+		jvmOptions := append(slices.Clone(tmMemory.jvmOptions),
+			jmxExporterAgentOption(s, agentJar, flinkTaskManagerMetricsPort(n), jmxExporterFlinkConfig))
+		return flinkProcess(s, name, cp, jvmOptions, flinkTaskManagerClass, args), nil
 	case name == flinkSQLGateway:
 		p := flinkProcess(s, name, cp, flinkSQLGatewayMemory, flinkSQLGatewayClass, nil)
 		// The gateway has no --configDir flag; it finds config.yaml the
@@ -288,7 +296,11 @@ func flinkTmpDir(s *stack, process string) string {
 // gateway ports are the stack's fixed ones, every other port is picked free.
 //
 // There is no Prometheus reporter: it listens on every interface and has no
-// option to bind one. Flink's metrics are read from its REST API instead.
+// option to bind one (Flink 2.2's, and its JMX reporter is not published
+// for 2.x). Prometheus gets the TaskManagers' Kafka client metrics (the
+// pipeline's sources and sinks) and JVM figures from the JMX exporter agent
+// on loopback (jmxexporter.go); the pipeline reads Flink's own metrics from
+// its REST API.
 func flinkConfig(s *stack) string {
 	host := localstack.Host
 	settings := [][2]string{

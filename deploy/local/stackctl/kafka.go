@@ -45,7 +45,10 @@ var (
 func (kafka) name() string { return "kafka" }
 
 func (kafka) install(ctx context.Context, s *stack) error {
-	_, err := s.resolveJars(ctx, "kafka", kafkaPom)
+	if _, err := s.resolveJars(ctx, "kafka", kafkaPom); err != nil {
+		return err
+	}
+	_, err := s.jmxExporterAgentJar(ctx)
 	return err
 }
 
@@ -96,6 +99,10 @@ func (kafka) start(ctx context.Context, s *stack) error {
 	if err != nil {
 		return err
 	}
+	agentJar, err := s.jmxExporterAgentJar(ctx)
+	if err != nil {
+		return err
+	}
 	var passwords map[string]string
 	if s.secure() {
 		if passwords, err = ensureKafkaPasswords(s); err != nil {
@@ -129,11 +136,7 @@ func (kafka) start(ctx context.Context, s *stack) error {
 	}
 
 	for node := 1; node <= kafkaNodes; node++ {
-		argv := append([]string{"java"}, kafkaBrokerJVMOptions...)
-		argv = append(argv,
-			"-Dlog4j2.configurationFile="+brokerLog4j,
-			"-cp", cp, kafkaMainClass, kafkaServerProperties(s, node))
-		if err := s.start(process{name: kafkaNodeName(node), argv: argv}); err != nil {
+		if err := s.start(kafkaNodeProcess(s, node, cp, brokerLog4j, agentJar)); err != nil {
 			return err
 		}
 	}
@@ -154,6 +157,17 @@ var kafkaSecureQuorumSettings = []string{
 	"controller.quorum.election.timeout.ms=5000",
 	"controller.quorum.request.timeout.ms=10000",
 	"broker.session.timeout.ms=18000",
+}
+
+// kafkaNodeProcess is node's java command line, with the JMX exporter agent
+// (agentJar) on its loopback port.
+func kafkaNodeProcess(s *stack, node int, cp, log4j, agentJar string) process {
+	argv := append([]string{"java"}, kafkaBrokerJVMOptions...)
+	argv = append(argv,
+		jmxExporterAgentOption(s, agentJar, kafkaMetricsPort(node), jmxExporterKafkaConfig),
+		"-Dlog4j2.configurationFile="+log4j,
+		"-cp", cp, kafkaMainClass, kafkaServerProperties(s, node))
+	return process{name: kafkaNodeName(node), argv: argv}
 }
 
 // kafkaBrokerJVMOptions size each node for a 2-core machine running three of

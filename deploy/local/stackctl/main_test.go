@@ -219,5 +219,6 @@ func TestWorkerRunsWithTheSettingsItsCheckExpects(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.stop(workerProcess, time.Second) })
-	waitForLog(t, s.logFile(workerProcess), "args: -task-queue flowproof -metrics-addr 127.0.0.1:19464 -stop-timeout 30s -reference-endpoint-url "+localstack.FromEnv().EndpointURL+"\n")
+	waitForLog(t, s.logFile(workerProcess), "args: -task-queue flowproof -metrics-addr 127.0.0.1:19464 -stop-timeout 30s -reference-endpoint-url "+localstack.FromEnv().EndpointURL+
+		" -temporal-ui-url "+localstack.FromEnv().TemporalUIURL+"\n")
 }

@@ -36,15 +36,25 @@ type scrapeJob struct {
 
 func prometheusTarget(port int) string { return localstack.Host + ":" + strconv.Itoa(port) }
 
-// prometheusScrapeJobs lists what Prometheus scrapes; a component that gains
-// a metrics endpoint adds its job here. Flink has none: its Prometheus
-// reporter cannot bind to loopback (see flinkConfig).
-func prometheusScrapeJobs() []scrapeJob {
+// prometheusScrapeJobs lists what Prometheus scrapes on a stack of
+// taskManagers TaskManagers; a component that gains a metrics endpoint adds
+// its job here. Kafka and Flink are read through the JMX exporter agent
+// (jmxexporter.go).
+func prometheusScrapeJobs(taskManagers int) []scrapeJob {
+	var kafkaTargets, flinkTargets []string
+	for node := 1; node <= kafkaNodes; node++ {
+		kafkaTargets = append(kafkaTargets, prometheusTarget(kafkaMetricsPort(node)))
+	}
+	for n := 1; n <= taskManagers; n++ {
+		flinkTargets = append(flinkTargets, prometheusTarget(flinkTaskManagerMetricsPort(n)))
+	}
 	return []scrapeJob{
 		{name: "token-service", targets: []string{prometheusTarget(localstack.TokenServicePort)}},
 		{name: "endpoint", targets: []string{prometheusTarget(localstack.EndpointPort)}},
 		{name: "worker", targets: []string{prometheusTarget(localstack.WorkerMetricsPort)}},
 		{name: "temporal", targets: []string{prometheusTarget(localstack.TemporalMetricsPort)}},
+		{name: "kafka", targets: kafkaTargets},
+		{name: "flink", targets: flinkTargets},
 	}
 }
 
@@ -62,7 +72,7 @@ func (prometheus) start(_ context.Context, s *stack) error {
 	if err != nil {
 		return fmt.Errorf("read the Prometheus configuration: %w", err)
 	}
-	config, err := prometheusConfig(committed, filepath.Dir(source), prometheusScrapeJobs())
+	config, err := prometheusConfig(committed, filepath.Dir(source), prometheusScrapeJobs(s.opts.taskManagers))
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
@@ -169,10 +179,10 @@ func (prometheus) check(ctx context.Context, s *stack) health.Result {
 		return res
 	}
 	res.Healthy = true
-	res.Detail = "ready"
+	res.Detail = base + " ready"
 	// Targets show up only after the first scrape round, seconds after ready.
 	if up, total, err := prometheusTargetsUp(ctx, base); err == nil && total > 0 {
-		res.Detail = fmt.Sprintf("ready, %d/%d scrape targets up", up, total)
+		res.Detail = fmt.Sprintf("%s ready, %d/%d scrape targets up", base, up, total)
 	}
 	return res
 }

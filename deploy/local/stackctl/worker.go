@@ -70,6 +70,8 @@ func workerProcessSpec(s *stack) (process, error) {
 			// The stack's endpoint is the reference one: verification
 			// cross-checks its own count of each run.
 			"-reference-endpoint-url", localstack.FromEnv().EndpointURL,
+			// Failure notices (with FLOWPROOF_WEBHOOK_URL) link the stack's UI.
+			"-temporal-ui-url", localstack.FromEnv().TemporalUIURL,
 		},
 		// Its own settings (addresses, the token client's credentials,
 		// Kafka's TLS and SASL), Temporal's client profile and where that
