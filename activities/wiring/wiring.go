@@ -182,8 +182,7 @@ func (a *Activities) All() []any {
 	return []any{
 		orZero(a.Preflight), orZero(a.KafkaAdmin), orZero(a.Flink),
 		orZero(a.Produce), orZero(a.Deliver), orZero(a.Verify),
-		orZero(a.RunMetrics), orZero(a.Results),
-		orZero(a.RunMetrics), orZero(a.Notify),
+		orZero(a.RunMetrics), orZero(a.Results), orZero(a.Notify),
 	}
 }
 
