@@ -13,12 +13,22 @@ import (
 	"github.com/flowproof/flowproof/internal/localstack"
 )
 
-// environOf reads a running process's environment from /proc.
+// environOf reads a running process's environment from /proc. Right after
+// start the child may not have exec'd yet, and its environ then reads
+// empty (seen under load in make test): it is read again until it is not,
+// for up to 5 s; every process these tests start gets at least PATH.
 func environOf(t *testing.T, pid int) []string {
 	t.Helper()
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-	if err != nil {
-		t.Fatal(err)
+	var raw []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		raw, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(raw) > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	var env []string
 	for _, kv := range bytes.Split(raw, []byte{0}) {
