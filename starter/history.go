@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flowproof/flowproof/internal/humanfmt"
 	"github.com/flowproof/flowproof/internal/regression"
 	"github.com/flowproof/flowproof/workflows"
 )
@@ -110,8 +111,8 @@ func printHistory(w io.Writer, rows []historyRow) {
 	for _, r := range rows {
 		figures := "\t-\t-\t-\t-\t-\t-"
 		if r.Result != nil {
-			figures = fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s", commas(r.Verified), (time.Duration(r.DurationSeconds*1000) * time.Millisecond).Round(time.Second),
-				regression.FormatValue(r.EndToEndPerSecond), regression.FormatValue(r.P99Millis), commas(r.MaxLag),
+			figures = fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s", humanfmt.Commas(r.Verified), (time.Duration(r.DurationSeconds*1000) * time.Millisecond).Round(time.Second),
+				regression.FormatValue(r.EndToEndPerSecond), regression.FormatValue(r.P99Millis), humanfmt.Commas(r.MaxLag),
 				(time.Duration(r.HeldSeconds*1000) * time.Millisecond).Round(100*time.Millisecond))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\t%s\n", r.Started.UTC().Format("2006-01-02 15:04:05"), r.WorkflowID, r.Status, figures,

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/flowproof/flowproof/internal/humanfmt"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -159,7 +160,7 @@ func jsonName(f reflect.StructField) string {
 func formatValue(v reflect.Value) string {
 	switch v.Kind() {
 	case reflect.Int, reflect.Int64:
-		return commas(v.Int())
+		return humanfmt.Commas(v.Int())
 	case reflect.Float64:
 		return formatRate(v.Float())
 	}
@@ -286,7 +287,7 @@ func effectiveMessages(in workflows.PipelineInput) int64 {
 
 // staticSummary is the one-line summary the Temporal UI shows for the run.
 func staticSummary(in workflows.PipelineInput) string {
-	return fmt.Sprintf("flowproof run: %s messages", commas(effectiveMessages(in)))
+	return fmt.Sprintf("flowproof run: %s messages", humanfmt.Commas(effectiveMessages(in)))
 }
 
 // staticDetails lists the run's main settings for the UI (Temporal markdown),
@@ -302,11 +303,11 @@ func staticDetails(in workflows.PipelineInput, origin string) string {
 	lines := []string{
 		"**flowproof pipeline run**",
 		"",
-		"- messages: " + orDefault(in.Messages > 0, commas(d.Messages)),
-		"- logical queues: " + orDefault(in.LogicalQueues > 0, commas(d.LogicalQueues)),
+		"- messages: " + orDefault(in.Messages > 0, humanfmt.Commas(d.Messages)),
+		"- logical queues: " + orDefault(in.LogicalQueues > 0, humanfmt.Commas(d.LogicalQueues)),
 		"- partitions of the raw topic: " + orDefault(in.Partitions > 0, strconv.Itoa(d.Partitions)),
 		"- partitions of the derived topics: " + orDefault(in.DerivedPartitions > 0, strconv.Itoa(d.DerivedPartitions)),
-		"- production chunk: " + orDefault(in.ChunkSize > 0, commas(d.ChunkSize)) + " messages",
+		"- production chunk: " + orDefault(in.ChunkSize > 0, humanfmt.Commas(d.ChunkSize)) + " messages",
 		"- HTTP batch: " + orDefault(in.BatchSize > 0, strconv.Itoa(d.BatchSize)) + " messages",
 		"- production rate cap: " + orDefault(in.RatePerSecond > 0, formatRate(d.RatePerSecond)) + " messages/s",
 		"- keep topics: " + strconv.FormatBool(in.KeepTopics),
@@ -320,25 +321,7 @@ func staticDetails(in workflows.PipelineInput, origin string) string {
 
 func formatRate(r float64) string {
 	if r == float64(int64(r)) {
-		return commas(int64(r))
+		return humanfmt.Commas(int64(r))
 	}
 	return strconv.FormatFloat(r, 'f', -1, 64)
-}
-
-// commas writes n with thousands separators: 1000000 -> "1,000,000".
-func commas[T ~int | ~int64](n T) string {
-	s := strconv.FormatInt(int64(n), 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

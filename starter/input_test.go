@@ -15,6 +15,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/flowproof/flowproof/internal/humanfmt"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -276,8 +277,8 @@ func TestSummaryAndDetails(t *testing.T) {
 
 func TestCommas(t *testing.T) {
 	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -45000: "-45,000"} {
-		if got := commas(n); got != want {
-			t.Errorf("commas(%d) = %q, want %q", n, got, want)
+		if got := humanfmt.Commas(n); got != want {
+			t.Errorf("humanfmt.Commas(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

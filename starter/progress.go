@@ -10,6 +10,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/flowproof/flowproof/internal/humanfmt"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -43,14 +44,14 @@ func pipelineWork(p workflows.Progress) int64 {
 func describeProgress(p workflows.Progress) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s | produced %s delivered %s verified %s of %s",
-		orDash(p.Stage), commas(p.Produced), commas(p.Delivered), commas(p.Verified), commas(p.Messages))
+		orDash(p.Stage), humanfmt.Commas(p.Produced), humanfmt.Commas(p.Delivered), humanfmt.Commas(p.Verified), humanfmt.Commas(p.Messages))
 	if p.RatePerSecond > 0 {
-		fmt.Fprintf(&b, " | %s msg/s", commas(int64(p.RatePerSecond)))
+		fmt.Fprintf(&b, " | %s msg/s", humanfmt.Commas(int64(p.RatePerSecond)))
 	}
 	if p.Lag > 0 {
-		fmt.Fprintf(&b, " | lag %s", commas(p.Lag))
+		fmt.Fprintf(&b, " | lag %s", humanfmt.Commas(p.Lag))
 		if p.LagGroup != "" {
-			fmt.Fprintf(&b, " (%.1f s, %s at %s/s)", p.LagSeconds, p.LagGroup, commas(int64(p.DrainRate)))
+			fmt.Fprintf(&b, " (%.1f s, %s at %s/s)", p.LagSeconds, p.LagGroup, humanfmt.Commas(int64(p.DrainRate)))
 		}
 	}
 	if p.Held {

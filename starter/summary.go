@@ -5,10 +5,10 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/activities/verify"
+	"github.com/flowproof/flowproof/internal/humanfmt"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -24,14 +24,14 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 		fmt.Fprintf(tw, "failure\t%s\n", m.FailureMessage)
 	}
 	fmt.Fprintf(tw, "run id\t%s\n", orDash(m.RunID))
-	fmt.Fprintf(tw, "messages\t%s (produced %s, delivered %s, verified %s)\n", commas(m.Messages), commas(m.Produced), commas(m.Delivered), commas(m.Verified))
-	fmt.Fprintf(tw, "total time\t%s\n", millis(m.TotalMillis))
+	fmt.Fprintf(tw, "messages\t%s (produced %s, delivered %s, verified %s)\n", humanfmt.Commas(m.Messages), humanfmt.Commas(m.Produced), humanfmt.Commas(m.Delivered), humanfmt.Commas(m.Verified))
+	fmt.Fprintf(tw, "total time\t%s\n", humanfmt.Millis(m.TotalMillis))
 	if m.Brokers > 0 {
 		fmt.Fprintf(tw, "kafka brokers\t%d\n", m.Brokers)
 	}
 	v := m.Verification
 	fmt.Fprintf(tw, "verification\t%s unique of %s expected; %s missing, %s duplicates, %s bad records\n",
-		commas(v.Unique), commas(v.Expected), commas(v.Missing), commas(v.Duplicates), commas(v.BadRecords))
+		humanfmt.Commas(v.Unique), humanfmt.Commas(v.Expected), humanfmt.Commas(v.Missing), humanfmt.Commas(v.Duplicates), humanfmt.Commas(v.BadRecords))
 	if len(v.FirstMissing) > 0 {
 		fmt.Fprintf(tw, "first missing seqs\t%v\n", v.FirstMissing)
 	}
@@ -42,14 +42,14 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 		m.Latency.P50, m.Latency.P95, m.Latency.P99, m.Latency.P999, m.Latency.Max)
 	if m.EndToEndPerSecond > 0 {
 		fmt.Fprintf(tw, "end-to-end throughput\t%s msg/s (first produced to last arrived: %s)\n",
-			commas(int64(m.EndToEndPerSecond)), millis(m.Verification.FlowMillis))
+			humanfmt.Commas(int64(m.EndToEndPerSecond)), humanfmt.Millis(m.Verification.FlowMillis))
 	}
-	fmt.Fprintf(tw, "http\t%s batches, %s retries\n", commas(int64(m.HTTPBatches)), commas(int64(m.HTTPRetries)))
+	fmt.Fprintf(tw, "http\t%s batches, %s retries\n", humanfmt.Commas(int64(m.HTTPBatches)), humanfmt.Commas(int64(m.HTTPRetries)))
 	fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
 	fmt.Fprintf(tw, "production chunks\t%d resumed\n", m.ChunksResumed)
 	fmt.Fprintf(tw, "backpressure\t%s\n", describeBackpressure(m.Backpressure))
 	if m.FlinkJobs.EnrichJobID != "" || m.FlinkJobs.SplitJobID != "" {
-		fmt.Fprintf(tw, "flink jobs\tenrich %s, split %s (running after %s)\n", orDash(m.FlinkJobs.EnrichJobID), orDash(m.FlinkJobs.SplitJobID), millis(m.FlinkJobs.SubmitToRunningMillis))
+		fmt.Fprintf(tw, "flink jobs\tenrich %s, split %s (running after %s)\n", orDash(m.FlinkJobs.EnrichJobID), orDash(m.FlinkJobs.SplitJobID), humanfmt.Millis(m.FlinkJobs.SubmitToRunningMillis))
 	}
 	_ = tw.Flush()
 
@@ -60,13 +60,13 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 		for _, s := range m.Stages {
 			rate := "-"
 			if s.PerSecond > 0 {
-				rate = commas(int64(s.PerSecond))
+				rate = humanfmt.Commas(int64(s.PerSecond))
 			}
 			count := "-"
 			if s.Messages > 0 {
-				count = commas(s.Messages)
+				count = humanfmt.Commas(s.Messages)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", s.Stage, count, millis(s.DurationMillis), rate)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", s.Stage, count, humanfmt.Millis(s.DurationMillis), rate)
 		}
 		_ = tw.Flush()
 	}
@@ -87,10 +87,10 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 // largest lag in messages and, when a threshold in seconds applied, in
 // seconds, with the drain rates production was measured against.
 func describeBackpressure(b workflows.Backpressure) string {
-	line := fmt.Sprintf("%d holds, %s held, max lag %s", b.Holds, millis(b.HeldMillis), commas(b.MaxLag))
+	line := fmt.Sprintf("%d holds, %s held, max lag %s", b.Holds, humanfmt.Millis(b.HeldMillis), humanfmt.Commas(b.MaxLag))
 	if b.MaxLagSeconds > 0 || b.DrainRates != (workflows.DrainRates{}) {
 		line += fmt.Sprintf(", max %.1f s of lag; last drain rates enrich %s/s, deliver %s/s, split %s/s", b.MaxLagSeconds,
-			commas(int64(b.DrainRates.Enrich)), commas(int64(b.DrainRates.Deliver)), commas(int64(b.DrainRates.Split)))
+			humanfmt.Commas(int64(b.DrainRates.Enrich)), humanfmt.Commas(int64(b.DrainRates.Deliver)), humanfmt.Commas(int64(b.DrainRates.Split)))
 	}
 	return line
 }
@@ -125,8 +125,8 @@ func printHops(w io.Writer, hops []verify.HopCount, expected int64) {
 	fmt.Fprintln(tw, "hop\trecords\tunique\tmissing\tduplicated\tbad\tverdict\tsource")
 	var notes []string
 	for _, h := range hops {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Hop, commas(h.Records), commas(h.Unique), commas(h.Missing),
-			commas(h.Duplicated), commas(h.BadRecords), h.Verdict(expected), orDash(h.Source))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Hop, humanfmt.Commas(h.Records), humanfmt.Commas(h.Unique), humanfmt.Commas(h.Missing),
+			humanfmt.Commas(h.Duplicated), humanfmt.Commas(h.BadRecords), h.Verdict(expected), orDash(h.Source))
 		if h.Note != "" {
 			notes = append(notes, h.Hop+": "+h.Note)
 		}
@@ -152,12 +152,4 @@ func printMessages(w io.Writer, title string, msgs []activities.MessageView) {
 			v.Headers["correlation.id"], v.Headers["sending.id"], v.Headers["batch.number"], v.Headers["logical.queue"], v.ArrivedAt)
 	}
 	_ = tw.Flush() // a terminal that went away leaves nobody to tell
-}
-
-func millis(ms int64) string {
-	d := time.Duration(ms) * time.Millisecond
-	if d >= time.Minute {
-		return d.Round(time.Second).String()
-	}
-	return d.Round(time.Millisecond).String()
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/humanfmt"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -31,8 +32,8 @@ type Run struct {
 var pageTemplate string
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"commas":  commas,
-	"millis":  millis,
+	"commas":  humanfmt.Commas[int64],
+	"millis":  humanfmt.Millis,
 	"headers": sortedHeaders,
 	"unixms":  func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) },
 }).Parse(pageTemplate))
@@ -73,25 +74,4 @@ func sortedHeaders(msg activities.MessageView) []header {
 	}
 	slices.SortFunc(out, func(a, b header) int { return strings.Compare(a.Key, b.Key) })
 	return out
-}
-
-// commas writes n with thousands separators.
-func commas(n int64) string {
-	s := fmt.Sprint(n)
-	start := 0
-	if n < 0 {
-		start = 1
-	}
-	for i := len(s) - 3; i > start; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
-
-func millis(ms int64) string {
-	d := time.Duration(ms) * time.Millisecond
-	if d >= time.Minute {
-		return d.Round(time.Second).String()
-	}
-	return d.Round(time.Millisecond).String()
 }
