@@ -25,10 +25,16 @@ import (
 	"github.com/flowproof/flowproof/workflows"
 )
 
-// dashboardRunMessages keeps the run short (about a minute on two cores)
-// while it still spans several of Prometheus' 15 s scrapes of Kafka and
-// Flink.
-const dashboardRunMessages = 5_000
+// dashboardRunMessages at dashboardRatePerSecond keep the run short while
+// production alone lasts about 80 s, so however fast the machine, the Flink
+// jobs' Kafka clients (which exist only while the run's jobs do) live
+// through at least four of Prometheus' 15 s scrapes: rate() needs two
+// samples of a series. Unthrottled, a fast machine finished in under 30 s
+// and the Flink panels had one sample or none.
+const (
+	dashboardRunMessages   = 5_000
+	dashboardRatePerSecond = 60
+)
 
 // TestEveryDashboardQueryReturnsDataAfterARun runs a small pipeline through
 // the stack's own worker (the one Prometheus scrapes; test.sh starts it and
@@ -106,7 +112,7 @@ func runPipelineOnTheStacksWorker(ctx context.Context, t *testing.T) time.Time {
 	id := fmt.Sprintf("it-dashboard-%d", time.Now().Unix())
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: localstack.TaskQueue, StaticSummary: "flowproof dashboard query check",
-	}, "PipelineWorkflow", workflows.PipelineInput{Messages: dashboardRunMessages})
+	}, "PipelineWorkflow", workflows.PipelineInput{Messages: dashboardRunMessages, RatePerSecond: dashboardRatePerSecond})
 	if err != nil {
 		t.Fatal(err)
 	}
