@@ -13,10 +13,10 @@ import (
 	"github.com/flowproof/flowproof/workflows"
 )
 
-// recordedResult is the result of a real 50,000-message run on the local
-// stack (starter run --result-file), with every measurement the report
-// draws.
-const recordedResult = "testdata/result-50k.json"
+// recordedResult is the result of a real default run (1,000,000 messages,
+// make demo on a fresh clone), taken from its Temporal history, with every
+// measurement the report draws.
+const recordedResult = "testdata/result-1m.json"
 
 func loadRun(t *testing.T, file string) Run {
 	t.Helper()
@@ -28,7 +28,7 @@ func loadRun(t *testing.T, file string) Run {
 	if err := json.Unmarshal(data, &result); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	return Run{WorkflowID: "report-50k", Status: "Completed", UIURL: "http://127.0.0.1:8233/x", Result: result}
+	return Run{WorkflowID: result.Metrics.RunID, Status: "Completed", UIURL: "http://127.0.0.1:8233/x", Result: result}
 }
 
 // renderFile writes the report of run into a temporary directory.
