@@ -40,7 +40,7 @@ func (p *pipeline) conclude(ctx workflow.Context, verified verify.Result, runErr
 		p.metrics.FailureMessage = "canceled in stage " + p.failedStage
 	case runErr != nil:
 		p.metrics.FailedStage = p.failedStage
-		p.metrics.FailureMessage = runErr.Error()
+		p.metrics.FailureMessage = failureText(runErr)
 	case !verified.Passed():
 		p.metrics.FailedStage = StageVerify
 		p.metrics.FailureMessage = strings.TrimSuffix(verificationFailure(verified)+"; "+broken, "; ")
@@ -54,7 +54,7 @@ func (p *pipeline) conclude(ctx workflow.Context, verified verify.Result, runErr
 		p.metrics.keepCountsSoFar(p.progress)
 	}
 	if cleanupErr != nil {
-		p.metrics.FailureMessage = strings.TrimPrefix(p.metrics.FailureMessage+"; cleanup: "+cleanupErr.Error(), "; ")
+		p.metrics.FailureMessage = strings.TrimPrefix(p.metrics.FailureMessage+"; cleanup: "+failureText(cleanupErr), "; ")
 	}
 	return status
 }
