@@ -74,12 +74,14 @@ func TestHoldInSecondsUntilTheConsumerDrains(t *testing.T) {
 	in := secondsInput()
 	in.State = continuedFromAStall()
 	res, polls := scriptedLag(t, in,
-		// 80,000 is far below the threshold in messages, but 8 s at the
-		// rate the stalled consumer drained.
-		deliverAt(0, 80_000, 450_000),
+		// 130,000 is below the threshold in messages, but 13 s at the
+		// rate the stalled consumer drained, 8 s beyond the checkpoint
+		// interval's allowance.
+		deliverAt(0, 130_000, 450_000),
 		// Draining again, 4,000/s over the window, but its rate is the
-		// highest measured: 40,000 at 10,000/s is 4 s, above 2.5 s.
-		deliverAt(5, 40_000, 490_000),
+		// highest measured: 90,000 at 10,000/s is 9 s, 4 s beyond the
+		// allowance, above 2.5 s.
+		deliverAt(5, 90_000, 490_000),
 		// 10,000 is 1 s at 10,000/s: production resumes.
 		deliverAt(10, 10_000, 520_000),
 	)
@@ -91,12 +93,28 @@ func TestHoldInSecondsUntilTheConsumerDrains(t *testing.T) {
 	require.InDelta(t, 8, res.MaxLagSeconds, 1e-9)
 	require.Equal(t, "deliver", res.LagSecondsGroup)
 	require.InDelta(t, 10_000, res.DrainRates.Deliver, 1e-9)
-	require.Equal(t, int64(80_000), res.MaxLag)
+	require.Equal(t, int64(130_000), res.MaxLag)
+}
+
+// TestDeliverLagOfOneCheckpointDoesNotHold: the enrich job's output
+// becomes visible a checkpoint's worth at a time, so right after a commit
+// the deliver group is up to an interval behind without any backlog.
+func TestDeliverLagOfOneCheckpointDoesNotHold(t *testing.T) {
+	in := secondsInput()
+	in.State = continuedFromAStall()
+	// 80,000 at 10,000/s is 8 s: 3 s beyond the 5 s checkpoint interval,
+	// under the 5 s threshold.
+	res, polls := scriptedLag(t, in, deliverAt(0, 80_000, 450_000))
+	require.Equal(t, 1, polls)
+	require.Zero(t, res.Holds)
+	require.InDelta(t, 3, res.MaxLagSeconds, 1e-9)
 }
 
 func TestHoldDoesNotWaitForLagNobodyDrains(t *testing.T) {
 	in := secondsInput()
 	in.State = continuedFromAStall()
+	// 80,000 at the 5,000/s it drained is 16 s, 11 s beyond the allowance.
+	in.State.DrainRates.Deliver = 5_000
 	res, polls := scriptedLag(t, in,
 		deliverAt(0, 80_000, 450_000),
 		// Held, and the consumer drained nothing over the window: what is

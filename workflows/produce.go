@@ -84,8 +84,11 @@ type producer struct {
 	// keepsHoldSpans is false when replaying a run recorded before hold
 	// spans were kept.
 	keepsHoldSpans bool
-	rate           float64 // production rate of the last chunk
-	stopPolling    bool
+	// deliverInputInSteps is false when replaying a run recorded before
+	// the deliver group's lag got the checkpoint allowance.
+	deliverInputInSteps bool
+	rate                float64 // production rate of the last chunk
+	stopPolling         bool
 }
 
 // ProduceWorkflow produces a run's messages in chunks, ChunkConcurrency at a
@@ -118,6 +121,7 @@ func newProducer(ctx workflow.Context, in ProduceInput) *producer {
 // result or continues as new with the state so far.
 func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	p.keepsHoldSpans = workflow.GetVersion(ctx, "record-hold-spans", workflow.DefaultVersion, 1) == 1
+	p.deliverInputInSteps = workflow.GetVersion(ctx, "deliver-input-in-steps", workflow.DefaultVersion, 1) == 1
 	workflow.Go(ctx, p.pollLag)
 	// Production starts only once the lag is known, so a run started into a
 	// backlog (or continued as new while one builds) waits for it first.
@@ -208,8 +212,9 @@ func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
 		// Two polls at least, and two checkpoint intervals: the Flink
 		// groups' positions move once per interval, so a window of whole
 		// intervals holds whole steps (see backpressure.go).
-		windowMillis:      int64(max(2*p.in.LagPollEvery, 2*p.in.CheckpointIntervalSeconds)) * 1000,
-		checkpointSeconds: float64(p.in.CheckpointIntervalSeconds),
+		windowMillis:        int64(max(2*p.in.LagPollEvery, 2*p.in.CheckpointIntervalSeconds)) * 1000,
+		checkpointSeconds:   float64(p.in.CheckpointIntervalSeconds),
+		deliverInputInSteps: p.deliverInputInSteps,
 	}
 	p.state.DrainRates, p.lagSeconds = meter.lagSeconds(p.state.LagSamples, sample, p.state.DrainRates, p.held)
 	p.state.LagSeconds, p.state.LagSecondsGroup = p.lagSeconds.seconds, p.lagSeconds.group
