@@ -15,7 +15,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/flowproof/flowproof/internal/humanfmt"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -271,14 +270,6 @@ func TestSummaryAndDetails(t *testing.T) {
 	for _, want := range []string{"- messages: 1,000,000 (default)", "- partitions of the raw topic: 12\n", "- production rate cap: 1500.5 messages/s", "Started by `test`."} {
 		if !strings.Contains(details, want) {
 			t.Errorf("details lack %q:\n%s", want, details)
-		}
-	}
-}
-
-func TestCommas(t *testing.T) {
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -45000: "-45,000"} {
-		if got := humanfmt.Commas(n); got != want {
-			t.Errorf("humanfmt.Commas(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

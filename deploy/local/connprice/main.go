@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -116,7 +117,11 @@ func connectOnce(broker string, opts []kgo.Opt) error {
 func reportResumption(security kafkaconn.Settings, broker string) error {
 	config := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: security.ServerName, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	if config.ServerName == "" {
-		config.ServerName = strings.Split(broker, ":")[0]
+		host, _, err := net.SplitHostPort(broker)
+		if err != nil {
+			return fmt.Errorf("broker %q: %w", broker, err)
+		}
+		config.ServerName = host
 	}
 	if security.CAFile != "" {
 		pem, err := os.ReadFile(security.CAFile)
