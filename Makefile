@@ -5,6 +5,8 @@ GO ?= go
 BIN := $(CURDIR)/bin
 STACKCTL := $(BIN)/stackctl
 FORMAT ?= text
+# Flink TaskManagers of `make up` (tests and drills: a lost TaskManager needs
+# survivors); make demo and make bench start one unless TASKMANAGERS is given.
 TASKMANAGERS ?= 3
 # WORKER=1: `make up` also runs bin/worker as a component of the stack.
 WORKER ?=

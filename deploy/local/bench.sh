@@ -70,10 +70,10 @@ for component in "${needed[@]}"; do
 done
 if ((${#started_here[@]})); then
   # The TaskManager count matters only when Flink starts here (make demo's
-  # default); otherwise up keeps the one of the last up.
+  # default, one); otherwise up keeps the one of the last up.
   taskmanagers=()
   if [[ " ${started_here[*]} " == *" flink "* ]]; then
-    taskmanagers=(--taskmanagers "${TASKMANAGERS:-3}")
+    taskmanagers=(--taskmanagers "${TASKMANAGERS:-1}")
   fi
   bin/stackctl up "${taskmanagers[@]}" --only "$(IFS=,; echo "${started_here[*]}")"
 else

@@ -34,7 +34,12 @@ cleanup() {
   stop_worker
 }
 trap cleanup EXIT
-bin/stackctl up --profile "$stack_profile" --taskmanagers "${TASKMANAGERS:-3}" --with-worker
+# One TaskManager (4 slots: the two jobs at parallelism 2) unless
+# TASKMANAGERS says otherwise: each TaskManager JVM compiles the same job code
+# for itself, and on a fresh stack that JIT work is most of Flink's CPU. Two
+# fresh-stack runs of each, alternating: Flink 50-51 CPU s with one against
+# 81 with three, the run 3m5s-3m21s against 3m30s (docs/performance.md).
+bin/stackctl up --profile "$stack_profile" --taskmanagers "${TASKMANAGERS:-1}" --with-worker
 # The starter connects as the profile says (Temporal's TLS in the secure one).
 stack_env=$(bin/stackctl env)
 eval "$stack_env"
