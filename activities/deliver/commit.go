@@ -53,11 +53,19 @@ func offsetsFingerprint(offsets map[int32]int64) string {
 // offsets. It must run after the producer fenced earlier attempts, so that
 // no commit of theirs is still pending.
 func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key segmentCommit) (SegmentResult, bool, error) {
-	committed, err := a.kafka.Admin.FetchOffsetsForTopics(kadm.RequireStable(ctx), in.Names.DeliverGroup, in.Names.EnrichedTopic)
+	// A coordinator that moves or is still loading answers with a
+	// retriable error, which is ridden out here rather than costing the
+	// segment an attempt.
+	var committed kadm.OffsetResponses
+	err := kafkaeos.RetryRetriable(ctx, func() error {
+		var err error
+		committed, err = a.kafka.Admin.FetchOffsetsForTopics(kadm.RequireStable(ctx), in.Names.DeliverGroup, in.Names.EnrichedTopic)
+		if err == nil {
+			err = committed.Error()
+		}
+		return err
+	})
 	if err != nil {
-		return SegmentResult{}, false, fmt.Errorf("committed offsets of group %s: %w", in.Names.DeliverGroup, err)
-	}
-	if err := committed.Error(); err != nil {
 		return SegmentResult{}, false, fmt.Errorf("committed offsets of group %s: %w", in.Names.DeliverGroup, err)
 	}
 	var (

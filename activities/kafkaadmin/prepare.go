@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
@@ -266,12 +267,21 @@ func claimGroups(ctx context.Context, kafka *kafkaeos.Conn, in PrepareTopicsInpu
 	if len(unclaimed) == 0 {
 		return nil
 	}
-	fetched := kafka.Admin.FetchManyOffsets(ctx, unclaimed...)
+	var fetched kadm.FetchOffsetsResponses
+	err := kafkaeos.RetryRetriable(ctx, func() error {
+		fetched = kafka.Admin.FetchManyOffsets(ctx, unclaimed...)
+		for _, group := range unclaimed {
+			if err := fetched[group].Err; err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+				return fmt.Errorf("committed offsets of group %s: %w", group, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	for _, group := range unclaimed {
 		resp := fetched[group]
-		if resp.Err != nil && !errors.Is(resp.Err, kerr.GroupIDNotFound) {
-			return fmt.Errorf("committed offsets of group %s: %w", group, resp.Err)
-		}
 		if len(resp.Fetched) > 0 {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 				"consumer group %s already has committed offsets and this run did not create it; it was left alone: choose another run id",

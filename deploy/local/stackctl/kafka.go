@@ -13,6 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/internal/health"
 	"github.com/flowproof/flowproof/internal/localstack"
@@ -87,7 +91,34 @@ func (kafka) check(ctx context.Context, s *stack) health.Result {
 			return res
 		}
 	}
+	if err := kafkaCoordinatorsReady(ctx, brokers, security); err != nil {
+		res.Healthy = false
+		res.Detail = fmt.Sprintf("%v; %s", err, res.Detail)
+	}
 	return res
+}
+
+// kafkaCoordinatorsReady asks for a group and a transaction coordinator.
+// On new data, Kafka makes its internal offsets and transaction topics only
+// when one is first asked for, and answers COORDINATOR_NOT_AVAILABLE until
+// they are led and loaded: a stack that called itself up before that
+// failed the first test that read a group's offsets (seen on a fresh
+// machine). Asking here makes the topics during up, not during a run.
+func kafkaCoordinatorsReady(ctx context.Context, brokers []string, security []kgo.Opt) error {
+	client, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RetryTimeout(3 * time.Second)}, security...)...)
+	if err != nil {
+		return fmt.Errorf("coordinators: %w", err)
+	}
+	defer client.Close()
+	admin := kadm.NewClient(client)
+	const key = "flowproof-stack-check"
+	if err := admin.FindGroupCoordinators(ctx, key).Error(); err != nil {
+		return fmt.Errorf("group coordinator: %w", err)
+	}
+	if err := admin.FindTxnCoordinators(ctx, key).Error(); err != nil {
+		return fmt.Errorf("transaction coordinator: %w", err)
+	}
+	return nil
 }
 
 func (kafka) start(ctx context.Context, s *stack) error {
