@@ -56,14 +56,12 @@ func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key 
 	// A coordinator that moves or is still loading answers with a
 	// retriable error, which is ridden out here rather than costing the
 	// segment an attempt.
-	var committed kadm.OffsetResponses
-	err := kafkaeos.RetryRetriable(ctx, func() error {
-		var err error
-		committed, err = a.kafka.Admin.FetchOffsetsForTopics(kadm.RequireStable(ctx), in.Names.DeliverGroup, in.Names.EnrichedTopic)
-		if err == nil {
-			err = committed.Error()
+	committed, err := kafkaeos.RetryRetriableValue(ctx, func() (kadm.OffsetResponses, error) {
+		offsets, err := a.kafka.Admin.FetchOffsetsForTopics(kadm.RequireStable(ctx), in.Names.DeliverGroup, in.Names.EnrichedTopic)
+		if err != nil {
+			return nil, err
 		}
-		return err
+		return offsets, offsets.Error()
 	})
 	if err != nil {
 		return SegmentResult{}, false, fmt.Errorf("committed offsets of group %s: %w", in.Names.DeliverGroup, err)

@@ -117,11 +117,8 @@ type groupProgress struct {
 // committedOffsets fetches a group's committed offsets; a group that does
 // not exist has none.
 func (a *Activities) committedOffsets(ctx context.Context, group string) (kadm.OffsetResponses, error) {
-	var committed kadm.OffsetResponses
-	err := kafkaeos.RetryRetriable(ctx, func() error {
-		var err error
-		committed, err = a.kafka.Admin.FetchOffsets(ctx, group)
-		return err
+	committed, err := kafkaeos.RetryRetriableValue(ctx, func() (kadm.OffsetResponses, error) {
+		return a.kafka.Admin.FetchOffsets(ctx, group)
 	})
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, nil

@@ -267,15 +267,14 @@ func claimGroups(ctx context.Context, kafka *kafkaeos.Conn, in PrepareTopicsInpu
 	if len(unclaimed) == 0 {
 		return nil
 	}
-	var fetched kadm.FetchOffsetsResponses
-	err := kafkaeos.RetryRetriable(ctx, func() error {
-		fetched = kafka.Admin.FetchManyOffsets(ctx, unclaimed...)
+	fetched, err := kafkaeos.RetryRetriableValue(ctx, func() (kadm.FetchOffsetsResponses, error) {
+		fetched := kafka.Admin.FetchManyOffsets(ctx, unclaimed...)
 		for _, group := range unclaimed {
 			if err := fetched[group].Err; err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-				return fmt.Errorf("committed offsets of group %s: %w", group, err)
+				return nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
 			}
 		}
-		return nil
+		return fetched, nil
 	})
 	if err != nil {
 		return err

@@ -24,7 +24,8 @@ names=""
 for i in "${!revs[@]}"; do
   v=${labels[$i]}
   git worktree add --detach "$out/src-$v" "${revs[$i]}" >/dev/null
-  (cd "$out/src-$v" && go build -o bin/ ./deploy/local/stackctl ./starter ./worker)
+  # stackctl stops the stack before each run; demo.sh builds the rest.
+  (cd "$out/src-$v" && go build -o bin/ ./deploy/local/stackctl)
   names+="$(git rev-parse --short "${revs[$i]}"):$v "
 done
 for round in $(seq "$rounds"); do

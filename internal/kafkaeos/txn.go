@@ -94,6 +94,18 @@ func txnOffsetCommitRequest(txnID, group, topic string, id int64, epoch int16, o
 	return commit
 }
 
+// RetryRetriableValue is RetryRetriable for a call that returns a value:
+// the value of the last call.
+func RetryRetriableValue[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	var value T
+	err := RetryRetriable(ctx, func() error {
+		var err error
+		value, err = fn()
+		return err
+	})
+	return value, err
+}
+
 // RetryRetriable repeats fn while it fails with a retriable Kafka error (a
 // coordinator moving or loading, a transaction still ending), for up to
 // about ten seconds, backing off from 50 ms to 1 s.
