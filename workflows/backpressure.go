@@ -39,8 +39,17 @@ import (
 //   - A window in which a consumer ran out of work (after a hold, while
 //     the pipeline refills, or while its JVM warmed up) shows a rate below
 //     what it can drain: the rate it drains at is the lower of its capacity
-//     and what arrives. So a group's drain rate is the highest it has been
-//     measured at in the run, its capacity as far as anyone can tell. A
+//     and what arrives. So a rate is measured only over a window in which
+//     the group had a backlog throughout: it moved less than its lag at the
+//     window's start, so it never ran out of records to take. (Before that
+//     rule, a fresh run's first hold began with the deliver group rated at
+//     0.3 messages/s from a window in which it had 3 records to take, which
+//     made 103,866 s of its lag and held production for 26 s while nothing
+//     downstream was behind.) A consumer that always keeps up never gets a
+//     rate; only the threshold in messages applies to it, and rightly: it
+//     is not what production waits for. And a group's drain rate is the
+//     highest it has been measured at in the run, its capacity as far as
+//     anyone can tell. A
 //     rate that follows each window instead was tried (falling by 30 % a
 //     poll at most) and held production for minutes of a 1,000,000-message
 //     run: every hold starved the consumers, which then measured slow,
@@ -141,6 +150,9 @@ type secondsMeter struct {
 	// from the deliver group's when deliverInputInSteps.
 	checkpointSeconds   float64
 	deliverInputInSteps bool
+	// ratesFromBacklog measures rates only over windows with a backlog;
+	// runs recorded before it measured them over every window.
+	ratesFromBacklog bool
 }
 
 // groupLagSeconds is one group's lag in seconds, if it can be told.
@@ -159,16 +171,19 @@ type groupLagSeconds struct {
 func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.LagSample, prev DrainRates, held bool) (DrainRates, groupLagSeconds) {
 	type group struct {
 		name     string
-		lag      int64
+		lag      func(kafkaadmin.LagSample) int64
 		position func(kafkaadmin.LagSample) int64
 		rate     *float64
 		steps    bool // the group commits, or its input appears, once per Flink checkpoint
 	}
 	rates := prev
 	groups := []group{
-		{"enrich", s.Enrich, func(l kafkaadmin.LagSample) int64 { return l.EnrichPosition }, &rates.Enrich, true},
-		{"deliver", s.Deliver, func(l kafkaadmin.LagSample) int64 { return l.DeliverPosition }, &rates.Deliver, r.deliverInputInSteps},
-		{"split", s.Split, func(l kafkaadmin.LagSample) int64 { return l.SplitPosition }, &rates.Split, true},
+		{"enrich", func(l kafkaadmin.LagSample) int64 { return l.Enrich },
+			func(l kafkaadmin.LagSample) int64 { return l.EnrichPosition }, &rates.Enrich, true},
+		{"deliver", func(l kafkaadmin.LagSample) int64 { return l.Deliver },
+			func(l kafkaadmin.LagSample) int64 { return l.DeliverPosition }, &rates.Deliver, r.deliverInputInSteps},
+		{"split", func(l kafkaadmin.LagSample) int64 { return l.Split },
+			func(l kafkaadmin.LagSample) int64 { return l.SplitPosition }, &rates.Split, true},
 	}
 	from, windowFound := windowStart(history, s, r.windowMillis)
 	var largest groupLagSeconds
@@ -178,13 +193,15 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 			moved := g.position(s) - g.position(from)
 			if seconds := float64(s.AtUnixMillis-from.AtUnixMillis) / 1000; moved > 0 && seconds > 0 {
 				draining = true
-				*g.rate = max(float64(moved)/seconds, *g.rate)
+				if backlogged := moved < g.lag(from); backlogged || !r.ratesFromBacklog {
+					*g.rate = max(float64(moved)/seconds, *g.rate)
+				}
 			}
 		}
 		if *g.rate <= 0 || (held && !draining) {
 			continue
 		}
-		seconds := float64(g.lag) / *g.rate
+		seconds := float64(g.lag(s)) / *g.rate
 		if g.steps {
 			seconds = max(0, seconds-r.checkpointSeconds)
 		}

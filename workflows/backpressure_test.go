@@ -54,7 +54,7 @@ func deliverAt(sec, lag, position int64) kafkaadmin.LagSample {
 
 // defaultSecondsMeter is the meter of the defaults: polls and checkpoints
 // 5 s apart, so a window of 10 s.
-var defaultSecondsMeter = secondsMeter{windowMillis: 10_000, checkpointSeconds: 5}
+var defaultSecondsMeter = secondsMeter{windowMillis: 10_000, checkpointSeconds: 5, ratesFromBacklog: true}
 
 func TestLagSecondsUnknownBeforeAGroupDrains(t *testing.T) {
 	// The first poll of a run: nothing to measure a rate against.
@@ -70,7 +70,8 @@ func TestLagSecondsUnknownBeforeAGroupDrains(t *testing.T) {
 
 func TestLagSecondsAtTheRateOverTheWindow(t *testing.T) {
 	history := []kafkaadmin.LagSample{
-		{AtUnixMillis: 0},
+		// Both groups had more to take than they took in the window.
+		{AtUnixMillis: 0, Enrich: 150_000, Deliver: 60_000},
 		// Within the window: a rate measured from here would count one
 		// checkpoint's step over half the time.
 		{AtUnixMillis: 5_000, EnrichPosition: 99_000, DeliverPosition: 1},
@@ -113,7 +114,7 @@ func TestDrainRateIsTheHighestMeasured(t *testing.T) {
 	// raises it. Polls 5 s apart, a window of two.
 	rates := DrainRates{Deliver: 10_000}
 	var got []float64
-	history := []kafkaadmin.LagSample{deliverAt(0, 0, 0), deliverAt(5, 0, 10_000)}
+	history := []kafkaadmin.LagSample{deliverAt(0, 50_000, 0), deliverAt(5, 50_000, 10_000)}
 	for poll := int64(2); poll <= 5; poll++ {
 		s := deliverAt(5*poll, 50_000, 10_000*poll)
 		var lag groupLagSeconds
@@ -124,9 +125,35 @@ func TestDrainRateIsTheHighestMeasured(t *testing.T) {
 		history = append(history, s)
 	}
 	require.InDeltaSlice(t, []float64{10_000, 10_000, 10_000, 10_000}, got, 1e-6)
+	history[len(history)-2].Deliver = 400_000 // a backlog the faster window drained from
 	faster := deliverAt(30, 50_000, 40_000+300_000)
 	rates, _ = defaultSecondsMeter.lagSeconds(history, faster, rates, false)
 	require.InDelta(t, 30_000, rates.Deliver, 1e-9, "300,000 drained in the 10 s window")
+}
+
+func TestNoRateFromAWindowWithoutBacklog(t *testing.T) {
+	// The start of a fresh run: the deliver group had 3 records to take at
+	// the window's start and took them; what it can drain is not shown.
+	// (Measured over that window, as runs recorded before did, it rated
+	// the group at 0.3/s and 30,000 records at 100,000 s.)
+	history := []kafkaadmin.LagSample{deliverAt(0, 3, 0)}
+	s := deliverAt(10, 30_000, 3)
+	rates, lag := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
+	require.Zero(t, rates.Deliver)
+	require.False(t, lag.known)
+
+	recorded := defaultSecondsMeter
+	recorded.ratesFromBacklog = false
+	rates, lag = recorded.lagSeconds(history, s, DrainRates{}, false)
+	require.InDelta(t, 0.3, rates.Deliver, 1e-9, "runs recorded before replay as they ran")
+	require.InDelta(t, 100_000, lag.seconds, 1e-6)
+
+	// The next window starts with a backlog of 30,000, of which it takes
+	// 20,000: 2,000/s.
+	history = append(history, s)
+	rates, lag = defaultSecondsMeter.lagSeconds(history, deliverAt(20, 15_000, 20_003), DrainRates{}, false)
+	require.InDelta(t, 2_000, rates.Deliver, 1e-9)
+	require.InDelta(t, 7.5, lag.seconds, 1e-9)
 }
 
 func TestAnIdleWindowDoesNotMakeLagLookLong(t *testing.T) {
