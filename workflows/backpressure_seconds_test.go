@@ -66,7 +66,7 @@ func secondsInput() ProduceInput {
 func continuedFromAStall() ProduceResult {
 	return ProduceResult{Chunks: 3, Runs: 1, StartedUnixMillis: 1, Backpressure: Backpressure{
 		LagSamples: []kafkaadmin.LagSample{deliverAt(-10, 10_000, 450_000), deliverAt(-5, 40_000, 450_000)},
-		DrainRates: DrainRates{Deliver: 10_000},
+		DrainRates: DrainRates{Deliver: 10_000, DeliverBehind: true},
 	}}
 }
 
@@ -149,7 +149,7 @@ func TestInputWithoutSecondsHoldsByMessagesOnly(t *testing.T) {
 	require.Zero(t, res.Holds)
 	require.Zero(t, res.MaxLagSeconds)
 	require.Empty(t, res.LagSecondsGroup)
-	require.Equal(t, DrainRates{Deliver: 10_000}, res.DrainRates, "carried as it came, not estimated")
+	require.Equal(t, DrainRates{Deliver: 10_000, DeliverBehind: true}, res.DrainRates, "carried as it came, not estimated")
 }
 
 func TestHoldSummarySaysWhy(t *testing.T) {

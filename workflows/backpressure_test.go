@@ -54,7 +54,7 @@ func deliverAt(sec, lag, position int64) kafkaadmin.LagSample {
 
 // defaultSecondsMeter is the meter of the defaults: polls and checkpoints
 // 5 s apart, so a window of 10 s.
-var defaultSecondsMeter = secondsMeter{windowMillis: 10_000, checkpointSeconds: 5, ratesFromBacklog: true}
+var defaultSecondsMeter = secondsMeter{windowMillis: 10_000, checkpointSeconds: 5, onceBehind: true}
 
 func TestLagSecondsUnknownBeforeAGroupDrains(t *testing.T) {
 	// The first poll of a run: nothing to measure a rate against.
@@ -83,7 +83,7 @@ func TestLagSecondsAtTheRateOverTheWindow(t *testing.T) {
 		Split: 5, SplitPosition: 0, // never drained: unknown, left out
 	}
 	rates, lag := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
-	require.Equal(t, DrainRates{Enrich: 10_000, Deliver: 5_000}, rates)
+	require.Equal(t, DrainRates{Enrich: 10_000, Deliver: 5_000, EnrichBehind: true, DeliverBehind: true}, rates)
 	require.Equal(t, groupLagSeconds{group: "enrich", seconds: 7, rate: 10_000, known: true}, lag)
 
 	// A Flink job that keeps up trails by up to a checkpoint interval:
@@ -98,13 +98,14 @@ func TestLagSecondsOfAStalledConsumer(t *testing.T) {
 	stalled := deliverAt(10, 80_000, 500_000)
 	// It drained 10,000/s until it stopped: its lag grows with every record
 	// produced and counts at that rate.
-	rates, lag := defaultSecondsMeter.lagSeconds(history, stalled, DrainRates{Deliver: 10_000}, false)
-	require.Equal(t, DrainRates{Deliver: 10_000}, rates, "a consumer that drains nothing keeps its rate")
+	drained := DrainRates{Deliver: 10_000, DeliverBehind: true}
+	rates, lag := defaultSecondsMeter.lagSeconds(history, stalled, drained, false)
+	require.Equal(t, drained, rates, "a consumer that drains nothing keeps its rate")
 	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 8, rate: 10_000, known: true}, lag)
 	require.True(t, holdProduction(false, lag.seconds, 5, 2.5))
 	// While production is held, a lag nobody drains is not waited for:
 	// commit markers and aborted records are never committed past.
-	_, lag = defaultSecondsMeter.lagSeconds(history, stalled, DrainRates{Deliver: 10_000}, true)
+	_, lag = defaultSecondsMeter.lagSeconds(history, stalled, drained, true)
 	require.False(t, lag.known)
 }
 
@@ -112,7 +113,7 @@ func TestDrainRateIsTheHighestMeasured(t *testing.T) {
 	// The consumer drained 10,000/s; now the windows show 2,000/s (it
 	// starves, or it slowed): its rate stays 10,000/s. A faster window
 	// raises it. Polls 5 s apart, a window of two.
-	rates := DrainRates{Deliver: 10_000}
+	rates := DrainRates{Deliver: 10_000, DeliverBehind: true}
 	var got []float64
 	history := []kafkaadmin.LagSample{deliverAt(0, 50_000, 0), deliverAt(5, 50_000, 10_000)}
 	for poll := int64(2); poll <= 5; poll++ {
@@ -125,42 +126,46 @@ func TestDrainRateIsTheHighestMeasured(t *testing.T) {
 		history = append(history, s)
 	}
 	require.InDeltaSlice(t, []float64{10_000, 10_000, 10_000, 10_000}, got, 1e-6)
-	history[len(history)-2].Deliver = 400_000 // a backlog the faster window drained from
 	faster := deliverAt(30, 50_000, 40_000+300_000)
 	rates, _ = defaultSecondsMeter.lagSeconds(history, faster, rates, false)
 	require.InDelta(t, 30_000, rates.Deliver, 1e-9, "300,000 drained in the 10 s window")
 }
 
-func TestNoRateFromAWindowWithoutBacklog(t *testing.T) {
+func TestNoRateBeforeTheGroupIsSeenBehind(t *testing.T) {
 	// The start of a fresh run: the deliver group had 3 records to take at
-	// the window's start and took them; what it can drain is not shown.
-	// (Measured over that window, as runs recorded before did, it rated
-	// the group at 0.3/s and 30,000 records at 100,000 s.)
+	// the window's start and took them. Its 0.3/s says nothing of what it
+	// can drain: its lag in seconds is not told yet.
 	history := []kafkaadmin.LagSample{deliverAt(0, 3, 0)}
 	s := deliverAt(10, 30_000, 3)
 	rates, lag := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
-	require.Zero(t, rates.Deliver)
+	require.Equal(t, DrainRates{Deliver: 0.3}, rates)
 	require.False(t, lag.known)
 
 	recorded := defaultSecondsMeter
-	recorded.ratesFromBacklog = false
-	rates, lag = recorded.lagSeconds(history, s, DrainRates{}, false)
-	require.InDelta(t, 0.3, rates.Deliver, 1e-9, "runs recorded before replay as they ran")
-	require.InDelta(t, 100_000, lag.seconds, 1e-6)
+	recorded.onceBehind = false
+	_, lag = recorded.lagSeconds(history, s, DrainRates{}, false)
+	require.InDelta(t, 100_000, lag.seconds, 1e-6, "runs recorded before replay as they ran")
 
-	// The next window starts with a backlog of 30,000, of which it takes
-	// 20,000: 2,000/s.
+	// The next window starts with 30,000 to take, of which it takes
+	// 20,000: behind, at 2,000/s.
 	history = append(history, s)
-	rates, lag = defaultSecondsMeter.lagSeconds(history, deliverAt(20, 15_000, 20_003), DrainRates{}, false)
-	require.InDelta(t, 2_000, rates.Deliver, 1e-9)
-	require.InDelta(t, 7.5, lag.seconds, 1e-9)
+	rates, lag = defaultSecondsMeter.lagSeconds(history, deliverAt(20, 15_000, 20_003), rates, false)
+	require.Equal(t, DrainRates{Deliver: 2_000, DeliverBehind: true}, rates)
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 7.5, rate: 2_000, known: true}, lag)
+
+	// Once seen behind, a faster window raises the rate even if the group
+	// ran out of records in it.
+	history = append(history, deliverAt(20, 15_000, 20_003))
+	rates, lag = defaultSecondsMeter.lagSeconds(history, deliverAt(30, 6_000, 80_003), rates, false)
+	require.Equal(t, DrainRates{Deliver: 6_000, DeliverBehind: true}, rates)
+	require.InDelta(t, 1, lag.seconds, 1e-9)
 }
 
 func TestAnIdleWindowDoesNotMakeLagLookLong(t *testing.T) {
 	// After a hold the consumer had drained everything and idled; the
 	// window shows 500/s, production has just queued 21,000 again.
 	history := []kafkaadmin.LagSample{deliverAt(0, 0, 500_000)}
-	rates, lag := defaultSecondsMeter.lagSeconds(history, deliverAt(10, 21_000, 505_000), DrainRates{Deliver: 10_000}, false)
+	rates, lag := defaultSecondsMeter.lagSeconds(history, deliverAt(10, 21_000, 505_000), DrainRates{Deliver: 10_000, DeliverBehind: true}, false)
 	require.InDelta(t, 10_000, rates.Deliver, 1e-9)
 	require.InDelta(t, 2.1, lag.seconds, 1e-9)
 }
