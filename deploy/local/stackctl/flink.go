@@ -233,7 +233,8 @@ func flinkClusterProcess(s *stack, name, cp, agentJar string, jmMemory, tmMemory
 	case name == flinkJobManager:
 		args := append([]string{"--configDir", flinkConfDir(s)}, jmMemory.dynamicProperties...)
 		args = append(args, flinkTmpProperties(s, name)...)
-		return flinkProcess(s, name, cp, jmMemory.jvmOptions, flinkJobManagerClass, args), nil
+		jvmOptions := append(slices.Clone(jmMemory.jvmOptions), quickJITOptions...)
+		return flinkProcess(s, name, cp, jvmOptions, flinkJobManagerClass, args), nil
 	case strings.HasPrefix(name, flinkTaskManager):
 		n, err := strconv.Atoi(strings.TrimPrefix(name, flinkTaskManager))
 		if err != nil {
@@ -248,7 +249,7 @@ func flinkClusterProcess(s *stack, name, cp, agentJar string, jmMemory, tmMemory
 			jmxExporterAgentOption(s, agentJar, flinkTaskManagerMetricsPort(n), jmxExporterFlinkConfig))
 		return flinkProcess(s, name, cp, jvmOptions, flinkTaskManagerClass, args), nil
 	case name == flinkSQLGateway:
-		p := flinkProcess(s, name, cp, flinkSQLGatewayMemory, flinkSQLGatewayClass, nil)
+		p := flinkProcess(s, name, cp, append(slices.Clone(flinkSQLGatewayMemory), quickJITOptions...), flinkSQLGatewayClass, nil)
 		// The gateway has no --configDir flag; it finds config.yaml the
 		// way Flink's client scripts tell it to.
 		p.env = append(p.env, "FLINK_CONF_DIR="+flinkConfDir(s))
