@@ -40,18 +40,21 @@ import (
 //     the pipeline refills, or while its JVM warmed up) shows a rate below
 //     what it can drain: the rate it drains at is the lower of its capacity
 //     and what arrives. So a group's drain rate is the highest it has been
-//     measured at in the run, its capacity as far as anyone can tell, and
-//     it counts only once one window has shown the group behind: it moved
-//     less than its lag at the window's start, so it never ran out of
-//     records to take. Before that, all its windows were starved, and the
-//     rate is a floor of no use: a fresh run's first hold began with the
-//     deliver group rated at 0.3 messages/s from a window in which it had 3
-//     records to take, which made its 30,000 records of lag 103,866 s and
-//     held production for 26 s while nothing downstream was behind. Taking
-//     the rate only from windows with a backlog was tried too and held
-//     production longer (4m20s against 2m32s-3m11s on fresh stacks): a
-//     consumer warming up measured slow, and once the holds let it catch
-//     up, no window showed it faster. A
+//     measured at in the run, its capacity as far as anyone can tell. Two
+//     kinds of window tell nothing of it, and runs held production for
+//     them (fresh runs rated the deliver group at 0.3/s and enrich at
+//     7/s, holding production for 20-40 s while nothing was behind):
+//     a window that begins before the group was consuming (at the start
+//     of a run or after a hold, its first step holds the wait for its
+//     first records or its first checkpoint), and the windows of a group
+//     that has never been behind (moved less than its lag at a window's
+//     start), which are all starved. So a window measures a rate only if
+//     the group's position moved in the poll before it began, and a rate
+//     counts only once the group has been seen behind. Taking a rate only
+//     from windows in which the group was behind was tried and held
+//     production longer (4m9s-4m20s against 2m32s-3m20s on fresh stacks):
+//     a consumer warming up measured slow, and once the holds let it catch
+////     up, no window showed it faster. A
 //     rate that follows each window instead was tried (falling by 30 % a
 //     poll at most) and held production for minutes of a 1,000,000-message
 //     run: every hold starved the consumers, which then measured slow,
@@ -157,9 +160,10 @@ type secondsMeter struct {
 	// from the deliver group's when deliverInputInSteps.
 	checkpointSeconds   float64
 	deliverInputInSteps bool
-	// onceBehind counts a group's rate only once the group has been seen
-	// behind; runs recorded before counted it from the first window.
-	onceBehind bool
+	// trustedRates measures a rate only over windows that begin with the
+	// group consuming, and counts it only once the group has been seen
+	// behind; runs recorded before took every window's.
+	trustedRates bool
 }
 
 // groupLagSeconds is one group's lag in seconds, if it can be told.
@@ -193,19 +197,22 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 		{"split", func(l kafkaadmin.LagSample) int64 { return l.Split },
 			func(l kafkaadmin.LagSample) int64 { return l.SplitPosition }, &rates.Split, &rates.SplitBehind, true},
 	}
-	from, windowFound := windowStart(history, s, r.windowMillis)
+	from, before, windowFound := windowStart(history, s, r.windowMillis)
 	var largest groupLagSeconds
 	for _, g := range groups {
 		draining := false
 		if windowFound {
 			moved := g.position(s) - g.position(from)
+			consuming := before != nil && g.position(from) > g.position(*before)
 			if seconds := float64(s.AtUnixMillis-from.AtUnixMillis) / 1000; moved > 0 && seconds > 0 {
 				draining = true
-				*g.rate = max(float64(moved)/seconds, *g.rate)
+				if consuming || !r.trustedRates {
+					*g.rate = max(float64(moved)/seconds, *g.rate)
+				}
 				*g.behind = *g.behind || moved < g.lag(from)
 			}
 		}
-		if *g.rate <= 0 || (held && !draining) || (r.onceBehind && !*g.behind) {
+		if *g.rate <= 0 || (held && !draining) || (r.trustedRates && !*g.behind) {
 			continue
 		}
 		seconds := float64(g.lag(s)) / *g.rate
@@ -220,14 +227,18 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 }
 
 // windowStart is the newest sample of history at least windowMillis before
-// s; false when there is none yet.
-func windowStart(history []kafkaadmin.LagSample, s kafkaadmin.LagSample, windowMillis int64) (kafkaadmin.LagSample, bool) {
+// s, and the sample before it (nil if there is none); false when there is
+// no such sample yet.
+func windowStart(history []kafkaadmin.LagSample, s kafkaadmin.LagSample, windowMillis int64) (from kafkaadmin.LagSample, before *kafkaadmin.LagSample, found bool) {
 	for i := len(history) - 1; i >= 0; i-- {
 		if s.AtUnixMillis-history[i].AtUnixMillis >= windowMillis {
-			return history[i], true
+			if i > 0 {
+				before = &history[i-1]
+			}
+			return history[i], before, true
 		}
 	}
-	return kafkaadmin.LagSample{}, false
+	return kafkaadmin.LagSample{}, nil, false
 }
 
 // observe adds a lag sample to the report.

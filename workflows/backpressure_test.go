@@ -54,7 +54,7 @@ func deliverAt(sec, lag, position int64) kafkaadmin.LagSample {
 
 // defaultSecondsMeter is the meter of the defaults: polls and checkpoints
 // 5 s apart, so a window of 10 s.
-var defaultSecondsMeter = secondsMeter{windowMillis: 10_000, checkpointSeconds: 5, onceBehind: true}
+var defaultSecondsMeter = secondsMeter{windowMillis: 10_000, checkpointSeconds: 5, trustedRates: true}
 
 func TestLagSecondsUnknownBeforeAGroupDrains(t *testing.T) {
 	// The first poll of a run: nothing to measure a rate against.
@@ -70,16 +70,19 @@ func TestLagSecondsUnknownBeforeAGroupDrains(t *testing.T) {
 
 func TestLagSecondsAtTheRateOverTheWindow(t *testing.T) {
 	history := []kafkaadmin.LagSample{
-		// Both groups had more to take than they took in the window.
-		{AtUnixMillis: 0, Enrich: 150_000, Deliver: 60_000},
+		{AtUnixMillis: -5_000},
+		// Both groups were consuming at the window's start (their
+		// positions moved in the poll before), and had more to take than
+		// they took in the window.
+		{AtUnixMillis: 0, Enrich: 150_000, Deliver: 60_000, EnrichPosition: 10_000, DeliverPosition: 5_000},
 		// Within the window: a rate measured from here would count one
 		// checkpoint's step over half the time.
-		{AtUnixMillis: 5_000, EnrichPosition: 99_000, DeliverPosition: 1},
+		{AtUnixMillis: 5_000, EnrichPosition: 109_000, DeliverPosition: 5_001},
 	}
 	s := kafkaadmin.LagSample{
 		AtUnixMillis: 10_000,
-		Enrich:       120_000, EnrichPosition: 100_000, // 10,000/s: 12 s, less the 5 s checkpoint interval
-		Deliver: 30_000, DeliverPosition: 50_000, // 5,000/s: 6 s, no allowance
+		Enrich:       120_000, EnrichPosition: 110_000, // 10,000/s: 12 s, less the 5 s checkpoint interval
+		Deliver: 30_000, DeliverPosition: 55_000, // 5,000/s: 6 s, no allowance
 		Split: 5, SplitPosition: 0, // never drained: unknown, left out
 	}
 	rates, lag := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
@@ -131,34 +134,57 @@ func TestDrainRateIsTheHighestMeasured(t *testing.T) {
 	require.InDelta(t, 30_000, rates.Deliver, 1e-9, "300,000 drained in the 10 s window")
 }
 
-func TestNoRateBeforeTheGroupIsSeenBehind(t *testing.T) {
+func TestNoRateFromWindowsThatTellNothing(t *testing.T) {
 	// The start of a fresh run: the deliver group had 3 records to take at
-	// the window's start and took them. Its 0.3/s says nothing of what it
-	// can drain: its lag in seconds is not told yet.
+	// the window's start and took them. Whether it was consuming before
+	// the window is not known: no rate.
 	history := []kafkaadmin.LagSample{deliverAt(0, 3, 0)}
 	s := deliverAt(10, 30_000, 3)
 	rates, lag := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
+	require.Zero(t, rates)
+	require.False(t, lag.known)
+	recorded := defaultSecondsMeter
+	recorded.trustedRates = false
+	_, lag = recorded.lagSeconds(history, s, DrainRates{}, false)
+	require.InDelta(t, 100_000, lag.seconds, 1e-6, "runs recorded before replay as they ran: 0.3/s")
+
+	// Consuming at the window's start, but it took all it had (3): the
+	// 0.3/s is kept, and counts for nothing until the group is behind.
+	history = []kafkaadmin.LagSample{deliverAt(0, 0, 0), deliverAt(5, 3, 100)}
+	s = deliverAt(15, 30_000, 103)
+	rates, lag = defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
 	require.Equal(t, DrainRates{Deliver: 0.3}, rates)
 	require.False(t, lag.known)
-
-	recorded := defaultSecondsMeter
-	recorded.onceBehind = false
-	_, lag = recorded.lagSeconds(history, s, DrainRates{}, false)
-	require.InDelta(t, 100_000, lag.seconds, 1e-6, "runs recorded before replay as they ran")
 
 	// The next window starts with 30,000 to take, of which it takes
 	// 20,000: behind, at 2,000/s.
 	history = append(history, s)
-	rates, lag = defaultSecondsMeter.lagSeconds(history, deliverAt(20, 15_000, 20_003), rates, false)
+	s = deliverAt(25, 15_000, 20_103)
+	rates, lag = defaultSecondsMeter.lagSeconds(history, s, rates, false)
 	require.Equal(t, DrainRates{Deliver: 2_000, DeliverBehind: true}, rates)
 	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 7.5, rate: 2_000, known: true}, lag)
 
 	// Once seen behind, a faster window raises the rate even if the group
 	// ran out of records in it.
-	history = append(history, deliverAt(20, 15_000, 20_003))
-	rates, lag = defaultSecondsMeter.lagSeconds(history, deliverAt(30, 6_000, 80_003), rates, false)
+	history = append(history, s)
+	rates, lag = defaultSecondsMeter.lagSeconds(history, deliverAt(35, 6_000, 80_103), rates, false)
 	require.Equal(t, DrainRates{Deliver: 6_000, DeliverBehind: true}, rates)
 	require.InDelta(t, 1, lag.seconds, 1e-9)
+}
+
+func TestNoRateFromAWindowThatBeginsBeforeTheGroupConsumes(t *testing.T) {
+	// A consumer starting with 100,000 records waiting: its first commit
+	// comes late and small, so a window begun before it holds the start.
+	history := []kafkaadmin.LagSample{deliverAt(0, 100_000, 0), deliverAt(5, 100_000, 0)}
+	s := deliverAt(15, 100_000, 2_000)
+	rates, _ := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, false)
+	require.Zero(t, rates.Deliver, "200/s would be the start-up, not the consumer")
+
+	// From a window begun while it consumed: 7,800/s, behind.
+	history = append(history, s)
+	rates, lag := defaultSecondsMeter.lagSeconds(history, deliverAt(25, 40_000, 80_000), rates, false)
+	require.Equal(t, DrainRates{Deliver: 7_800, DeliverBehind: true}, rates)
+	require.True(t, lag.known)
 }
 
 func TestAnIdleWindowDoesNotMakeLagLookLong(t *testing.T) {

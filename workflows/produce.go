@@ -87,11 +87,11 @@ type producer struct {
 	// deliverInputInSteps is false when replaying a run recorded before
 	// the deliver group's lag got the checkpoint allowance.
 	deliverInputInSteps bool
-	// onceBehind is false when replaying a run recorded before a drain
-	// rate counted only once its group was seen behind.
-	onceBehind  bool
-	rate        float64 // production rate of the last chunk
-	stopPolling bool
+	// trustedRates is false when replaying a run recorded before drain
+	// rates left out the windows that tell nothing (see backpressure.go).
+	trustedRates bool
+	rate         float64 // production rate of the last chunk
+	stopPolling  bool
 }
 
 // ProduceWorkflow produces a run's messages in chunks, ChunkConcurrency at a
@@ -125,7 +125,7 @@ func newProducer(ctx workflow.Context, in ProduceInput) *producer {
 func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	p.keepsHoldSpans = workflow.GetVersion(ctx, "record-hold-spans", workflow.DefaultVersion, 1) == 1
 	p.deliverInputInSteps = workflow.GetVersion(ctx, "deliver-input-in-steps", workflow.DefaultVersion, 1) == 1
-	p.onceBehind = workflow.GetVersion(ctx, "drain-rate-once-behind", workflow.DefaultVersion, 1) == 1
+	p.trustedRates = workflow.GetVersion(ctx, "trusted-drain-rates", workflow.DefaultVersion, 1) == 1
 	workflow.Go(ctx, p.pollLag)
 	// Production starts only once the lag is known, so a run started into a
 	// backlog (or continued as new while one builds) waits for it first.
@@ -219,7 +219,7 @@ func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
 		windowMillis:        int64(max(2*p.in.LagPollEvery, 2*p.in.CheckpointIntervalSeconds)) * 1000,
 		checkpointSeconds:   float64(p.in.CheckpointIntervalSeconds),
 		deliverInputInSteps: p.deliverInputInSteps,
-		onceBehind:          p.onceBehind,
+		trustedRates:        p.trustedRates,
 	}
 	p.state.DrainRates, p.lagSeconds = meter.lagSeconds(p.state.LagSamples, sample, p.state.DrainRates, p.held)
 	p.state.LagSeconds, p.state.LagSecondsGroup = p.lagSeconds.seconds, p.lagSeconds.group
