@@ -59,6 +59,11 @@ type processUsage struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	RSSMiB     float64 `json:"rss_mib"`
 	PeakRSSMiB float64 `json:"peak_rss_mib"` // VmHWM
+	// JITSeconds and GCSeconds are the CPU of a JVM's JIT compiler and
+	// garbage collector threads alive at the snapshot (a thread's CPU
+	// leaves /proc with it); zero for other processes.
+	JITSeconds float64 `json:"jit_cpu_seconds,omitempty"`
+	GCSeconds  float64 `json:"gc_cpu_seconds,omitempty"`
 }
 
 // stackProcess is a process of the stack with the component it belongs to.
@@ -150,6 +155,7 @@ func readStackProcess(fs procfs.FS, s *stack, sp stackProcess) (processUsage, er
 	if err != nil || read.StartTicks != stat.Starttime {
 		return u, nil
 	}
+	read.JITSeconds, read.GCSeconds = readJVMThreadUsage(fs, stat.PID)
 	read.Component, read.Process, read.State = sp.component, sp.process, stateRunning
 	return read, nil
 }
@@ -174,6 +180,32 @@ func readProcessUsage(proc procfs.Proc) (processUsage, error) {
 		RSSMiB:     mib(status.VmRSS),
 		PeakRSSMiB: mib(status.VmHWM),
 	}, nil
+}
+
+// readJVMThreadUsage sums the CPU of a JVM's JIT compiler threads ("C1
+// CompilerThread0", "C2 CompilerThread0") and GC threads ("GC Thread#0",
+// "G1 Conc#0", "G1 Refine#0", ...), by the names HotSpot gives them; a
+// process that is no JVM has none. A thread that exits in between is
+// skipped.
+func readJVMThreadUsage(fs procfs.FS, pid int) (jitSeconds, gcSeconds float64) {
+	threads, err := fs.AllThreads(pid)
+	if err != nil {
+		return 0, 0
+	}
+	for _, t := range threads {
+		stat, err := t.Stat()
+		if err != nil {
+			continue
+		}
+		seconds := float64(stat.UTime+stat.STime) / userHZ
+		switch name := stat.Comm; {
+		case strings.HasPrefix(name, "C1 Compiler"), strings.HasPrefix(name, "C2 Compiler"):
+			jitSeconds += seconds
+		case strings.HasPrefix(name, "GC Thread"), strings.HasPrefix(name, "G1 "):
+			gcSeconds += seconds
+		}
+	}
+	return jitSeconds, gcSeconds
 }
 
 // userHZ is the unit of /proc's CPU times, fixed at 100 for user space on

@@ -36,6 +36,8 @@ type usageReport struct {
 type componentDelta struct {
 	Component  string  `json:"component"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+	JITSeconds float64 `json:"jit_cpu_seconds,omitempty"`
+	GCSeconds  float64 `json:"gc_cpu_seconds,omitempty"`
 	Share      float64 `json:"share"`        // of StackCPU
 	PeakRSSMiB float64 `json:"peak_rss_mib"` // sum of its processes' peaks, which need not coincide
 	Flagged    bool    `json:"flagged"`
@@ -47,6 +49,10 @@ type processDelta struct {
 	Component  string  `json:"component"`
 	Process    string  `json:"process"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// JITSeconds and GCSeconds are the part of CPUSeconds that a JVM's JIT
+	// compiler and GC threads took (see processUsage).
+	JITSeconds float64 `json:"jit_cpu_seconds,omitempty"`
+	GCSeconds  float64 `json:"gc_cpu_seconds,omitempty"`
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
 	Note       string  `json:"note,omitempty"`
 	// Partial is set when some of the process's CPU in the interval could
@@ -136,14 +142,18 @@ func processDeltaOf(before, after processUsage) (processDelta, bool) {
 	switch {
 	case ranBefore && ranAfter && before.PID == after.PID && before.StartTicks == after.StartTicks:
 		d.CPUSeconds = after.CPUSeconds - before.CPUSeconds
+		// A compiler thread HotSpot stopped while idle takes its CPU
+		// along; never below zero.
+		d.JITSeconds = max(0, after.JITSeconds-before.JITSeconds)
+		d.GCSeconds = max(0, after.GCSeconds-before.GCSeconds)
 		d.PeakRSSMiB = after.PeakRSSMiB
 	case ranBefore && ranAfter:
-		d.CPUSeconds = after.CPUSeconds
+		d.CPUSeconds, d.JITSeconds, d.GCSeconds = after.CPUSeconds, after.JITSeconds, after.GCSeconds
 		d.PeakRSSMiB = after.PeakRSSMiB
 		d.Partial = true
 		d.Note = fmt.Sprintf("restarted (pid %d, then %d): only the new process counted; the old one's CPU after the first snapshot is unknown", before.PID, after.PID)
 	case ranAfter:
-		d.CPUSeconds = after.CPUSeconds
+		d.CPUSeconds, d.JITSeconds, d.GCSeconds = after.CPUSeconds, after.JITSeconds, after.GCSeconds
 		d.PeakRSSMiB = after.PeakRSSMiB
 		d.Note = "started after the first snapshot: all its CPU counted"
 	case ranBefore:
@@ -168,6 +178,8 @@ func sumComponents(procs []processDelta) []componentDelta {
 			out = append(out, componentDelta{Component: p.Component})
 		}
 		out[i].CPUSeconds += p.CPUSeconds
+		out[i].JITSeconds += p.JITSeconds
+		out[i].GCSeconds += p.GCSeconds
 		out[i].PeakRSSMiB += p.PeakRSSMiB
 		out[i].Flagged = out[i].Flagged || p.Note != ""
 	}
@@ -266,17 +278,19 @@ func printUsageReport(w io.Writer, r usageReport) {
 	fmt.Fprintf(w, "\nCPU and memory of the stack from %s to %s UTC (%.0f s wall, %d CPUs)\n",
 		r.From.Format("15:04:05"), r.To.Format("15:04:05"), r.WallSeconds, r.Machine.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "component\tprocess\t   CPU s\t  share\tpeak RSS MiB")
+	fmt.Fprintln(tw, "component\tprocess\t   CPU s\t  share\t  JIT s\t   GC s\tpeak RSS MiB")
 	for _, c := range r.Components {
 		mark := ""
 		if c.Flagged {
 			mark = " *"
 		}
-		fmt.Fprintf(tw, "%s%s\t\t%8.1f\t%6.1f%%\t%12.0f\n", c.Component, mark, c.CPUSeconds, 100*c.Share, c.PeakRSSMiB)
+		fmt.Fprintf(tw, "%s%s\t\t%8.1f\t%6.1f%%\t%s\t%s\t%12.0f\n", c.Component, mark, c.CPUSeconds, 100*c.Share,
+			threadSeconds(c.JITSeconds), threadSeconds(c.GCSeconds), c.PeakRSSMiB)
 		procs := r.processesOf(c.Component)
 		for _, p := range procs {
 			if len(procs) > 1 || p.Process != c.Component {
-				fmt.Fprintf(tw, "\t%s\t%8.1f\t%6.1f%%\t%12.0f\n", p.Process, p.CPUSeconds, 100*share(p.CPUSeconds, r.StackCPU), p.PeakRSSMiB)
+				fmt.Fprintf(tw, "\t%s\t%8.1f\t%6.1f%%\t%s\t%s\t%12.0f\n", p.Process, p.CPUSeconds, 100*share(p.CPUSeconds, r.StackCPU),
+					threadSeconds(p.JITSeconds), threadSeconds(p.GCSeconds), p.PeakRSSMiB)
 			}
 		}
 	}
@@ -284,13 +298,18 @@ func printUsageReport(w io.Writer, r usageReport) {
 	if r.Incomplete {
 		bound = " (at least)"
 	}
-	fmt.Fprintf(tw, "stack total%s\t\t%8.1f\t%6.1f%%\t\n", bound, r.StackCPU, 100.0)
-	fmt.Fprintf(tw, "other processes\t\t%8.1f\t\t\n", r.Machine.OtherCPUSeconds)
+	var jit, gc float64
+	for _, c := range r.Components {
+		jit, gc = jit+c.JITSeconds, gc+c.GCSeconds
+	}
+	fmt.Fprintf(tw, "stack total%s\t\t%8.1f\t%6.1f%%\t%s\t%s\t\n", bound, r.StackCPU, 100.0, threadSeconds(jit), threadSeconds(gc))
+	fmt.Fprintf(tw, "other processes\t\t%8.1f\t\t\t\t\n", r.Machine.OtherCPUSeconds)
 	_ = tw.Flush()
 	m := r.Machine
 	fmt.Fprintf(w, "machine busy %.1f of %.0f CPU s (%.0f%%); load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
 		m.BusySeconds, m.CapacitySeconds, 100*share(m.BusySeconds, m.CapacitySeconds),
 		m.LoadAverageStart[0], m.LoadAverageStart[1], m.LoadAverageStart[2], m.LoadAverageEnd[0], m.LoadAverageEnd[1], m.LoadAverageEnd[2])
+	fmt.Fprintln(w, "JIT s, GC s: of the CPU s, what the JVMs' JIT compiler and garbage collector threads took")
 	if r.PeaksSinceFrom {
 		fmt.Fprintln(w, "peak RSS: the highest since the first snapshot; a component's is the sum of its processes' peaks")
 	} else {
@@ -310,6 +329,15 @@ func printUsageReport(w io.Writer, r usageReport) {
 		fmt.Fprintf(w, "CPU per message end to end: %.0f µs%s (%.1f CPU s of the stack / %s messages; run %s, %s verified)\n",
 			r.Run.CPUMicrosPerMessage, bound, r.StackCPU, commas(r.Run.Messages), r.Run.Status, commas(r.Run.Verified))
 	}
+}
+
+// threadSeconds is a JIT or GC column's cell: blank for a process that
+// is no JVM.
+func threadSeconds(seconds float64) string {
+	if seconds == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%7.1f", seconds)
 }
 
 func (r usageReport) processesOf(component string) []processDelta {

@@ -37,6 +37,40 @@ func fakeProc(t *testing.T, pid int, stat, status string) procfs.Proc {
 	return proc
 }
 
+func TestReadJVMThreadUsageGroupsCompilerAndGCThreads(t *testing.T) {
+	// A JVM's threads as /proc/PID/task lists them: the comm is the
+	// thread's name cut to 15 bytes; utime and stime are fields 14 and 15.
+	root := t.TempDir()
+	threads := map[int]struct {
+		comm         string
+		utime, stime int
+	}{
+		1: {"java", 500, 20}, 2: {"C2 CompilerThre", 1700, 100}, 3: {"C1 CompilerThre", 180, 20},
+		4: {"GC Thread#0", 90, 10}, 5: {"G1 Conc#0", 40, 0}, 6: {"G1 Refine#0", 9, 1},
+		7: {"data-plane-kafk", 1300, 200},
+	}
+	for tid, th := range threads {
+		dir := filepath.Join(root, "4242", "task", fmt.Sprint(tid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "stat"), fmt.Sprintf(
+			"%d (%s) S 1 4242 4242 0 -1 4194560 5000 0 0 0 %d %d 0 0 20 0 93 0 987654 6000000000 200000 18446744073709551615 1 1 0 0 0 0 0 2 16800972 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+			tid, th.comm, th.utime, th.stime))
+	}
+	fs, err := procfs.NewFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jit, gc := readJVMThreadUsage(fs, 4242)
+	if math.Abs(jit-20) > 1e-9 || math.Abs(gc-1.5) > 1e-9 {
+		t.Errorf("JIT %v s, GC %v s; want 20 and 1.5", jit, gc)
+	}
+	if jit, gc := readJVMThreadUsage(fs, 4343); jit != 0 || gc != 0 {
+		t.Errorf("a process that is gone: JIT %v s, GC %v s; want 0", jit, gc)
+	}
+}
+
 func TestReadProcessUsageSumsUserSystemAndWaitedChildren(t *testing.T) {
 	// A JVM's stat line: the comm has a space and parentheses; utime 12345,
 	// stime 678, cutime 20, cstime 2, start time 987654 ticks.
