@@ -40,21 +40,20 @@ import (
 //     the pipeline refills, or while its JVM warmed up) shows a rate below
 //     what it can drain: the rate it drains at is the lower of its capacity
 //     and what arrives. So a group's drain rate is the highest it has been
-//     measured at in the run, its capacity as far as anyone can tell. Two
-//     kinds of window tell nothing of it, and runs held production for
-//     them (fresh runs rated the deliver group at 0.3/s and enrich at
-//     7/s, holding production for 20-40 s while nothing was behind):
-//     a window that begins before the group was consuming (at the start
-//     of a run or after a hold, its first step holds the wait for its
-//     first records or its first checkpoint), and the windows of a group
-//     that has never been behind (moved less than its lag at a window's
-//     start), which are all starved. So a window measures a rate only if
-//     the group's position moved in the poll before it began, and a rate
-//     counts only once the group has been seen behind. Taking a rate only
-//     from windows in which the group was behind was tried and held
-//     production longer (4m9s-4m20s against 2m32s-3m20s on fresh stacks):
-//     a consumer warming up measured slow, and once the holds let it catch
-////     up, no window showed it faster. A
+//     measured at in the run, its capacity as far as anyone can tell.
+//     Two kinds of window tell nothing of it: one that begins before the
+//     group was consuming (at the start of a run or after a hold, its
+//     first step holds the wait for its first records or its first
+//     checkpoint), and any window of a group that has never been behind
+//     (moved less than its lag at a window's start), since all of those
+//     were starved. Fresh runs rated the deliver group at 0.3/s and enrich
+//     at 7/s from such windows and held production 26 and 33 s on them.
+//     So a window measures a rate only if the group's position moved in
+//     the poll before it began, and a rate counts only once the group has
+//     been seen behind. Taking rates only from windows in which the group
+//     was behind was tried and held production longer (4m9s and 4m20s
+//     against 3m11s on fresh stacks): a consumer warming up measured slow,
+//     and once the holds let it catch up, no window showed it faster. A
 //     rate that follows each window instead was tried (falling by 30 % a
 //     poll at most) and held production for minutes of a 1,000,000-message
 //     run: every hold starved the consumers, which then measured slow,
