@@ -203,25 +203,13 @@ func kafkaNodeProcess(s *stack, node int, cp, log4j, agentJar string) process {
 
 // kafkaBrokerJVMOptions size each node for a 2-core machine running three of
 // them next to Flink and Temporal; the G1 settings are those of Kafka's own
-// start scripts.
+// start scripts, and the brokers compile with C1 alone (quickJITOptions).
 var kafkaBrokerJVMOptions = append([]string{
 	"-Xms512m", "-Xmx512m",
 	"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
 	"-XX:+ExplicitGCInvokesConcurrent",
 	"-Djava.awt.headless=true",
 }, quickJITOptions...)
-
-// quickJITOptions compile with C1 alone, the JIT compiler that compiles
-// fast, not C2, the one that makes the fastest code but takes long to:
-// the local stack's JVMs start cold for each make demo, make test and
-// drill and live for minutes. In a fresh 1,000,000-message run each
-// broker's C2 thread took 18 of its 45 CPU s (80 of the stack's 260 CPU s
-// went to C2), while its request handlers took 13; side by side on fresh
-// stacks, C1 alone cut Kafka from 179-253 to 112-158 CPU s a run
-// (docs/performance.md, "JIT compilation on a fresh stack"). The
-// TaskManagers keep C2: their per-record code runs long enough for it to
-// pay (Flink took 96-101 CPU s with C1 alone against 69-79 with C2).
-var quickJITOptions = []string{"-XX:TieredStopAtLevel=1"}
 
 func kafkaNodeName(node int) string      { return "kafka-" + strconv.Itoa(node) }
 func kafkaConfigDir(s *stack) string     { return filepath.Join(s.dataDir("kafka"), "config") }

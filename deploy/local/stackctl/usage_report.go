@@ -137,24 +137,22 @@ func diffUsage(before, after usageSnapshot) usageReport {
 // processDeltaOf is one process's share of the interval; ok is false when
 // it ran at neither snapshot.
 func processDeltaOf(before, after processUsage) (processDelta, bool) {
-	d := processDelta{Component: after.Component, Process: after.Process}
+	// Every figure starts as the second snapshot's: all of a process that
+	// started in between, and zeros for one that no longer runs.
+	d := processDelta{Component: after.Component, Process: after.Process, CPUSeconds: after.CPUSeconds,
+		JITSeconds: after.JITSeconds, GCSeconds: after.GCSeconds, PeakRSSMiB: after.PeakRSSMiB}
 	ranBefore, ranAfter := before.State == stateRunning, after.State == stateRunning
 	switch {
 	case ranBefore && ranAfter && before.PID == after.PID && before.StartTicks == after.StartTicks:
-		d.CPUSeconds = after.CPUSeconds - before.CPUSeconds
+		d.CPUSeconds -= before.CPUSeconds
 		// A compiler thread HotSpot stopped while idle takes its CPU
 		// along; never below zero.
-		d.JITSeconds = max(0, after.JITSeconds-before.JITSeconds)
-		d.GCSeconds = max(0, after.GCSeconds-before.GCSeconds)
-		d.PeakRSSMiB = after.PeakRSSMiB
+		d.JITSeconds = max(0, d.JITSeconds-before.JITSeconds)
+		d.GCSeconds = max(0, d.GCSeconds-before.GCSeconds)
 	case ranBefore && ranAfter:
-		d.CPUSeconds, d.JITSeconds, d.GCSeconds = after.CPUSeconds, after.JITSeconds, after.GCSeconds
-		d.PeakRSSMiB = after.PeakRSSMiB
 		d.Partial = true
 		d.Note = fmt.Sprintf("restarted (pid %d, then %d): only the new process counted; the old one's CPU after the first snapshot is unknown", before.PID, after.PID)
 	case ranAfter:
-		d.CPUSeconds, d.JITSeconds, d.GCSeconds = after.CPUSeconds, after.JITSeconds, after.GCSeconds
-		d.PeakRSSMiB = after.PeakRSSMiB
 		d.Note = "started after the first snapshot: all its CPU counted"
 	case ranBefore:
 		d.Component = before.Component
