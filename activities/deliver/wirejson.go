@@ -5,10 +5,7 @@ package deliver
 // accepted records out. encoding/json's reflection and allocations were a
 // fifth of the worker's CPU (docs/performance.md, "Worker").
 //
-// The readers take the shape the pipeline writes (compact or spaced, any
-// field order, unknown fields) and give up on anything else: escapes, null,
-// nested values, a key that matches a field only in another case, numbers
-// that are not plain integers. Whatever they give up on goes through
+// The readers are wirejson.Readers: whatever they give up on goes through
 // encoding/json, so every value is read, or refused with the same error, as
 // before. The writers produce the very bytes encoding/json did: the endpoint
 // fingerprints a batch's body for its Idempotency-Key, and a retried batch
@@ -21,171 +18,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/internal/wirejson"
 	"github.com/flowproof/flowproof/internal/endpointapi"
 )
-
-// jsonReader reads one JSON value from data. Any method that returns false
-// leaves the reader failed: the caller hands the value to encoding/json.
-type jsonReader struct {
-	data []byte
-	pos  int
-}
-
-func (r *jsonReader) skipSpace() {
-	for r.pos < len(r.data) {
-		switch r.data[r.pos] {
-		case ' ', '\t', '\n', '\r':
-			r.pos++
-		default:
-			return
-		}
-	}
-}
-
-// consume reads the byte c, after any whitespace.
-func (r *jsonReader) consume(c byte) bool {
-	r.skipSpace()
-	if r.pos < len(r.data) && r.data[r.pos] == c {
-		r.pos++
-		return true
-	}
-	return false
-}
-
-// atEnd reports whether only whitespace is left.
-func (r *jsonReader) atEnd() bool {
-	r.skipSpace()
-	return r.pos == len(r.data)
-}
-
-// plainString reads a string without escapes and of valid UTF-8, whose
-// bytes are then its value, and returns its span in data.
-func (r *jsonReader) plainString() (start, end int, ok bool) {
-	if !r.consume('"') {
-		return 0, 0, false
-	}
-	start = r.pos
-	ascii := true
-	for i := start; i < len(r.data); i++ {
-		switch c := r.data[i]; {
-		case c == '"':
-			if !ascii && !utf8.Valid(r.data[start:i]) {
-				return 0, 0, false
-			}
-			r.pos = i + 1
-			return start, i, true
-		case c == '\\' || c < 0x20:
-			return 0, 0, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-	}
-	return 0, 0, false
-}
-
-// plainBytes is plainString's value.
-func (r *jsonReader) plainBytes() ([]byte, bool) {
-	start, end, ok := r.plainString()
-	return r.data[start:end], ok
-}
-
-// integer reads an integer literal of at most 18 digits (so it cannot
-// overflow an int64), not followed by a fraction or an exponent.
-func (r *jsonReader) integer() (int64, bool) {
-	r.skipSpace()
-	i, negative := r.pos, false
-	if i < len(r.data) && r.data[i] == '-' {
-		negative = true
-		i++
-	}
-	digits := i
-	var n int64
-	for ; i < len(r.data) && r.data[i] >= '0' && r.data[i] <= '9'; i++ {
-		n = n*10 + int64(r.data[i]-'0')
-	}
-	count := i - digits
-	if count == 0 || count > 18 || (count > 1 && r.data[digits] == '0') {
-		return 0, false
-	}
-	if i < len(r.data) && (r.data[i] == '.' || r.data[i] == 'e' || r.data[i] == 'E') {
-		return 0, false
-	}
-	r.pos = i
-	if negative {
-		n = -n
-	}
-	return n, true
-}
-
-// skipValue reads a plain string, an integer, true or false.
-func (r *jsonReader) skipValue() bool {
-	r.skipSpace()
-	if r.pos == len(r.data) {
-		return false
-	}
-	switch c := r.data[r.pos]; {
-	case c == '"':
-		_, _, ok := r.plainString()
-		return ok
-	case c == '-' || (c >= '0' && c <= '9'):
-		_, ok := r.integer()
-		return ok
-	case c == 't':
-		return r.literal("true")
-	case c == 'f':
-		return r.literal("false")
-	}
-	return false
-}
-
-func (r *jsonReader) literal(word string) bool {
-	if len(r.data)-r.pos < len(word) || string(r.data[r.pos:r.pos+len(word)]) != word {
-		return false
-	}
-	r.pos += len(word)
-	return true
-}
-
-// object reads an object, calling member with each key and the reader at
-// the member's value, which member must read. Keys are plain strings.
-func (r *jsonReader) object(member func(key []byte) bool) bool {
-	if !r.consume('{') {
-		return false
-	}
-	if r.consume('}') {
-		return true
-	}
-	for {
-		key, ok := r.plainBytes()
-		if !ok || !r.consume(':') || !member(key) {
-			return false
-		}
-		if r.consume('}') {
-			return true
-		}
-		if !r.consume(',') {
-			return false
-		}
-	}
-}
-
-// unknownKey reads the value of a member whose key is none of fields. A key
-// that equals a field but for case would be that field to encoding/json,
-// which matches keys case-insensitively; so would some non-ASCII keys
-// under Unicode folding, so those are left to it as well.
-func (r *jsonReader) unknownKey(key []byte, fields ...string) bool {
-	for _, c := range key {
-		if c >= utf8.RuneSelf {
-			return false
-		}
-	}
-	for _, f := range fields {
-		if len(f) == len(key) && strings.EqualFold(string(key), f) {
-			return false
-		}
-	}
-	return r.skipValue()
-}
 
 // enrichedFields is what delivery reads of an enriched record's value,
 // as slices of the value.
@@ -199,27 +34,27 @@ type enrichedFields struct {
 // leaves it to encoding/json.
 func readEnrichedFields(value []byte) (enrichedFields, bool) {
 	var f enrichedFields
-	r := jsonReader{data: value}
-	ok := r.object(func(key []byte) bool {
+	r := wirejson.NewReader(value)
+	ok := r.Object(func(key []byte) bool {
 		var ok bool
 		switch string(key) {
 		case "run_id":
-			f.runID, ok = r.plainBytes()
+			f.runID, ok = r.PlainBytes()
 		case "seq":
-			f.seq, ok = r.integer()
+			f.seq, ok = r.Integer()
 			f.hasSeq = true
 		case "logical_queue":
-			f.logicalQueue, ok = r.plainBytes()
+			f.logicalQueue, ok = r.PlainBytes()
 		case "produced_at":
-			f.producedAt, ok = r.plainBytes()
+			f.producedAt, ok = r.PlainBytes()
 		case "correlation_id":
-			f.correlationID, ok = r.plainBytes()
+			f.correlationID, ok = r.PlainBytes()
 		default:
-			ok = r.unknownKey(key, "run_id", "seq", "logical_queue", "produced_at", "correlation_id")
+			ok = r.UnknownKey(key, "run_id", "seq", "logical_queue", "produced_at", "correlation_id")
 		}
 		return ok
 	})
-	return f, ok && r.atEnd()
+	return f, ok && r.AtEnd()
 }
 
 // unmarshalEnrichedFields reads value as before the hand-written reader.
@@ -372,17 +207,17 @@ func decodeBatchAnswer(body []byte, b *deliveryBatch) (endpointapi.BatchResponse
 func readBatchAnswer(body []byte, results int) (endpointapi.BatchResponse, bool) {
 	text := string(body)
 	var answer endpointapi.BatchResponse
-	r := jsonReader{data: body}
+	r := wirejson.NewReader(body)
 	sawResults := false
-	ok := r.object(func(key []byte) bool {
+	ok := r.Object(func(key []byte) bool {
 		switch string(key) {
 		case "batch_id":
-			start, end, ok := r.plainString()
+			start, end, ok := r.PlainString()
 			answer.BatchID = text[start:end]
 			return ok
 		case "batch_number":
 			var ok bool
-			answer.BatchNumber, ok = r.integer()
+			answer.BatchNumber, ok = r.Integer()
 			return ok
 		case "results":
 			// encoding/json decodes a repeated array into the elements of
@@ -392,52 +227,52 @@ func readBatchAnswer(body []byte, results int) (endpointapi.BatchResponse, bool)
 			}
 			sawResults = true
 			var ok bool
-			answer.Results, ok = r.batchResults(text, results)
+			answer.Results, ok = batchResults(r, text, results)
 			return ok
 		default:
-			return r.unknownKey(key, "batch_id", "batch_number", "results")
+			return r.UnknownKey(key, "batch_id", "batch_number", "results")
 		}
 	})
-	return answer, ok && r.atEnd()
+	return answer, ok && r.AtEnd()
 }
 
 // batchResults reads an answer's results array; text is data as a string.
-func (r *jsonReader) batchResults(text string, expected int) ([]endpointapi.BatchResult, bool) {
-	if !r.consume('[') {
+func batchResults(r *wirejson.Reader, text string, expected int) ([]endpointapi.BatchResult, bool) {
+	if !r.Consume('[') {
 		return nil, false
 	}
 	results := make([]endpointapi.BatchResult, 0, expected)
-	if r.consume(']') {
+	if r.Consume(']') {
 		return results, true
 	}
 	for {
 		var res endpointapi.BatchResult
-		ok := r.object(func(key []byte) bool {
+		ok := r.Object(func(key []byte) bool {
 			switch string(key) {
 			case "correlation_id":
-				start, end, ok := r.plainString()
+				start, end, ok := r.PlainString()
 				res.CorrelationID = text[start:end]
 				return ok
 			case "seq":
 				var ok bool
-				res.Seq, ok = r.integer()
+				res.Seq, ok = r.Integer()
 				return ok
 			case "sending_id":
-				start, end, ok := r.plainString()
+				start, end, ok := r.PlainString()
 				res.SendingID = text[start:end]
 				return ok
 			default:
-				return r.unknownKey(key, "correlation_id", "seq", "sending_id")
+				return r.UnknownKey(key, "correlation_id", "seq", "sending_id")
 			}
 		})
 		if !ok {
 			return nil, false
 		}
 		results = append(results, res)
-		if r.consume(']') {
+		if r.Consume(']') {
 			return results, true
 		}
-		if !r.consume(',') {
+		if !r.Consume(',') {
 			return nil, false
 		}
 	}

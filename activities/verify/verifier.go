@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/internal/wirejson"
 )
 
 // Bounds of a verification report.
@@ -144,9 +145,11 @@ func where(rec *kgo.Record) string {
 // decode reads rec's value into v.value and checks that it is a message of
 // this run; otherwise it says why not.
 func (v *verifier) decode(rec *kgo.Record) (*finalValue, string) {
-	v.value = finalValue{Seq: absentNumber, BatchNumber: absentNumber}
-	if err := json.Unmarshal(rec.Value, &v.value); err != nil {
-		return nil, fmt.Sprintf("value is not the contract's JSON: %v", err)
+	if !readFinalValue(rec.Value, &v.value) {
+		v.value = finalValue{Seq: absentNumber, BatchNumber: absentNumber}
+		if err := json.Unmarshal(rec.Value, &v.value); err != nil {
+			return nil, fmt.Sprintf("value is not the contract's JSON: %v", err)
+		}
 	}
 	val := &v.value
 	switch {
@@ -158,6 +161,48 @@ func (v *verifier) decode(rec *kgo.Record) (*finalValue, string) {
 		return nil, fmt.Sprintf("seq %d belongs to run %q, not %q", val.Seq, val.RunID, v.runID)
 	}
 	return val, ""
+}
+
+// readFinalValue reads a final value of the usual shape into v, as
+// encoding/json would, at a fifth of its cost; false leaves it to
+// encoding/json (see wirejson). v's strings share one copy of value.
+func readFinalValue(value []byte, v *finalValue) bool {
+	*v = finalValue{Seq: absentNumber, BatchNumber: absentNumber}
+	text := ""
+	str := func(r *wirejson.Reader, field *string) bool {
+		start, end, ok := r.PlainString()
+		if ok {
+			if text == "" {
+				text = string(value)
+			}
+			*field = text[start:end]
+		}
+		return ok
+	}
+	r := wirejson.NewReader(value)
+	ok := r.Object(func(key []byte) bool {
+		var ok bool
+		switch string(key) {
+		case "run_id":
+			ok = str(r, &v.RunID)
+		case "seq":
+			v.Seq, ok = r.Integer()
+		case "logical_queue":
+			ok = str(r, &v.LogicalQueue)
+		case "produced_at":
+			ok = str(r, &v.ProducedAt)
+		case "correlation_id":
+			ok = str(r, &v.CorrelationID)
+		case "sending_id":
+			ok = str(r, &v.SendingID)
+		case "batch_number":
+			v.BatchNumber, ok = r.Integer()
+		default:
+			ok = r.UnknownKey(key, "run_id", "seq", "logical_queue", "produced_at", "correlation_id", "sending_id", "batch_number")
+		}
+		return ok
+	})
+	return ok && r.AtEnd()
 }
 
 // contractFaults lists the fields, key and headers of rec that break the

@@ -305,14 +305,21 @@ func encoderRows(t table, in summaryInput) {
 
 func verifierRows(t table, in summaryInput) {
 	observe, haveObserve := findMicro(in.micro, "BenchmarkVerifierObserve")
+	read, haveRead := findMicro(in.micro, "BenchmarkFinalValueRead")
 	unmarshal, haveUnmarshal := findMicro(in.micro, "BenchmarkFinalValueUnmarshal")
 	if haveObserve {
 		t.row("verifier check of one final record", nsText(observe), allocText(observe))
 	}
+	if haveRead {
+		t.row("hand-written decoding of one final value alone", nsText(read), allocText(read))
+		if haveObserve {
+			t.row("  ratio full check / decoding alone (time)", ratioText(observe.metrics["ns/op"], read.metrics["ns/op"]), "")
+		}
+	}
 	if haveUnmarshal {
 		t.row("json.Unmarshal of one final value alone", nsText(unmarshal), allocText(unmarshal))
-		if haveObserve {
-			t.row("  ratio full check / decoding alone (time)", ratioText(observe.metrics["ns/op"], unmarshal.metrics["ns/op"]), "")
+		if haveRead {
+			t.row("  ratio hand-written / json.Unmarshal (time)", ratioText(read.metrics["ns/op"], unmarshal.metrics["ns/op"]), "")
 		}
 	}
 	if haveObserve && len(in.consume) > 0 {
