@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,8 +90,10 @@ func (a *Activities) SubmitFlinkJobs(ctx context.Context, in SubmitInput) (activ
 	return jobs, nil
 }
 
-// submitMissing submits, in one SQL Gateway session, the jobs of jobs that
-// have no id yet, and sets their ids.
+// submitMissing submits the jobs of jobs that have no id yet, and sets
+// their ids. Each job has a SQL Gateway session of its own, so that the
+// gateway plans them at the same time: planning is most of a submission,
+// and on a fresh stack the two took 4.7 and 2.6 s one after the other.
 func (a *Activities) submitMissing(ctx context.Context, in SubmitInput, jobs *activities.FlinkJobs, stage *atomic.Value, rep activities.Reporter) error {
 	props := map[string]string{
 		"execution.runtime-mode":           "streaming",
@@ -104,33 +107,51 @@ func (a *Activities) submitMissing(ctx context.Context, in SubmitInput, jobs *ac
 	if in.Parallelism > 0 {
 		props["parallelism.default"] = strconv.Itoa(in.Parallelism)
 	}
-	stage.Store("opening SQL Gateway session")
-	session, err := a.gateway.OpenSession(ctx, flinksql.SessionConfig{Name: "flowproof-" + in.Names.RunID, Properties: props})
+	enrich, split := JobSettings(in, a.kafka)
+	type submission struct {
+		name string
+		job  flinksql.SQLJob
+		id   *string
+	}
+	var missing []submission
+	if jobs.EnrichJobID == "" {
+		missing = append(missing, submission{jobs.EnrichJobName, enrich, &jobs.EnrichJobID})
+	}
+	if jobs.SplitJobID == "" {
+		missing = append(missing, submission{jobs.SplitJobName, split, &jobs.SplitJobID})
+	}
+	stage.Store(fmt.Sprintf("submitting %d jobs", len(missing)))
+	errs := make([]error, len(missing))
+	var wg sync.WaitGroup
+	for i, m := range missing {
+		wg.Go(func() {
+			id, err := a.submitInSession(ctx, m.name, props, m.job, rep)
+			if err != nil {
+				errs[i] = fmt.Errorf("submit job %s: %w", m.name, err)
+				return
+			}
+			*m.id = id
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// submitInSession submits job in a SQL Gateway session of its own.
+func (a *Activities) submitInSession(ctx context.Context, name string, props map[string]string, job flinksql.SQLJob, rep activities.Reporter) (string, error) {
+	session, err := a.gateway.OpenSession(ctx, flinksql.SessionConfig{Name: name, Properties: props})
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer func() {
 		// Jobs outlive their session; closing it only frees the gateway.
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if err := session.Close(closeCtx); err != nil {
-			rep.Log.Warn("close SQL Gateway session", "Error", err)
+			rep.Log.Warn("close SQL Gateway session", "Job", name, "Error", err)
 		}
 	}()
-	enrich, split := JobSettings(in, a.kafka)
-	if jobs.EnrichJobID == "" {
-		stage.Store("submitting enrich job")
-		if jobs.EnrichJobID, err = session.SubmitJob(ctx, enrich); err != nil {
-			return fmt.Errorf("submit enrich job %s: %w", jobs.EnrichJobName, err)
-		}
-	}
-	if jobs.SplitJobID == "" {
-		stage.Store("submitting split job")
-		if jobs.SplitJobID, err = session.SubmitJob(ctx, split); err != nil {
-			return fmt.Errorf("submit split job %s: %w", jobs.SplitJobName, err)
-		}
-	}
-	return nil
+	return session.SubmitJob(ctx, job)
 }
 
 // JobSettings are the run's enrich and split jobs as SubmitFlinkJobs
