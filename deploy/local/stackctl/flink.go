@@ -245,7 +245,8 @@ func flinkClusterProcess(s *stack, name, cp, agentJar string, jmMemory, tmMemory
 		// A stable id names the TaskManager in the web UI and its logs
 		// instead of a random host:port-suffix.
 		args = append(args, "-D", "taskmanager.resource-id="+name)
-		jvmOptions := append(slices.Clone(tmMemory.jvmOptions),
+		jvmOptions := append(slices.Clone(tmMemory.jvmOptions), hotC2Options...)
+		jvmOptions = append(jvmOptions,
 			jmxExporterAgentOption(s, agentJar, flinkTaskManagerMetricsPort(n), jmxExporterFlinkConfig))
 		return flinkProcess(s, name, cp, jvmOptions, flinkTaskManagerClass, args), nil
 	case name == flinkSQLGateway:

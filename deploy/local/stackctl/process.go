@@ -207,3 +207,20 @@ func logf(format string, args ...any) {
 // TaskManagers keep C2: their per-record code runs long enough for it to
 // pay (Flink took 96-101 CPU s with C1 alone against 69-79 with C2).
 var quickJITOptions = []string{"-XX:TieredStopAtLevel=1"}
+
+// hotC2Options leave to C2 only methods three times as hot as HotSpot's
+// defaults ask (invocations and loop iterations counted while they run as
+// C1 code); the rest stays C1 code. The TaskManager's per-record code
+// reaches those counts within a second of a run and still gets C2's code,
+// while the code each job runs a few thousand times (deployment,
+// checkpoints, the connectors' per-batch paths) is no longer compiled
+// twice. On fresh stacks, side by side, it cut the TaskManager's compiler
+// threads from 16-20 to 11-12 CPU s and Flink from 50-58 to 46-49 CPU s
+// a run; ten times the defaults compiled less but ran slower code, no
+// better in all (docs/performance.md, "JIT compilation on a fresh stack").
+// The brokers keep C1 alone: with C2 even at ten times the defaults their
+// compiler threads took 33-44 CPU s a run.
+var hotC2Options = []string{
+	"-XX:Tier4InvocationThreshold=15000", "-XX:Tier4MinInvocationThreshold=1800",
+	"-XX:Tier4CompileThreshold=45000", "-XX:Tier4BackEdgeThreshold=120000",
+}
