@@ -5,38 +5,41 @@ import (
 	"testing"
 )
 
-// BenchmarkFinalValueUnmarshal decodes the final values BenchmarkVerifierObserve
-// checks, and does nothing else; `make bench` prints the ratio of the two,
-// the cost of the checks beyond decoding.
-func BenchmarkFinalValueUnmarshal(b *testing.B) {
-	const n = 1 << 16
-	values := make([][]byte, n)
+// benchFinalValues are the final values BenchmarkVerifierObserve checks.
+func benchFinalValues() [][]byte {
+	values := make([][]byte, 1<<16)
 	for i := range values {
 		values[i] = finalRecord("nightly-2026-11-27", int64(i), 5).Value
 	}
+	return values
+}
+
+// BenchmarkFinalValueUnmarshal decodes the final values BenchmarkVerifierObserve
+// checks with encoding/json, and does nothing else; `make bench` prints it
+// beside BenchmarkFinalValueRead.
+func BenchmarkFinalValueUnmarshal(b *testing.B) {
+	values := benchFinalValues()
 	b.ReportAllocs()
 	var v finalValue
 	for i := 0; b.Loop(); i++ {
 		v = finalValue{Seq: absentNumber, BatchNumber: absentNumber}
-		if err := json.Unmarshal(values[i%n], &v); err != nil {
+		if err := json.Unmarshal(values[i%len(values)], &v); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkFinalValueRead is BenchmarkFinalValueUnmarshal's decoding by
-// the hand-written reader Verify uses for values of the split job's shape.
+// BenchmarkFinalValueRead decodes the same values by the hand-written
+// reader Verify uses for values of the split job's shape; `make bench`
+// prints the ratio of BenchmarkVerifierObserve to it, the cost of the
+// checks beyond decoding.
 func BenchmarkFinalValueRead(b *testing.B) {
-	const n = 1 << 16
-	values := make([][]byte, n)
-	for i := range values {
-		values[i] = finalRecord("nightly-2026-11-27", int64(i), 5).Value
-	}
+	values := benchFinalValues()
 	b.ReportAllocs()
 	var v finalValue
 	for i := 0; b.Loop(); i++ {
-		if !readFinalValue(values[i%n], &v) {
-			b.Fatalf("value %s left to encoding/json", values[i%n])
+		if value := values[i%len(values)]; !readFinalValue(value, &v) {
+			b.Fatalf("value %s left to encoding/json", value)
 		}
 	}
 }
