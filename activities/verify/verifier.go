@@ -168,15 +168,10 @@ func (v *verifier) decode(rec *kgo.Record) (*finalValue, string) {
 // encoding/json (see wirejson). v's strings share one copy of value.
 func readFinalValue(value []byte, v *finalValue) bool {
 	*v = finalValue{Seq: absentNumber, BatchNumber: absentNumber}
-	text := ""
+	text := string(value)
 	str := func(r *wirejson.Reader, field *string) bool {
 		start, end, ok := r.PlainString()
-		if ok {
-			if text == "" {
-				text = string(value)
-			}
-			*field = text[start:end]
-		}
+		*field = text[start:end]
 		return ok
 	}
 	r := wirejson.NewReader(value)

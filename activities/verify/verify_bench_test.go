@@ -3,13 +3,27 @@ package verify
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// benchFinalValues are the final values BenchmarkVerifierObserve checks.
+// benchRunID and benchFinalRecords are what BenchmarkVerifierObserve
+// checks and the decoding benchmarks decode.
+const benchRunID = "nightly-2026-11-27"
+
+func benchFinalRecords() []*kgo.Record {
+	records := make([]*kgo.Record, 1<<16)
+	for i := range records {
+		records[i] = finalRecord(benchRunID, int64(i), 5)
+	}
+	return records
+}
+
 func benchFinalValues() [][]byte {
-	values := make([][]byte, 1<<16)
-	for i := range values {
-		values[i] = finalRecord("nightly-2026-11-27", int64(i), 5).Value
+	records := benchFinalRecords()
+	values := make([][]byte, len(records))
+	for i, r := range records {
+		values[i] = r.Value
 	}
 	return values
 }

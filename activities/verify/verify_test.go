@@ -385,16 +385,13 @@ func rewriteValue(r *kgo.Record, edit func(*finalValue)) {
 }
 
 func BenchmarkVerifierObserve(b *testing.B) {
-	const n = 1 << 16
-	records := make([]*kgo.Record, n)
-	for i := range records {
-		records[i] = finalRecord("nightly-2026-11-27", int64(i), 5)
-	}
+	records := benchFinalRecords()
+	n := len(records)
 	b.ReportAllocs()
-	v := newVerifier("nightly-2026-11-27", n)
+	v := newVerifier(benchRunID, int64(n))
 	for i := 0; b.Loop(); i++ {
 		if i%n == 0 {
-			v = newVerifier("nightly-2026-11-27", n)
+			v = newVerifier(benchRunID, int64(n))
 		}
 		v.observe(records[i%n])
 	}
