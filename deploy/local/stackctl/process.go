@@ -204,8 +204,9 @@ func logf(format string, args ...any) {
 // went to C2), while its request handlers took 13; side by side on fresh
 // stacks, C1 alone cut Kafka from 179-253 to 112-158 CPU s a run
 // (docs/performance.md, "JIT compilation on a fresh stack"). The
-// TaskManagers keep C2: their per-record code runs long enough for it to
-// pay (Flink took 96-101 CPU s with C1 alone against 69-79 with C2).
+// TaskManagers keep C2 (at hotC2Options' thresholds): their per-record
+// code runs long enough for it to pay (Flink took 96-101 CPU s with C1
+// alone against 69-79 with C2).
 var quickJITOptions = []string{"-XX:TieredStopAtLevel=1"}
 
 // hotC2Options leave to C2 only methods three times as hot as HotSpot's
