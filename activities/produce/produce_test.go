@@ -3,6 +3,8 @@ package produce
 import (
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,54 +227,33 @@ func TestChunkPartitionerIsKafkasDefault(t *testing.T) {
 	}
 }
 
-func TestWarmupGroups(t *testing.T) {
-	leaders := map[int32]int32{}
-	for p := range int32(12) {
-		leaders[p] = p%3 + 1
-	}
-	in := ChunkInput{Names: activities.RunNames{RawTopic: "raw"}, FirstSeq: 20_000, Count: 10_000, LogicalQueues: 1000}
-	groups := warmupGroups(in, leaders)
-	if len(groups) != 3 || groups[0].leader != 1 || groups[1].leader != 2 || groups[2].leader != 3 {
-		t.Fatalf("groups %+v; want one per leader 1, 2, 3 in order", groups)
-	}
-	opened := map[int32]int64{}
-	for _, g := range groups {
-		for _, seq := range g.seqs {
-			// Only the first seq of a queue within the chunk may go ahead.
-			if seq < in.FirstSeq || seq >= in.FirstSeq+int64(in.LogicalQueues) {
-				t.Errorf("seq %d is not among the first %d of the chunk", seq, in.LogicalQueues)
+// The partitions added to a chunk's transaction up front must be exactly
+// those its records go to: one missing costs the add it was meant to save,
+// one too many a marker written for nothing at commit.
+func TestChunkPartitionsAreThoseItsRecordsGoTo(t *testing.T) {
+	names := activities.RunNames{RawTopic: "raw", LedgerTopic: "ledger"}
+	for _, in := range []ChunkInput{
+		{Names: names, Chunk: 2, FirstSeq: 20_000, Count: 10_000, LogicalQueues: 1000},
+		{Names: names, Chunk: 7, FirstSeq: 70_350, Count: 2_500, LogicalQueues: 1000},
+		{Names: names, Chunk: 9, FirstSeq: 45, Count: 3, LogicalQueues: 1000},
+		{Names: names, Chunk: 1, FirstSeq: 5, Count: 40, LogicalQueues: 7},
+	} {
+		for _, ledgerPartitions := range []int{1, 3} {
+			got := chunkPartitionsOf(in, 100, ledgerPartitions)
+			written := map[int32]bool{}
+			for seq := in.FirstSeq; seq < in.FirstSeq+int64(in.Count); seq++ {
+				written[javaDefaultPartition(logicalQueueName(seq, in.LogicalQueues), 100)] = true
 			}
-			p := javaDefaultPartition(logicalQueueName(seq, in.LogicalQueues), len(leaders))
-			if leaders[p] != g.leader {
-				t.Errorf("seq %d (partition %d, leader %d) grouped under leader %d", seq, p, leaders[p], g.leader)
+			if want := slices.Sorted(maps.Keys(written)); !slices.Equal(got[names.RawTopic], want) {
+				t.Errorf("chunk %+v: raw partitions %v, its records go to %v", in, got[names.RawTopic], want)
 			}
-			if earlier, dup := opened[p]; dup {
-				t.Errorf("partition %d opened twice, by seqs %d and %d", p, earlier, seq)
+			wantLedger := []int32{javaDefaultPartition(chunkLedgerKey(in.Chunk), ledgerPartitions)}
+			if !slices.Equal(got[names.LedgerTopic], wantLedger) {
+				t.Errorf("chunk %d over %d ledger partitions: %v, its ledger record goes to %v", in.Chunk, ledgerPartitions, got[names.LedgerTopic], wantLedger)
 			}
-			opened[p] = seq
-		}
-	}
-	if len(opened) != len(leaders) {
-		t.Errorf("%d partitions opened, want all %d", len(opened), len(leaders))
-	}
-	// Each partition is opened by its smallest seq: the first seq of the
-	// chunk that lands there.
-	for p, seq := range opened {
-		for s := in.FirstSeq; s < seq; s++ {
-			if javaDefaultPartition(logicalQueueName(s, in.LogicalQueues), len(leaders)) == p {
-				t.Errorf("partition %d opened by seq %d, but seq %d lands there first", p, seq, s)
+			if len(got) != 2 {
+				t.Errorf("chunk %d: partitions of %d topics, want the raw topic and the ledger", in.Chunk, len(got))
 			}
 		}
-	}
-
-	// A chunk smaller than the partition count opens only what it writes.
-	small := in
-	small.Count = 3
-	total := 0
-	for _, g := range warmupGroups(small, leaders) {
-		total += len(g.seqs)
-	}
-	if total > 3 {
-		t.Errorf("a 3-message chunk opened %d partitions", total)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -58,65 +59,31 @@ func newChunkWriter(producer *kgo.Client, in ChunkInput, progress *chunkCounters
 	}
 }
 
-// writeChunkRecords hands the chunk's records and its ledger record to the
-// producer and returns how many messages it handed over. It returns the
-// first produce error (or the context's) and leaves committing to the
-// caller.
+// writeChunkRecords adds the chunk's partitions to its transaction, hands
+// the producer the chunk's ledger record and its messages in seq order, and
+// returns how many messages it handed over. It returns the first produce
+// error (or the context's) and leaves committing to the caller.
 func writeChunkRecords(ctx context.Context, kafka *kafkaeos.Conn, producer *kgo.Client, in ChunkInput, progress *chunkCounters) (int, error) {
-	rawLeaders, err := kafkaeos.PartitionLeaders(ctx, kafka.Client, in.Names.RawTopic)
+	partitions, err := chunkPartitions(ctx, kafka, in)
 	if err != nil {
 		return 0, err
 	}
-	ledgerLeaders, err := kafkaeos.PartitionLeaders(ctx, kafka.Client, in.Names.LedgerTopic)
-	if err != nil {
+	if err := kafkaeos.AddPartitionsToTxn(ctx, producer, chunkTransactionalID(in.Names, in.Chunk), partitions); err != nil {
 		return 0, err
 	}
 	w := newChunkWriter(producer, in, progress)
-	warm, err := w.warmUp(ctx, warmupGroups(in, rawLeaders), ledgerLeaders[0])
-	if err == nil {
-		err = w.produceRest(ctx, warm)
+	if err := w.produceLedger(ctx); err != nil {
+		return 0, err
 	}
+	err = w.produceAll(ctx)
 	return int(progress.sent.Load()), err
 }
 
-// warmUp opens the transaction's partitions one broker at a time (see
-// warmupGroups) by producing each group's seqs and flushing; the ledger's
-// partition goes with its leader's group. It returns the seqs it produced.
-func (w *chunkWriter) warmUp(ctx context.Context, groups []warmupGroup, ledgerLeader int32) (map[int64]bool, error) {
-	warm := make(map[int64]bool)
-	ledgerSent := false
-	for _, group := range groups {
-		for _, seq := range group.seqs {
-			if err := w.produce(ctx, seq); err != nil {
-				return nil, err
-			}
-			warm[seq] = true
-		}
-		if !ledgerSent && group.leader == ledgerLeader {
-			if err := w.produceLedger(ctx); err != nil {
-				return nil, err
-			}
-			ledgerSent = true
-		}
-		if err := w.producer.Flush(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if !ledgerSent {
-		return warm, w.produceLedger(ctx)
-	}
-	return warm, nil
-}
-
-// produceRest produces every seq of the chunk not in warm, flushes, and
-// returns the first error of any record.
-func (w *chunkWriter) produceRest(ctx context.Context, warm map[int64]bool) error {
+// produceAll produces every seq of the chunk, flushes, and returns the first
+// error of any record.
+func (w *chunkWriter) produceAll(ctx context.Context) error {
 	for i := range w.in.Count {
-		seq := w.in.FirstSeq + int64(i)
-		if warm[seq] {
-			continue
-		}
-		if err := w.produce(ctx, seq); err != nil {
+		if err := w.produce(ctx, w.in.FirstSeq+int64(i)); err != nil {
 			return err
 		}
 	}
@@ -213,53 +180,47 @@ func pacer(in ChunkInput) func(context.Context) error {
 // chunkPartitioner spreads a chunk's records over partitions the way
 // Kafka's default partitioner does (murmur2 of the key), so a logical queue
 // lands in the same partition whoever produces it. It is named here because
-// warmupGroups computes partitions with it too.
+// chunkPartitions computes partitions with it too.
 func chunkPartitioner() kgo.Partitioner { return kgo.StickyKeyPartitioner(nil) }
 
-// warmupGroup is the first records of a chunk that go to one broker.
-type warmupGroup struct {
-	leader int32
-	seqs   []int64
+// chunkPartitions returns the partitions the chunk writes to, by topic: the
+// raw topic's partitions of its logical queues, and the ledger's partition
+// of its key. A partition the producer then writes to but that is missing
+// here (the topic grew in between) is added by the producer itself.
+func chunkPartitions(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput) (map[string][]int32, error) {
+	details, err := kafkaeos.FreshTopicDetails(ctx, kafka.Client, in.Names.RawTopic, in.Names.LedgerTopic)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, topic := range []string{in.Names.RawTopic, in.Names.LedgerTopic} {
+		detail := details[topic]
+		if detail.Err != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", topic, detail.Err)
+		}
+		if len(detail.Partitions) == 0 {
+			return nil, fmt.Errorf("metadata of %s: no partitions (does the topic exist?)", topic)
+		}
+		counts[topic] = len(detail.Partitions)
+	}
+	return chunkPartitionsOf(in, counts[in.Names.RawTopic], counts[in.Names.LedgerTopic]), nil
 }
 
-// warmupGroups picks, for every partition of the raw topic that the chunk
-// writes to, the first seq of the chunk that lands there, and groups them by
-// the partition's leader (in ascending leader order).
-//
-// Why: with transactions (Kafka 4's transaction.version 2), the first write
-// to a partition makes its broker add the partition to the transaction at
-// the coordinator; when brokers do that concurrently, the coordinator answers
-// CONCURRENT_TRANSACTIONS and the producer backs off for up to a second per
-// retry — measured at seconds per chunk with 100 partitions. Opening the
-// partitions one broker at a time avoids the collisions.
-//
-// Each picked seq is the first of its logical queue within the chunk (only
-// the first min(Count, LogicalQueues) seqs are candidates), so sending it
-// ahead of the rest keeps every queue in seq order.
-func warmupGroups(in ChunkInput, leaders map[int32]int32) []warmupGroup {
-	partitions := len(leaders)
-	if partitions == 0 {
-		return nil
-	}
-	partitionOf := chunkPartitioner().ForTopic(in.Names.RawTopic)
-	picked := make(map[int32]bool, partitions)
-	byLeader := map[int32][]int64{}
+// chunkPartitionsOf is chunkPartitions for known partition counts. Seqs
+// that share a logical queue share a partition, so the first
+// min(Count, LogicalQueues) seqs of the chunk name them all.
+func chunkPartitionsOf(in ChunkInput, rawPartitions, ledgerPartitions int) map[string][]int32 {
+	partitioner := chunkPartitioner()
+	rawOf, ledgerOf := partitioner.ForTopic(in.Names.RawTopic), partitioner.ForTopic(in.Names.LedgerTopic)
+	picked := make(map[int32]bool, rawPartitions)
 	var record kgo.Record
-	for i := 0; i < min(in.Count, in.LogicalQueues) && len(picked) < partitions; i++ {
-		seq := in.FirstSeq + int64(i)
-		record.Key = []byte(logicalQueueName(seq, in.LogicalQueues))
-		partition := int32(partitionOf.Partition(&record, partitions))
-		if picked[partition] {
-			continue
-		}
-		picked[partition] = true
-		leader := leaders[partition]
-		byLeader[leader] = append(byLeader[leader], seq)
+	for i := 0; i < min(in.Count, in.LogicalQueues) && len(picked) < rawPartitions; i++ {
+		record.Key = []byte(logicalQueueName(in.FirstSeq+int64(i), in.LogicalQueues))
+		picked[int32(rawOf.Partition(&record, rawPartitions))] = true
 	}
-	groups := make([]warmupGroup, 0, len(byLeader))
-	for leader, seqs := range byLeader {
-		groups = append(groups, warmupGroup{leader: leader, seqs: seqs})
+	record.Key = []byte(chunkLedgerKey(in.Chunk))
+	return map[string][]int32{
+		in.Names.RawTopic:    slices.Sorted(maps.Keys(picked)),
+		in.Names.LedgerTopic: {int32(ledgerOf.Partition(&record, ledgerPartitions))},
 	}
-	slices.SortFunc(groups, func(a, b warmupGroup) int { return int(a.leader - b.leader) })
-	return groups
 }

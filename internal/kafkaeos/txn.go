@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -31,6 +32,46 @@ func AbortTransaction(ctx context.Context, producer *kgo.Client) error {
 		errs = append(errs, fmt.Errorf("abort transaction: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// AddPartitionsToTxn adds partitions (by topic) to the producer's open
+// transaction in one request. A producer adds a partition by itself when it
+// first writes to it (Kafka 4's transaction.version 2: the partition's
+// broker asks the coordinator), but brokers that do so at the same moment
+// collide at the coordinator, which answers CONCURRENT_TRANSACTIONS and
+// makes the producer back off; and each add is a write to the transaction
+// log. Added up front, the partitions cost one such write, and the brokers'
+// own adds find them there and return at once.
+func AddPartitionsToTxn(ctx context.Context, producer *kgo.Client, txnID string, partitions map[string][]int32) error {
+	id, epoch, err := producer.ProducerID(ctx)
+	if err != nil {
+		return fmt.Errorf("producer id of %s: %w", txnID, err)
+	}
+	add := kmsg.NewPtrAddPartitionsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch = txnID, id, epoch
+	for _, topic := range slices.Sorted(maps.Keys(partitions)) {
+		rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+		rt.Topic, rt.Partitions = topic, partitions[topic]
+		add.Topics = append(add.Topics, rt)
+	}
+	return RetryRetriable(ctx, func() error {
+		resp, err := add.RequestWith(ctx, producer)
+		if err != nil {
+			return fmt.Errorf("add partitions to transaction %s: %w", txnID, err)
+		}
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return fmt.Errorf("add partitions to transaction %s: %w", txnID, err)
+		}
+		var errs []error
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil && !errors.Is(err, kerr.OperationNotAttempted) {
+					errs = append(errs, fmt.Errorf("add %s[%d] to transaction %s: %w", rt.Topic, rp.Partition, txnID, err))
+				}
+			}
+		}
+		return errors.Join(errs...)
+	})
 }
 
 // CommitOffsetsInTxn adds the group's offsets to the producer's open
