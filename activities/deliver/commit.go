@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -128,6 +129,9 @@ func (a *Activities) commitSegment(ctx context.Context, producer *kgo.Client, tx
 			}
 		}
 	}()
+	if err := a.addResponsesPartitions(ctx, producer, txnID, in.Names.ResponsesTopic, records); err != nil {
+		return fmt.Errorf("segment %d: %w", in.Segment, err)
+	}
 	if err := producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
 		return fmt.Errorf("segment %d: write responses to %s: %w", in.Segment, in.Names.ResponsesTopic, err)
 	}
@@ -138,4 +142,35 @@ func (a *Activities) commitSegment(ctx context.Context, producer *kgo.Client, tx
 		return fmt.Errorf("segment %d: commit transaction %s: %w", in.Segment, txnID, err)
 	}
 	return nil
+}
+
+// responsesPartitioner places response records by their key, the batch id,
+// as Kafka's default partitioner does; addResponsesPartitions computes the
+// same placement.
+func responsesPartitioner() kgo.Partitioner { return kgo.StickyKeyPartitioner(nil) }
+
+// addResponsesPartitions adds the partitions the records go to to the
+// segment's transaction in one request before they are written (see
+// kafkaeos.AddPartitionsToTxn: brokers adding them one by one collide at the
+// coordinator).
+func (a *Activities) addResponsesPartitions(ctx context.Context, producer *kgo.Client, txnID, topic string, records []*kgo.Record) error {
+	if len(records) == 0 {
+		return nil
+	}
+	counts, err := kafkaeos.PartitionCounts(ctx, a.kafka.Client, topic)
+	if err != nil {
+		return err
+	}
+	return kafkaeos.AddPartitionsToTxn(ctx, producer, txnID, map[string][]int32{topic: recordPartitions(records, topic, counts[topic])})
+}
+
+// recordPartitions returns the partitions of topic (of partitions in all)
+// that responsesPartitioner puts records in, in ascending order.
+func recordPartitions(records []*kgo.Record, topic string, partitions int) []int32 {
+	partitionOf := responsesPartitioner().ForTopic(topic)
+	picked := map[int32]bool{}
+	for _, rec := range records {
+		picked[int32(partitionOf.Partition(rec, partitions))] = true
+	}
+	return slices.Sorted(maps.Keys(picked))
 }

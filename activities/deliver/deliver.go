@@ -267,6 +267,7 @@ func (a *Activities) fenceSegment(ctx context.Context, segment int, txnID, respo
 		kgo.TransactionalID(txnID),
 		kgo.TransactionTimeout(responsesTxnTimeout),
 		kgo.DefaultProduceTopic(responsesTopic),
+		kgo.RecordPartitioner(responsesPartitioner()),
 	)
 	if err != nil {
 		return nil, err

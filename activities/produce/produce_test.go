@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/internal/activitytest"
 	"github.com/flowproof/flowproof/internal/errtype"
 )
 
@@ -173,54 +174,18 @@ func BenchmarkEncodeRawMessage(b *testing.B) {
 	}
 }
 
-// javaMurmur2 is Kafka's Utils.murmur2, written out here so the test checks
-// the producer's partitioner against Kafka's own definition, not against
-// itself.
-func javaMurmur2(data []byte) int32 {
-	const seed, m, r = uint32(0x9747b28c), uint32(0x5bd1e995), 24
-	length := len(data)
-	h := seed ^ uint32(length)
-	for i := 0; i+4 <= length; i += 4 {
-		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-	}
-	tail := length &^ 3
-	switch length % 4 {
-	case 3:
-		h ^= uint32(data[tail+2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[tail+1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[tail])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return int32(h)
-}
-
-func javaDefaultPartition(key string, partitions int) int32 {
-	return (javaMurmur2([]byte(key)) & 0x7fffffff) % int32(partitions)
-}
 
 func TestChunkPartitionerIsKafkasDefault(t *testing.T) {
 	// Kafka's UtilsTest pins murmur2("21") to -973932308.
-	if got := javaMurmur2([]byte("21")); got != -973932308 {
-		t.Fatalf("javaMurmur2(21) = %d; the reference implementation is wrong", got)
+	if got := activitytest.JavaMurmur2([]byte("21")); got != -973932308 {
+		t.Fatalf("activitytest.JavaMurmur2(21) = %d; the reference implementation is wrong", got)
 	}
 	tp := chunkPartitioner().ForTopic("raw")
 	for q := range 1000 {
 		key := logicalQueueName(int64(q), 1000)
 		for _, partitions := range []int{1, 12, 100} {
 			got := tp.Partition(&kgo.Record{Key: []byte(key)}, partitions)
-			if want := javaDefaultPartition(key, partitions); int32(got) != want {
+			if want := activitytest.JavaDefaultPartition(key, partitions); int32(got) != want {
 				t.Fatalf("key %s over %d partitions: partition %d, Kafka's default says %d", key, partitions, got, want)
 			}
 		}
@@ -242,12 +207,12 @@ func TestChunkPartitionsAreThoseItsRecordsGoTo(t *testing.T) {
 			got := chunkPartitionsOf(in, 100, ledgerPartitions)
 			written := map[int32]bool{}
 			for seq := in.FirstSeq; seq < in.FirstSeq+int64(in.Count); seq++ {
-				written[javaDefaultPartition(logicalQueueName(seq, in.LogicalQueues), 100)] = true
+				written[activitytest.JavaDefaultPartition(logicalQueueName(seq, in.LogicalQueues), 100)] = true
 			}
 			if want := slices.Sorted(maps.Keys(written)); !slices.Equal(got[names.RawTopic], want) {
 				t.Errorf("chunk %+v: raw partitions %v, its records go to %v", in, got[names.RawTopic], want)
 			}
-			wantLedger := []int32{javaDefaultPartition(chunkLedgerKey(in.Chunk), ledgerPartitions)}
+			wantLedger := []int32{activitytest.JavaDefaultPartition(chunkLedgerKey(in.Chunk), ledgerPartitions)}
 			if !slices.Equal(got[names.LedgerTopic], wantLedger) {
 				t.Errorf("chunk %d over %d ledger partitions: %v, its ledger record goes to %v", in.Chunk, ledgerPartitions, got[names.LedgerTopic], wantLedger)
 			}

@@ -188,20 +188,9 @@ func chunkPartitioner() kgo.Partitioner { return kgo.StickyKeyPartitioner(nil) }
 // of its key. A partition the producer then writes to but that is missing
 // here (the topic grew in between) is added by the producer itself.
 func chunkPartitions(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput) (map[string][]int32, error) {
-	details, err := kafkaeos.FreshTopicDetails(ctx, kafka.Client, in.Names.RawTopic, in.Names.LedgerTopic)
+	counts, err := kafkaeos.PartitionCounts(ctx, kafka.Client, in.Names.RawTopic, in.Names.LedgerTopic)
 	if err != nil {
 		return nil, err
-	}
-	counts := map[string]int{}
-	for _, topic := range []string{in.Names.RawTopic, in.Names.LedgerTopic} {
-		detail := details[topic]
-		if detail.Err != nil {
-			return nil, fmt.Errorf("metadata of %s: %w", topic, detail.Err)
-		}
-		if len(detail.Partitions) == 0 {
-			return nil, fmt.Errorf("metadata of %s: no partitions (does the topic exist?)", topic)
-		}
-		counts[topic] = len(detail.Partitions)
 	}
 	return chunkPartitionsOf(in, counts[in.Names.RawTopic], counts[in.Names.LedgerTopic]), nil
 }

@@ -77,3 +77,24 @@ func PartitionLeaders(ctx context.Context, from kmsg.Requestor, topic string) (m
 	}
 	return leaders, nil
 }
+
+// PartitionCounts returns the partition count of every topic, from fresh
+// metadata.
+func PartitionCounts(ctx context.Context, from kmsg.Requestor, topics ...string) (map[string]int, error) {
+	details, err := FreshTopicDetails(ctx, from, topics...)
+	if err != nil {
+		return nil, err
+	}
+	counts := make(map[string]int, len(topics))
+	for _, topic := range topics {
+		detail := details[topic]
+		if detail.Err != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", topic, detail.Err)
+		}
+		if len(detail.Partitions) == 0 {
+			return nil, fmt.Errorf("metadata of %s: no partitions (does the topic exist?)", topic)
+		}
+		counts[topic] = len(detail.Partitions)
+	}
+	return counts, nil
+}
