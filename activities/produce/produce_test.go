@@ -174,7 +174,6 @@ func BenchmarkEncodeRawMessage(b *testing.B) {
 	}
 }
 
-
 func TestChunkPartitionerIsKafkasDefault(t *testing.T) {
 	// Kafka's UtilsTest pins murmur2("21") to -973932308.
 	if got := activitytest.JavaMurmur2([]byte("21")); got != -973932308 {

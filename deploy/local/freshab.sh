@@ -38,9 +38,12 @@ for round in $(seq "$rounds"); do
     log="$out/$v-$round.log"
     (cd "$out/src-$v" && bin/stackctl down >/dev/null 2>&1) || true
     rm -rf "$stack_dir/data/kafka"
+    worker_log_size=$(stat -c %s "$stack_dir/logs/worker.log" 2>/dev/null || echo 0)
     echo "== $v (${names% }) round $round, $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     (cd "$out/src-$v" && TASKMANAGERS="${TASKMANAGERS:-1}" bash deploy/local/demo.sh >"$log" 2>&1) || echo "(make demo failed: $log)"
     grep -E '^(status|total time|end-to-end latency|backpressure) |^ *(produce|deliver|verify) |^(kafka|flink|worker|temporal|other processes) |^machine busy|^CPU per message' "$log" || true
+    # The worker log is appended to: this run's lines follow its size before.
+    tail -c +$((worker_log_size + 1)) "$stack_dir/logs/worker.log" 2>/dev/null | python3 deploy/local/step_times.py || true
   done
 done
 (cd "$out/src-${labels[0]}" && bin/stackctl down >/dev/null 2>&1) || true
