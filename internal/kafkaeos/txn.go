@@ -59,19 +59,27 @@ func AddPartitionsToTxn(ctx context.Context, producer *kgo.Client, txnID string,
 		if err != nil {
 			return fmt.Errorf("add partitions to transaction %s: %w", txnID, err)
 		}
-		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-			return fmt.Errorf("add partitions to transaction %s: %w", txnID, err)
-		}
-		var errs []error
-		for _, rt := range resp.Topics {
-			for _, rp := range rt.Partitions {
-				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil && !errors.Is(err, kerr.OperationNotAttempted) {
-					errs = append(errs, fmt.Errorf("add %s[%d] to transaction %s: %w", rt.Topic, rp.Partition, txnID, err))
-				}
+		return addPartitionsError(txnID, resp)
+	})
+}
+
+// addPartitionsError is what an AddPartitionsToTxn answer says went wrong,
+// nil if nothing did. A partition the coordinator did not get to
+// (OPERATION_NOT_ATTEMPTED, because another failed) is left out: the
+// failure that stopped it is what decides whether to retry.
+func addPartitionsError(txnID string, resp *kmsg.AddPartitionsToTxnResponse) error {
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return fmt.Errorf("add partitions to transaction %s: %w", txnID, err)
+	}
+	var errs []error
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil && !errors.Is(err, kerr.OperationNotAttempted) {
+				errs = append(errs, fmt.Errorf("add %s[%d] to transaction %s: %w", rt.Topic, rp.Partition, txnID, err))
 			}
 		}
-		return errors.Join(errs...)
-	})
+	}
+	return errors.Join(errs...)
 }
 
 // CommitOffsetsInTxn adds the group's offsets to the producer's open
