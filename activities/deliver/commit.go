@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -167,10 +166,5 @@ func (a *Activities) addResponsesPartitions(ctx context.Context, producer *kgo.C
 // recordPartitions returns the partitions of topic (of partitions in all)
 // that responsesPartitioner puts records in, in ascending order.
 func recordPartitions(records []*kgo.Record, topic string, partitions int) []int32 {
-	partitionOf := responsesPartitioner().ForTopic(topic)
-	picked := map[int32]bool{}
-	for _, rec := range records {
-		picked[int32(partitionOf.Partition(rec, partitions))] = true
-	}
-	return slices.Sorted(maps.Keys(picked))
+	return kafkaeos.PartitionsOf(responsesPartitioner().ForTopic(topic), partitions, slices.Values(records))
 }

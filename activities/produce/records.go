@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -200,16 +198,18 @@ func chunkPartitions(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput) (
 // min(Count, LogicalQueues) seqs of the chunk name them all.
 func chunkPartitionsOf(in ChunkInput, rawPartitions, ledgerPartitions int) map[string][]int32 {
 	partitioner := chunkPartitioner()
-	rawOf, ledgerOf := partitioner.ForTopic(in.Names.RawTopic), partitioner.ForTopic(in.Names.LedgerTopic)
-	picked := make(map[int32]bool, rawPartitions)
-	var record kgo.Record
-	for i := 0; i < min(in.Count, in.LogicalQueues) && len(picked) < rawPartitions; i++ {
-		record.Key = []byte(logicalQueueName(in.FirstSeq+int64(i), in.LogicalQueues))
-		picked[int32(rawOf.Partition(&record, rawPartitions))] = true
+	queueRecords := func(yield func(*kgo.Record) bool) {
+		var record kgo.Record
+		for i := range min(in.Count, in.LogicalQueues) {
+			record.Key = []byte(logicalQueueName(in.FirstSeq+int64(i), in.LogicalQueues))
+			if !yield(&record) {
+				return
+			}
+		}
 	}
-	record.Key = []byte(chunkLedgerKey(in.Chunk))
+	ledgerRecord := kgo.Record{Key: []byte(chunkLedgerKey(in.Chunk))}
 	return map[string][]int32{
-		in.Names.RawTopic:    slices.Sorted(maps.Keys(picked)),
-		in.Names.LedgerTopic: {int32(ledgerOf.Partition(&record, ledgerPartitions))},
+		in.Names.RawTopic:    kafkaeos.PartitionsOf(partitioner.ForTopic(in.Names.RawTopic), rawPartitions, queueRecords),
+		in.Names.LedgerTopic: {int32(partitioner.ForTopic(in.Names.LedgerTopic).Partition(&ledgerRecord, ledgerPartitions))},
 	}
 }

@@ -16,7 +16,6 @@ cleanup() {
   for v in a b; do git worktree remove --force "$out/src-$v" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-go build -o bin/ ./deploy/local/stackctl
 revs=("$1" "$2") labels=(a b)
 for i in 0 1; do
   v=${labels[$i]}

@@ -57,27 +57,6 @@ func FreshTopicDetails(ctx context.Context, from kmsg.Requestor, topics ...strin
 	return details, nil
 }
 
-// PartitionLeaders returns the leader of every partition of topic, from fresh
-// metadata.
-func PartitionLeaders(ctx context.Context, from kmsg.Requestor, topic string) (map[int32]int32, error) {
-	details, err := FreshTopicDetails(ctx, from, topic)
-	if err != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
-	}
-	detail := details[topic]
-	if detail.Err != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", topic, detail.Err)
-	}
-	if len(detail.Partitions) == 0 {
-		return nil, fmt.Errorf("metadata of %s: no partitions (does the topic exist?)", topic)
-	}
-	leaders := make(map[int32]int32, len(detail.Partitions))
-	for _, p := range detail.Partitions {
-		leaders[p.Partition] = p.Leader
-	}
-	return leaders, nil
-}
-
 // PartitionCounts returns the partition count of every topic, from fresh
 // metadata.
 func PartitionCounts(ctx context.Context, from kmsg.Requestor, topics ...string) (map[string]int, error) {

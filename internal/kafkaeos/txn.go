@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"time"
@@ -61,6 +62,20 @@ func AddPartitionsToTxn(ctx context.Context, producer *kgo.Client, txnID string,
 		}
 		return addPartitionsError(txnID, resp)
 	})
+}
+
+// PartitionsOf returns the partitions, in ascending order, that
+// partitionOf puts records in, of partitions in all: the list to give
+// AddPartitionsToTxn. It stops early once every partition is named.
+func PartitionsOf(partitionOf kgo.TopicPartitioner, partitions int, records iter.Seq[*kgo.Record]) []int32 {
+	picked := make(map[int32]bool, partitions)
+	for rec := range records {
+		picked[int32(partitionOf.Partition(rec, partitions))] = true
+		if len(picked) == partitions {
+			break
+		}
+	}
+	return slices.Sorted(maps.Keys(picked))
 }
 
 // addPartitionsError is what an AddPartitionsToTxn answer says went wrong,
