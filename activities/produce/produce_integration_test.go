@@ -29,7 +29,7 @@ import (
 const itPartitions = 12
 
 // prepareRun creates the run's topics and deletes them when the test ends.
-func prepareRun(t *testing.T, conn *kafkaeos.Conn, names activities.RunNames, partitions int) {
+func prepareRun(t testing.TB, conn *kafkaeos.Conn, names activities.RunNames, partitions int) {
 	t.Helper()
 	in := kafkaadmin.PrepareTopicsInput{Names: names, Partitions: partitions, ReplicationFactor: 3}
 	if _, err := kafkaadmin.CreateRunTopics(context.Background(), conn, in, activitytest.Discard); err != nil {

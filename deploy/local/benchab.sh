@@ -6,7 +6,8 @@
 # ProducerPerformance with and without transactions; no consumers, endpoint
 # or pipeline run) PAIRS times, alternating which revision goes first, so
 # both see the same brokers and the same neighbours. Each bench run is two
-# rounds of its own (-rounds 2); the lines printed are its summary's.
+# rounds of its own (-rounds 2); the lines printed are flowproof's rounds
+# (records/s, mean chunk time) and its summary's.
 # Needs the stack's Kafka up (bin/stackctl up --only kafka).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +31,6 @@ for pair in $(seq "${PAIRS:-3}"); do
     echo "== $v ($(git rev-parse --short "${revs[$i]}")) pair $pair, $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     # shellcheck disable=SC2086 # BENCH_FLAGS is a list of flags
     "$out/bench-$v" -consumers=false -endpoint-messages 0 -e2e-messages 0 -rounds 2 ${BENCH_FLAGS:-} 2>&1 |
-      grep -E '^produce: flowproof|^chunked producer'
+      grep -E '^flowproof ProduceChunk:|^produce: flowproof|^chunked producer'
   done
 done

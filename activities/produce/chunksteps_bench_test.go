@@ -1,0 +1,88 @@
+//go:build integration
+
+package produce
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/flowproof/flowproof/activities/internal/activitytest"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
+	"github.com/flowproof/flowproof/internal/kafkaeos"
+	"github.com/flowproof/flowproof/internal/localstack"
+)
+
+// BenchmarkChunkSteps times the steps of ProduceChunk one chunk of 10,000
+// after another on a 100-partition raw topic of the stack's Kafka, and
+// reports each step's mean: claiming the transactional id, reading the
+// ledger, adding the partitions and writing the records, committing.
+// docs/performance.md, "Transactions: their partitions added in one
+// request", has its figures. The connection takes the FLOWPROOF_KAFKA_TLS*
+// and _SASL_* settings, so it measures the secure profile too:
+//
+//	eval "$(bin/stackctl env)"
+//	go test -tags integration -run '^$' -bench ChunkSteps -benchtime 20x ./activities/produce/
+func BenchmarkChunkSteps(b *testing.B) {
+	ctx := context.Background()
+	conn := benchConn(b)
+	names := activitytest.UniqueNames(b, "chunksteps")
+	prepareRun(b, conn, names, 100)
+	steps := []string{"claim", "ledger", "write", "commit"}
+	spent := make([]time.Duration, len(steps))
+	chunk := 0
+	for b.Loop() {
+		in := produceInput(names, chunk, 10_000, 0)
+		chunk++
+		var progress chunkCounters
+		mark := time.Now()
+		lap := func(step int) {
+			spent[step] += time.Since(mark)
+			mark = time.Now()
+		}
+		producer, err := claimChunk(ctx, conn, in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lap(0)
+		if _, err := ledgerHasChunk(ctx, conn, in); err != nil {
+			b.Fatal(err)
+		}
+		lap(1)
+		if err := producer.BeginTransaction(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := writeChunkRecords(ctx, conn, producer, in, &progress); err != nil {
+			b.Fatal(err)
+		}
+		lap(2)
+		if err := commitChunk(ctx, producer, in.Chunk); err != nil {
+			b.Fatal(err)
+		}
+		lap(3)
+		producer.Close()
+	}
+	for i, step := range steps {
+		b.ReportMetric(float64(spent[i].Microseconds())/1000/float64(chunk), step+"-ms/chunk")
+	}
+}
+
+// benchConn connects to the stack's Kafka with the security settings of
+// the environment (none on the default profile).
+func benchConn(b *testing.B) *kafkaeos.Conn {
+	security, err := kafkaconn.FromEnv(os.Getenv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts, err := security.ClientOptions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(conn.Close)
+	return conn
+}
