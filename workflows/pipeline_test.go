@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -454,4 +456,51 @@ func deliverContinuedAs(t *testing.T, env *testsuite.TestWorkflowEnvironment) De
 	var next DeliverInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 	return next
+}
+
+// TestProduceRunsChunksInLanes holds chunk 0 back while the others return
+// at once: chunk 4, in chunk 0's lane (two lanes per chunk in flight), must
+// still wait for chunk 0, and every chunk must name its lane's
+// transactional id.
+func TestProduceRunsChunksInLanes(t *testing.T) {
+	env := newBareEnv()
+	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(kafkaadmin.LagSample{}, nil)
+	var (
+		mu     sync.Mutex
+		events []string
+		ids    = map[int]string{}
+	)
+	note := func(event string, chunk int) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, fmt.Sprintf("%s %d", event, chunk))
+	}
+	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in produce.ChunkInput) (produce.ChunkResult, error) {
+			note("start", in.Chunk)
+			mu.Lock()
+			ids[in.Chunk] = in.TransactionalID
+			mu.Unlock()
+			if in.Chunk == 0 {
+				time.Sleep(300 * time.Millisecond)
+			}
+			note("end", in.Chunk)
+			return produce.ChunkResult{Produced: in.Count, DurationMillis: 100}, nil
+		})
+	names := PipelineInput{RunID: "lanes"}.runNames()
+	const chunks, concurrency, lanes = 10, 2, 4
+	env.ExecuteWorkflow(ProduceWorkflow, ProduceInput{
+		Names: names, Messages: chunks * 10_000, ChunkSize: 10_000, ChunkConcurrency: concurrency,
+		LogicalQueues: 10, PayloadBytes: 10, RatePerSecond: 100_000, LagThreshold: 100, LagResume: 50, LagPollEvery: 5,
+	})
+	require.NoError(t, env.GetWorkflowError())
+	for chunk := range chunks {
+		require.Equal(t, produce.LaneTransactionalID(names, chunk%lanes), ids[chunk], "chunk %d", chunk)
+		if chunk >= lanes {
+			require.Less(t, slices.Index(events, fmt.Sprintf("end %d", chunk-lanes)), slices.Index(events, fmt.Sprintf("start %d", chunk)),
+				"chunk %d started before its lane's previous chunk ended: %v", chunk, events)
+		}
+	}
+	require.Less(t, slices.Index(events, "start 3"), slices.Index(events, "end 0"),
+		"chunks of other lanes did not go on while chunk 0 was held: %v", events)
 }

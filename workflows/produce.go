@@ -92,6 +92,10 @@ type producer struct {
 	trustedRates bool
 	rate         float64 // production rate of the last chunk
 	stopPolling  bool
+	// laneBusy is set when chunks run in lanes (see dispatchChunks): chunk
+	// c is in lane c mod len(laneBusy), and a lane runs one chunk at a
+	// time. Nil when replaying a run recorded before lanes.
+	laneBusy []bool
 }
 
 // ProduceWorkflow produces a run's messages in chunks, ChunkConcurrency at a
@@ -126,6 +130,9 @@ func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	p.keepsHoldSpans = workflow.GetVersion(ctx, "record-hold-spans", workflow.DefaultVersion, 1) == 1
 	p.deliverInputInSteps = workflow.GetVersion(ctx, "deliver-input-in-steps", workflow.DefaultVersion, 1) == 1
 	p.trustedRates = workflow.GetVersion(ctx, "trusted-drain-rates", workflow.DefaultVersion, 1) == 1
+	if workflow.GetVersion(ctx, "chunk-lanes", workflow.DefaultVersion, 1) == 1 {
+		p.laneBusy = make([]bool, produce.LanesPerChunkInFlight*p.in.ChunkConcurrency)
+	}
 	workflow.Go(ctx, p.pollLag)
 	// Production starts only once the lag is known, so a run started into a
 	// backlog (or continued as new while one builds) waits for it first.
@@ -276,10 +283,18 @@ func (p *producer) secondsSummary() string {
 // dispatchChunks schedules chunks, at most ChunkConcurrency at a time and
 // none while production is held, until every chunk is scheduled, one has
 // failed, or this run has scheduled its share and should continue as new.
+//
+// Chunks run in lanes: chunk c waits for chunk c-lanes, the lane's
+// previous chunk, and is written under the lane's transactional id, so a
+// worker keeps the lane's producer from chunk to chunk (no new connections,
+// no claim of a new id) and an attempt of a chunk still fences every earlier
+// one. A chunk's lane must not depend on which chunks end first: a reset
+// run schedules the chunk again, and its attempts fence the old ones only
+// under the same id.
 func (p *producer) dispatchChunks(ctx workflow.Context) error {
 	for scheduled := 0; p.state.NextChunk < p.state.Chunks && p.failure == nil; scheduled++ {
 		if err := workflow.Await(ctx, func() bool {
-			return p.failure != nil || (!p.held && p.inFlight < p.in.ChunkConcurrency)
+			return p.failure != nil || (!p.held && p.inFlight < p.in.ChunkConcurrency && !p.laneIsBusy(p.state.NextChunk))
 		}); err != nil {
 			return err
 		}
@@ -289,26 +304,45 @@ func (p *producer) dispatchChunks(ctx workflow.Context) error {
 		chunk := p.state.NextChunk
 		p.state.NextChunk++
 		p.inFlight++
+		p.markLane(chunk, true)
 		workflow.Go(ctx, func(ctx workflow.Context) { p.produceChunk(ctx, chunk) })
 	}
 	return nil
 }
 
+// laneIsBusy reports whether chunk's lane runs a chunk now; without lanes
+// no lane is ever busy.
+func (p *producer) laneIsBusy(chunk int) bool {
+	return p.laneBusy != nil && p.laneBusy[chunk%len(p.laneBusy)]
+}
+
+func (p *producer) markLane(chunk int, busy bool) {
+	if p.laneBusy != nil {
+		p.laneBusy[chunk%len(p.laneBusy)] = busy
+	}
+}
+
 // produceChunk produces one chunk and counts it.
 func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
-	defer func() { p.inFlight-- }()
-	first := int64(chunk) * int64(p.in.ChunkSize)
-	count := int(min(int64(p.in.ChunkSize), p.in.Messages-first))
-	var res produce.ChunkResult
-	err := workflow.ExecuteActivity(p.chunkOptions(ctx, chunk, count), produceActs.ProduceChunk, produce.ChunkInput{
-		Names: p.in.Names, Chunk: chunk, FirstSeq: first, Count: count,
+	in := produce.ChunkInput{
+		Names: p.in.Names, Chunk: chunk, FirstSeq: int64(chunk) * int64(p.in.ChunkSize),
 		LogicalQueues: p.in.LogicalQueues, PayloadBytes: p.in.PayloadBytes, RatePerSecond: p.perChunkRate,
-	}).Get(ctx, &res)
+	}
+	in.Count = int(min(int64(p.in.ChunkSize), p.in.Messages-in.FirstSeq))
+	if p.laneBusy != nil {
+		in.TransactionalID = produce.LaneTransactionalID(p.in.Names, chunk%len(p.laneBusy))
+	}
+	defer func() {
+		p.inFlight--
+		p.markLane(chunk, false)
+	}()
+	var res produce.ChunkResult
+	err := workflow.ExecuteActivity(p.chunkOptions(ctx, chunk, in.Count), produceActs.ProduceChunk, in).Get(ctx, &res)
 	if err != nil {
 		p.failure = fmt.Errorf("produce chunk %d: %w", chunk, err)
 		return
 	}
-	p.state.Produced += int64(count)
+	p.state.Produced += int64(in.Count)
 	if res.AlreadyCommitted {
 		p.state.Resumed++
 	}

@@ -125,7 +125,9 @@ func TestPollLag(t *testing.T) {
 	acts := New(conn, nil)
 	names := activitytest.UniqueNames(t, "")
 	prepareRun(t, conn, names, itPartitions)
-	producer := produce.New(conn)
+	writer := produce.NewWriter(conn)
+	defer writer.Close()
+	producer := produce.New(writer)
 	chunk := produce.ChunkInput{Names: names, Count: 10_000, LogicalQueues: 1000, PayloadBytes: 128}
 	if _, err := activitytest.Execute[produce.ChunkResult](t, activitytest.Env(producer), producer.ProduceChunk, chunk); err != nil {
 		t.Fatalf("ProduceChunk: %v", err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
 	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/kafkaeos"
@@ -17,23 +19,40 @@ import (
 // BenchmarkChunkSteps times the steps of ProduceChunk one chunk of 10,000
 // after another on a 100-partition raw topic of the stack's Kafka, and
 // reports each step's mean: claiming the transactional id, reading the
-// ledger, adding the partitions and writing the records, committing.
-// docs/performance.md, "Transactions: their partitions added in one
-// request", has its figures. The connection takes the FLOWPROOF_KAFKA_TLS*
-// and _SASL_* settings, so it measures the secure profile too:
+// ledger, adding the partitions and writing the records, committing. In
+// "own-id" each chunk claims an id of its own (inputs without a lane); in
+// "lane" the chunks share their lane's producer, claimed once, as a worker
+// keeps it. docs/performance.md, "Producers kept across a lane's chunks",
+// has its figures. The connection takes the FLOWPROOF_KAFKA_TLS* and
+// _SASL_* settings, so it measures the secure profile too:
 //
 //	eval "$(bin/stackctl env)"
 //	go test -tags integration -run '^$' -bench ChunkSteps -benchtime 20x ./activities/produce/
 func BenchmarkChunkSteps(b *testing.B) {
+	for _, lanes := range []int{0, 1, 2} {
+		name := map[int]string{0: "own-id", 1: "1-lane", 2: "2-lanes"}[lanes]
+		b.Run(name, func(b *testing.B) { benchmarkChunkSteps(b, lanes) })
+	}
+}
+
+// benchmarkChunkSteps writes chunk c in lane c mod lanes, keeping each
+// lane's producer; with no lanes each chunk claims an id of its own.
+func benchmarkChunkSteps(b *testing.B, lanes int) {
 	ctx := context.Background()
 	conn := benchConn(b)
 	names := activitytest.UniqueNames(b, "chunksteps")
 	prepareRun(b, conn, names, 100)
-	steps := []string{"claim", "ledger", "write", "commit"}
+	steps := []string{"claim", "ledger", "add", "write", "commit"}
 	spent := make([]time.Duration, len(steps))
 	chunk := 0
+	kept := make([]*kgo.Client, max(lanes, 1))
 	for b.Loop() {
+		lane := chunk % len(kept)
 		in := produceInput(names, chunk, 10_000, 0)
+		if lanes > 0 {
+			in.TransactionalID = LaneTransactionalID(names, lane)
+		}
+		producer := kept[lane]
 		chunk++
 		var progress chunkCounters
 		mark := time.Now()
@@ -41,9 +60,11 @@ func BenchmarkChunkSteps(b *testing.B) {
 			spent[step] += time.Since(mark)
 			mark = time.Now()
 		}
-		producer, err := claimChunk(ctx, conn, in)
-		if err != nil {
-			b.Fatal(err)
+		if producer == nil {
+			var err error
+			if producer, err = claimChunk(ctx, conn, in); err != nil {
+				b.Fatal(err)
+			}
 		}
 		lap(0)
 		if _, err := ledgerHasChunk(ctx, conn, in); err != nil {
@@ -53,15 +74,28 @@ func BenchmarkChunkSteps(b *testing.B) {
 		if err := producer.BeginTransaction(); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := writeChunkRecords(ctx, conn, producer, in, &progress); err != nil {
+		if err := addChunkPartitions(ctx, conn, producer, in); err != nil {
 			b.Fatal(err)
 		}
 		lap(2)
-		if err := commitChunk(ctx, producer, in.Chunk); err != nil {
+		if _, err := writeChunkRecords(ctx, producer, in, &progress); err != nil {
 			b.Fatal(err)
 		}
 		lap(3)
-		producer.Close()
+		if err := commitChunk(ctx, producer, in.Chunk); err != nil {
+			b.Fatal(err)
+		}
+		lap(4)
+		if lanes > 0 {
+			kept[lane] = producer
+		} else {
+			producer.Close()
+		}
+	}
+	for _, producer := range kept {
+		if producer != nil {
+			producer.Close()
+		}
 	}
 	for i, step := range steps {
 		b.ReportMetric(float64(spent[i].Microseconds())/1000/float64(chunk), step+"-ms/chunk")

@@ -4,12 +4,15 @@ package produce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -44,14 +47,32 @@ const (
 	recordBlockSize = 1024
 )
 
-// Activities holds the shared Kafka connection; each chunk makes its own
-// transactional producer, because a transactional id belongs to one chunk.
+// Activities holds the chunk writer, which holds the shared Kafka
+// connection and the producers kept between a lane's chunks.
 type Activities struct {
-	kafka *kafkaeos.Conn
+	writer *Writer
 }
 
-// New returns the produce activity.
-func New(kafka *kafkaeos.Conn) *Activities { return &Activities{kafka: kafka} }
+// New returns the produce activity, which writes with writer; closing the
+// writer is the caller's (an activity struct's exported methods are all
+// activities).
+func New(writer *Writer) *Activities { return &Activities{writer: writer} }
+
+// Writer writes chunks, each in a Kafka transaction of its own. It keeps a
+// lane's transactional producer from one of the lane's chunks to the next.
+type Writer struct {
+	kafka     *kafkaeos.Conn
+	producers *laneProducers
+}
+
+// NewWriter returns a chunk writer on kafka.
+func NewWriter(kafka *kafkaeos.Conn) *Writer {
+	return &Writer{kafka: kafka, producers: newLaneProducers(laneIdleFor)}
+}
+
+// Close closes the producers kept for lanes; the Kafka connection is the
+// caller's.
+func (w *Writer) Close() { w.producers.close() }
 
 // ChunkInput is one resumable unit of production: messages
 // FirstSeq .. FirstSeq+Count-1, written in one Kafka transaction.
@@ -64,6 +85,12 @@ type ChunkInput struct {
 	PayloadBytes  int                 `json:"payload_bytes"`
 	// RatePerSecond caps this chunk's production; 0 means unlimited.
 	RatePerSecond float64 `json:"rate_per_second"`
+	// TransactionalID is the lane's (LaneTransactionalID): the workflow
+	// runs a run's chunks in lanes, one chunk of a lane at a time, so a
+	// worker can keep the lane's producer from chunk to chunk. Empty, as
+	// in inputs recorded before lanes, means the chunk's own id, and no
+	// producer is kept.
+	TransactionalID string `json:"transactional_id,omitempty"`
 }
 
 // ChunkResult reports one chunk.
@@ -86,18 +113,26 @@ type ChunkResult struct {
 // its result was lost, so this attempt writes nothing. Claiming before
 // reading matters: read first, and an earlier attempt could still commit
 // between the read and this attempt's own commit.
+//
+// A first attempt may instead take the producer this worker kept from the
+// lane's previous chunk: it claimed the id, so it has already fenced every
+// producer that claimed it before; and if another claimed the id since,
+// the coordinator refuses the kept producer's first request (the partition
+// add) before anything is written, and the chunk claims the id anew and
+// reads the ledger again. A retry always claims anew.
 func (a *Activities) ProduceChunk(ctx context.Context, in ChunkInput) (ChunkResult, error) {
-	return WriteChunk(ctx, a.kafka, in, activities.ReporterOf(ctx))
+	retry := activity.GetInfo(ctx).Attempt > 1
+	return a.writer.WriteChunk(ctx, in, retry, activities.ReporterOf(ctx))
 }
 
-// WriteChunk is ProduceChunk for a caller that is no activity (the
-// benchmark): it reports to rep.
-func WriteChunk(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput, rep activities.Reporter) (ChunkResult, error) {
+// WriteChunk is ProduceChunk for any caller; the benchmark calls it
+// directly. retry says whether an earlier attempt of the chunk may have
+// run; rep is where it reports.
+func (w *Writer) WriteChunk(ctx context.Context, in ChunkInput, retry bool, rep activities.Reporter) (ChunkResult, error) {
 	if err := validateProduceChunk(in); err != nil {
 		return ChunkResult{}, err
 	}
 	started := time.Now()
-	logger := rep.Log
 	// Heartbeats start before the transactional id is claimed: claiming
 	// waits while the broker aborts an earlier attempt's transaction.
 	var progress chunkCounters
@@ -105,41 +140,100 @@ func WriteChunk(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput, rep ac
 		return chunkProgress{Chunk: in.Chunk, Sent: progress.sent.Load(), Acked: progress.acked.Load()}
 	})()
 
-	producer, err := claimChunk(ctx, kafka, in)
-	if err != nil {
-		return ChunkResult{}, err
+	txnID, timeout := in.transactionalID(), transactionTimeout(in)
+	var producer *kgo.Client
+	if in.TransactionalID != "" {
+		producer = w.producers.take(txnID, timeout)
 	}
-	defer producer.Close()
+	if producer != nil && retry {
+		// The claim below fences it anyway; closed now, it is not kept
+		// in place of the producer that claims.
+		producer.Close()
+		producer = nil
+	}
+	kept := producer != nil
+	for {
+		if producer == nil {
+			var err error
+			if producer, err = claimChunk(ctx, w.kafka, in); err != nil {
+				return ChunkResult{}, err
+			}
+		}
+		result, err := writeClaimedChunk(ctx, w.kafka, producer, in, &progress, rep.Log)
+		if kept && errors.Is(err, errStaleProducer) {
+			rep.Log.Info("the lane's kept producer was fenced by a newer claim of its id; claiming it anew",
+				"Chunk", in.Chunk, "TransactionalID", txnID, "Error", err)
+			producer.Close()
+			producer, kept = nil, false
+			continue
+		}
+		if err != nil {
+			producer.Close()
+			return ChunkResult{}, err
+		}
+		if in.TransactionalID != "" {
+			w.producers.put(txnID, timeout, producer)
+		} else {
+			producer.Close()
+		}
+		result.DurationMillis = time.Since(started).Milliseconds()
+		if !result.AlreadyCommitted {
+			rep.Log.Info("chunk committed", "Chunk", in.Chunk, "Topic", in.Names.RawTopic, "FirstSeq", in.FirstSeq,
+				"Produced", result.Produced, "DurationMillis", result.DurationMillis, "KeptProducer", kept)
+		}
+		return result, nil
+	}
+}
+
+// errStaleProducer marks a chunk refused at its first request because its
+// producer's claim of the transactional id is no longer the newest: nothing
+// of the chunk was written.
+var errStaleProducer = errors.New("producer fenced before writing")
+
+// writeClaimedChunk writes the chunk with producer, which has claimed the
+// chunk's transactional id and has no transaction open: it reads the
+// ledger, then writes and commits the chunk unless the ledger has it.
+func writeClaimedChunk(ctx context.Context, kafka *kafkaeos.Conn, producer *kgo.Client, in ChunkInput,
+	progress *chunkCounters, logger log.Logger,
+) (ChunkResult, error) {
 	committed, err := ledgerHasChunk(ctx, kafka, in)
 	if err != nil {
 		return ChunkResult{}, fmt.Errorf("chunk %d: read ledger %s: %w", in.Chunk, in.Names.LedgerTopic, err)
 	}
 	if committed {
 		logger.Info("chunk was committed by an earlier attempt; nothing written", "Chunk", in.Chunk, "Topic", in.Names.RawTopic)
-		return ChunkResult{AlreadyCommitted: true, DurationMillis: time.Since(started).Milliseconds()}, nil
+		return ChunkResult{AlreadyCommitted: true}, nil
 	}
 	if err := producer.BeginTransaction(); err != nil {
 		return ChunkResult{}, fmt.Errorf("chunk %d: begin transaction: %w", in.Chunk, err)
 	}
-	produced, err := writeChunkRecords(ctx, kafka, producer, in, &progress)
+	if err := addChunkPartitions(ctx, kafka, producer, in); err != nil {
+		if kafkaeos.Fenced(err) {
+			return ChunkResult{}, fmt.Errorf("chunk %d: %w: %w", in.Chunk, errStaleProducer, err)
+		}
+		return ChunkResult{}, abortChunk(ctx, producer, in.Chunk, err, logger)
+	}
+	produced, err := writeChunkRecords(ctx, producer, in, progress)
 	if err != nil {
-		abortErr := kafkaeos.AbortTransaction(ctx, producer)
-		logger.Warn("chunk aborted", "Chunk", in.Chunk, "Error", err, "AbortError", abortErr)
-		return ChunkResult{}, abortedChunkError(ctx, in.Chunk, err, abortErr)
+		return ChunkResult{}, abortChunk(ctx, producer, in.Chunk, err, logger)
 	}
 	if err := commitChunk(ctx, producer, in.Chunk); err != nil {
 		return ChunkResult{}, err
 	}
-	result := ChunkResult{Produced: produced, DurationMillis: time.Since(started).Milliseconds()}
-	logger.Info("chunk committed", "Chunk", in.Chunk, "Topic", in.Names.RawTopic, "FirstSeq", in.FirstSeq,
-		"Produced", produced, "DurationMillis", result.DurationMillis)
-	return result, nil
+	return ChunkResult{Produced: produced}, nil
+}
+
+// abortChunk aborts the chunk's transaction after err and says why.
+func abortChunk(ctx context.Context, producer *kgo.Client, chunk int, err error, logger log.Logger) error {
+	abortErr := kafkaeos.AbortTransaction(ctx, producer)
+	logger.Warn("chunk aborted", "Chunk", chunk, "Error", err, "AbortError", abortErr)
+	return abortedChunkError(ctx, chunk, err, abortErr)
 }
 
 // claimChunk builds the chunk's transactional producer and claims its
 // transactional id, which fences every earlier attempt of the chunk.
 func claimChunk(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput) (*kgo.Client, error) {
-	txnID := chunkTransactionalID(in.Names, in.Chunk)
+	txnID := in.transactionalID()
 	producer, err := kafka.NewClient(
 		kgo.TransactionalID(txnID),
 		kgo.TransactionTimeout(transactionTimeout(in)),
@@ -260,11 +354,37 @@ func transactionTimeout(in ChunkInput) time.Duration {
 }
 
 // chunkTransactionalID derives a chunk's transactional id from the run (its
-// raw topic) and the chunk number. A retried attempt uses the same id, so its
-// InitProducerID fences the earlier attempt and aborts whatever that attempt
-// left open.
+// raw topic) and the chunk number: the id of a chunk whose input names no
+// lane. A retried attempt uses the same id, so its InitProducerID fences the
+// earlier attempt and aborts whatever that attempt left open.
 func chunkTransactionalID(names activities.RunNames, chunk int) string {
 	return names.RawTopic + ".chunk-" + strconv.Itoa(chunk)
+}
+
+// LanesPerChunkInFlight is how many lanes a run has for each chunk it
+// writes at a time: two, because a lane's next transaction cannot begin
+// until the coordinator has finished its last (the commit markers written
+// to every partition and replicated: 40-270 ms measured). With one lane per
+// chunk in flight each chunk would wait out its predecessor's markers;
+// with two, the markers are written while the other lane's chunk runs
+// (docs/performance.md, "Producers kept across a lane's chunks").
+const LanesPerChunkInFlight = 2
+
+// LaneTransactionalID is the transactional id of a run's lane. Every chunk
+// of the lane, and every attempt of each, uses it, so a retry fences its
+// earlier attempt as with a chunk's own id, provided the lane runs one
+// chunk at a time and a chunk always goes to the same lane.
+func LaneTransactionalID(names activities.RunNames, lane int) string {
+	return names.RawTopic + ".lane-" + strconv.Itoa(lane)
+}
+
+// transactionalID is the id the chunk is written under: its lane's, or
+// its own.
+func (in ChunkInput) transactionalID() string {
+	if in.TransactionalID != "" {
+		return in.TransactionalID
+	}
+	return chunkTransactionalID(in.Names, in.Chunk)
 }
 
 // chunkLedgerKey is the ledger record key that marks chunk as committed.

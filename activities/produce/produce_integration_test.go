@@ -100,7 +100,7 @@ func checkRawRecords(t *testing.T, names activities.RunNames, records []*kgo.Rec
 
 func TestProduceChunkCommitsOnceAndSkipsWhenRetried(t *testing.T) {
 	conn := activitytest.Conn(t)
-	acts := New(conn)
+	acts := newActivities(t, conn)
 	names := activitytest.UniqueNames(t, "")
 	prepareRun(t, conn, names, itPartitions)
 
@@ -142,7 +142,7 @@ func TestProduceChunkCommitsOnceAndSkipsWhenRetried(t *testing.T) {
 
 func TestProduceChunkCancelledMidwayLeavesNothingAndRetryCommitsOnce(t *testing.T) {
 	conn := activitytest.Conn(t)
-	acts := New(conn)
+	acts := newActivities(t, conn)
 	names := activitytest.UniqueNames(t, "")
 	prepareRun(t, conn, names, itPartitions)
 	ctx := context.Background()
@@ -216,7 +216,7 @@ func TestProduceChunkCancelledMidwayLeavesNothingAndRetryCommitsOnce(t *testing.
 
 func TestProduceChunkRetryFencesEarlierAttempt(t *testing.T) {
 	conn := activitytest.Conn(t)
-	acts := New(conn)
+	acts := newActivities(t, conn)
 	names := activitytest.UniqueNames(t, "")
 	prepareRun(t, conn, names, itPartitions)
 
@@ -250,7 +250,7 @@ func TestProduceChunkRetryFencesEarlierAttempt(t *testing.T) {
 
 func TestProduceThroughputTenChunksTwoConcurrent(t *testing.T) {
 	conn := activitytest.Conn(t)
-	acts := New(conn)
+	acts := newActivities(t, conn)
 	names := activitytest.UniqueNames(t, "")
 	prepareRun(t, conn, names, 100)
 
@@ -301,7 +301,7 @@ func TestProduceChunkRetrySeesCommitBehindAnOpenTransaction(t *testing.T) {
 
 func retryBehindOpenTransaction(t *testing.T, end kgo.TransactionEndTry) {
 	conn := activitytest.Conn(t)
-	acts := New(conn)
+	acts := newActivities(t, conn)
 	names := activitytest.UniqueNames(t, "")
 	prepareRun(t, conn, names, itPartitions)
 	ctx := context.Background()
@@ -366,4 +366,12 @@ func ledgerEnd(t *testing.T, conn *kafkaeos.Conn, names activities.RunNames) int
 		t.Fatal(err)
 	}
 	return hwm[names.LedgerTopic][0].Offset
+}
+
+// newActivities is the produce activity on conn, its writer closed when
+// the test ends.
+func newActivities(t *testing.T, conn *kafkaeos.Conn) *Activities {
+	writer := NewWriter(conn)
+	t.Cleanup(writer.Close)
+	return New(writer)
 }

@@ -57,23 +57,27 @@ func newChunkWriter(producer *kgo.Client, in ChunkInput, progress *chunkCounters
 	}
 }
 
-// writeChunkRecords adds the chunk's partitions to its transaction, hands
-// the producer the chunk's ledger record and its messages in seq order, and
-// returns how many messages it handed over. It returns the first produce
-// error (or the context's) and leaves committing to the caller.
-func writeChunkRecords(ctx context.Context, kafka *kafkaeos.Conn, producer *kgo.Client, in ChunkInput, progress *chunkCounters) (int, error) {
+// addChunkPartitions adds the partitions the chunk's records go to, and
+// the ledger's, to the producer's open transaction: the transaction's first
+// request to its coordinator.
+func addChunkPartitions(ctx context.Context, kafka *kafkaeos.Conn, producer *kgo.Client, in ChunkInput) error {
 	partitions, err := chunkPartitions(ctx, kafka, in)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if err := kafkaeos.AddPartitionsToTxn(ctx, producer, chunkTransactionalID(in.Names, in.Chunk), partitions); err != nil {
-		return 0, err
-	}
+	return kafkaeos.AddPartitionsToTxn(ctx, producer, in.transactionalID(), partitions)
+}
+
+// writeChunkRecords hands the producer the chunk's ledger record and its
+// messages in seq order, and returns how many messages it handed over. It
+// returns the first produce error (or the context's) and leaves committing
+// to the caller.
+func writeChunkRecords(ctx context.Context, producer *kgo.Client, in ChunkInput, progress *chunkCounters) (int, error) {
 	w := newChunkWriter(producer, in, progress)
 	if err := w.produceLedger(ctx); err != nil {
 		return 0, err
 	}
-	err = w.produceAll(ctx)
+	err := w.produceAll(ctx)
 	return int(progress.sent.Load()), err
 }
 

@@ -89,7 +89,8 @@ type Activities struct {
 	Results    *results.Activities
 	Notify     *notify.Activities
 
-	kafka *kafkaeos.Conn
+	kafka  *kafkaeos.Conn
+	writer *produce.Writer
 }
 
 // New builds the clients once. Without the Flink, endpoint or token
@@ -122,6 +123,7 @@ func New(cfg Config) (*Activities, error) {
 		kafka.Close()
 		return nil, fmt.Errorf("reference endpoint: %w", err)
 	}
+	writer := produce.NewWriter(kafka)
 	recorder := cfg.RunMetrics
 	if recorder == nil {
 		recorder = runmetrics.NewRecorder()
@@ -138,13 +140,14 @@ func New(cfg Config) (*Activities, error) {
 		}),
 		KafkaAdmin: kafkaadmin.New(kafka, jobs),
 		Flink:      flink.New(cfg.FlinkKafka, gateway, jobs),
-		Produce:    produce.New(kafka),
+		Produce:    produce.New(writer),
 		Deliver:    deliverActs,
 		Verify:     verifyActs,
 		RunMetrics: runmetrics.New(recorder),
 		Results:    results.New(results.NewStore(kafka, cfg.ResultsTopic)),
 		Notify:     notify.New(cfg.Notify, cfg.NotifyCounts),
 		kafka:      kafka,
+		writer:     writer,
 	}, nil
 }
 
@@ -167,8 +170,12 @@ func flinkClients(cfg Config) (*flinksql.Gateway, *flinksql.JobManager, error) {
 	return gateway, jobs, nil
 }
 
-// Close releases the shared Kafka connection.
+// Close releases the producers kept for the chunks' lanes and the shared
+// Kafka connection.
 func (a *Activities) Close() {
+	if a.writer != nil {
+		a.writer.Close()
+	}
 	if a.kafka != nil {
 		a.kafka.Close()
 	}

@@ -35,6 +35,13 @@ func AbortTransaction(ctx context.Context, producer *kgo.Client) error {
 	return errors.Join(errs...)
 }
 
+// Fenced reports whether err says the producer's claim of its
+// transactional id is no longer the newest: another producer claimed the
+// id since (InitProducerId), so this one can neither write nor commit.
+func Fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch)
+}
+
 // AddPartitionsToTxn adds partitions (by topic) to the producer's open
 // transaction in one request. A producer adds a partition by itself when it
 // first writes to it (Kafka 4's transaction.version 2: the partition's

@@ -115,7 +115,7 @@ func (b *bench) producers(ctx context.Context) error {
 }
 
 // produceWithFlowproof produces s.records messages through the Produce
-// activity's own code (produce.WriteChunk, one Kafka transaction per chunk), in
+// activity's own code (produce.Writer, one Kafka transaction per chunk), in
 // chunks of chunkSize, concurrency at a time and unthrottled, into a fresh
 // run's raw topic, and deletes the run's topics afterwards.
 func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSize, concurrency int) (producerFigures, error) {
@@ -136,10 +136,16 @@ func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSiz
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// As the workflow does: each of the concurrent writers takes its
+	// chunks in turns from its own lanes, whose producers are kept from
+	// one of the lane's chunks to the next.
+	writer := produce.NewWriter(b.kafka)
+	defer writer.Close()
 	started := time.Now()
-	for range concurrency {
+	for w := range concurrency {
 		wg.Go(func() {
-			for {
+			for turn := 0; ; turn++ {
+				lane := w*produce.LanesPerChunkInFlight + turn%produce.LanesPerChunkInFlight
 				chunk := int(nextChunk.Add(1) - 1)
 				if chunk >= chunks || ctx.Err() != nil {
 					return
@@ -147,10 +153,11 @@ func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSiz
 				firstSeq := chunk * chunkSize
 				count := min(chunkSize, b.s.records-firstSeq)
 				chunkStarted := time.Now()
-				res, err := produce.WriteChunk(ctx, b.kafka, produce.ChunkInput{
+				res, err := writer.WriteChunk(ctx, produce.ChunkInput{
 					Names: names, Chunk: chunk, FirstSeq: int64(firstSeq), Count: count,
 					LogicalQueues: b.s.queues, PayloadBytes: b.s.payloadBytes,
-				}, report)
+					TransactionalID: produce.LaneTransactionalID(names, lane),
+				}, false, report)
 				if err == nil && (res.AlreadyCommitted || res.Produced != count) {
 					err = fmt.Errorf("chunk %d produced %d of %d records (already committed: %t) on a fresh topic", chunk, res.Produced, count, res.AlreadyCommitted)
 				}
