@@ -19,11 +19,13 @@ import (
 // BenchmarkChunkSteps times the steps of ProduceChunk one chunk of 10,000
 // after another on a 100-partition raw topic of the stack's Kafka, and
 // reports each step's mean: claiming the transactional id, reading the
-// ledger, adding the partitions and writing the records, committing. In
+// ledger, adding the partitions (where waiting for the lane's previous
+// transaction to finish shows), writing the records, committing. In
 // "own-id" each chunk claims an id of its own (inputs without a lane); in
-// "lane" the chunks share their lane's producer, claimed once, as a worker
-// keeps it. docs/performance.md, "Producers kept across a lane's chunks",
-// has its figures. The connection takes the FLOWPROOF_KAFKA_TLS* and
+// "1-lane" and "2-lanes" the chunks take turns in that many lanes, each
+// lane's producer claimed once and kept, as a worker keeps it.
+// docs/performance.md, "Producers kept across a lane's chunks", has its
+// figures. The connection takes the FLOWPROOF_KAFKA_TLS* and
 // _SASL_* settings, so it measures the secure profile too:
 //
 //	eval "$(bin/stackctl env)"

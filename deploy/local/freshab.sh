@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Side-by-side comparison of revisions of the whole local stack, each run on
 # a stack started afresh, as on a new machine:
-#   [MESSAGES=n] [ROUNDS=2] [TASKMANAGERS=1] bash deploy/local/freshab.sh REV_A REV_B [REV_C ...]
+#   [MESSAGES=n] [ROUNDS=2] [TASKMANAGERS=1] [FLAGS_a=... FLAGS_b=...] bash deploy/local/freshab.sh REV_A REV_B [REV_C ...]
 # Before every run it stops the stack and deletes the stack's Kafka data
 # (its topics are a run's scratch; a fresh machine has none), then runs that
 # revision's make demo (deploy/local/demo.sh) from a worktree, so the
 # brokers, Flink and the worker of the revision start cold and Kafka's
 # internal topics are created by its settings. Rounds alternate the order
 # (A B, then B A). This is for what abtest.sh cannot compare: broker and
-# Flink settings, the stack's own processes. Each run takes a few minutes.
+# Flink settings, the stack's own processes. FLAGS_a, FLAGS_b, ... are
+# extra starter flags of each arm (the same revision twice with other
+# inputs compares inputs on fresh stacks). Each run takes a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 (($# >= 2)) || { echo "usage: [MESSAGES=n] [ROUNDS=n] $0 REV_A REV_B [REV_C ...]" >&2; exit 2; }
@@ -40,7 +42,8 @@ for round in $(seq "$rounds"); do
     rm -rf "$stack_dir/data/kafka"
     worker_log_size=$(stat -c %s "$stack_dir/logs/worker.log" 2>/dev/null || echo 0)
     echo "== $v (${names% }) round $round, $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    (cd "$out/src-$v" && TASKMANAGERS="${TASKMANAGERS:-1}" bash deploy/local/demo.sh >"$log" 2>&1) || echo "(make demo failed: $log)"
+    flags_var="FLAGS_$v"
+    (cd "$out/src-$v" && TASKMANAGERS="${TASKMANAGERS:-1}" STARTER_FLAGS="${!flags_var:-}" bash deploy/local/demo.sh >"$log" 2>&1) || echo "(make demo failed: $log)"
     grep -E '^(status|total time|end-to-end latency|backpressure) |^ *(produce|deliver|verify) |^(kafka|flink|worker|temporal|other processes) |^machine busy|^CPU per message' "$log" || true
     # The worker log is appended to: this run's lines follow its size before.
     tail -c +$((worker_log_size + 1)) "$stack_dir/logs/worker.log" 2>/dev/null | python3 deploy/local/step_times.py || true
