@@ -106,13 +106,22 @@ func (s JobState) Terminal() bool {
 
 // JobSummary is one line of the job list.
 type JobSummary struct {
-	ID    string   `json:"jid"`
-	Name  string   `json:"name"`
-	State JobState `json:"state"`
-	Start int64    `json:"start-time"`
+	ID    string     `json:"jid"`
+	Name  string     `json:"name"`
+	State JobState   `json:"state"`
+	Start int64      `json:"start-time"`
+	Tasks TaskCounts `json:"tasks"`
 }
 
-// Jobs lists the cluster's jobs, running and recent.
+// TaskCounts counts a job's tasks (parallel subtasks of all its vertices)
+// by state.
+type TaskCounts struct {
+	Total   int `json:"total"`
+	Running int `json:"running"`
+}
+
+// Jobs lists the cluster's jobs, running and recent. Unlike Job, it tells
+// the jobs' states as they are now (see JobStatus).
 func (jm *JobManager) Jobs(ctx context.Context) ([]JobSummary, error) {
 	var out struct {
 		Jobs []JobSummary `json:"jobs"`
@@ -151,7 +160,10 @@ type Job struct {
 	Vertices   []Vertex         `json:"vertices"`
 }
 
-// Job asks for a job's detail.
+// Job asks for a job's detail. The JobManager serves it from a cache of
+// the job's execution graph that it refreshes every web.refresh-interval
+// (3 s by default), so a state read here may be that old; JobStatus and
+// Jobs are not.
 func (jm *JobManager) Job(ctx context.Context, jobID string) (Job, error) {
 	var out Job
 	if err := validJobID(jobID); err != nil {
@@ -163,6 +175,28 @@ func (jm *JobManager) Job(ctx context.Context, jobID string) (Job, error) {
 	return out, nil
 }
 
+// JobStatus asks for a job's state as the JobManager knows it now, not
+// from the cache Job reads: waiting on Job's answer costs up to a refresh
+// interval at every change of state.
+func (jm *JobManager) JobStatus(ctx context.Context, jobID string) (JobState, error) {
+	if err := validJobID(jobID); err != nil {
+		return "", err
+	}
+	var out struct {
+		Status JobState `json:"status"`
+	}
+	err := jm.rest.do(ctx, "GET", "/jobs/"+jobID+"/status", retrySafe, nil, &out)
+	if err == nil {
+		return out.Status, nil
+	}
+	// Flink answers a job it does not know here with a 500, where Job
+	// answers 404; Job's answer tells that case apart.
+	if _, jobErr := jm.Job(ctx, jobID); jobErr != nil {
+		return "", jobErr
+	}
+	return "", fmt.Errorf("status of job %s: %w", jobID, err)
+}
+
 // WaitForState polls the job until it is in one of states and returns that
 // state. It fails early when the job reaches a final state not asked for
 // (a FAILED job never becomes RUNNING), naming the job's latest exception.
@@ -172,20 +206,20 @@ func (jm *JobManager) WaitForState(ctx context.Context, jobID string, states ...
 	}
 	var last JobState
 	for {
-		job, err := jm.Job(ctx, jobID)
+		state, err := jm.JobStatus(ctx, jobID)
 		if err != nil {
 			return last, err
 		}
-		last = job.State
-		if slices.Contains(states, job.State) {
-			return job.State, nil
+		last = state
+		if slices.Contains(states, state) {
+			return state, nil
 		}
-		if job.State.Terminal() {
+		if state.Terminal() {
 			cause := ""
 			if exc, err := jm.Exceptions(ctx, jobID); err == nil && len(exc) > 0 {
 				cause = ": " + exc[0].RootCause()
 			}
-			return job.State, fmt.Errorf("flinksql: job %s is %s, waited for %v%s", jobID, job.State, states, cause)
+			return state, fmt.Errorf("flinksql: job %s is %s, waited for %v%s", jobID, state, states, cause)
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return last, fmt.Errorf("flinksql: job %s still %s, waited for %v: %w", jobID, last, states, err)

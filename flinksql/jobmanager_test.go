@@ -29,7 +29,7 @@ func serveCaptured(t *testing.T) *JobManager {
 		}
 		return b
 	}
-	var savepointPolls atomic.Int32
+	var savepointPolls, overviewPolls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		job := "/jobs/" + capturedJob
 		var body []byte
@@ -37,10 +37,20 @@ func serveCaptured(t *testing.T) *JobManager {
 		switch p := r.URL.Path; {
 		case p == "/overview":
 			body = read("jobmanager_overview.json")
+		case p == "/jobs/overview":
+			// Two jobs a moment after they became RUNNING, tasks still
+			// deploying, then with every task running.
+			if overviewPolls.Add(1) == 1 {
+				body = read("jobmanager_jobs_overview_starting.json")
+			} else {
+				body = read("jobmanager_jobs_overview_running.json")
+			}
 		case p == "/taskmanagers":
 			body = read("jobmanager_taskmanagers.json")
 		case p == job && r.Method == "GET":
 			body = read("jobmanager_job.json")
+		case p == job+"/status":
+			body = read("jobmanager_job_status.json")
 		case p == job+"/checkpoints":
 			body = read("jobmanager_checkpoints.json")
 		case p == job+"/exceptions":
@@ -57,6 +67,8 @@ func serveCaptured(t *testing.T) *JobManager {
 			} else {
 				body = read("jobmanager_savepoint_completed.json")
 			}
+		case p == "/jobs/0123456789abcdef0123456789abcdef/status":
+			status, body = http.StatusInternalServerError, read("jobmanager_job_status_unknown_error.json")
 		case strings.HasPrefix(p, "/jobs/0123456789abcdef0123456789abcdef"):
 			status, body = http.StatusNotFound, read("jobmanager_unknown_job_error.json")
 		default:
@@ -108,6 +120,15 @@ func TestJobManagerDecodesCapturedAnswers(t *testing.T) {
 	}
 	if st, err := jm.WaitForState(ctx, capturedJob, JobRunning); err != nil || st != JobRunning {
 		t.Errorf("WaitForState = %s, %v", st, err)
+	}
+	for _, want := range []TaskCounts{{Total: 2, Running: 0}, {Total: 2, Running: 2}} {
+		jobs, err := jm.Jobs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs) != 8 || jobs[0].State != JobRunning || jobs[0].Tasks != want || jobs[2].State != JobCanceled {
+			t.Errorf("jobs = %+v, want the first RUNNING with tasks %+v", jobs, want)
+		}
 	}
 
 	cps, err := jm.Checkpoints(ctx, capturedJob)
@@ -168,6 +189,10 @@ func TestJobManagerUnknownJob(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "Job 0123456789abcdef0123456789abcdef not found") {
 		t.Errorf("Error() = %v", err)
+	}
+	// Flink answers the status of a job it does not know with a 500.
+	if _, err := jm.JobStatus(context.Background(), "0123456789abcdef0123456789abcdef"); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+		t.Errorf("JobStatus(unknown) = %v, want a 404 *APIError", err)
 	}
 }
 

@@ -245,32 +245,33 @@ func (a *Activities) runningJob(ctx context.Context, name string, rep activities
 
 // waitJobRunning waits until the job is RUNNING and so is each of its
 // tasks: a job is RUNNING as soon as it is scheduled, while its tasks may
-// still be deploying and reading nothing.
+// still be deploying and reading nothing. The task counts come from the
+// job list, which tells them as they are now (the job's detail may be a
+// refresh interval old; see flinksql.JobManager.Job).
 func (a *Activities) waitJobRunning(ctx context.Context, id string) error {
 	if _, err := a.jobs.WaitForState(ctx, id, flinksql.JobRunning); err != nil {
 		return err
 	}
 	for {
-		job, err := a.jobs.Job(ctx, id)
+		all, err := a.jobs.Jobs(ctx)
 		if err != nil {
 			return err
 		}
+		i := slices.IndexFunc(all, func(j flinksql.JobSummary) bool { return j.ID == id })
+		if i < 0 {
+			return fmt.Errorf("job %s is not in the JobManager's job list", id)
+		}
+		job := all[i]
 		if job.State != flinksql.JobRunning {
 			return fmt.Errorf("job left RUNNING for %s while its tasks were starting", job.State)
 		}
-		waiting := 0
-		for _, v := range job.Vertices {
-			if v.Status != string(flinksql.JobRunning) {
-				waiting++
-			}
-		}
-		if waiting == 0 {
+		if job.Tasks.Total > 0 && job.Tasks.Running == job.Tasks.Total {
 			return nil
 		}
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
-			return fmt.Errorf("%d of %d tasks not yet running: %w", waiting, len(job.Vertices), ctx.Err())
+			return fmt.Errorf("%d of %d tasks not yet running: %w", job.Tasks.Total-job.Tasks.Running, job.Tasks.Total, ctx.Err())
 		}
 	}
 }

@@ -119,11 +119,11 @@ func produceRaw(t *testing.T, a *stage, names activities.RunNames, n int, queues
 
 func jobState(t *testing.T, a *stage, id string) flinksql.JobState {
 	t.Helper()
-	job, err := a.flink.jobs.Job(context.Background(), id)
+	state, err := a.flink.jobs.JobStatus(context.Background(), id)
 	if err != nil {
 		t.Fatalf("job %s: %v", id, err)
 	}
-	return job.State
+	return state
 }
 
 // TestFlinkJobsCarryMessagesThroughDelivery submits the run's two jobs,

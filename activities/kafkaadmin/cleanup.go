@@ -201,7 +201,7 @@ func (a *Activities) addRunningJobsNamed(ctx context.Context, ids, names []strin
 // returns those it asked.
 func (a *Activities) requestCancel(ctx context.Context, ids []string) (cancelled []string, errs []error) {
 	for _, id := range ids {
-		job, err := a.jobs.Job(ctx, id)
+		state, err := a.jobs.JobStatus(ctx, id)
 		if isNotFound(err) {
 			continue // Flink forgot it: a restarted cluster, or long ago
 		}
@@ -209,11 +209,11 @@ func (a *Activities) requestCancel(ctx context.Context, ids []string) (cancelled
 			errs = append(errs, fmt.Errorf("state of job %s: %w", id, err))
 			continue
 		}
-		if job.State.Terminal() {
+		if state.Terminal() {
 			continue
 		}
 		if err := a.jobs.Cancel(ctx, id); err != nil && !isNotFound(err) {
-			errs = append(errs, fmt.Errorf("cancel job %s (%s): %w", job.Name, id, err))
+			errs = append(errs, fmt.Errorf("cancel job %s: %w", id, err))
 			continue
 		}
 		cancelled = append(cancelled, id)
