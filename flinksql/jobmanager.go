@@ -3,7 +3,9 @@ package flinksql
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -191,8 +193,11 @@ func (jm *JobManager) JobStatus(ctx context.Context, jobID string) (JobState, er
 	}
 	// Flink answers a job it does not know here with a 500, where Job
 	// answers 404; Job's answer tells that case apart.
-	if _, jobErr := jm.Job(ctx, jobID); jobErr != nil {
-		return "", jobErr
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusInternalServerError {
+		if _, jobErr := jm.Job(ctx, jobID); jobErr != nil {
+			return "", jobErr
+		}
 	}
 	return "", fmt.Errorf("status of job %s: %w", jobID, err)
 }
