@@ -159,6 +159,8 @@ func TestHoldSummarySaysWhy(t *testing.T) {
 		p.secondsSummary())
 	p.lag = 250_000
 	require.Contains(t, p.secondsSummary(), "backpressure hold: lag 250000 > 100000, lag 7.2 s > 2.5 s")
+	p.lagSeconds = groupLagSeconds{group: "enrich", seconds: 9, byAge: true, known: true}
+	require.Contains(t, p.secondsSummary(), "lag 9.0 s > 2.5 s (enrich's oldest unconsumed record)")
 	p.held, p.lagSeconds = false, groupLagSeconds{}
 	require.Equal(t, "next lag poll (lag 250000, seconds unknown (no drain rate yet))", p.secondsSummary())
 }

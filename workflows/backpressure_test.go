@@ -68,6 +68,53 @@ func TestLagSecondsUnknownBeforeAGroupDrains(t *testing.T) {
 	require.Zero(t, rates)
 }
 
+func TestLagSecondsByAgeBeforeADrainRate(t *testing.T) {
+	// The first poll of a run: no rate, but enrich's oldest unconsumed
+	// record was produced 14 s ago. Less the checkpoint interval the
+	// job always trails by, it has kept a message 9 s.
+	s := kafkaadmin.LagSample{AtUnixMillis: 20_000, Enrich: 150_000, EnrichOldestMillis: 6_000, Deliver: 3, DeliverOldestMillis: 19_000}
+	rates, lag := defaultSecondsMeter.lagSeconds(nil, s, DrainRates{}, false)
+	require.Zero(t, rates)
+	require.Equal(t, groupLagSeconds{group: "enrich", seconds: 9, byAge: true, known: true}, lag)
+	require.True(t, holdProduction(false, lag.seconds, 5, 2.5))
+
+	// Runs recorded before the ages were read (none in their samples)
+	// replay as they ran: unknown.
+	s.EnrichOldestMillis, s.DeliverOldestMillis = 0, 0
+	_, lag = defaultSecondsMeter.lagSeconds(nil, s, DrainRates{}, false)
+	require.False(t, lag.known)
+}
+
+func TestLagSecondsByAgeWhileHeld(t *testing.T) {
+	// Held by age before a window could be measured: the group may still
+	// be starting, so its age keeps production held.
+	s := kafkaadmin.LagSample{AtUnixMillis: 25_000, Enrich: 120_000, EnrichPosition: 0, EnrichOldestMillis: 6_000}
+	history := []kafkaadmin.LagSample{{AtUnixMillis: 20_000, Enrich: 150_000, EnrichOldestMillis: 6_000}}
+	_, lag := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, true)
+	require.Equal(t, groupLagSeconds{group: "enrich", seconds: 14, byAge: true, known: true}, lag)
+
+	// A whole window later it has drained nothing: its lag is nothing
+	// waiting can shrink (see TestLagSecondsOfAStalledConsumer), and its
+	// age does not hold production either.
+	history = append(history, s)
+	s.AtUnixMillis = 30_000
+	_, lag = defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, true)
+	require.False(t, lag.known)
+
+	// Draining, the group's age holds until its rate counts: here it has
+	// been seen behind over the window from a poll where it consumed, so
+	// the rate, not the age, tells its seconds.
+	history = []kafkaadmin.LagSample{
+		{AtUnixMillis: 15_000, EnrichOldestMillis: 6_000},
+		{AtUnixMillis: 20_000, Enrich: 150_000, EnrichPosition: 10_000, EnrichOldestMillis: 6_000},
+		{AtUnixMillis: 25_000, Enrich: 120_000, EnrichPosition: 40_000, EnrichOldestMillis: 9_000},
+	}
+	s = kafkaadmin.LagSample{AtUnixMillis: 30_000, Enrich: 90_000, EnrichPosition: 70_000, EnrichOldestMillis: 12_000}
+	rates, lag := defaultSecondsMeter.lagSeconds(history, s, DrainRates{}, true)
+	require.Equal(t, DrainRates{Enrich: 6_000, EnrichBehind: true}, rates)
+	require.Equal(t, groupLagSeconds{group: "enrich", seconds: 10, rate: 6_000, known: true}, lag)
+}
+
 func TestLagSecondsAtTheRateOverTheWindow(t *testing.T) {
 	history := []kafkaadmin.LagSample{
 		{AtUnixMillis: -5_000},

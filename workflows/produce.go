@@ -239,7 +239,7 @@ func (p *producer) lagLogFields(mark int64, markSeconds float64) []any {
 	fields := []any{"lag", p.lag, "mark", mark}
 	if p.lagSeconds.known {
 		fields = append(fields, "lag_seconds", p.lagSeconds.seconds, "mark_seconds", markSeconds,
-			"group", p.lagSeconds.group, "drain_rate", p.lagSeconds.rate)
+			"group", p.lagSeconds.group, "drain_rate", p.lagSeconds.rate, "by_age", p.lagSeconds.byAge)
 	}
 	return fields
 }
@@ -264,7 +264,7 @@ func (p *producer) secondsSummary() string {
 	ls := p.lagSeconds
 	inSeconds := "seconds unknown (no drain rate yet)"
 	if ls.known {
-		inSeconds = fmt.Sprintf("%.1f s (%s, %d msg/s)", ls.seconds, ls.group, int64(ls.rate))
+		inSeconds = fmt.Sprintf("%.1f s (%s)", ls.seconds, ls.basis())
 	}
 	if !p.held {
 		return fmt.Sprintf("next lag poll (lag %d, %s)", p.lag, inSeconds)
@@ -274,7 +274,7 @@ func (p *producer) secondsSummary() string {
 		reasons = append(reasons, fmt.Sprintf("lag %d > %d", p.lag, p.in.LagResume))
 	}
 	if ls.known && ls.seconds > p.in.LagResumeSeconds {
-		reasons = append(reasons, fmt.Sprintf("lag %.1f s > %.3g s (%s draining %d msg/s)", ls.seconds, p.in.LagResumeSeconds, ls.group, int64(ls.rate)))
+		reasons = append(reasons, fmt.Sprintf("lag %.1f s > %.3g s (%s)", ls.seconds, p.in.LagResumeSeconds, ls.basis()))
 	}
 	return fmt.Sprintf("backpressure hold: %s; resumes at %d msgs and %.3g s (hold above %d or %.3g s)",
 		strings.Join(reasons, ", "), p.in.LagResume, p.in.LagResumeSeconds, p.in.LagThreshold, p.in.LagThresholdSeconds)

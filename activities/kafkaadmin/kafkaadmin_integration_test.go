@@ -129,9 +129,11 @@ func TestPollLag(t *testing.T) {
 	defer writer.Close()
 	producer := produce.New(writer)
 	chunk := produce.ChunkInput{Names: names, Count: 10_000, LogicalQueues: 1000, PayloadBytes: 128}
+	producedFrom := time.Now().UnixMilli()
 	if _, err := activitytest.Execute[produce.ChunkResult](t, activitytest.Env(producer), producer.ProduceChunk, chunk); err != nil {
 		t.Fatalf("ProduceChunk: %v", err)
 	}
+	producedTo := time.Now().UnixMilli()
 	ctx := context.Background()
 
 	// Records per partition, from a consumer; the chunk was one
@@ -185,6 +187,13 @@ func TestPollLag(t *testing.T) {
 	if age := time.Since(time.UnixMilli(sample.AtUnixMillis)); age < 0 || age > time.Minute {
 		t.Errorf("sample time %d is %s old", sample.AtUnixMillis, age)
 	}
+	// Every group lags somewhere, so each has an oldest unconsumed record:
+	// one of the chunk's, timestamped while it was produced.
+	for group, oldest := range map[string]int64{"enrich": sample.EnrichOldestMillis, "deliver": sample.DeliverOldestMillis, "split": sample.SplitOldestMillis} {
+		if oldest < producedFrom || oldest > producedTo {
+			t.Errorf("%s: oldest unconsumed record at %d, want one produced in [%d, %d]", group, oldest, producedFrom, producedTo)
+		}
+	}
 
 	// The real topics of the run: enriched and responses are empty.
 	sample, err = activitytest.Execute[LagSample](t, activitytest.Env(acts), acts.PollLag, PollLagInput{Names: names})
@@ -193,6 +202,11 @@ func TestPollLag(t *testing.T) {
 	}
 	if sample.Enrich != wantEnrich || sample.Deliver != 0 || sample.Split != 0 || sample.EnrichPosition != enrichConsumed || sample.DeliverPosition != 0 || sample.SplitPosition != 0 {
 		t.Errorf("lag on the run's topics: %+v", sample)
+	}
+	// Groups with nothing left have no oldest record.
+	if sample.EnrichOldestMillis < producedFrom || sample.EnrichOldestMillis > producedTo || sample.DeliverOldestMillis != 0 || sample.SplitOldestMillis != 0 {
+		t.Errorf("oldest unconsumed records on the run's topics: enrich %d (want in [%d, %d]), deliver %d and split %d (want 0)",
+			sample.EnrichOldestMillis, producedFrom, producedTo, sample.DeliverOldestMillis, sample.SplitOldestMillis)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -34,6 +35,15 @@ type LagSample struct {
 	EnrichPosition  int64 `json:"enrich_position,omitempty"`
 	DeliverPosition int64 `json:"deliver_position,omitempty"`
 	SplitPosition   int64 `json:"split_position,omitempty"`
+	// The oldest records are, per group, the timestamp (Unix ms) of the
+	// oldest record it has not consumed: the first readable record at its
+	// committed offset, the oldest over the partitions it lags on. Zero
+	// when it lags nowhere, when no partition's record could be read, and
+	// in samples of older workers. The sample's time minus it is how long
+	// the group has kept a message waiting, known without a drain rate.
+	EnrichOldestMillis  int64 `json:"enrich_oldest_ms,omitempty"`
+	DeliverOldestMillis int64 `json:"deliver_oldest_ms,omitempty"`
+	SplitOldestMillis   int64 `json:"split_oldest_ms,omitempty"`
 }
 
 // Max is the largest lag of the sample, the one backpressure acts on.
@@ -78,7 +88,8 @@ func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, e
 	// kadm finds partition leaders in the client's metadata cache, which
 	// may be seconds behind (a leader moved, a topic was just created);
 	// refreshing it first costs one request per poll.
-	if _, err := kafkaeos.FreshTopicDetails(ctx, a.kafka.Client, topics...); err != nil {
+	details, err := kafkaeos.FreshTopicDetails(ctx, a.kafka.Client, topics...)
+	if err != nil {
 		return LagSample{}, err
 	}
 	starts, err := a.kafka.Admin.ListStartOffsets(ctx, topics...)
@@ -101,17 +112,31 @@ func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, e
 			return LagSample{}, fmt.Errorf("lag of group %s: %w", g.group, err)
 		}
 	}
-	return LagSample{
+	sample := LagSample{
 		AtUnixMillis: at.UnixMilli(),
 		Enrich:       progress[0].lag, Deliver: progress[1].lag, Split: progress[2].lag,
 		EnrichPosition: progress[0].position, DeliverPosition: progress[1].position, SplitPosition: progress[2].position,
-	}, nil
+	}
+	oldest := []*int64{&sample.EnrichOldestMillis, &sample.DeliverOldestMillis, &sample.SplitOldestMillis}
+	for i, g := range groups {
+		if len(progress[i].unconsumed) == 0 {
+			continue
+		}
+		if *oldest[i], err = oldestUnconsumed(ctx, a.kafka.Client, details[g.topic], progress[i].unconsumed); err != nil {
+			// The age is a second signal beside the lag, which stands;
+			// the partitions that could not be read have none.
+			activity.GetLogger(ctx).Warn("some oldest unconsumed records could not be read", "group", g.group, "error", err)
+		}
+	}
+	return sample, nil
 }
 
 // groupProgress is how far a group is on one topic: what it has left
-// (lag) and where it has got to (position), both summed over partitions.
+// (lag) and where it has got to (position), both summed over partitions,
+// and where its unconsumed records begin in each partition it lags on.
 type groupProgress struct {
 	lag, position int64
+	unconsumed    []unconsumedFrom
 }
 
 // committedOffsets fetches a group's committed offsets; a group that does
@@ -152,7 +177,10 @@ func topicProgress(topic string, starts, ends kadm.ListedOffsets, committed kadm
 			// they are not lag either.
 			consumedTo = max(c.At, start.Offset)
 		}
-		total.lag += max(0, end.Offset-consumedTo)
+		if lag := end.Offset - consumedTo; lag > 0 {
+			total.lag += lag
+			total.unconsumed = append(total.unconsumed, unconsumedFrom{partition: partition, offset: consumedTo})
+		}
 		total.position += consumedTo
 	}
 	return total, nil
