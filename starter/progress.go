@@ -50,8 +50,11 @@ func describeProgress(p workflows.Progress) string {
 	}
 	if p.Lag > 0 {
 		fmt.Fprintf(&b, " | lag %s", humanfmt.Commas(p.Lag))
-		if p.LagGroup != "" {
+		switch {
+		case p.LagGroup != "" && p.DrainRate > 0:
 			fmt.Fprintf(&b, " (%.1f s, %s at %s/s)", p.LagSeconds, p.LagGroup, humanfmt.Commas(int64(p.DrainRate)))
+		case p.LagGroup != "":
+			fmt.Fprintf(&b, " (%.1f s, %s's oldest record)", p.LagSeconds, p.LagGroup)
 		}
 	}
 	if p.Held {

@@ -83,6 +83,11 @@ func TestProgressLineShowsLagInSeconds(t *testing.T) {
 	if got := describeProgress(p); !strings.HasSuffix(got, "| lag 52,000 (5.3 s, deliver at 9,811/s) | held (backpressure)") {
 		t.Errorf("with seconds: %q", got)
 	}
+	// No drain rate yet: the seconds are the age of the oldest record.
+	p.LagSeconds, p.LagGroup, p.DrainRate = 9, "enrich", 0
+	if got := describeProgress(p); !strings.HasSuffix(got, "| lag 52,000 (9.0 s, enrich's oldest record) | held (backpressure)") {
+		t.Errorf("with seconds by age: %q", got)
+	}
 }
 
 func TestSummaryPrintsTheThresholdTable(t *testing.T) {

@@ -434,8 +434,11 @@ func (p *pipeline) updateDetails(ctx workflow.Context) {
 		held = "**yes**"
 	}
 	lag := fmt.Sprint(pr.Lag)
-	if pr.LagGroup != "" {
+	switch {
+	case pr.LagGroup != "" && pr.DrainRate > 0:
 		lag += fmt.Sprintf(" (%.1f s, %s at %.0f/s)", pr.LagSeconds, pr.LagGroup, pr.DrainRate)
+	case pr.LagGroup != "":
+		lag += fmt.Sprintf(" (%.1f s, %s's oldest record)", pr.LagSeconds, pr.LagGroup)
 	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf(`### flowproof run %s
 | stage | messages | produced | delivered | verified | produce rate | lag | held | token renewals |

@@ -21,8 +21,9 @@ type Progress struct {
 	// RatePerSecond is the production rate of the last chunk.
 	RatePerSecond float64 `json:"rate_per_second"`
 	// LagSeconds is the largest consumer lag in seconds, of the group
-	// LagGroup draining DrainRate messages a second; unset while unknown
-	// (no threshold in seconds, or no drain rate yet).
+	// LagGroup draining DrainRate messages a second, or, with DrainRate 0,
+	// told by the age of its oldest unconsumed record; unset while unknown
+	// (no threshold in seconds, or neither known yet).
 	LagSeconds float64 `json:"lag_seconds,omitempty"`
 	LagGroup   string  `json:"lag_group,omitempty"`
 	DrainRate  float64 `json:"drain_rate,omitempty"`
