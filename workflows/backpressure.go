@@ -177,6 +177,10 @@ type secondsMeter struct {
 	// group consuming, and counts it only once the group has been seen
 	// behind; runs recorded before took every window's.
 	trustedRates bool
+	// ageFirst tells a group's seconds by its oldest record's age wherever
+	// that is known, and by its rate only where not; runs recorded before
+	// took the rate wherever it counted.
+	ageFirst bool
 }
 
 // groupLagSeconds is one group's lag in seconds, if it can be told: by its
@@ -245,12 +249,14 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 		// over a whole window is not known to drain nothing: it may still
 		// be starting.
 		stalled := held && windowFound && !draining
+		byRate := *g.rate > 0 && !(held && !draining) && (!r.trustedRates || *g.behind)
+		byAge := g.oldest(s) > 0 && !stalled
 		var lag groupLagSeconds
 		switch {
-		case *g.rate > 0 && !(held && !draining) && (!r.trustedRates || *g.behind):
-			lag = groupLagSeconds{group: g.name, seconds: float64(g.lag(s)) / *g.rate, rate: *g.rate, known: true}
-		case g.oldest(s) > 0 && !stalled:
+		case byAge && (r.ageFirst || !byRate):
 			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-g.oldest(s)) / 1000, byAge: true, known: true}
+		case byRate:
+			lag = groupLagSeconds{group: g.name, seconds: float64(g.lag(s)) / *g.rate, rate: *g.rate, known: true}
 		default:
 			continue
 		}

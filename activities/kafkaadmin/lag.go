@@ -70,6 +70,11 @@ func (l LagSample) Max() int64 { return max(l.Enrich, l.Deliver, l.Split) }
 // also count until a consumer has skipped past them. Neither is subtracted,
 // because which offsets are markers or aborted cannot be known without
 // reading the partitions.
+//
+// For each group it also reads the timestamp of its oldest unconsumed
+// record, which does read them (oldestUnconsumed), but only the batch at
+// the committed offset of each partition it lags on. A failure there is
+// logged and leaves that group's age unknown; the lag stands without it.
 func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, error) {
 	groups := []struct{ field, group, topic string }{
 		{"names.enrich_group", in.Names.EnrichGroup, in.Names.RawTopic},
@@ -117,12 +122,14 @@ func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, e
 		Enrich:       progress[0].lag, Deliver: progress[1].lag, Split: progress[2].lag,
 		EnrichPosition: progress[0].position, DeliverPosition: progress[1].position, SplitPosition: progress[2].position,
 	}
+	oldestCtx, cancel := context.WithTimeout(ctx, oldestFetchTimeout)
+	defer cancel()
 	oldest := []*int64{&sample.EnrichOldestMillis, &sample.DeliverOldestMillis, &sample.SplitOldestMillis}
 	for i, g := range groups {
 		if len(progress[i].unconsumed) == 0 {
 			continue
 		}
-		if *oldest[i], err = oldestUnconsumed(ctx, a.kafka.Client, details[g.topic], progress[i].unconsumed); err != nil {
+		if *oldest[i], err = oldestUnconsumed(oldestCtx, a.kafka.Client, details[g.topic], progress[i].unconsumed); err != nil {
 			// The age is a second signal beside the lag, which stands;
 			// the partitions that could not be read have none.
 			activity.GetLogger(ctx).Warn("some oldest unconsumed records could not be read", "group", g.group, "error", err)

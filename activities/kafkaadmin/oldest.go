@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -28,6 +30,12 @@ import (
 // bytes with its record). A broker may return a batch cut short at this
 // size; the header is all that is read.
 const oldestFetchPartitionBytes = 512
+
+// oldestFetchTimeout bounds the fetches of one poll's oldest records (see
+// PollLag): a leader that does not answer (a broker just lost, before its partitions
+// have moved) costs the age of its partitions, not the poll, whose lag
+// the run's backpressure cannot do without.
+const oldestFetchTimeout = 5 * time.Second
 
 // recordBatchHeaderBytes is the size of a Kafka record batch's header
 // (magic 2): base offset, length, leader epoch, magic, CRC, attributes,
@@ -60,14 +68,24 @@ func oldestUnconsumed(ctx context.Context, kafka *kgo.Client, topic kadm.TopicDe
 		}
 		byLeader[p.Leader] = append(byLeader[p.Leader], f)
 	}
+	leaders := slices.Sorted(maps.Keys(byLeader))
+	found := make([]int64, len(leaders))
+	leaderErrs := make([]error, len(leaders))
+	var wg sync.WaitGroup
+	for i, leader := range leaders {
+		wg.Go(func() {
+			found[i], leaderErrs[i] = oldestFromLeader(ctx, kafka.Broker(int(leader)), topic, byLeader[leader])
+			if leaderErrs[i] != nil {
+				leaderErrs[i] = fmt.Errorf("broker %d: %w", leader, leaderErrs[i])
+			}
+		})
+	}
+	wg.Wait()
+	errs = append(errs, leaderErrs...)
 	var oldest int64
-	for _, leader := range slices.Sorted(maps.Keys(byLeader)) {
-		found, err := oldestFromLeader(ctx, kafka.Broker(int(leader)), topic, byLeader[leader])
-		if err != nil {
-			errs = append(errs, fmt.Errorf("broker %d: %w", leader, err))
-		}
-		if found > 0 && (oldest == 0 || found < oldest) {
-			oldest = found
+	for _, ts := range found {
+		if ts > 0 && (oldest == 0 || ts < oldest) {
+			oldest = ts
 		}
 	}
 	return oldest, errors.Join(errs...)
