@@ -85,8 +85,11 @@ import (
 //     group has caught up or its rate takes over. It is a lower bound of
 //     what the lag will cost (the newest record waits longer when the
 //     group is slower than production), so a rate, once it counts, tells
-//     the seconds instead. Samples recorded before ages were read have
-//     none, and replay as they ran.
+//     the seconds instead: the seconds the issue asks for are lag at the
+//     drain rate. Telling every group by its age ahead of its rate, which
+//     no stale rate can mislead, was tried on fresh stacks and not taken
+//     (docs/performance.md, "The oldest unconsumed record's age"). Samples
+//     recorded before ages were read have none, and replay as they ran.
 
 // maxLagSamples bounds the lag history kept for the report; older samples
 // are thinned out, not dropped, so the curve keeps its shape.
@@ -177,10 +180,6 @@ type secondsMeter struct {
 	// group consuming, and counts it only once the group has been seen
 	// behind; runs recorded before took every window's.
 	trustedRates bool
-	// ageFirst tells a group's seconds by its oldest record's age wherever
-	// that is known, and by its rate only where not; runs recorded before
-	// took the rate wherever it counted.
-	ageFirst bool
 }
 
 // groupLagSeconds is one group's lag in seconds, if it can be told: by its
@@ -249,14 +248,12 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 		// over a whole window is not known to drain nothing: it may still
 		// be starting.
 		stalled := held && windowFound && !draining
-		byRate := *g.rate > 0 && !(held && !draining) && (!r.trustedRates || *g.behind)
-		byAge := g.oldest(s) > 0 && !stalled
 		var lag groupLagSeconds
 		switch {
-		case byAge && (r.ageFirst || !byRate):
-			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-g.oldest(s)) / 1000, byAge: true, known: true}
-		case byRate:
+		case *g.rate > 0 && !(held && !draining) && (!r.trustedRates || *g.behind):
 			lag = groupLagSeconds{group: g.name, seconds: float64(g.lag(s)) / *g.rate, rate: *g.rate, known: true}
+		case g.oldest(s) > 0 && !stalled:
+			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-g.oldest(s)) / 1000, byAge: true, known: true}
 		default:
 			continue
 		}

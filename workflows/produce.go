@@ -90,11 +90,8 @@ type producer struct {
 	// trustedRates is false when replaying a run recorded before drain
 	// rates left out the windows that tell nothing (see backpressure.go).
 	trustedRates bool
-	// ageFirst is false when replaying a run recorded before a group's
-	// oldest record's age, where known, told its seconds ahead of its rate.
-	ageFirst    bool
-	rate        float64 // production rate of the last chunk
-	stopPolling bool
+	rate         float64 // production rate of the last chunk
+	stopPolling  bool
 	// laneBusy is set when chunks run in lanes (see dispatchChunks): chunk
 	// c is in lane c mod len(laneBusy), and a lane runs one chunk at a
 	// time. Nil when replaying a run recorded before lanes.
@@ -133,7 +130,6 @@ func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	p.keepsHoldSpans = workflow.GetVersion(ctx, "record-hold-spans", workflow.DefaultVersion, 1) == 1
 	p.deliverInputInSteps = workflow.GetVersion(ctx, "deliver-input-in-steps", workflow.DefaultVersion, 1) == 1
 	p.trustedRates = workflow.GetVersion(ctx, "trusted-drain-rates", workflow.DefaultVersion, 1) == 1
-	p.ageFirst = workflow.GetVersion(ctx, "lag-age-first", workflow.DefaultVersion, 1) == 1
 	if workflow.GetVersion(ctx, "chunk-lanes", workflow.DefaultVersion, 1) == 1 {
 		p.laneBusy = make([]bool, produce.LanesPerChunkInFlight*p.in.ChunkConcurrency)
 	}
@@ -231,7 +227,6 @@ func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
 		checkpointSeconds:   float64(p.in.CheckpointIntervalSeconds),
 		deliverInputInSteps: p.deliverInputInSteps,
 		trustedRates:        p.trustedRates,
-		ageFirst:            p.ageFirst,
 	}
 	p.state.DrainRates, p.lagSeconds = meter.lagSeconds(p.state.LagSamples, sample, p.state.DrainRates, p.held)
 	p.state.LagSeconds, p.state.LagSecondsGroup = p.lagSeconds.seconds, p.lagSeconds.group
