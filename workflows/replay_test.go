@@ -34,6 +34,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// A 20,000-message run that broke its thresholds and posted its
 		// failure notice (TestTooTightThresholdsFailTheRun).
 		"history-thresholds-notify.json": "e2e-thresholds-025120",
+		// Production of a 200,000-message run whose lag samples carry the
+		// oldest records' ages, held once by the deliver group's age
+		// (--lag-threshold-seconds 1 --checkpoint-interval-seconds 2).
+		"history-200k-produce-age-hold.json": "age-200k-1/produce",
 	}
 	for file, workflowID := range recorded {
 		t.Run(file, func(t *testing.T) {
