@@ -208,39 +208,35 @@ func (l groupLagSeconds) basis() string {
 // false when no group's are. held says whether production is held now.
 func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.LagSample, prev DrainRates, held bool) (DrainRates, groupLagSeconds) {
 	type group struct {
-		name     string
-		lag      func(kafkaadmin.LagSample) int64
-		position func(kafkaadmin.LagSample) int64
-		oldest   func(kafkaadmin.LagSample) int64
-		rate     *float64
-		behind   *bool // seen behind over a window
-		steps    bool  // the group commits, or its input appears, once per Flink checkpoint
+		name   string
+		rate   *float64
+		behind *bool // seen behind over a window
+		steps  bool  // the group commits, or its input appears, once per Flink checkpoint
 	}
 	rates := prev
-	groups := []group{
-		{"enrich", func(l kafkaadmin.LagSample) int64 { return l.Enrich },
-			func(l kafkaadmin.LagSample) int64 { return l.EnrichPosition },
-			func(l kafkaadmin.LagSample) int64 { return l.EnrichOldestMillis }, &rates.Enrich, &rates.EnrichBehind, true},
-		{"deliver", func(l kafkaadmin.LagSample) int64 { return l.Deliver },
-			func(l kafkaadmin.LagSample) int64 { return l.DeliverPosition },
-			func(l kafkaadmin.LagSample) int64 { return l.DeliverOldestMillis }, &rates.Deliver, &rates.DeliverBehind, r.deliverInputInSteps},
-		{"split", func(l kafkaadmin.LagSample) int64 { return l.Split },
-			func(l kafkaadmin.LagSample) int64 { return l.SplitPosition },
-			func(l kafkaadmin.LagSample) int64 { return l.SplitOldestMillis }, &rates.Split, &rates.SplitBehind, true},
+	groups := [3]group{ // in kafkaadmin.LagSample.ByGroup's order
+		{"enrich", &rates.Enrich, &rates.EnrichBehind, true},
+		{"deliver", &rates.Deliver, &rates.DeliverBehind, r.deliverInputInSteps},
+		{"split", &rates.Split, &rates.SplitBehind, true},
 	}
 	from, before, windowFound := windowStart(history, s, r.windowMillis)
+	now, atStart := s.ByGroup(), from.ByGroup()
+	var beforeStart [3]kafkaadmin.GroupLag
+	if before != nil {
+		beforeStart = before.ByGroup()
+	}
 	var largest groupLagSeconds
-	for _, g := range groups {
+	for i, g := range groups {
 		draining := false
 		if windowFound {
-			moved := g.position(s) - g.position(from)
-			consuming := before != nil && g.position(from) > g.position(*before)
+			moved := now[i].Position - atStart[i].Position
+			consuming := before != nil && atStart[i].Position > beforeStart[i].Position
 			if seconds := float64(s.AtUnixMillis-from.AtUnixMillis) / 1000; moved > 0 && seconds > 0 {
 				draining = true
 				if consuming || !r.trustedRates {
 					*g.rate = max(float64(moved)/seconds, *g.rate)
 				}
-				*g.behind = *g.behind || moved < g.lag(from)
+				*g.behind = *g.behind || moved < atStart[i].Lag
 			}
 		}
 		// While held, a group that drained nothing does not keep
@@ -251,9 +247,9 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 		var lag groupLagSeconds
 		switch {
 		case *g.rate > 0 && !(held && !draining) && (!r.trustedRates || *g.behind):
-			lag = groupLagSeconds{group: g.name, seconds: float64(g.lag(s)) / *g.rate, rate: *g.rate, known: true}
-		case g.oldest(s) > 0 && !stalled:
-			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-g.oldest(s)) / 1000, byAge: true, known: true}
+			lag = groupLagSeconds{group: g.name, seconds: float64(now[i].Lag) / *g.rate, rate: *g.rate, known: true}
+		case now[i].OldestMillis > 0 && !stalled:
+			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-now[i].OldestMillis) / 1000, byAge: true, known: true}
 		default:
 			continue
 		}

@@ -46,6 +46,21 @@ type LagSample struct {
 	SplitOldestMillis   int64 `json:"split_oldest_ms,omitempty"`
 }
 
+// GroupLag is one group's figures in a LagSample.
+type GroupLag struct {
+	Lag, Position, OldestMillis int64
+}
+
+// ByGroup is the sample's figures of the enrich, deliver and split groups,
+// in that order.
+func (l LagSample) ByGroup() [3]GroupLag {
+	return [3]GroupLag{
+		{l.Enrich, l.EnrichPosition, l.EnrichOldestMillis},
+		{l.Deliver, l.DeliverPosition, l.DeliverOldestMillis},
+		{l.Split, l.SplitPosition, l.SplitOldestMillis},
+	}
+}
+
 // Max is the largest lag of the sample, the one backpressure acts on.
 func (l LagSample) Max() int64 { return max(l.Enrich, l.Deliver, l.Split) }
 
@@ -117,25 +132,25 @@ func (a *Activities) PollLag(ctx context.Context, in PollLagInput) (LagSample, e
 			return LagSample{}, fmt.Errorf("lag of group %s: %w", g.group, err)
 		}
 	}
-	sample := LagSample{
-		AtUnixMillis: at.UnixMilli(),
-		Enrich:       progress[0].lag, Deliver: progress[1].lag, Split: progress[2].lag,
-		EnrichPosition: progress[0].position, DeliverPosition: progress[1].position, SplitPosition: progress[2].position,
-	}
 	oldestCtx, cancel := context.WithTimeout(ctx, oldestFetchTimeout)
 	defer cancel()
-	oldest := []*int64{&sample.EnrichOldestMillis, &sample.DeliverOldestMillis, &sample.SplitOldestMillis}
+	var oldest [3]int64
 	for i, g := range groups {
 		if len(progress[i].unconsumed) == 0 {
 			continue
 		}
-		if *oldest[i], err = oldestUnconsumed(oldestCtx, a.kafka.Client, details[g.topic], progress[i].unconsumed); err != nil {
+		if oldest[i], err = oldestUnconsumed(oldestCtx, a.kafka.Client, details[g.topic], progress[i].unconsumed); err != nil {
 			// The age is a second signal beside the lag, which stands;
 			// the partitions that could not be read have none.
 			activity.GetLogger(ctx).Warn("some oldest unconsumed records could not be read", "group", g.group, "error", err)
 		}
 	}
-	return sample, nil
+	return LagSample{
+		AtUnixMillis: at.UnixMilli(),
+		Enrich:       progress[0].lag, Deliver: progress[1].lag, Split: progress[2].lag,
+		EnrichPosition: progress[0].position, DeliverPosition: progress[1].position, SplitPosition: progress[2].position,
+		EnrichOldestMillis: oldest[0], DeliverOldestMillis: oldest[1], SplitOldestMillis: oldest[2],
+	}, nil
 }
 
 // groupProgress is how far a group is on one topic: what it has left

@@ -3,7 +3,6 @@
 package kafkaadmin
 
 import (
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,9 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
-	"github.com/flowproof/flowproof/internal/kafkaconn"
-	"github.com/flowproof/flowproof/internal/kafkaeos"
-	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 // BenchmarkCreateRunTopics creates a default run's topics (100 raw
@@ -31,19 +27,7 @@ import (
 //	go test -tags integration -run '^$' -bench CreateRunTopics -benchtime 3x ./activities/kafkaadmin/
 func BenchmarkCreateRunTopics(b *testing.B) {
 	timer := &requestTimer{}
-	security, err := kafkaconn.FromEnv(os.Getenv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	opts, err := security.ClientOptions()
-	if err != nil {
-		b.Fatal(err)
-	}
-	conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers, append(opts, kgo.WithHooks(timer))...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(conn.Close)
+	conn := activitytest.EnvConn(b, kgo.WithHooks(timer))
 	// A worker's connections are open before its first run.
 	if _, err := conn.Admin.BrokerMetadata(b.Context()); err != nil {
 		b.Fatal(err)

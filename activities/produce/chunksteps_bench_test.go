@@ -4,16 +4,12 @@ package produce
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
-	"github.com/flowproof/flowproof/internal/kafkaconn"
-	"github.com/flowproof/flowproof/internal/kafkaeos"
-	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 // BenchmarkChunkSteps times the steps of ProduceChunk one chunk of 10,000
@@ -41,7 +37,7 @@ func BenchmarkChunkSteps(b *testing.B) {
 // lane's producer; with no lanes each chunk claims an id of its own.
 func benchmarkChunkSteps(b *testing.B, lanes int) {
 	ctx := context.Background()
-	conn := benchConn(b)
+	conn := activitytest.EnvConn(b)
 	names := activitytest.UniqueNames(b, "chunksteps")
 	prepareRun(b, conn, names, 100)
 	steps := []string{"claim", "ledger", "add", "write", "commit"}
@@ -102,23 +98,4 @@ func benchmarkChunkSteps(b *testing.B, lanes int) {
 	for i, step := range steps {
 		b.ReportMetric(float64(spent[i].Microseconds())/1000/float64(chunk), step+"-ms/chunk")
 	}
-}
-
-// benchConn connects to the stack's Kafka with the security settings of
-// the environment (none on the default profile).
-func benchConn(b *testing.B) *kafkaeos.Conn {
-	security, err := kafkaconn.FromEnv(os.Getenv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	opts, err := security.ClientOptions()
-	if err != nil {
-		b.Fatal(err)
-	}
-	conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers, opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(conn.Close)
-	return conn
 }

@@ -6,27 +6,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/flowproof/flowproof/internal/kafkaconn"
-	"github.com/flowproof/flowproof/internal/kafkaeos"
-	"github.com/flowproof/flowproof/internal/localstack"
+	"github.com/flowproof/flowproof/activities/internal/activitytest"
 )
 
 // The store on the real brokers: no topic reads as no results; Put creates
 // the topic compacted and one record per run id wins, the newest.
 func TestStoreKeepsTheNewestResultPerRun(t *testing.T) {
-	security, err := kafkaconn.FromEnv(os.Getenv)
-	require.NoError(t, err)
-	opts, err := security.ClientOptions()
-	require.NoError(t, err)
-	kafka, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers, opts...)
-	require.NoError(t, err)
-	defer kafka.Close()
+	kafka := activitytest.EnvConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

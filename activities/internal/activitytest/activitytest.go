@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/internal/kafkaconn"
 	"github.com/flowproof/flowproof/internal/kafkaeos"
 	"github.com/flowproof/flowproof/internal/localstack"
 )
@@ -86,6 +87,28 @@ func Execute[T any](t testing.TB, env *testsuite.TestActivityEnvironment, fn any
 func Conn(t testing.TB) *kafkaeos.Conn {
 	t.Helper()
 	conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers)
+	if err != nil {
+		t.Fatalf("kafka: %v", err)
+	}
+	t.Cleanup(conn.Close)
+	return conn
+}
+
+// EnvConn connects to the stack's Kafka with the environment's security
+// settings (FLOWPROOF_KAFKA_*; none on the default profile), so a test or a
+// benchmark runs against the secure profile too; opts are added to the
+// client's.
+func EnvConn(t testing.TB, opts ...kgo.Opt) *kafkaeos.Conn {
+	t.Helper()
+	security, err := kafkaconn.FromEnv(os.Getenv)
+	if err != nil {
+		t.Fatalf("kafka settings: %v", err)
+	}
+	securityOpts, err := security.ClientOptions()
+	if err != nil {
+		t.Fatalf("kafka settings: %v", err)
+	}
+	conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers, append(securityOpts, opts...)...)
 	if err != nil {
 		t.Fatalf("kafka: %v", err)
 	}
