@@ -245,7 +245,7 @@ func flinkClusterProcess(s *stack, name, cp, agentJar string, jmMemory, tmMemory
 		// A stable id names the TaskManager in the web UI and its logs
 		// instead of a random host:port-suffix.
 		args = append(args, "-D", "taskmanager.resource-id="+name)
-		jvmOptions := append(append(slices.Clone(tmMemory.jvmOptions), hotC2Options...),
+		jvmOptions := append(slices.Concat(tmMemory.jvmOptions, hotC2Options, throughputGCOptions),
 			jmxExporterAgentOption(s, agentJar, flinkTaskManagerMetricsPort(n), jmxExporterFlinkConfig))
 		return flinkProcess(s, name, cp, jvmOptions, flinkTaskManagerClass, args), nil
 	case name == flinkSQLGateway:

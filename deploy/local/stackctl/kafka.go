@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,14 +203,13 @@ func kafkaNodeProcess(s *stack, node int, cp, log4j, agentJar string) process {
 }
 
 // kafkaBrokerJVMOptions size each node for a 2-core machine running three of
-// them next to Flink and Temporal; the G1 settings are those of Kafka's own
-// start scripts, and the brokers compile with C1 alone (quickJITOptions).
-var kafkaBrokerJVMOptions = append([]string{
+// them next to Flink and Temporal: the brokers compile with C1 alone
+// (quickJITOptions) and collect with the parallel collector
+// (throughputGCOptions), not the G1 settings of Kafka's own start scripts.
+var kafkaBrokerJVMOptions = slices.Concat([]string{
 	"-Xms512m", "-Xmx512m",
-	"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-	"-XX:+ExplicitGCInvokesConcurrent",
 	"-Djava.awt.headless=true",
-}, quickJITOptions...)
+}, quickJITOptions, throughputGCOptions)
 
 func kafkaNodeName(node int) string      { return "kafka-" + strconv.Itoa(node) }
 func kafkaConfigDir(s *stack) string     { return filepath.Join(s.dataDir("kafka"), "config") }

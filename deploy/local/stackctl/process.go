@@ -225,3 +225,15 @@ var hotC2Options = []string{
 	"-XX:Tier4InvocationThreshold=15000", "-XX:Tier4MinInvocationThreshold=1800",
 	"-XX:Tier4CompileThreshold=45000", "-XX:Tier4BackEdgeThreshold=120000",
 }
+
+// throughputGCOptions collect garbage with the parallel collector, in
+// short stop-the-world pauses, instead of G1, HotSpot's default on a
+// machine with 2 CPUs, whose concurrent marking, refinement threads and
+// write barriers cost CPU all the time the JVM runs. On the local stack
+// the CPU is what is scarce and a pause of a few milliseconds does not
+// matter: on fresh stacks, side by side, the brokers on it took 77-97
+// CPU s a 1,000,000-message run against G1's 90-109, less in each of six
+// pairs, and Flink 49-50 against 51-66 with the TaskManager on it too
+// (docs/performance.md, "Garbage collection: the parallel collector").
+// The JobManager and the SQL Gateway keep G1: they idle most of a run.
+var throughputGCOptions = []string{"-XX:+UseParallelGC"}
