@@ -94,9 +94,10 @@ func TestEachReferenceServiceGetsOnlyItsOwnCredential(t *testing.T) {
 	// must not reach the default profile's worker.
 	worker := workerSpec.environment([]string{endpointapi.EnvAdminToken + "=x", "FLOWPROOF_TOKEN_CLIENT_SECRET=y", "AWS_SECRET_ACCESS_KEY=z",
 		"TEMPORAL_TLS=true", "FLOWPROOF_KAFKA_SASL_PASSWORD=secure-profile-password"})
-	want := []string{"FLOWPROOF_TOKEN_CLIENT_SECRET=y", EnvStackProfile + "=" + profileDefault, localstack.EnvStackDir + "=" + s.dir}
+	want := slices.Concat([]string{"FLOWPROOF_TOKEN_CLIENT_SECRET=y", EnvStackProfile + "=" + profileDefault, localstack.EnvStackDir + "=" + s.dir},
+		lessGCEnvironment, []string{workerMemoryLimit})
 	if !slices.Equal(worker, want) {
-		t.Errorf("worker environment %q, want %q: its token client secret and the stack's profile", worker, want)
+		t.Errorf("worker environment %q, want %q: its token client secret, the stack's profile and its GC settings", worker, want)
 	}
 }
 

@@ -47,7 +47,7 @@ func (t temporal) start(_ context.Context, s *stack) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dataDir, err)
 	}
-	return s.start(process{name: "temporal", argv: t.argv(s), dir: dataDir})
+	return s.start(process{name: "temporal", argv: t.argv(s), dir: dataDir, env: lessGCEnvironment})
 }
 
 // argv is the dev server's command line.

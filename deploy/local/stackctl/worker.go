@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,7 +79,7 @@ func workerProcessSpec(s *stack) (process, error) {
 		// profile and the worker's caches live.
 		inherit:  []string{"FLOWPROOF_*", "TEMPORAL_*", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"},
 		withhold: withheldClientEnv(s),
-		env:      envAssignments(env),
+		env:      slices.Concat(envAssignments(env), lessGCEnvironment, []string{workerMemoryLimit}),
 	}, nil
 }
 
