@@ -86,12 +86,7 @@ func Execute[T any](t testing.TB, env *testsuite.TestActivityEnvironment, fn any
 // Conn connects to the local stack's Kafka and closes when the test ends.
 func Conn(t testing.TB) *kafkaeos.Conn {
 	t.Helper()
-	conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers)
-	if err != nil {
-		t.Fatalf("kafka: %v", err)
-	}
-	t.Cleanup(conn.Close)
-	return conn
+	return dial(t)
 }
 
 // EnvConn connects to the stack's Kafka with the environment's security
@@ -108,7 +103,13 @@ func EnvConn(t testing.TB, opts ...kgo.Opt) *kafkaeos.Conn {
 	if err != nil {
 		t.Fatalf("kafka settings: %v", err)
 	}
-	conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers, append(securityOpts, opts...)...)
+	return dial(t, append(securityOpts, opts...)...)
+}
+
+// dial connects to the stack's Kafka with opts and closes when the test ends.
+func dial(t testing.TB, opts ...kgo.Opt) *kafkaeos.Conn {
+	t.Helper()
+	conn, err := kafkaeos.Dial(localstack.FromEnv().KafkaBrokers, opts...)
 	if err != nil {
 		t.Fatalf("kafka: %v", err)
 	}
