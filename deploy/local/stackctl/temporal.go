@@ -62,8 +62,8 @@ func (t temporal) argv(s *stack) []string {
 		"--log-level", "warn",
 		// SQLite's default rollback journal writes, syncs and deletes a
 		// journal file on every commit; with a write-ahead log a commit is
-		// one append, synced only at checkpoints. That took the dev
-		// server's CPU in a 1,000,000-message run from 25 to 16 s
+		// one append, synced only at checkpoints. The dev server took
+		// less CPU in each of four pairs of fresh 1,000,000-message runs
 		// (docs/performance.md, "Temporal's SQLite in WAL mode"). A crash
 		// of the process loses nothing; a crash of the machine may lose
 		// the last commits, never the database.
