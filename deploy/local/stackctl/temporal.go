@@ -50,6 +50,11 @@ func (t temporal) start(_ context.Context, s *stack) error {
 	return s.start(process{name: "temporal", argv: t.argv(s), dir: dataDir, env: lessGCEnvironment})
 }
 
+// databaseFile is the dev server's SQLite file.
+func (temporal) databaseFile(s *stack) string {
+	return filepath.Join(s.dataDir("temporal"), "temporal.db")
+}
+
 // argv is the dev server's command line.
 func (t temporal) argv(s *stack) []string {
 	argv := []string{
@@ -58,7 +63,7 @@ func (t temporal) argv(s *stack) []string {
 		"--port", strconv.Itoa(localstack.TemporalPort),
 		"--ui-port", strconv.Itoa(localstack.TemporalUIPort),
 		"--metrics-port", strconv.Itoa(localstack.TemporalMetricsPort),
-		"--db-filename", filepath.Join(s.dataDir("temporal"), "temporal.db"),
+		"--db-filename", t.databaseFile(s),
 		"--log-level", "warn",
 		// SQLite's default rollback journal writes, syncs and deletes a
 		// journal file on every commit; with a write-ahead log a commit is

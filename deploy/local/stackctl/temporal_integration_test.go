@@ -5,7 +5,6 @@ package main
 import (
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -25,7 +24,7 @@ func TestTemporalDevServerJournalsAhead(t *testing.T) {
 	if _, ok := s.running("temporal"); !ok {
 		t.Fatal("temporal is not running: is the stack up (bin/stackctl status)?")
 	}
-	f, err := os.Open(filepath.Join(s.dataDir("temporal"), "temporal.db"))
+	f, err := os.Open(temporal{}.databaseFile(s))
 	if err != nil {
 		t.Fatal(err)
 	}
