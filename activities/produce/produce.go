@@ -42,6 +42,8 @@ const (
 	ledgerStableSlack = 30 * time.Second
 	// producerMetadataMinAge: see claimChunk.
 	producerMetadataMinAge = 100 * time.Millisecond
+	// producerLinger: see claimChunk.
+	producerLinger = time.Second
 	// recordBlockSize is how many kgo.Records are allocated at once; a
 	// block is garbage once the producer is done with all of its records.
 	recordBlockSize = 1024
@@ -250,6 +252,13 @@ func claimChunk(ctx context.Context, kafka *kafkaeos.Conn, in ChunkInput) (*kgo.
 		// collision held a chunk for 5 s. The Java producer retries after
 		// 100 ms (retry.backoff.ms).
 		kgo.MetadataMinAge(producerMetadataMinAge),
+		// A chunk's records stay invisible to read_committed readers
+		// until its commit, so sending them before the Flush at its end
+		// buys no latency. Lingering up to a second sends a paced chunk
+		// in a few large produce requests instead of one every few
+		// milliseconds, which made chunks faster (docs/performance.md,
+		// "A chunk's records sent together").
+		kgo.ProducerLinger(producerLinger),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d: %w", in.Chunk, err)
