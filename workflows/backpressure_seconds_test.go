@@ -137,25 +137,6 @@ func TestNoHoldInSecondsBeforeARateIsKnown(t *testing.T) {
 	require.Zero(t, res.MaxLagSeconds)
 }
 
-// TestCappedRunIsNotHeldByItsOwnSteps: a run capped below what the stack
-// can take is not held for the chunks it paces itself (see
-// TestLagSecondsLeaveOutChunksAndSegmentsInFlight); an input without
-// delivery's sizes, as written before them, still leaves out the chunks.
-func TestCappedRunIsNotHeldByItsOwnSteps(t *testing.T) {
-	keepsUp := kafkaadmin.LagSample{AtUnixMillis: 30_000, Enrich: 20_200, EnrichOldestMillis: 15_000}
-	caughtUp := kafkaadmin.LagSample{AtUnixMillis: 35_000}
-	for _, in := range []ProduceInput{cappedInput(), func() ProduceInput {
-		in := cappedInput()
-		in.SegmentMessages, in.BatchSize = 0, 0
-		return in
-	}()} {
-		res, polls := scriptedLag(t, in, keepsUp, caughtUp)
-		require.Equal(t, 1, polls)
-		require.Zero(t, res.Holds)
-		require.InDelta(t, 2, res.MaxLagSeconds, 1e-9)
-	}
-}
-
 func TestInputWithoutSecondsHoldsByMessagesOnly(t *testing.T) {
 	// An input written before the threshold in seconds (so every replayed
 	// history) has none: the stall that held above is not acted on, and
