@@ -90,6 +90,30 @@ import (
 //     no stale rate can mislead, was tried on fresh stacks and not taken
 //     (docs/performance.md, "The oldest unconsumed record's age"). Samples
 //     recorded before ages were read have none, and replay as they ran.
+//   - Records also arrive, and are committed, in steps larger than a
+//     checkpoint's: a chunk becomes visible to enrich all at once when it
+//     commits, its first record as old as the chunk's pacing made it; the
+//     deliver group commits its offsets once per segment; and a segment's
+//     responses reach split all at once when it commits. A group that keeps
+//     up therefore shows up to one such step of lag, chunks or segments in
+//     flight at a time, and enrich's oldest record the age of a chunk's
+//     pacing. Neither is a backlog, so both are left out: the step's records
+//     before the lag is divided by the rate, the pacing from enrich's age.
+//     Without them a run capped at 2,500 msg/s on an idle stack was held
+//     five times and produced at 1,230 msg/s: a chunk of 10,000 in each of
+//     two lanes took 8 s to pace, so enrich's oldest record was 10 s old
+//     beyond the checkpoint's allowance on polls where it kept up, and a
+//     segment's 100 responses were 4.5 s at the 22 records/s split drained.
+//     That holds only while the rate cap sets the pace, though: the last
+//     chunk spent at least half its time waiting for the cap. A run that
+//     produces as fast as the stack lets it (the default run, whose cap of
+//     50,000 msg/s is never reached on two cores) has its steps paced by
+//     the brokers and the consumers, and there the same steps are backlog:
+//     leaving them out let fresh default runs queue more, p99 latency
+//     25 s before against 32-33 s (docs/performance.md, "Capped runs held
+//     by their own chunks"). Runs recorded before (GetVersion
+//     cap-paced-input-steps), and inputs without delivery's segment and
+//     batch sizes, are measured as they ran.
 
 // maxLagSamples bounds the lag history kept for the report; older samples
 // are thinned out, not dropped, so the curve keeps its shape.
@@ -180,6 +204,12 @@ type secondsMeter struct {
 	// group consuming, and counts it only once the group has been seen
 	// behind; runs recorded before took every window's.
 	trustedRates bool
+	// stepRecords are, per group in kafkaadmin.LagSample.ByGroup's order,
+	// the records that arrive or are committed at once, left out of the
+	// lag before it is divided by the group's rate; stepAgeSeconds are left
+	// out of the group's oldest record's age (see above).
+	stepRecords    [3]int64
+	stepAgeSeconds [3]float64
 }
 
 // groupLagSeconds is one group's lag in seconds, if it can be told: by its
@@ -247,9 +277,11 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 		var lag groupLagSeconds
 		switch {
 		case *g.rate > 0 && !(held && !draining) && (!r.trustedRates || *g.behind):
-			lag = groupLagSeconds{group: g.name, seconds: float64(now[i].Lag) / *g.rate, rate: *g.rate, known: true}
+			backlog := max(0, now[i].Lag-r.stepRecords[i])
+			lag = groupLagSeconds{group: g.name, seconds: float64(backlog) / *g.rate, rate: *g.rate, known: true}
 		case now[i].OldestMillis > 0 && !stalled:
-			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-now[i].OldestMillis) / 1000, byAge: true, known: true}
+			age := float64(s.AtUnixMillis-now[i].OldestMillis) / 1000
+			lag = groupLagSeconds{group: g.name, seconds: max(0, age-r.stepAgeSeconds[i]), byAge: true, known: true}
 		default:
 			continue
 		}

@@ -137,6 +137,57 @@ func TestNoHoldInSecondsBeforeARateIsKnown(t *testing.T) {
 	require.Zero(t, res.MaxLagSeconds)
 }
 
+// TestCappedRunIsNotHeldByItsOwnSteps: a run whose chunks wait for the rate
+// cap is not held for the steps it paces itself (see
+// TestLagSecondsLeaveOutChunksAndSegmentsInFlight), also with an input
+// without delivery's sizes, as written before them. The same lag holds a
+// run whose chunks took as long without waiting for the cap: there the
+// brokers set the pace, and a step queued is backlog.
+func TestCappedRunIsNotHeldByItsOwnSteps(t *testing.T) {
+	samples := []kafkaadmin.LagSample{
+		{AtUnixMillis: 100_000}, {AtUnixMillis: 105_000}, // the first chunks still pacing
+		{AtUnixMillis: 110_000, Enrich: 20_200, EnrichOldestMillis: 95_000}, // 15 s old: 8 of pacing, 5 of checkpoint
+		{AtUnixMillis: 115_000}, // caught up
+	}
+	withoutSegments := cappedInput()
+	withoutSegments.SegmentMessages, withoutSegments.BatchSize = 0, 0
+	for _, in := range []ProduceInput{cappedInput(), withoutSegments} {
+		paced := produce.ChunkResult{Produced: in.ChunkSize, DurationMillis: 8_000, PacedMillis: 7_900}
+		res := scriptedChunks(t, in, paced, 8*time.Second, samples...)
+		require.Zero(t, res.Holds)
+		require.InDelta(t, 2, res.MaxLagSeconds, 1e-9)
+	}
+	notPaced := produce.ChunkResult{Produced: 10_000, DurationMillis: 8_000}
+	res := scriptedChunks(t, cappedInput(), notPaced, 8*time.Second, samples...)
+	require.Equal(t, 1, res.Holds)
+	require.InDelta(t, 10, res.MaxLagSeconds, 1e-9)
+}
+
+// scriptedChunks runs ProduceWorkflow on the lag samples given, in turn,
+// with every chunk answering chunk after the given time on the workflow's
+// clock, and returns its result.
+func scriptedChunks(t *testing.T, in ProduceInput, chunk produce.ChunkResult, after time.Duration, samples ...kafkaadmin.LagSample) ProduceResult {
+	t.Helper()
+	var mu sync.Mutex
+	polls := 0
+	env := newBareEnv()
+	env.SetTestTimeout(10 * time.Second)
+	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(
+		func(context.Context, kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			s := samples[min(polls, len(samples)-1)]
+			polls++
+			return s, nil
+		})
+	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(chunk, nil).After(after)
+	env.ExecuteWorkflow(ProduceWorkflow, in)
+	require.NoError(t, env.GetWorkflowError())
+	var res ProduceResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	return res
+}
+
 func TestInputWithoutSecondsHoldsByMessagesOnly(t *testing.T) {
 	// An input written before the threshold in seconds (so every replayed
 	// history) has none: the stall that held above is not acted on, and

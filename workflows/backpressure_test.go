@@ -262,3 +262,54 @@ func TestHoldSpansStayBoundedAndMergeTheClosest(t *testing.T) {
 	require.Equal(t, int64(0), b.HoldSpans[0].FromUnixMillis, "the first hold stays")
 	require.Equal(t, at-100+10, b.HoldSpans[maxHoldSpans-1].ToUnixMillis, "the last hold is kept")
 }
+
+// cappedInput is a production capped at 2,500 msg/s in chunks of 10,000,
+// two at a time (so each chunk takes 8 s to pace), delivered in segments
+// of 10,000 in batches of 100.
+func cappedInput() ProduceInput {
+	in := secondsInput()
+	in.ChunkConcurrency, in.RatePerSecond = 2, 2_500
+	in.SegmentMessages, in.BatchSize = 10_000, 100
+	return in
+}
+
+func TestLagSecondsLeaveOutChunksAndSegmentsInFlight(t *testing.T) {
+	meter := secondsMeter{windowMillis: 10_000, checkpointSeconds: 5, deliverInputInSteps: true, trustedRates: true}
+	meter.stepRecords, meter.stepAgeSeconds = cappedInput().lagSteps()
+	require.Equal(t, [3]int64{20_000, 20_000, 200}, meter.stepRecords)
+	require.Equal(t, [3]float64{8, 0, 0}, meter.stepAgeSeconds)
+	withoutSteps := meter
+	withoutSteps.stepRecords, withoutSteps.stepAgeSeconds = [3]int64{}, [3]float64{}
+
+	// Enrich keeps up: its oldest unconsumed record is 15 s old, 8 s of
+	// which it waited for its chunk to be paced and committed, 5 s for the
+	// job's checkpoint.
+	s := kafkaadmin.LagSample{AtUnixMillis: 30_000, Enrich: 20_200, EnrichOldestMillis: 15_000}
+	_, lag := meter.lagSeconds(nil, s, DrainRates{}, false)
+	require.Equal(t, groupLagSeconds{group: "enrich", seconds: 2, byAge: true, known: true}, lag)
+	require.False(t, holdProduction(false, lag.seconds, 5, 2.5))
+	_, lag = withoutSteps.lagSeconds(nil, s, DrainRates{}, false)
+	require.True(t, holdProduction(false, lag.seconds, 5, 2.5), "the chunk's own pacing, counted as lag, held production")
+
+	// Split keeps up at the 22 responses/s that arrive: two segments'
+	// responses (200) landed at once on top of a checkpoint's 35.
+	s = kafkaadmin.LagSample{AtUnixMillis: 30_000, Split: 235, SplitPosition: 1_000}
+	rates := DrainRates{Split: 22, SplitBehind: true}
+	_, lag = meter.lagSeconds(nil, s, rates, false)
+	require.Equal(t, groupLagSeconds{group: "split", seconds: 0, rate: 22, known: true}, lag)
+	_, lag = withoutSteps.lagSeconds(nil, s, rates, false)
+	require.True(t, holdProduction(false, lag.seconds, 5, 2.5), "two segments' responses, counted as lag, held production")
+
+	// Deliver commits once per segment: two segments in flight and a
+	// checkpoint's worth of enrich's output at 2,000/s is no backlog; a
+	// third segment's worth on top is 5 s of it.
+	s = kafkaadmin.LagSample{AtUnixMillis: 30_000, Deliver: 30_000, DeliverPosition: 50_000}
+	rates = DrainRates{Deliver: 2_000, DeliverBehind: true}
+	_, lag = meter.lagSeconds(nil, s, rates, false)
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 0, rate: 2_000, known: true}, lag)
+	s.Deliver = 40_000
+	_, lag = meter.lagSeconds(nil, s, rates, false)
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 5, rate: 2_000, known: true}, lag)
+	_, lag = withoutSteps.lagSeconds(nil, s, rates, false)
+	require.InDelta(t, 15, lag.seconds, 1e-9)
+}

@@ -304,6 +304,8 @@ func (p *pipeline) startProduce(ctx workflow.Context) workflow.ChildWorkflowFutu
 		LagThresholdSeconds:       p.in.LagThresholdSeconds,
 		LagResumeSeconds:          p.in.LagResumeSeconds,
 		CheckpointIntervalSeconds: p.in.CheckpointIntervalSeconds,
+		SegmentMessages:           p.in.TokenRenewEvery,
+		BatchSize:                 p.in.BatchSize,
 	})
 }
 

@@ -102,6 +102,10 @@ type ChunkResult struct {
 	// chunk and this attempt wrote nothing.
 	AlreadyCommitted bool  `json:"already_committed"`
 	DurationMillis   int64 `json:"duration_ms"`
+	// PacedMillis is the part of DurationMillis the chunk waited for its
+	// rate: near all of it when the rate cap, not the brokers, set the
+	// chunk's pace.
+	PacedMillis int64 `json:"paced_ms,omitempty"`
 }
 
 // ProduceChunk writes messages FirstSeq .. FirstSeq+Count-1 to the raw topic
@@ -179,6 +183,7 @@ func (w *Writer) WriteChunk(ctx context.Context, in ChunkInput, retry bool, rep 
 			producer.Close()
 		}
 		result.DurationMillis = time.Since(started).Milliseconds()
+		result.PacedMillis = time.Duration(progress.paced.Load()).Milliseconds()
 		if !result.AlreadyCommitted {
 			rep.Log.Info("chunk committed", "Chunk", in.Chunk, "Topic", in.Names.RawTopic, "FirstSeq", in.FirstSeq,
 				"Produced", result.Produced, "DurationMillis", result.DurationMillis, "KeptProducer", kept)
@@ -305,6 +310,8 @@ func commitChunk(ctx context.Context, producer *kgo.Client, chunk int) error {
 // and acknowledged by Kafka; the heartbeat reads them.
 type chunkCounters struct {
 	sent, acked atomic.Int64
+	// paced is the time, in nanoseconds, spent waiting for the chunk's rate.
+	paced atomic.Int64
 }
 
 // chunkProgress is the heartbeat detail of ProduceChunk.

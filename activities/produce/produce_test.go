@@ -1,11 +1,13 @@
 package produce
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,5 +221,32 @@ func TestChunkPartitionsAreThoseItsRecordsGoTo(t *testing.T) {
 				t.Errorf("chunk %d: partitions of %d topics, want the raw topic and the ledger", in.Chunk, len(got))
 			}
 		}
+	}
+}
+
+func TestPacerCountsTheTimeItWaits(t *testing.T) {
+	var waited atomic.Int64
+	// 300 at 1,000/s in steps of 100, the first step paced too: 0.3 s.
+	pace := pacer(ChunkInput{Count: 300, RatePerSecond: 1_000}, &waited)
+	started := time.Now()
+	for range 300 {
+		if err := pace(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(started)
+	if w := time.Duration(waited.Load()); w < 250*time.Millisecond || w > elapsed {
+		t.Fatalf("waited %s in %s; want at least 250 ms, and no more than it took", w, elapsed)
+	}
+
+	waited.Store(0)
+	unpaced := pacer(ChunkInput{Count: 300}, &waited)
+	for range 300 {
+		if err := unpaced(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if waited.Load() != 0 {
+		t.Fatalf("waited %d ns without a rate", waited.Load())
 	}
 }

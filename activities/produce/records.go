@@ -47,7 +47,7 @@ func newChunkWriter(producer *kgo.Client, in ChunkInput, progress *chunkCounters
 		producer:     producer,
 		in:           in,
 		progress:     progress,
-		pace:         pacer(in),
+		pace:         pacer(in, &progress.paced),
 		first:        kgo.AbortingFirstErrPromise(producer),
 		queueNames:   make([]string, queues),
 		queueHeaders: make([][]kgo.RecordHeader, queues),
@@ -157,8 +157,9 @@ func (w *chunkWriter) promise(wrap func(error) error) func(*kgo.Record, error) {
 }
 
 // pacer lets records pass at RatePerSecond, a tenth of a second's worth at
-// a time, which keeps the rate smooth without a limiter call per record.
-func pacer(in ChunkInput) func(context.Context) error {
+// a time, which keeps the rate smooth without a limiter call per record. It
+// adds the nanoseconds it waits to waited.
+func pacer(in ChunkInput, waited *atomic.Int64) func(context.Context) error {
 	if in.RatePerSecond <= 0 {
 		return func(context.Context) error { return nil }
 	}
@@ -169,7 +170,10 @@ func pacer(in ChunkInput) func(context.Context) error {
 	allowance := 0
 	return func(ctx context.Context) error {
 		if allowance == 0 {
-			if err := limiter.WaitN(ctx, step); err != nil {
+			start := time.Now()
+			err := limiter.WaitN(ctx, step)
+			waited.Add(int64(time.Since(start)))
+			if err != nil {
 				return err
 			}
 			allowance = step
