@@ -186,7 +186,7 @@ func (w *Writer) WriteChunk(ctx context.Context, in ChunkInput, retry bool, rep 
 		result.PacedMillis = time.Duration(progress.paced.Load()).Milliseconds()
 		if !result.AlreadyCommitted {
 			rep.Log.Info("chunk committed", "Chunk", in.Chunk, "Topic", in.Names.RawTopic, "FirstSeq", in.FirstSeq,
-				"Produced", result.Produced, "DurationMillis", result.DurationMillis, "KeptProducer", kept)
+				"Produced", result.Produced, "DurationMillis", result.DurationMillis, "PacedMillis", result.PacedMillis, "KeptProducer", kept)
 		}
 		return result, nil
 	}
