@@ -95,25 +95,21 @@ import (
 //     commits, its first record as old as the chunk's pacing made it; the
 //     deliver group commits its offsets once per segment; and a segment's
 //     responses reach split all at once when it commits. A group that keeps
-//     up therefore shows up to one such step of lag, chunks or segments in
-//     flight at a time, and enrich's oldest record the age of a chunk's
-//     pacing. Neither is a backlog, so both are left out: the step's records
-//     before the lag is divided by the rate, the pacing from enrich's age.
-//     Without them a run capped at 2,500 msg/s on an idle stack was held
-//     five times and produced at 1,230 msg/s: a chunk of 10,000 in each of
-//     two lanes took 8 s to pace, so enrich's oldest record was 10 s old
-//     beyond the checkpoint's allowance on polls where it kept up, and a
-//     segment's 100 responses were 4.5 s at the 22 records/s split drained.
-//     That holds only while the rate cap sets the pace, though: the last
-//     chunk spent at least half its time waiting for the cap. A run that
-//     produces as fast as the stack lets it (the default run, whose cap of
-//     50,000 msg/s is never reached on two cores) has its steps paced by
-//     the brokers and the consumers, and there the same steps are backlog:
-//     leaving them out let fresh default runs queue more, p99 latency
-//     25 s before against 32-33 s (docs/performance.md, "Capped runs held
-//     by their own chunks"). Runs recorded before (GetVersion
-//     cap-paced-input-steps), and inputs without delivery's segment and
-//     batch sizes, are measured as they ran.
+//     up therefore shows up to the steps in flight ahead of it as lag, and
+//     as its oldest record's age. How much of that is no backlog depends on
+//     who set the steps' pace. Where the rate cap did, nothing could have
+//     drained them sooner: a run capped at 2,500 msg/s on an idle stack was
+//     held five times and produced at 1,230 msg/s, because a chunk of
+//     10,000 in each of two lanes took 8 s to pace, and two segments'
+//     responses were as long at the rate split drained what arrived. Where
+//     the brokers and the consumers did (the default run, whose 50,000
+//     msg/s are never reached on two cores), the same steps queue: leaving
+//     their records out raised fresh default runs' p99 latency from 25 to
+//     32-33 s (docs/performance.md, "Capped runs held by their own
+//     chunks"). So each group's seconds leave out the time the cap takes to
+//     produce its steps in flight: 8 s a group in that capped run, 0.4 s in
+//     the default run. Runs recorded before (GetVersion steps-at-cap), and
+//     inputs without delivery's segment size, are measured as they ran.
 
 // maxLagSamples bounds the lag history kept for the report; older samples
 // are thinned out, not dropped, so the curve keeps its shape.
@@ -204,12 +200,11 @@ type secondsMeter struct {
 	// group consuming, and counts it only once the group has been seen
 	// behind; runs recorded before took every window's.
 	trustedRates bool
-	// stepRecords are, per group in kafkaadmin.LagSample.ByGroup's order,
-	// the records that arrive or are committed at once, left out of the
-	// lag before it is divided by the group's rate; stepAgeSeconds are left
-	// out of the group's oldest record's age (see above).
-	stepRecords    [3]int64
-	stepAgeSeconds [3]float64
+	// stepSeconds are, per group in kafkaadmin.LagSample.ByGroup's order,
+	// left out of the group's seconds: the time the rate cap takes to
+	// produce a step of what reaches it or what it commits at once (see
+	// above and ProduceInput.stepSecondsAtCap).
+	stepSeconds [3]float64
 }
 
 // groupLagSeconds is one group's lag in seconds, if it can be told: by its
@@ -277,14 +272,13 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 		var lag groupLagSeconds
 		switch {
 		case *g.rate > 0 && !(held && !draining) && (!r.trustedRates || *g.behind):
-			backlog := max(0, now[i].Lag-r.stepRecords[i])
-			lag = groupLagSeconds{group: g.name, seconds: float64(backlog) / *g.rate, rate: *g.rate, known: true}
+			lag = groupLagSeconds{group: g.name, seconds: float64(now[i].Lag) / *g.rate, rate: *g.rate, known: true}
 		case now[i].OldestMillis > 0 && !stalled:
-			age := float64(s.AtUnixMillis-now[i].OldestMillis) / 1000
-			lag = groupLagSeconds{group: g.name, seconds: max(0, age-r.stepAgeSeconds[i]), byAge: true, known: true}
+			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-now[i].OldestMillis) / 1000, byAge: true, known: true}
 		default:
 			continue
 		}
+		lag.seconds = max(0, lag.seconds-r.stepSeconds[i])
 		if g.steps {
 			lag.seconds = max(0, lag.seconds-r.checkpointSeconds)
 		}

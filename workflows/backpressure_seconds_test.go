@@ -137,55 +137,28 @@ func TestNoHoldInSecondsBeforeARateIsKnown(t *testing.T) {
 	require.Zero(t, res.MaxLagSeconds)
 }
 
-// TestCappedRunIsNotHeldByItsOwnSteps: a run whose chunks wait for the rate
-// cap is not held for the steps it paces itself (see
-// TestLagSecondsLeaveOutChunksAndSegmentsInFlight), also with an input
+// TestCappedRunIsNotHeldByItsOwnSteps: a run capped below what the stack
+// can take is not held for the steps it paces itself (see
+// TestLagSecondsLeaveOutTheStepsInFlightAtTheCap), also with an input
 // without delivery's sizes, as written before them. The same lag holds a
-// run whose chunks took as long without waiting for the cap: there the
-// brokers set the pace, and a step queued is backlog.
+// run at the default cap, whose steps the brokers pace.
 func TestCappedRunIsNotHeldByItsOwnSteps(t *testing.T) {
-	samples := []kafkaadmin.LagSample{
-		{AtUnixMillis: 100_000}, {AtUnixMillis: 105_000}, // the first chunks still pacing
-		{AtUnixMillis: 110_000, Enrich: 20_200, EnrichOldestMillis: 95_000}, // 15 s old: 8 of pacing, 5 of checkpoint
-		{AtUnixMillis: 115_000}, // caught up
-	}
+	keepsUp := kafkaadmin.LagSample{AtUnixMillis: 30_000, Enrich: 20_200, EnrichOldestMillis: 15_000}
+	caughtUp := kafkaadmin.LagSample{AtUnixMillis: 35_000}
 	withoutSegments := cappedInput()
-	withoutSegments.SegmentMessages, withoutSegments.BatchSize = 0, 0
+	withoutSegments.SegmentMessages = 0
 	for _, in := range []ProduceInput{cappedInput(), withoutSegments} {
-		paced := produce.ChunkResult{Produced: in.ChunkSize, DurationMillis: 8_000, PacedMillis: 7_900}
-		res := scriptedChunks(t, in, paced, 8*time.Second, samples...)
+		res, polls := scriptedLag(t, in, keepsUp, caughtUp)
+		require.Equal(t, 1, polls)
 		require.Zero(t, res.Holds)
 		require.InDelta(t, 2, res.MaxLagSeconds, 1e-9)
 	}
-	notPaced := produce.ChunkResult{Produced: 10_000, DurationMillis: 8_000}
-	res := scriptedChunks(t, cappedInput(), notPaced, 8*time.Second, samples...)
+	atDefaultCap := cappedInput()
+	atDefaultCap.RatePerSecond = DefaultRatePerSecond
+	res, polls := scriptedLag(t, atDefaultCap, keepsUp, caughtUp)
+	require.Equal(t, 2, polls, "production resumes on the second poll")
 	require.Equal(t, 1, res.Holds)
-	require.InDelta(t, 10, res.MaxLagSeconds, 1e-9)
-}
-
-// scriptedChunks runs ProduceWorkflow on the lag samples given, in turn,
-// with every chunk answering chunk after the given time on the workflow's
-// clock, and returns its result.
-func scriptedChunks(t *testing.T, in ProduceInput, chunk produce.ChunkResult, after time.Duration, samples ...kafkaadmin.LagSample) ProduceResult {
-	t.Helper()
-	var mu sync.Mutex
-	polls := 0
-	env := newBareEnv()
-	env.SetTestTimeout(10 * time.Second)
-	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(
-		func(context.Context, kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			s := samples[min(polls, len(samples)-1)]
-			polls++
-			return s, nil
-		})
-	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(chunk, nil).After(after)
-	env.ExecuteWorkflow(ProduceWorkflow, in)
-	require.NoError(t, env.GetWorkflowError())
-	var res ProduceResult
-	require.NoError(t, env.GetWorkflowResult(&res))
-	return res
+	require.InDelta(t, 9.6, res.MaxLagSeconds, 1e-9)
 }
 
 func TestInputWithoutSecondsHoldsByMessagesOnly(t *testing.T) {

@@ -265,21 +265,21 @@ func TestHoldSpansStayBoundedAndMergeTheClosest(t *testing.T) {
 
 // cappedInput is a production capped at 2,500 msg/s in chunks of 10,000,
 // two at a time (so each chunk takes 8 s to pace), delivered in segments
-// of 10,000 in batches of 100.
+// of 10,000.
 func cappedInput() ProduceInput {
 	in := secondsInput()
 	in.ChunkConcurrency, in.RatePerSecond = 2, 2_500
-	in.SegmentMessages, in.BatchSize = 10_000, 100
+	in.SegmentMessages = 10_000
 	return in
 }
 
-func TestLagSecondsLeaveOutChunksAndSegmentsInFlight(t *testing.T) {
+func TestLagSecondsLeaveOutTheStepsInFlightAtTheCap(t *testing.T) {
 	meter := secondsMeter{windowMillis: 10_000, checkpointSeconds: 5, deliverInputInSteps: true, trustedRates: true}
-	meter.stepRecords, meter.stepAgeSeconds = cappedInput().lagSteps()
-	require.Equal(t, [3]int64{20_000, 20_000, 200}, meter.stepRecords)
-	require.Equal(t, [3]float64{8, 0, 0}, meter.stepAgeSeconds)
+	meter.stepSeconds = cappedInput().stepSecondsAtCap()
+	// Two chunks of 10,000, or two segments of 10,000, at 2,500 msg/s.
+	require.Equal(t, [3]float64{8, 8, 8}, meter.stepSeconds)
 	withoutSteps := meter
-	withoutSteps.stepRecords, withoutSteps.stepAgeSeconds = [3]int64{}, [3]float64{}
+	withoutSteps.stepSeconds = [3]float64{}
 
 	// Enrich keeps up: its oldest unconsumed record is 15 s old, 8 s of
 	// which it waited for its chunk to be paced and committed, 5 s for the
@@ -300,16 +300,28 @@ func TestLagSecondsLeaveOutChunksAndSegmentsInFlight(t *testing.T) {
 	_, lag = withoutSteps.lagSeconds(nil, s, rates, false)
 	require.True(t, holdProduction(false, lag.seconds, 5, 2.5), "two segments' responses, counted as lag, held production")
 
-	// Deliver commits once per segment: two segments in flight and a
-	// checkpoint's worth of enrich's output at 2,000/s is no backlog; a
-	// third segment's worth on top is 5 s of it.
+	// Deliver commits once per segment: 15 s of lag at 2,000/s are two
+	// segments at the cap and a checkpoint; 5 s more are backlog.
 	s = kafkaadmin.LagSample{AtUnixMillis: 30_000, Deliver: 30_000, DeliverPosition: 50_000}
 	rates = DrainRates{Deliver: 2_000, DeliverBehind: true}
 	_, lag = meter.lagSeconds(nil, s, rates, false)
-	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 0, rate: 2_000, known: true}, lag)
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 2, rate: 2_000, known: true}, lag)
 	s.Deliver = 40_000
 	_, lag = meter.lagSeconds(nil, s, rates, false)
-	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 5, rate: 2_000, known: true}, lag)
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 7, rate: 2_000, known: true}, lag)
 	_, lag = withoutSteps.lagSeconds(nil, s, rates, false)
 	require.InDelta(t, 15, lag.seconds, 1e-9)
+}
+
+// TestStepsAtTheDefaultCapAreSmall: in the default run the cap is far
+// above what two cores take, so the steps in flight leave out little: 0.4 s
+// a group. The brokers and consumers set those steps' pace, and there they
+// are backlog.
+func TestStepsAtTheDefaultCapAreSmall(t *testing.T) {
+	in := PipelineInput{}.WithDefaults("steps")
+	produceIn := ProduceInput{ChunkSize: in.ChunkSize, ChunkConcurrency: in.ChunkConcurrency,
+		RatePerSecond: in.productionRate(), SegmentMessages: in.TokenRenewEvery}
+	require.Equal(t, [3]float64{0.4, 0.4, 0.4}, produceIn.stepSecondsAtCap())
+	produceIn.SegmentMessages = 0
+	require.Equal(t, [3]float64{0.4, 0, 0}, produceIn.stepSecondsAtCap(), "an input written before segments leaves out the chunks only")
 }

@@ -55,7 +55,6 @@ func (in ProduceInput) validate() error {
 		{in.CheckpointIntervalSeconds >= 0, "checkpoint_interval_seconds", in.CheckpointIntervalSeconds, "must not be negative"},
 		{in.ChunksPerRun >= 0, "chunks_per_run", in.ChunksPerRun, "must not be negative (0: the default)"},
 		{in.SegmentMessages >= 0, "segment_messages", in.SegmentMessages, "must not be negative (0: no segment steps)"},
-		{in.BatchSize >= 0, "batch_size", in.BatchSize, "must not be negative (0: no response steps)"},
 		{in.State.NextChunk >= 0 && in.State.Produced >= 0, "state", in.State.NextChunk, "next_chunk and produced must not be negative"},
 	})
 }

@@ -305,7 +305,6 @@ func (p *pipeline) startProduce(ctx workflow.Context) workflow.ChildWorkflowFutu
 		LagResumeSeconds:          p.in.LagResumeSeconds,
 		CheckpointIntervalSeconds: p.in.CheckpointIntervalSeconds,
 		SegmentMessages:           p.in.TokenRenewEvery,
-		BatchSize:                 p.in.BatchSize,
 	})
 }
 

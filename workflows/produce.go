@@ -36,13 +36,11 @@ type ProduceInput struct {
 	LagThresholdSeconds       float64 `json:"lag_threshold_seconds,omitempty"`
 	LagResumeSeconds          float64 `json:"lag_resume_seconds,omitempty"`
 	CheckpointIntervalSeconds int     `json:"checkpoint_interval_seconds,omitempty"`
-	// SegmentMessages and BatchSize are delivery's: a segment of
-	// SegmentMessages commits the deliver group's offsets, and hands split
-	// its responses (one per batch of BatchSize), at once, which the lag in
-	// seconds leaves out (see backpressure.go). 0, as in inputs written
-	// before these fields, leaves those steps in.
+	// SegmentMessages is delivery's segment size: a segment commits the
+	// deliver group's offsets, and hands split its responses, at once,
+	// which the lag in seconds leaves out (see backpressure.go). 0, as in
+	// inputs written before it, leaves those steps in.
 	SegmentMessages int `json:"segment_messages,omitempty"`
-	BatchSize       int `json:"batch_size,omitempty"`
 	// ChunksPerRun bounds the chunks one workflow run schedules before it
 	// continues as new; 0 means defaultChunksPerRun.
 	ChunksPerRun int           `json:"chunks_per_run,omitempty"`
@@ -99,12 +97,8 @@ type producer struct {
 	trustedRates bool
 	// inputSteps is false when replaying a run recorded before the lag in
 	// seconds left out the chunks and segments that arrive at once.
-	inputSteps bool
-	rate       float64 // production rate of the last chunk
-	// pacedByCap says whether the last chunk spent most of its time
-	// waiting for the rate cap: then the cap, not a consumer, sets the
-	// pipeline's pace (see backpressure.go).
-	pacedByCap  bool
+	inputSteps  bool
+	rate        float64 // production rate of the last chunk
 	stopPolling bool
 	// laneBusy is set when chunks run in lanes (see dispatchChunks): chunk
 	// c is in lane c mod len(laneBusy), and a lane runs one chunk at a
@@ -144,7 +138,7 @@ func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	p.keepsHoldSpans = workflow.GetVersion(ctx, "record-hold-spans", workflow.DefaultVersion, 1) == 1
 	p.deliverInputInSteps = workflow.GetVersion(ctx, "deliver-input-in-steps", workflow.DefaultVersion, 1) == 1
 	p.trustedRates = workflow.GetVersion(ctx, "trusted-drain-rates", workflow.DefaultVersion, 1) == 1
-	p.inputSteps = workflow.GetVersion(ctx, "cap-paced-input-steps", workflow.DefaultVersion, 1) == 1
+	p.inputSteps = workflow.GetVersion(ctx, "steps-at-cap", workflow.DefaultVersion, 1) == 1
 	if workflow.GetVersion(ctx, "chunk-lanes", workflow.DefaultVersion, 1) == 1 {
 		p.laneBusy = make([]bool, produce.LanesPerChunkInFlight*p.in.ChunkConcurrency)
 	}
@@ -243,8 +237,8 @@ func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
 		deliverInputInSteps: p.deliverInputInSteps,
 		trustedRates:        p.trustedRates,
 	}
-	if p.inputSteps && p.pacedByCap {
-		meter.stepRecords, meter.stepAgeSeconds = p.in.lagSteps()
+	if p.inputSteps {
+		meter.stepSeconds = p.in.stepSecondsAtCap()
 	}
 	p.state.DrainRates, p.lagSeconds = meter.lagSeconds(p.state.LagSamples, sample, p.state.DrainRates, p.held)
 	p.state.LagSeconds, p.state.LagSecondsGroup = p.lagSeconds.seconds, p.lagSeconds.group
@@ -255,23 +249,20 @@ func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
 // and the next one overlapping its end.
 const segmentsInFlight = 2
 
-// lagSteps are the steps the lag in seconds leaves out (see
-// backpressure.go), per group in kafkaadmin.LagSample.ByGroup's order: the
-// records that arrive or are committed at once (the chunks in flight for
-// enrich, the segments in flight for deliver, and their responses for
-// split), and the age enrich's oldest record already has when its chunk
-// becomes visible, the chunk's pacing.
-func (in ProduceInput) lagSteps() (records [3]int64, ageSeconds [3]float64) {
-	chunksInFlight := int64(in.ChunkSize) * int64(in.ChunkConcurrency)
-	records[0] = chunksInFlight
-	ageSeconds[0] = float64(chunksInFlight) / in.RatePerSecond
+// stepSecondsAtCap are what the lag in seconds leaves out for the steps the
+// pipeline moves in (see backpressure.go), per group in
+// kafkaadmin.LagSample.ByGroup's order: the time the rate cap takes to
+// produce the messages that reach the group at once, or that it commits at
+// once. Those are the chunks in flight for enrich, and the segments in
+// flight for deliver and, as their responses, for split; an input without
+// delivery's segment size, as written before it, leaves only the chunks.
+func (in ProduceInput) stepSecondsAtCap() (seconds [3]float64) {
+	seconds[0] = float64(in.ChunkSize) * float64(in.ChunkConcurrency) / in.RatePerSecond
 	if in.SegmentMessages > 0 {
-		records[1] = segmentsInFlight * int64(in.SegmentMessages)
-		if in.BatchSize > 0 {
-			records[2] = segmentsInFlight * int64((in.SegmentMessages+in.BatchSize-1)/in.BatchSize)
-		}
+		seconds[1] = segmentsInFlight * float64(in.SegmentMessages) / in.RatePerSecond
+		seconds[2] = seconds[1]
 	}
-	return records, ageSeconds
+	return seconds
 }
 
 // lagLogFields are the lag figures of a hold or resume log line against
@@ -389,7 +380,6 @@ func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 	}
 	if res.DurationMillis > 0 {
 		p.rate = float64(res.Produced) / (float64(res.DurationMillis) / 1000)
-		p.pacedByCap = 2*res.PacedMillis >= res.DurationMillis
 	}
 	if (chunk+1)%p.signalEvery == 0 || chunk == p.state.Chunks-1 {
 		signalParent(ctx, p.in.ParentWorkflowID, childProgress{

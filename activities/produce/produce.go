@@ -102,10 +102,6 @@ type ChunkResult struct {
 	// chunk and this attempt wrote nothing.
 	AlreadyCommitted bool  `json:"already_committed"`
 	DurationMillis   int64 `json:"duration_ms"`
-	// PacedMillis is the part of DurationMillis the chunk waited for its
-	// rate: near all of it when the rate cap, not the brokers, set the
-	// chunk's pace.
-	PacedMillis int64 `json:"paced_ms,omitempty"`
 }
 
 // ProduceChunk writes messages FirstSeq .. FirstSeq+Count-1 to the raw topic
@@ -183,10 +179,10 @@ func (w *Writer) WriteChunk(ctx context.Context, in ChunkInput, retry bool, rep 
 			producer.Close()
 		}
 		result.DurationMillis = time.Since(started).Milliseconds()
-		result.PacedMillis = time.Duration(progress.paced.Load()).Milliseconds()
 		if !result.AlreadyCommitted {
 			rep.Log.Info("chunk committed", "Chunk", in.Chunk, "Topic", in.Names.RawTopic, "FirstSeq", in.FirstSeq,
-				"Produced", result.Produced, "DurationMillis", result.DurationMillis, "PacedMillis", result.PacedMillis, "KeptProducer", kept)
+				"Produced", result.Produced, "DurationMillis", result.DurationMillis,
+				"PacedMillis", time.Duration(progress.paced.Load()).Milliseconds(), "KeptProducer", kept)
 		}
 		return result, nil
 	}
