@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -61,5 +62,27 @@ func (r Reporter) HeartbeatEvery(ctx context.Context, details func() any) (stop 
 	return func() {
 		close(done)
 		<-finished
+	}
+}
+
+// stacksLogged bounds the goroutine dump WarnIfSlow logs, which is there to
+// show where something hangs, not to copy the whole process.
+const stacksLogged = 256 << 10
+
+// WarnIfSlow logs a warning with every goroutine's stack if the returned
+// done is not called within after, and then how long it took in all. It
+// watches steps that should take milliseconds but have been seen to hang:
+// the dump names what they were waiting for.
+func (r Reporter) WarnIfSlow(what string, after time.Duration) (done func()) {
+	started := time.Now()
+	timer := time.AfterFunc(after, func() {
+		stacks := make([]byte, stacksLogged)
+		stacks = stacks[:runtime.Stack(stacks, true)]
+		r.Log.Warn(what+" is taking long; the worker's goroutines follow", "After", after, "Goroutines", string(stacks))
+	})
+	return func() {
+		if !timer.Stop() {
+			r.Log.Warn(what+" was slow", "Took", time.Since(started))
+		}
 	}
 }

@@ -2,9 +2,14 @@ package activities
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/log"
 )
 
 func TestHeartbeatEveryBeatsUntilStopped(t *testing.T) {
@@ -34,4 +39,42 @@ func TestHeartbeatEveryWithoutHeartbeatDoesNothing(t *testing.T) {
 		return nil
 	})
 	stop()
+}
+
+// warnings keeps the warnings logged to it.
+type warnings struct {
+	log.Logger
+	mu    sync.Mutex
+	lines []string
+}
+
+func (w *warnings) Warn(msg string, keyvals ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lines = append(w.lines, fmt.Sprint(append([]any{msg}, keyvals...)...))
+}
+
+func (w *warnings) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.lines...)
+}
+
+func TestWarnIfSlowDumpsTheGoroutinesOfAStepThatHangs(t *testing.T) {
+	logged := &warnings{}
+	rep := Reporter{Log: logged}
+	done := rep.WarnIfSlow("closing", 20*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	done()
+	lines := logged.all()
+	if len(lines) != 2 || !strings.Contains(lines[0], "closing is taking long") ||
+		!strings.Contains(lines[0], "TestWarnIfSlowDumpsTheGoroutinesOfAStepThatHangs") || !strings.Contains(lines[1], "closing was slow") {
+		t.Fatalf("logged %q; want the goroutines, this test's among them, then the time taken", lines)
+	}
+
+	quick := &warnings{}
+	Reporter{Log: quick}.WarnIfSlow("closing", time.Minute)()
+	if lines := quick.all(); len(lines) != 0 {
+		t.Fatalf("a quick step logged %q", lines)
+	}
 }

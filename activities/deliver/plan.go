@@ -120,12 +120,20 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 	if err != nil {
 		return SegmentPlan{}, err
 	}
-	defer consumer.Close()
 
 	start := time.Now()
 	planner := newPlanner(in.MaxMessages)
 	stopHeartbeat := rep.HeartbeatEvery(ctx, func() any { return planProgress{Planned: planner.records} })
-	defer stopHeartbeat()
+	defer func() {
+		// On a fresh stack an attempt has logged its plan and sent its
+		// result a minute late, past its heartbeat timeout, which held the
+		// run that long (docs/performance.md, "Capped runs held by their
+		// own chunks"); the warning says where it waited.
+		slow := rep.WarnIfSlow(fmt.Sprintf("segment %d's plan: stopping heartbeats and closing its consumer", in.Segment), 5*time.Second)
+		stopHeartbeat()
+		consumer.Close()
+		slow()
+	}()
 	idle := time.Duration(in.IdleTimeoutMillis) * time.Millisecond
 	lastArrival := start
 	for !planner.full() {
