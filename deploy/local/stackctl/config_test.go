@@ -289,6 +289,7 @@ func TestTemporalDevServerCommandLine(t *testing.T) {
 		"server start-dev --ip 127.0.0.1 --port 17233 --ui-port 18233 --metrics-port 17234",
 		"--db-filename " + filepath.Join(s.dir, "data", "temporal", "temporal.db"),
 		"--sqlite-pragma journal_mode=WAL --sqlite-pragma synchronous=NORMAL",
+		"--dynamic-config-value system.enableActivityEagerExecution=true",
 		"--disable-config-file --disable-config-env",
 		"--namespace default --namespace tests",
 		"--search-attribute FlowproofStage=",
