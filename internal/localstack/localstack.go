@@ -196,6 +196,30 @@ func StackDir() string {
 	return filepath.Join(homeDir(), ".local", "share", "flowproof", "stack")
 }
 
+// StackPIDs are the process ids in the stack's pid files that match
+// pattern (filepath.Match's, without ".pid": "kafka-*", "temporal"), for
+// the tools that measure the stack's processes from /proc.
+func StackPIDs(pattern string) ([]int, error) {
+	run := filepath.Join(StackDir(), "run")
+	files, err := filepath.Glob(filepath.Join(run, pattern+".pid"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("no pid file %s.pid in %s: is the stack up (and %s its dir)?", pattern, run, EnvStackDir)
+	}
+	pids := make([]int, 0, len(files))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		pid, err := strconv.Atoi(strings.Fields(string(raw) + " ")[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
+}
+
 // CacheDir is where resolved jars and built binaries are kept, keyed by
 // version, so fresh clones on the same machine reuse them.
 func CacheDir() string {

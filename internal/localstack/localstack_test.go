@@ -1,7 +1,10 @@
 package localstack
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -18,5 +21,34 @@ func TestFromEnvAppliesOverrides(t *testing.T) {
 	got := FromEnv()
 	if !slices.Equal(got.KafkaBrokers, []string{"k1:9092", "k2:9092"}) || got.TemporalUIURL != "https://ui.example.test" || got.FlinkURL != local.FlinkURL {
 		t.Errorf("with overrides = %+v", got)
+	}
+}
+
+func TestStackPIDsReadThePidFilesThatMatch(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(EnvStackDir, dir)
+	if _, err := StackPIDs("kafka-*"); err == nil || !strings.Contains(err.Error(), "is the stack up") {
+		t.Fatalf("no run dir: %v, want an error that says to start the stack", err)
+	}
+	run := filepath.Join(dir, "run")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"kafka-1.pid": "101\n", "kafka-2.pid": "102 extra\n", "temporal.pid": "7"} {
+		if err := os.WriteFile(filepath.Join(run, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pids, err := StackPIDs("kafka-*"); err != nil || !slices.Equal(pids, []int{101, 102}) {
+		t.Fatalf("kafka-*: %v, %v", pids, err)
+	}
+	if pids, err := StackPIDs("temporal"); err != nil || !slices.Equal(pids, []int{7}) {
+		t.Fatalf("temporal: %v, %v", pids, err)
+	}
+	if err := os.WriteFile(filepath.Join(run, "redis.pid"), []byte("not a pid"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StackPIDs("redis"); err == nil {
+		t.Fatal("a pid file without a number was read")
 	}
 }

@@ -23,9 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/procfs"
@@ -121,14 +118,9 @@ func run(activities, rounds int) error {
 
 // temporalProcess is the stack's Temporal server, from its pid file.
 func temporalProcess() (procfs.Proc, error) {
-	file := filepath.Join(localstack.StackDir(), "run", "temporal.pid")
-	raw, err := os.ReadFile(file)
+	pids, err := localstack.StackPIDs("temporal")
 	if err != nil {
-		return procfs.Proc{}, fmt.Errorf("%w: is the stack up (and FLOWPROOF_STACK_DIR its dir)?", err)
+		return procfs.Proc{}, err
 	}
-	pid, err := strconv.Atoi(strings.Fields(string(raw) + " ")[0])
-	if err != nil {
-		return procfs.Proc{}, fmt.Errorf("%s: %w", file, err)
-	}
-	return procfs.NewProc(pid)
+	return procfs.NewProc(pids[0])
 }

@@ -26,8 +26,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -156,23 +154,15 @@ func reportResumption(security kafkaconn.Settings, broker string) error {
 
 // brokerProcesses are the stack's Kafka nodes, from their pid files.
 func brokerProcesses() ([]procfs.Proc, error) {
-	files, err := filepath.Glob(filepath.Join(localstack.StackDir(), "run", "kafka-*.pid"))
-	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("no Kafka pid files in %s/run: is the stack up (and FLOWPROOF_STACK_DIR its dir)?", localstack.StackDir())
+	pids, err := localstack.StackPIDs("kafka-*")
+	if err != nil {
+		return nil, err
 	}
-	var procs []procfs.Proc
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		pid, err := strconv.Atoi(strings.Fields(string(raw) + " ")[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
+	procs := make([]procfs.Proc, 0, len(pids))
+	for _, pid := range pids {
 		proc, err := procfs.NewProc(pid)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			return nil, fmt.Errorf("kafka node pid %d: %w", pid, err)
 		}
 		procs = append(procs, proc)
 	}
