@@ -95,9 +95,9 @@ type producer struct {
 	// trustedRates is false when replaying a run recorded before drain
 	// rates left out the windows that tell nothing (see backpressure.go).
 	trustedRates bool
-	// inputSteps is false when replaying a run recorded before the lag in
-	// seconds left out the chunks and segments that arrive at once.
-	inputSteps  bool
+	// stepsAtCap is false when replaying a run recorded before the lag in
+	// seconds left out the steps in flight, valued at the rate cap.
+	stepsAtCap  bool
 	rate        float64 // production rate of the last chunk
 	stopPolling bool
 	// laneBusy is set when chunks run in lanes (see dispatchChunks): chunk
@@ -138,7 +138,7 @@ func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	p.keepsHoldSpans = workflow.GetVersion(ctx, "record-hold-spans", workflow.DefaultVersion, 1) == 1
 	p.deliverInputInSteps = workflow.GetVersion(ctx, "deliver-input-in-steps", workflow.DefaultVersion, 1) == 1
 	p.trustedRates = workflow.GetVersion(ctx, "trusted-drain-rates", workflow.DefaultVersion, 1) == 1
-	p.inputSteps = workflow.GetVersion(ctx, "steps-at-cap", workflow.DefaultVersion, 1) == 1
+	p.stepsAtCap = workflow.GetVersion(ctx, "steps-at-cap", workflow.DefaultVersion, 1) == 1
 	if workflow.GetVersion(ctx, "chunk-lanes", workflow.DefaultVersion, 1) == 1 {
 		p.laneBusy = make([]bool, produce.LanesPerChunkInFlight*p.in.ChunkConcurrency)
 	}
@@ -237,7 +237,7 @@ func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
 		deliverInputInSteps: p.deliverInputInSteps,
 		trustedRates:        p.trustedRates,
 	}
-	if p.inputSteps {
+	if p.stepsAtCap {
 		meter.stepSeconds = p.in.stepSecondsAtCap()
 	}
 	p.state.DrainRates, p.lagSeconds = meter.lagSeconds(p.state.LagSamples, sample, p.state.DrainRates, p.held)

@@ -196,6 +196,34 @@ func StackDir() string {
 	return filepath.Join(homeDir(), ".local", "share", "flowproof", "stack")
 }
 
+// PIDFile is one of the stack's pid files, as stackctl writes them:
+// "<pid> <start ticks>\n", the start time being field 22 of
+// /proc/<pid>/stat (so a pid reused by a later process is told apart), or
+// "<pid>\n" as written before start times were recorded (StartTicks 0).
+type PIDFile struct {
+	PID        int
+	StartTicks uint64
+}
+
+// ParsePIDFile reads the content raw of the pid file at path.
+func ParsePIDFile(path string, raw []byte) (PIDFile, error) {
+	fields := strings.Fields(string(raw))
+	if len(fields) == 0 || len(fields) > 2 {
+		return PIDFile{}, fmt.Errorf("pid file %s: want \"<pid> <start ticks>\", got %q", path, raw)
+	}
+	var f PIDFile
+	var err error
+	if f.PID, err = strconv.Atoi(fields[0]); err != nil || f.PID <= 0 {
+		return PIDFile{}, fmt.Errorf("pid file %s: bad pid %q", path, fields[0])
+	}
+	if len(fields) == 2 {
+		if f.StartTicks, err = strconv.ParseUint(fields[1], 10, 64); err != nil {
+			return PIDFile{}, fmt.Errorf("pid file %s: bad start time %q", path, fields[1])
+		}
+	}
+	return f, nil
+}
+
 // StackPIDs are the process ids in the stack's pid files that match
 // pattern (filepath.Match's, without ".pid": "kafka-*", "temporal"), for
 // the tools that measure the stack's processes from /proc.
@@ -206,16 +234,16 @@ func StackPIDs(pattern string) ([]int, error) {
 		return nil, fmt.Errorf("no pid file %s.pid in %s: is the stack up (and %s its dir)?", pattern, run, EnvStackDir)
 	}
 	pids := make([]int, 0, len(files))
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
+	for _, path := range files {
+		raw, err := os.ReadFile(path)
 		if err != nil {
 			return nil, err
 		}
-		pid, err := strconv.Atoi(strings.Fields(string(raw) + " ")[0])
+		f, err := ParsePIDFile(path, raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			return nil, err
 		}
-		pids = append(pids, pid)
+		pids = append(pids, f.PID)
 	}
 	return pids, nil
 }

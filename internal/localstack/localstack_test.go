@@ -34,7 +34,7 @@ func TestStackPIDsReadThePidFilesThatMatch(t *testing.T) {
 	if err := os.MkdirAll(run, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, content := range map[string]string{"kafka-1.pid": "101\n", "kafka-2.pid": "102 extra\n", "temporal.pid": "7"} {
+	for name, content := range map[string]string{"kafka-1.pid": "101\n", "kafka-2.pid": "102 4242\n", "temporal.pid": "7"} {
 		if err := os.WriteFile(filepath.Join(run, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 // A pid alone does not name a process: once the process exits, the kernel
@@ -16,9 +16,10 @@ import (
 // process's start time (field 22 of /proc/<pid>/stat, clock ticks after
 // boot), and a process counts as the stack's only while both match.
 //
-// Pid files are "<pid> <start ticks>\n". Files written before the start
-// time was recorded hold only "<pid>\n"; for those the process must have
-// started shortly before the file was written (legacyStartWindow).
+// Pid files are "<pid> <start ticks>\n" (localstack.PIDFile). Files
+// written before the start time was recorded hold only "<pid>\n"; for
+// those the process must have started shortly before the file was written
+// (legacyStartWindow).
 
 // pidRecord is the content of a pid file.
 type pidRecord struct {
@@ -77,20 +78,11 @@ func readPidFile(path string) (pidRecord, error) {
 	if err != nil {
 		return pidRecord{}, fmt.Errorf("stat pid file: %w", err)
 	}
-	rec := pidRecord{written: info.ModTime()}
-	fields := strings.Fields(string(raw))
-	if len(fields) == 0 || len(fields) > 2 {
-		return pidRecord{}, fmt.Errorf("pid file %s: want \"<pid> <start ticks>\", got %q", path, raw)
+	f, err := localstack.ParsePIDFile(path, raw)
+	if err != nil {
+		return pidRecord{}, err
 	}
-	if rec.pid, err = strconv.Atoi(fields[0]); err != nil || rec.pid <= 0 {
-		return pidRecord{}, fmt.Errorf("pid file %s: bad pid %q", path, fields[0])
-	}
-	if len(fields) == 2 {
-		if rec.startTicks, err = strconv.ParseUint(fields[1], 10, 64); err != nil {
-			return pidRecord{}, fmt.Errorf("pid file %s: bad start time %q", path, fields[1])
-		}
-	}
-	return rec, nil
+	return pidRecord{pid: f.PID, startTicks: f.StartTicks, written: info.ModTime()}, nil
 }
 
 // findProcess returns the live process that the pid file at path names:
