@@ -225,6 +225,35 @@ func TestVerifierCountsDuplicateCorrelationIDsOfDifferentSeqs(t *testing.T) {
 	}
 }
 
+// Ids that share their first eight bytes are compared whole: only equal
+// ones count, however many share the prefix.
+func TestDuplicateCorrelationIDsTellIDsOfASharedPrefixApart(t *testing.T) {
+	id := func(prefix, rest byte) [md5.Size]byte {
+		var b [md5.Size]byte
+		b[0], b[md5.Size-1] = prefix, rest
+		return b
+	}
+	cases := []struct {
+		name string
+		ids  [][md5.Size]byte
+		want int64
+	}{
+		{"distinct prefixes", [][md5.Size]byte{id(1, 0), id(2, 0), id(3, 0)}, 0},
+		{"a shared prefix, different ids", [][md5.Size]byte{id(1, 1), id(2, 0), id(1, 2), id(1, 3)}, 0},
+		{"an id twice among others of its prefix", [][md5.Size]byte{id(1, 1), id(1, 2), id(2, 0), id(1, 1)}, 1},
+		{"an id three times, another twice", [][md5.Size]byte{id(4, 4), id(3, 0), id(4, 4), id(3, 0), id(4, 4)}, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := newVerifier("run", 1)
+			v.correlationIDs = c.ids
+			if got := v.duplicateCorrelationIDs(); got != c.want {
+				t.Errorf("duplicateCorrelationIDs() = %d, want %d", got, c.want)
+			}
+		})
+	}
+}
+
 func TestVerifierNotesCreateTimeRecords(t *testing.T) {
 	v := newVerifier("run", 1)
 	rec := finalRecord("run", 0, 1)
@@ -394,6 +423,24 @@ func BenchmarkVerifierObserve(b *testing.B) {
 			v = newVerifier(benchRunID, int64(n))
 		}
 		v.observe(records[i%n])
+	}
+}
+
+// BenchmarkDuplicateCorrelationIDs counts the duplicates among a million
+// distinct ids, which Verify does once at the end of a run's verification.
+func BenchmarkDuplicateCorrelationIDs(b *testing.B) {
+	const ids = 1_000_000
+	distinct := make([][md5.Size]byte, ids)
+	for i := range distinct {
+		distinct[i] = correlationSum(make([]byte, 0, 64), benchRunID, int64(i))
+	}
+	v := newVerifier(benchRunID, ids)
+	v.correlationIDs = make([][md5.Size]byte, ids)
+	for b.Loop() {
+		copy(v.correlationIDs, distinct)
+		if dups := v.duplicateCorrelationIDs(); dups != 0 {
+			b.Fatalf("%d duplicates among distinct ids", dups)
+		}
 	}
 }
 
