@@ -749,6 +749,71 @@ func TestSplitJob(t *testing.T) {
 	}
 }
 
+// A checkpoint asked for commits what the job wrote: with periodic
+// checkpoints half an hour apart (the first one comes at a random moment
+// within the first interval), the split job's records become visible
+// through Checkpoint.
+func TestCheckpointOnRequestCommitsTheJobsRecords(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s := newStackClients(t)
+	responses, final := uniqueName(t, "responses"), uniqueName(t, "final")
+	s.createTopics(t, ctx, nil, responses)
+	s.createTopics(t, ctx, map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")}, final)
+	runID := "it-run-" + strings.Split(responses, ".")[2]
+	job := SplitJob{
+		Name:                  uniqueName(t, "split"),
+		Brokers:               s.addrs.KafkaBrokers,
+		SourceTopic:           responses,
+		SinkTopic:             final,
+		GroupID:               uniqueName(t, "split"),
+		TransactionalIDPrefix: uniqueName(t, "split"),
+		Parallelism:           1,
+		CheckpointInterval:    30 * time.Minute,
+		TransactionTimeout:    MaxTransactionTimeout,
+	}
+	const batches, perBatch = 10, 10
+	var records []*kgo.Record
+	for b := range batches {
+		batch := responseValue{RunID: runID, BatchID: fmt.Sprintf("%s-b%d", runID, b*perBatch), BatchNumber: int64(b + 1)}
+		for i := range perBatch {
+			seq := int64(b*perBatch + i)
+			batch.Messages = append(batch.Messages, batchMessage{Seq: seq, LogicalQueue: logicalQueue(seq),
+				CorrelationID: correlationID(runID, seq), SendingID: fmt.Sprintf("send-%d", seq),
+				ProducedAt: time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")})
+		}
+		v, _ := json.Marshal(batch)
+		records = append(records, &kgo.Record{Topic: responses, Key: []byte(batch.BatchID), Value: v})
+	}
+	s.produceTransactional(t, ctx, records, batches)
+
+	sess := s.openSession(t, ctx)
+	jobID, err := sess.SubmitJob(ctx, job)
+	if err != nil {
+		t.Fatalf("submit split job: %v", err)
+	}
+	s.cancelOnCleanup(t, jobID)
+	if _, err := s.waitAllVerticesRunning(ctx, jobID); err != nil {
+		t.Fatal(err)
+	}
+	// The job may not have read every response by the first checkpoint;
+	// what it has read by a later one is committed by that one.
+	var got []*kgo.Record
+	for attempt := 1; attempt <= 20 && len(got) < batches*perBatch; attempt++ {
+		id, err := s.jm.Checkpoint(ctx, jobID)
+		if err != nil {
+			t.Fatalf("checkpoint %d: %v", attempt, err)
+		}
+		readCtx, stop := context.WithTimeout(ctx, 3*time.Second)
+		got = s.consumeCommitted(t, readCtx, final, batches*perBatch, 0)
+		stop()
+		t.Logf("after checkpoint %d (attempt %d): %d of %d records committed", id, attempt, len(got), batches*perBatch)
+	}
+	if len(got) != batches*perBatch {
+		t.Fatalf("final topic has %d committed records after the checkpoints asked for, want %d", len(got), batches*perBatch)
+	}
+}
+
 func TestEnrichExplainComputesCorrelationIDOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

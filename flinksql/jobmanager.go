@@ -168,7 +168,7 @@ type Job struct {
 // Jobs are not.
 func (jm *JobManager) Job(ctx context.Context, jobID string) (Job, error) {
 	var out Job
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return out, err
 	}
 	if err := jm.rest.do(ctx, "GET", "/jobs/"+jobID, retrySafe, nil, &out); err != nil {
@@ -181,7 +181,7 @@ func (jm *JobManager) Job(ctx context.Context, jobID string) (Job, error) {
 // from the cache Job reads: waiting on Job's answer costs up to a refresh
 // interval at every change of state.
 func (jm *JobManager) JobStatus(ctx context.Context, jobID string) (JobState, error) {
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return "", err
 	}
 	var out struct {
@@ -244,7 +244,7 @@ type Subtask struct {
 // Subtasks lists the subtasks of a job's vertex with the TaskManagers they
 // run on.
 func (jm *JobManager) Subtasks(ctx context.Context, jobID, vertexID string) ([]Subtask, error) {
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return nil, err
 	}
 	var out struct {
@@ -298,7 +298,7 @@ func (m Metric) Float() (float64, error) {
 // MetricNames lists the metrics a vertex offers, as ids like
 // "0.numRecordsOut" or "0.Source__x.numRecordsIn" (subtask index first).
 func (jm *JobManager) MetricNames(ctx context.Context, jobID, vertexID string) ([]string, error) {
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return nil, err
 	}
 	var out []Metric
@@ -317,7 +317,7 @@ func (jm *JobManager) MetricNames(ctx context.Context, jobID, vertexID string) (
 // subtasks (with min, max and average), e.g. "numRecordsOut",
 // "numRecordsOutPerSecond", or an operator's "Source__raw.numRecordsIn".
 func (jm *JobManager) VertexMetrics(ctx context.Context, jobID, vertexID string, names ...string) (map[string]Metric, error) {
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return nil, err
 	}
 	q := url.Values{"get": {strings.Join(names, ",")}, "agg": {"sum,min,max,avg"}}
@@ -332,7 +332,7 @@ func (jm *JobManager) VertexMetrics(ctx context.Context, jobID, vertexID string,
 // JobMetrics returns job-level metrics such as "numRestarts", "uptime" or
 // "lastCheckpointDuration".
 func (jm *JobManager) JobMetrics(ctx context.Context, jobID string, names ...string) (map[string]Metric, error) {
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return nil, err
 	}
 	p := "/jobs/" + jobID + "/metrics?" + url.Values{"get": {strings.Join(names, ",")}}.Encode()
@@ -404,7 +404,7 @@ type CheckpointStats struct {
 // Checkpoints asks for the job's checkpoint statistics.
 func (jm *JobManager) Checkpoints(ctx context.Context, jobID string) (CheckpointStats, error) {
 	var out CheckpointStats
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return out, err
 	}
 	if err := jm.rest.do(ctx, "GET", "/jobs/"+jobID+"/checkpoints", retrySafe, nil, &out); err != nil {
@@ -433,7 +433,7 @@ func (e JobException) RootCause() string {
 
 // Exceptions returns the job's exception history, newest first.
 func (jm *JobManager) Exceptions(ctx context.Context, jobID string) ([]JobException, error) {
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return nil, err
 	}
 	var out struct {
@@ -451,7 +451,7 @@ func (jm *JobManager) Exceptions(ctx context.Context, jobID string) ([]JobExcept
 // CANCELED (use WaitForState). Cancelling twice is harmless, so the request
 // is retried like a read.
 func (jm *JobManager) Cancel(ctx context.Context, jobID string) error {
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return err
 	}
 	if err := jm.rest.do(ctx, "PATCH", "/jobs/"+jobID+"?mode=cancel", retrySafe, nil, nil); err != nil {
@@ -465,7 +465,7 @@ func (jm *JobManager) Cancel(ctx context.Context, jobID string) error {
 // location once Flink reports it complete. drain emits MAX_WATERMARK first,
 // which ends event-time windows; a later restart would see them closed.
 func (jm *JobManager) StopWithSavepoint(ctx context.Context, jobID, targetDir string, drain bool) (string, error) {
-	if err := validJobID(jobID); err != nil {
+	if err := ValidateJobID(jobID); err != nil {
 		return "", err
 	}
 	req := struct {
@@ -498,7 +498,7 @@ func (jm *JobManager) StopWithSavepoint(ctx context.Context, jobID, targetDir st
 		}
 		if status.Status.ID == "COMPLETED" {
 			if len(status.Operation.FailureCause) > 0 && string(status.Operation.FailureCause) != "null" {
-				return "", fmt.Errorf("flinksql: savepoint of job %s failed: %s", jobID, savepointFailure(status.Operation.FailureCause))
+				return "", fmt.Errorf("flinksql: savepoint of job %s failed: %s", jobID, operationFailure(status.Operation.FailureCause))
 			}
 			return status.Operation.Location, nil
 		}
@@ -508,7 +508,7 @@ func (jm *JobManager) StopWithSavepoint(ctx context.Context, jobID, targetDir st
 	}
 }
 
-func savepointFailure(raw json.RawMessage) string {
+func operationFailure(raw json.RawMessage) string {
 	var cause struct {
 		Class      string `json:"class"`
 		Stacktrace string `json:"stack-trace"`
@@ -522,9 +522,9 @@ func savepointFailure(raw json.RawMessage) string {
 	return firstLine(cause.Stacktrace)
 }
 
-// validJobID keeps caller text out of URL paths: a Flink job id is 32
+// ValidateJobID keeps caller text out of URL paths: a Flink job id is 32
 // lower-case hex digits.
-func validJobID(id string) error {
+func ValidateJobID(id string) error {
 	if len(id) != 32 {
 		return fmt.Errorf("flinksql: job id %q: want 32 hex digits", id)
 	}
@@ -534,4 +534,48 @@ func validJobID(id string) error {
 		}
 	}
 	return nil
+}
+
+// Checkpoint asks the job for a checkpoint now, besides its periodic ones,
+// and returns the checkpoint's id once Flink reports it complete. With
+// Kafka's exactly-once sink, a completed checkpoint is what commits the
+// records the job wrote since the one before.
+func (jm *JobManager) Checkpoint(ctx context.Context, jobID string) (int64, error) {
+	if err := ValidateJobID(jobID); err != nil {
+		return 0, err
+	}
+	var trigger struct {
+		RequestID string `json:"request-id"`
+	}
+	// A request sent twice asks for two checkpoints, which is harmless.
+	if err := jm.rest.do(ctx, "POST", "/jobs/"+jobID+"/checkpoints", retrySafe, struct{}{}, &trigger); err != nil {
+		return 0, fmt.Errorf("trigger a checkpoint of job %s: %w", jobID, err)
+	}
+	if trigger.RequestID == "" {
+		return 0, fmt.Errorf("flinksql: trigger a checkpoint of job %s: answer has no request-id", jobID)
+	}
+	for {
+		var status struct {
+			Status struct {
+				ID string `json:"id"`
+			} `json:"status"`
+			Operation struct {
+				CheckpointID int64           `json:"checkpointId"`
+				FailureCause json.RawMessage `json:"failure-cause"`
+			} `json:"operation"`
+		}
+		p := "/jobs/" + jobID + "/checkpoints/" + url.PathEscape(trigger.RequestID)
+		if err := jm.rest.do(ctx, "GET", p, retrySafe, nil, &status); err != nil {
+			return 0, fmt.Errorf("checkpoint of job %s: %w", jobID, err)
+		}
+		if status.Status.ID == "COMPLETED" {
+			if len(status.Operation.FailureCause) > 0 && string(status.Operation.FailureCause) != "null" {
+				return 0, fmt.Errorf("flinksql: checkpoint of job %s failed: %s", jobID, operationFailure(status.Operation.FailureCause))
+			}
+			return status.Operation.CheckpointID, nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return 0, fmt.Errorf("flinksql: checkpoint of job %s still %s: %w", jobID, status.Status.ID, err)
+		}
+	}
 }

@@ -77,6 +77,9 @@ type fakeStack struct {
 	// notices are NotifyRunFailed's inputs; noticeErr fails it.
 	notices   []notify.Failure
 	noticeErr error
+	// checkpoints are CheckpointFlinkJob's inputs; checkpointErr fails it.
+	checkpoints   []flink.CheckpointInput
+	checkpointErr error
 	// health and prepare are the inputs of the last CheckHealth and
 	// PrepareTopics.
 	health  preflight.CheckHealthInput
@@ -117,7 +120,7 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(flinkActs.SubmitFlinkJobs, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ flink.SubmitInput) (activities.FlinkJobs, error) {
 			f.record("flink")
-			return activities.FlinkJobs{EnrichJobID: "enrich-1", SplitJobID: "split-1"}, nil
+			return activities.FlinkJobs{EnrichJobName: "enrich", EnrichJobID: "enrich-1", SplitJobName: "split", SplitJobID: "split-1"}, nil
 		})
 	env.OnActivity(flinkActs.CheckFlinkJobs, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in flink.CheckInput) (flink.CheckResult, error) {
@@ -181,6 +184,13 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			}
 			return res, nil
 		})
+	env.OnActivity(flinkActs.CheckpointFlinkJob, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in flink.CheckpointInput) (flink.CheckpointResult, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.checkpoints = append(f.checkpoints, in)
+			return flink.CheckpointResult{CheckpointID: 7}, f.checkpointErr
+		})
 	env.OnActivity(verifyActs.Verify, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in verify.Input) (verify.Result, error) {
 			f.record("verify")
@@ -234,6 +244,29 @@ func newBareEnv() *testsuite.TestWorkflowEnvironment {
 	RegisterWorkflows(env)
 	RegisterActivities(env, &wiring.Activities{})
 	return env
+}
+
+// While Verify reads, the split job is asked for a checkpoint, so its last
+// records need not wait for the periodic one; if that fails, the run goes
+// on and passes.
+func TestVerifyStageCheckpointsTheSplitJob(t *testing.T) {
+	for _, fails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("checkpoint fails %t", fails), func(t *testing.T) {
+			f := &fakeStack{}
+			if fails {
+				f.checkpointErr = temporal.NewNonRetryableApplicationError("JobManager unreachable", "test", nil)
+			}
+			env := newEnv(t, f)
+			env.ExecuteWorkflow(PipelineWorkflow, smallRun())
+
+			require.True(t, env.IsWorkflowCompleted())
+			require.NoError(t, env.GetWorkflowError())
+			var res PipelineResult
+			require.NoError(t, env.GetWorkflowResult(&res))
+			require.Equal(t, StatusSucceeded, res.Status)
+			require.Equal(t, []flink.CheckpointInput{{JobName: "split", JobID: "split-1"}}, f.checkpoints)
+		})
+	}
 }
 
 func smallRun() PipelineInput {
