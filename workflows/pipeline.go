@@ -334,16 +334,16 @@ func (p *pipeline) verify(ctx workflow.Context) (verify.Result, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 		Summary:             fmt.Sprintf("verify %d messages in %s", p.in.Messages, p.names.FinalTopic),
 	})
+	verifying := workflow.ExecuteActivity(verifyCtx, verifyActs.Verify, verify.Input{
+		Names: p.names, Messages: p.in.Messages, IdleTimeoutMillis: int64(p.in.VerifyIdleSeconds) * 1000,
+	})
 	// Runs recorded before the split job was checkpointed here replay
 	// without it.
 	if workflow.GetVersion(ctx, "checkpoint-split-for-verify", workflow.DefaultVersion, 1) == 1 {
-		checkpointed := p.checkpointSplitJob(ctx)
-		defer checkpointed()
+		p.checkpointSplitJobWhile(ctx, verifying)
 	}
 	var verified verify.Result
-	if err := workflow.ExecuteActivity(verifyCtx, verifyActs.Verify, verify.Input{
-		Names: p.names, Messages: p.in.Messages, IdleTimeoutMillis: int64(p.in.VerifyIdleSeconds) * 1000,
-	}).Get(ctx, &verified); err != nil {
+	if err := verifying.Get(ctx, &verified); err != nil {
 		return verify.Result{}, fmt.Errorf("verify: %w", err)
 	}
 	p.metrics.addVerify(verified)
@@ -353,20 +353,35 @@ func (p *pipeline) verify(ctx workflow.Context) (verify.Result, error) {
 	return verified, nil
 }
 
-// checkpointSplitJob asks the split job for a checkpoint while Verify
-// reads: the split job's last records become visible at its next
-// checkpoint, which otherwise comes up to a checkpoint interval after
-// delivery ended, and Verify waits for them. It is a shortcut only: if it
-// fails, the periodic checkpoint commits them. The returned done cancels
-// the checkpoint if Verify ended first, and waits for it.
-func (p *pipeline) checkpointSplitJob(ctx workflow.Context) (done func()) {
-	checkpointCtx, cancel := workflow.WithCancel(ctx)
-	future := workflow.ExecuteActivity(withOptions(checkpointCtx, time.Minute, 2, "checkpoint the split job, committing its last records"),
-		flinkActs.CheckpointFlinkJob, flink.CheckpointInput{JobName: p.metrics.FlinkJobs.SplitJobName, JobID: p.metrics.FlinkJobs.SplitJobID})
-	return func() {
-		cancel()
-		if err := future.Get(ctx, nil); err != nil && !temporal.IsCanceledError(err) {
-			workflow.GetLogger(ctx).Warn("checkpoint of the split job failed; its periodic checkpoint commits its last records", "Error", err)
+// checkpointSplitJobWhile asks the split job for checkpoints while Verify
+// reads, each a second after the one before completed, until verifying is
+// ready or one checkpoint interval has passed (by then a periodic one has
+// come). The split job's last records become visible at its next
+// checkpoint, which otherwise comes up to an interval after delivery
+// ended, and Verify waits for them; one checkpoint asked for at once may
+// come before the job has read the last responses. It is a shortcut only:
+// after a failure it stops, and the periodic checkpoints commit them.
+func (p *pipeline) checkpointSplitJobWhile(ctx workflow.Context, verifying workflow.Future) {
+	in := flink.CheckpointInput{JobName: p.metrics.FlinkJobs.SplitJobName, JobID: p.metrics.FlinkJobs.SplitJobID}
+	until := workflow.Now(ctx).Add(time.Duration(p.in.CheckpointIntervalSeconds) * time.Second)
+	for !verifying.IsReady() && workflow.Now(ctx).Before(until) {
+		checkpointCtx, cancel := workflow.WithCancel(ctx)
+		checkpoint := workflow.ExecuteActivity(withOptions(checkpointCtx, time.Minute, 1, "checkpoint the split job, committing its last records"),
+			flinkActs.CheckpointFlinkJob, in)
+		var err error
+		workflow.NewSelector(ctx).
+			AddFuture(verifying, func(workflow.Future) { cancel() }).
+			AddFuture(checkpoint, func(f workflow.Future) { err = f.Get(ctx, nil) }).
+			Select(ctx)
+		if verifying.IsReady() {
+			return
+		}
+		if err != nil {
+			workflow.GetLogger(ctx).Warn("checkpoint of the split job failed; its periodic checkpoints commit its last records", "Error", err)
+			return
+		}
+		if _, err := workflow.AwaitWithTimeout(ctx, time.Second, verifying.IsReady); err != nil {
+			return
 		}
 	}
 }

@@ -78,8 +78,10 @@ type fakeStack struct {
 	notices   []notify.Failure
 	noticeErr error
 	// checkpoints are CheckpointFlinkJob's inputs; checkpointErr fails it.
+	// verifyTakes is how long Verify takes on the test's clock.
 	checkpoints   []flink.CheckpointInput
 	checkpointErr error
+	verifyTakes   time.Duration
 	// health and prepare are the inputs of the last CheckHealth and
 	// PrepareTopics.
 	health  preflight.CheckHealthInput
@@ -199,7 +201,7 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 				Expected: in.Messages, Records: arrived, Unique: arrived, Missing: f.missing,
 				Latency: f.latency, FlowMillis: f.flowMillis,
 			}, nil
-		})
+		}).After(f.verifyTakes)
 	env.OnActivity(kafkaAdminActs.Cleanup, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in kafkaadmin.CleanupInput) error {
 			f.record("cleanup")
@@ -246,14 +248,25 @@ func newBareEnv() *testsuite.TestWorkflowEnvironment {
 	return env
 }
 
-// While Verify reads, the split job is asked for a checkpoint, so its last
-// records need not wait for the periodic one; if that fails, the run goes
-// on and passes.
+// While Verify reads, the split job is asked for a checkpoint a second
+// after the one before, for at most one checkpoint interval (5 s by
+// default); a failed checkpoint ends the asking, and the run goes on.
 func TestVerifyStageCheckpointsTheSplitJob(t *testing.T) {
-	for _, fails := range []bool{false, true} {
-		t.Run(fmt.Sprintf("checkpoint fails %t", fails), func(t *testing.T) {
-			f := &fakeStack{}
-			if fails {
+	split := flink.CheckpointInput{JobName: "split", JobID: "split-1"}
+	cases := []struct {
+		name        string
+		verifyTakes time.Duration
+		fails       bool
+		want        int
+	}{
+		{"verify takes 2.5 s", 2500 * time.Millisecond, false, 3},
+		{"verify outlasts the interval", time.Minute, false, 5},
+		{"the first checkpoint fails", time.Minute, true, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := &fakeStack{verifyTakes: c.verifyTakes}
+			if c.fails {
 				f.checkpointErr = temporal.NewNonRetryableApplicationError("JobManager unreachable", "test", nil)
 			}
 			env := newEnv(t, f)
@@ -264,7 +277,7 @@ func TestVerifyStageCheckpointsTheSplitJob(t *testing.T) {
 			var res PipelineResult
 			require.NoError(t, env.GetWorkflowResult(&res))
 			require.Equal(t, StatusSucceeded, res.Status)
-			require.Equal(t, []flink.CheckpointInput{{JobName: "split", JobID: "split-1"}}, f.checkpoints)
+			require.Equal(t, slices.Repeat([]flink.CheckpointInput{split}, c.want), f.checkpoints)
 		})
 	}
 }
