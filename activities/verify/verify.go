@@ -133,6 +133,12 @@ const (
 	// leave most of the activity's timeout to reading the final topic.
 	MaxIdleTimeout     = 10 * time.Minute
 	verifyMaxFetchWait = 500 * time.Millisecond
+	// finalRoundBytes is what the final topic's reader fetches from a
+	// leader in one round. It is the last of Verify's readers to finish,
+	// and it spent most of its time waiting for rounds of 4 MiB; the split
+	// job writes uncompressed records, so a round's memory is about its
+	// size.
+	finalRoundBytes = 16 << 20
 )
 
 // verifyProgress is the heartbeat detail of Verify.
@@ -236,6 +242,7 @@ func readFinal(ctx context.Context, kafka *kafkaeos.Conn, in Input, rep activiti
 	if err != nil {
 		return Result{}, fmt.Errorf("verify %s: %w", in.Names.FinalTopic, err)
 	}
+	reader.SetRoundBytes(finalRoundBytes)
 	v := newVerifier(in.Names.RunID, in.Messages)
 	idle := time.Duration(in.IdleTimeoutMillis) * time.Millisecond
 	lastArrival := time.Now()

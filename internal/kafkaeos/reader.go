@@ -19,11 +19,11 @@ import (
 // compressed records takes several times its size in memory: at 32 MiB per
 // leader, a whole 1,000,000-message raw topic (snappy, about 47 MB) came in
 // one round and the worker peaked at 1.1-1.3 GiB during Verify. 4 MiB per
-// leader bounds a round to a few hundred MB however large the run, at the
-// cost of more rounds for the topics with many partitions.
+// leader (1 MiB a partition) bounds a round to a few hundred MB however
+// large the run, at the cost of more rounds; SetRoundBytes raises it for a
+// reader of uncompressed records.
 const (
-	readerMaxBytes          = 4 << 20
-	readerPartitionMaxBytes = 1 << 20
+	readerMaxBytes = 4 << 20
 	// readerMaxFailingFor bounds how long the reader rides out leader
 	// changes and dropped connections before it gives up; a broker that
 	// died keeps its partitions leaderless for its session timeout (9 s by
@@ -56,6 +56,9 @@ type CommittedReader struct {
 	uncommitted  bool
 	decompressor kgo.Decompressor
 	failingSince time.Time // zero while rounds succeed
+	// roundBytes bounds what one round fetches from each leader, as stored
+	// (a partition's share is a quarter of it); see SetRoundBytes.
+	roundBytes int32
 }
 
 // NewCommittedReader reads topic from its beginning with read_committed
@@ -81,6 +84,7 @@ func newReader(ctx context.Context, conn *Conn, topic string, uncommitted bool) 
 		stable:       make(map[int32]int64),
 		uncommitted:  uncommitted,
 		decompressor: kgo.DefaultDecompressor(),
+		roundBytes:   readerMaxBytes,
 	}
 	if err := r.refreshLeaders(ctx); err != nil {
 		return nil, err
@@ -101,6 +105,15 @@ func newReader(ctx context.Context, conn *Conn, topic string, uncommitted bool) 
 		r.next[partition] = start.Offset
 	}
 	return r, nil
+}
+
+// SetRoundBytes raises how many bytes, as stored, one round may fetch from
+// each leader (readerMaxBytes unless raised; a partition at most a quarter
+// of it). Fewer, larger rounds read a topic faster, and a round of
+// compressed records takes several times its size in memory once decoded,
+// so it suits uncompressed topics.
+func (r *CommittedReader) SetRoundBytes(perLeader int32) {
+	r.roundBytes = max(perLeader, readerMaxBytes)
 }
 
 func (r *CommittedReader) refreshLeaders(ctx context.Context) error {
@@ -270,7 +283,7 @@ func (r *CommittedReader) fetchFromLeader(ctx context.Context, leader int32, par
 	req := kmsg.NewPtrFetchRequest()
 	req.MaxWaitMillis = int32(maxWait / time.Millisecond)
 	req.MinBytes = 1
-	req.MaxBytes = readerMaxBytes
+	req.MaxBytes = r.roundBytes
 	req.IsolationLevel = 1 // read_committed
 	isolation := kgo.ReadCommitted()
 	if r.uncommitted {
@@ -283,7 +296,7 @@ func (r *CommittedReader) fetchFromLeader(ctx context.Context, leader int32, par
 		p := kmsg.NewFetchRequestTopicPartition()
 		p.Partition = partition
 		p.FetchOffset = r.next[partition]
-		p.PartitionMaxBytes = readerPartitionMaxBytes
+		p.PartitionMaxBytes = r.roundBytes / 4
 		topic.Partitions = append(topic.Partitions, p)
 	}
 	req.Topics = append(req.Topics, topic)
@@ -322,7 +335,7 @@ func (r *CommittedReader) fetchFromLeader(ctx context.Context, leader int32, par
 				until = fp.HighWatermark
 			}
 			if next == from && len(rp.RecordBatches) > 0 && until > from {
-				return leaderFetch{fatal: fmt.Errorf("decode %s partition %d: no progress at offset %d (a batch larger than %d bytes?)", r.topic, rp.Partition, from, readerPartitionMaxBytes)}
+				return leaderFetch{fatal: fmt.Errorf("decode %s partition %d: no progress at offset %d (a batch larger than %d bytes?)", r.topic, rp.Partition, from, r.roundBytes/4)}
 			}
 			result.next[rp.Partition] = next
 			result.partitions = append(result.partitions, fp)
