@@ -645,15 +645,17 @@ type finalValue struct {
 	BatchNumber   int64  `json:"batch_number"`
 }
 
-func TestSplitJob(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	s := newStackClients(t)
-	responses, final := uniqueName(t, "responses"), uniqueName(t, "final")
+// splitJobOfItsOwn creates a responses topic and a final topic (stamped by
+// the broker, as the pipeline's is) for the calling test, and returns them
+// with a run id and a split job between them: parallelism 2, checkpoints
+// every itCheckpoint.
+func (s *stackClients) splitJobOfItsOwn(t *testing.T, ctx context.Context) (responses, final, runID string, job SplitJob) {
+	t.Helper()
+	responses, final = uniqueName(t, "responses"), uniqueName(t, "final")
 	s.createTopics(t, ctx, nil, responses)
 	s.createTopics(t, ctx, map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")}, final)
-	runID := "it-run-" + strings.Split(responses, ".")[2]
-	job := SplitJob{
+	runID = "it-run-" + strings.Split(responses, ".")[2]
+	job = SplitJob{
 		Name:                  uniqueName(t, "split"),
 		Brokers:               s.addrs.KafkaBrokers,
 		SourceTopic:           responses,
@@ -663,20 +665,34 @@ func TestSplitJob(t *testing.T) {
 		Parallelism:           2,
 		CheckpointInterval:    itCheckpoint,
 	}
-	const batches, perBatch = 100, 100
+	return responses, final, runID, job
+}
+
+// responseRecords are the endpoint's answers to batches of perBatch
+// messages each, seqs from 0, as records of topic keyed by batch id.
+func responseRecords(runID, topic string, batches, perBatch int, producedAt string) []*kgo.Record {
 	records := make([]*kgo.Record, 0, batches)
-	producedAt := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
-	for b := 0; b < batches; b++ {
+	for b := range batches {
 		batch := responseValue{RunID: runID, BatchID: fmt.Sprintf("%s-b%d", runID, b*perBatch), BatchNumber: int64(b + 1)}
-		for i := 0; i < perBatch; i++ {
+		for i := range perBatch {
 			seq := int64(b*perBatch + i)
 			batch.Messages = append(batch.Messages, batchMessage{Seq: seq, LogicalQueue: logicalQueue(seq),
 				CorrelationID: correlationID(runID, seq), SendingID: fmt.Sprintf("send-%d", seq), ProducedAt: producedAt})
 		}
 		v, _ := json.Marshal(batch)
-		records = append(records, &kgo.Record{Topic: responses, Key: []byte(batch.BatchID), Value: v})
+		records = append(records, &kgo.Record{Topic: topic, Key: []byte(batch.BatchID), Value: v})
 	}
-	s.produceTransactional(t, ctx, records, 10)
+	return records
+}
+
+func TestSplitJob(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s := newStackClients(t)
+	responses, final, runID, job := s.splitJobOfItsOwn(t, ctx)
+	const batches, perBatch = 100, 100
+	producedAt := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
+	s.produceTransactional(t, ctx, responseRecords(runID, responses, batches, perBatch, producedAt), 10)
 
 	sess := s.openSession(t, ctx)
 	submitted := time.Now()
@@ -757,35 +773,12 @@ func TestCheckpointOnRequestCommitsTheJobsRecords(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := newStackClients(t)
-	responses, final := uniqueName(t, "responses"), uniqueName(t, "final")
-	s.createTopics(t, ctx, nil, responses)
-	s.createTopics(t, ctx, map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")}, final)
-	runID := "it-run-" + strings.Split(responses, ".")[2]
-	job := SplitJob{
-		Name:                  uniqueName(t, "split"),
-		Brokers:               s.addrs.KafkaBrokers,
-		SourceTopic:           responses,
-		SinkTopic:             final,
-		GroupID:               uniqueName(t, "split"),
-		TransactionalIDPrefix: uniqueName(t, "split"),
-		Parallelism:           1,
-		CheckpointInterval:    30 * time.Minute,
-		TransactionTimeout:    MaxTransactionTimeout,
-	}
+	responses, final, runID, job := s.splitJobOfItsOwn(t, ctx)
+	job.Parallelism = 1
+	job.CheckpointInterval, job.TransactionTimeout = 30*time.Minute, MaxTransactionTimeout
 	const batches, perBatch = 10, 10
-	var records []*kgo.Record
-	for b := range batches {
-		batch := responseValue{RunID: runID, BatchID: fmt.Sprintf("%s-b%d", runID, b*perBatch), BatchNumber: int64(b + 1)}
-		for i := range perBatch {
-			seq := int64(b*perBatch + i)
-			batch.Messages = append(batch.Messages, batchMessage{Seq: seq, LogicalQueue: logicalQueue(seq),
-				CorrelationID: correlationID(runID, seq), SendingID: fmt.Sprintf("send-%d", seq),
-				ProducedAt: time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")})
-		}
-		v, _ := json.Marshal(batch)
-		records = append(records, &kgo.Record{Topic: responses, Key: []byte(batch.BatchID), Value: v})
-	}
-	s.produceTransactional(t, ctx, records, batches)
+	producedAt := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
+	s.produceTransactional(t, ctx, responseRecords(runID, responses, batches, perBatch, producedAt), batches)
 
 	sess := s.openSession(t, ctx)
 	jobID, err := sess.SubmitJob(ctx, job)

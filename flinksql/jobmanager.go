@@ -468,42 +468,99 @@ func (jm *JobManager) StopWithSavepoint(ctx context.Context, jobID, targetDir st
 	if err := ValidateJobID(jobID); err != nil {
 		return "", err
 	}
-	req := struct {
-		TargetDirectory string `json:"targetDirectory,omitempty"`
-		Drain           bool   `json:"drain"`
-	}{targetDir, drain}
-	var trigger struct {
+	var savepoint struct {
+		Location string `json:"location"`
+	}
+	err := jm.runOperation(ctx, jobID, operation{
+		name: "savepoint", trigger: "stop job " + jobID + " with savepoint",
+		triggerPath: "/stop", statusPath: "/savepoints/",
+		// Not retried once sent: a second stop request would race the first.
+		safe: retryOnlyUnsent,
+		body: struct {
+			TargetDirectory string `json:"targetDirectory,omitempty"`
+			Drain           bool   `json:"drain"`
+		}{targetDir, drain},
+		pollEvery: 250 * time.Millisecond,
+	}, &savepoint)
+	return savepoint.Location, err
+}
+
+// Checkpoint asks the job for a checkpoint now, besides its periodic ones,
+// and returns the checkpoint's id once Flink reports it complete. With
+// Kafka's exactly-once sink, a completed checkpoint is what commits the
+// records the job wrote since the one before.
+func (jm *JobManager) Checkpoint(ctx context.Context, jobID string) (int64, error) {
+	if err := ValidateJobID(jobID); err != nil {
+		return 0, err
+	}
+	var checkpoint struct {
+		ID int64 `json:"checkpointId"`
+	}
+	err := jm.runOperation(ctx, jobID, operation{
+		name: "checkpoint", trigger: "trigger a checkpoint of job " + jobID,
+		triggerPath: "/checkpoints", statusPath: "/checkpoints/",
+		// A request sent twice asks for two checkpoints, which is harmless.
+		safe:      retrySafe,
+		body:      struct{}{},
+		pollEvery: 100 * time.Millisecond,
+	}, &checkpoint)
+	return checkpoint.ID, err
+}
+
+// operation is one of Flink's asynchronous operations on a job: a POST to
+// the job's triggerPath answers a request id, and the job's
+// statusPath<request id> says IN_PROGRESS until the operation is
+// COMPLETED, with its result or its failure.
+type operation struct {
+	name        string // in errors: "savepoint", "checkpoint"
+	trigger     string // in errors: what the POST does
+	triggerPath string
+	statusPath  string
+	safe        idempotency // of the POST
+	body        any
+	pollEvery   time.Duration
+}
+
+// runOperation starts op on the job and polls it until it completes, then
+// decodes the operation's result into result.
+func (jm *JobManager) runOperation(ctx context.Context, jobID string, op operation, result any) error {
+	var started struct {
 		RequestID string `json:"request-id"`
 	}
-	// Not retried once sent: a second stop request would race the first.
-	if err := jm.rest.do(ctx, "POST", "/jobs/"+jobID+"/stop", retryOnlyUnsent, req, &trigger); err != nil {
-		return "", fmt.Errorf("stop job %s with savepoint: %w", jobID, err)
+	if err := jm.rest.do(ctx, "POST", "/jobs/"+jobID+op.triggerPath, op.safe, op.body, &started); err != nil {
+		return fmt.Errorf("%s: %w", op.trigger, err)
 	}
-	if trigger.RequestID == "" {
-		return "", fmt.Errorf("flinksql: stop job %s with savepoint: answer has no request-id", jobID)
+	if started.RequestID == "" {
+		return fmt.Errorf("flinksql: %s: answer has no request-id", op.trigger)
 	}
+	p := "/jobs/" + jobID + op.statusPath + url.PathEscape(started.RequestID)
 	for {
 		var status struct {
 			Status struct {
 				ID string `json:"id"`
 			} `json:"status"`
-			Operation struct {
-				Location     string          `json:"location"`
-				FailureCause json.RawMessage `json:"failure-cause"`
-			} `json:"operation"`
+			Operation json.RawMessage `json:"operation"`
 		}
-		p := "/jobs/" + jobID + "/savepoints/" + url.PathEscape(trigger.RequestID)
 		if err := jm.rest.do(ctx, "GET", p, retrySafe, nil, &status); err != nil {
-			return "", fmt.Errorf("savepoint of job %s: %w", jobID, err)
+			return fmt.Errorf("%s of job %s: %w", op.name, jobID, err)
 		}
 		if status.Status.ID == "COMPLETED" {
-			if len(status.Operation.FailureCause) > 0 && string(status.Operation.FailureCause) != "null" {
-				return "", fmt.Errorf("flinksql: savepoint of job %s failed: %s", jobID, operationFailure(status.Operation.FailureCause))
+			var failure struct {
+				Cause json.RawMessage `json:"failure-cause"`
 			}
-			return status.Operation.Location, nil
+			if err := json.Unmarshal(status.Operation, &failure); err != nil {
+				return fmt.Errorf("flinksql: %s of job %s: answer: %w", op.name, jobID, err)
+			}
+			if len(failure.Cause) > 0 && string(failure.Cause) != "null" {
+				return fmt.Errorf("flinksql: %s of job %s failed: %s", op.name, jobID, operationFailure(failure.Cause))
+			}
+			if err := json.Unmarshal(status.Operation, result); err != nil {
+				return fmt.Errorf("flinksql: %s of job %s: answer: %w", op.name, jobID, err)
+			}
+			return nil
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
-			return "", fmt.Errorf("flinksql: savepoint of job %s still %s: %w", jobID, status.Status.ID, err)
+		if err := sleep(ctx, op.pollEvery); err != nil {
+			return fmt.Errorf("flinksql: %s of job %s still %s: %w", op.name, jobID, status.Status.ID, err)
 		}
 	}
 }
@@ -534,48 +591,4 @@ func ValidateJobID(id string) error {
 		}
 	}
 	return nil
-}
-
-// Checkpoint asks the job for a checkpoint now, besides its periodic ones,
-// and returns the checkpoint's id once Flink reports it complete. With
-// Kafka's exactly-once sink, a completed checkpoint is what commits the
-// records the job wrote since the one before.
-func (jm *JobManager) Checkpoint(ctx context.Context, jobID string) (int64, error) {
-	if err := ValidateJobID(jobID); err != nil {
-		return 0, err
-	}
-	var trigger struct {
-		RequestID string `json:"request-id"`
-	}
-	// A request sent twice asks for two checkpoints, which is harmless.
-	if err := jm.rest.do(ctx, "POST", "/jobs/"+jobID+"/checkpoints", retrySafe, struct{}{}, &trigger); err != nil {
-		return 0, fmt.Errorf("trigger a checkpoint of job %s: %w", jobID, err)
-	}
-	if trigger.RequestID == "" {
-		return 0, fmt.Errorf("flinksql: trigger a checkpoint of job %s: answer has no request-id", jobID)
-	}
-	for {
-		var status struct {
-			Status struct {
-				ID string `json:"id"`
-			} `json:"status"`
-			Operation struct {
-				CheckpointID int64           `json:"checkpointId"`
-				FailureCause json.RawMessage `json:"failure-cause"`
-			} `json:"operation"`
-		}
-		p := "/jobs/" + jobID + "/checkpoints/" + url.PathEscape(trigger.RequestID)
-		if err := jm.rest.do(ctx, "GET", p, retrySafe, nil, &status); err != nil {
-			return 0, fmt.Errorf("checkpoint of job %s: %w", jobID, err)
-		}
-		if status.Status.ID == "COMPLETED" {
-			if len(status.Operation.FailureCause) > 0 && string(status.Operation.FailureCause) != "null" {
-				return 0, fmt.Errorf("flinksql: checkpoint of job %s failed: %s", jobID, operationFailure(status.Operation.FailureCause))
-			}
-			return status.Operation.CheckpointID, nil
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return 0, fmt.Errorf("flinksql: checkpoint of job %s still %s: %w", jobID, status.Status.ID, err)
-		}
-	}
 }

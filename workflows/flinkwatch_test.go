@@ -64,11 +64,7 @@ func TestAFailedFlinkJobFailsTheRunAtOnceWithItsRootCause(t *testing.T) {
 func TestHealthyRunKeepsTheFlinkJobsFigures(t *testing.T) {
 	f := &fakeStack{}
 	env := newEnv(t, f)
-	env.ExecuteWorkflow(PipelineWorkflow, smallRun())
-	require.NoError(t, env.GetWorkflowError())
-	var res PipelineResult
-	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, StatusSucceeded, res.Status)
+	res := runToSuccess(t, env, smallRun())
 	require.GreaterOrEqual(t, f.flinkChecks, 1, "at least the check after delivery")
 	require.Len(t, res.Metrics.Flink, 2)
 	require.Equal(t, int64(100), res.Metrics.Flink[0].RecordsOut)

@@ -270,16 +270,22 @@ func TestVerifyStageCheckpointsTheSplitJob(t *testing.T) {
 				f.checkpointErr = temporal.NewNonRetryableApplicationError("JobManager unreachable", "test", nil)
 			}
 			env := newEnv(t, f)
-			env.ExecuteWorkflow(PipelineWorkflow, smallRun())
-
-			require.True(t, env.IsWorkflowCompleted())
-			require.NoError(t, env.GetWorkflowError())
-			var res PipelineResult
-			require.NoError(t, env.GetWorkflowResult(&res))
-			require.Equal(t, StatusSucceeded, res.Status)
+			runToSuccess(t, env, smallRun())
 			require.Equal(t, slices.Repeat([]flink.CheckpointInput{split}, c.want), f.checkpoints)
 		})
 	}
+}
+
+// runToSuccess runs the pipeline with in and requires it to end Succeeded.
+func runToSuccess(t *testing.T, env *testsuite.TestWorkflowEnvironment, in PipelineInput) PipelineResult {
+	t.Helper()
+	env.ExecuteWorkflow(PipelineWorkflow, in)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res PipelineResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, StatusSucceeded, res.Status)
+	return res
 }
 
 func smallRun() PipelineInput {
@@ -289,13 +295,7 @@ func smallRun() PipelineInput {
 func TestPipelineRunsStagesInOrder(t *testing.T) {
 	f := &fakeStack{}
 	env := newEnv(t, f)
-	env.ExecuteWorkflow(PipelineWorkflow, smallRun())
-
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var res PipelineResult
-	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, StatusSucceeded, res.Status)
+	res := runToSuccess(t, env, smallRun())
 	require.Equal(t, int64(50_000), res.Metrics.Produced)
 	require.Equal(t, int64(50_000), res.Metrics.Delivered)
 	require.Equal(t, int64(50_000), res.Metrics.Verified)

@@ -41,11 +41,7 @@ func TestPipelineStoresItsWholeResultLast(t *testing.T) {
 func TestAResultNotStoredKeepsTheStatusAndSaysWhy(t *testing.T) {
 	f := &fakeStack{storeErr: errors.New("brokers unreachable")}
 	env := newEnv(t, f)
-	env.ExecuteWorkflow(PipelineWorkflow, smallRun())
-	require.NoError(t, env.GetWorkflowError())
-	var res PipelineResult
-	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, StatusSucceeded, res.Status)
+	res := runToSuccess(t, env, smallRun())
 	require.Len(t, f.stored, 5, "tried as often as the retry policy allows")
 	require.Contains(t, res.Metrics.ResultNotStored, "brokers unreachable")
 }

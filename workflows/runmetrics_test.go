@@ -38,11 +38,7 @@ func TestPipelineExportsItsMetricsLast(t *testing.T) {
 func TestAFailedExportLeavesTheRunsEnding(t *testing.T) {
 	f := &fakeStack{runMetricsErr: errors.New("no recorder")}
 	env := newEnv(t, f)
-	env.ExecuteWorkflow(PipelineWorkflow, smallRun())
-	require.NoError(t, env.GetWorkflowError())
-	var res PipelineResult
-	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, StatusSucceeded, res.Status)
+	runToSuccess(t, env, smallRun())
 	require.Len(t, f.runMetrics, 3, "tried as often as the retry policy allows")
 }
 

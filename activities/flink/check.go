@@ -65,7 +65,7 @@ func (a *Activities) CheckFlinkJobs(ctx context.Context, in CheckInput) (CheckRe
 		return CheckResult{}, err
 	}
 	if a.jobs == nil {
-		return CheckResult{}, temporal.NewNonRetryableApplicationError("FlinkURL must be configured", errtype.FlinkConfig, nil)
+		return CheckResult{}, errNoJobManager()
 	}
 	var res CheckResult
 	for _, job := range []struct{ name, id string }{
@@ -84,6 +84,12 @@ func (a *Activities) CheckFlinkJobs(ctx context.Context, in CheckInput) (CheckRe
 		activities.ReporterOf(ctx).Log.Warn("Flink job failed", "Failure", res.Failure)
 	}
 	return res, nil
+}
+
+// errNoJobManager fails an activity that needs the JobManager's REST API
+// on a worker configured without it.
+func errNoJobManager() error {
+	return temporal.NewNonRetryableApplicationError("FlinkURL must be configured", errtype.FlinkConfig, nil)
 }
 
 // ValidateCheckInput is CheckFlinkJobs' own check of its input.

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
-
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/flinksql"
 	"github.com/flowproof/flowproof/internal/errtype"
@@ -33,7 +31,7 @@ func (a *Activities) CheckpointFlinkJob(ctx context.Context, in CheckpointInput)
 		return CheckpointResult{}, err
 	}
 	if a.jobs == nil {
-		return CheckpointResult{}, temporal.NewNonRetryableApplicationError("FlinkURL must be configured", errtype.FlinkConfig, nil)
+		return CheckpointResult{}, errNoJobManager()
 	}
 	started := time.Now()
 	id, err := a.jobs.Checkpoint(ctx, in.JobID)

@@ -116,6 +116,9 @@ func (r *CommittedReader) SetRoundBytes(perLeader int32) {
 	r.roundBytes = max(perLeader, readerMaxBytes)
 }
 
+// partitionBytes bounds what one round fetches from a partition.
+func (r *CommittedReader) partitionBytes() int32 { return r.roundBytes / 4 }
+
 func (r *CommittedReader) refreshLeaders(ctx context.Context) error {
 	details, err := FreshTopicDetails(ctx, r.kafka, r.topic)
 	if err != nil {
@@ -296,7 +299,7 @@ func (r *CommittedReader) fetchFromLeader(ctx context.Context, leader int32, par
 		p := kmsg.NewFetchRequestTopicPartition()
 		p.Partition = partition
 		p.FetchOffset = r.next[partition]
-		p.PartitionMaxBytes = r.roundBytes / 4
+		p.PartitionMaxBytes = r.partitionBytes()
 		topic.Partitions = append(topic.Partitions, p)
 	}
 	req.Topics = append(req.Topics, topic)
@@ -335,7 +338,7 @@ func (r *CommittedReader) fetchFromLeader(ctx context.Context, leader int32, par
 				until = fp.HighWatermark
 			}
 			if next == from && len(rp.RecordBatches) > 0 && until > from {
-				return leaderFetch{fatal: fmt.Errorf("decode %s partition %d: no progress at offset %d (a batch larger than %d bytes?)", r.topic, rp.Partition, from, r.roundBytes/4)}
+				return leaderFetch{fatal: fmt.Errorf("decode %s partition %d: no progress at offset %d (a batch larger than %d bytes?)", r.topic, rp.Partition, from, r.partitionBytes())}
 			}
 			result.next[rp.Partition] = next
 			result.partitions = append(result.partitions, fp)
