@@ -35,8 +35,15 @@ const (
 	// resume at half of it, the slowest consumer has 2.5 to 5 s of work
 	// queued while production runs, enough never to idle it between polls
 	// 5 s apart, and little against a p99 latency target of 15 s.
-	DefaultLagThresholdSeconds       = 5
-	DefaultFlinkParallelism          = 2
+	DefaultLagThresholdSeconds = 5
+	// DefaultFlinkParallelism is one subtask per job: a default run's
+	// 1,000,000 messages are well within one enrich subtask (it drained
+	// up to 43,000/s on two cores), and half the subtasks halve the Kafka
+	// transactions at each checkpoint and the fetch sessions on the
+	// brokers. On fresh 2-core stacks it lowered the p99 latency in every
+	// pair of runs measured (docs/performance.md, "Flink parallelism
+	// 1"); a larger pipeline sets flink_parallelism.
+	DefaultFlinkParallelism          = 1
 	DefaultCheckpointIntervalSeconds = 5
 	DefaultReplicationFactor         = 3
 	DefaultTaskManagers              = 1

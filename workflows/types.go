@@ -48,7 +48,7 @@ type PipelineInput struct {
 	LagThresholdSeconds float64 `json:"lag_threshold_seconds,omitempty"` // default 5
 	LagResumeSeconds    float64 `json:"lag_resume_seconds,omitempty"`    // default LagThresholdSeconds/2
 
-	FlinkParallelism          int `json:"flink_parallelism,omitempty"`           // default 2
+	FlinkParallelism          int `json:"flink_parallelism,omitempty"`           // default 1
 	CheckpointIntervalSeconds int `json:"checkpoint_interval_seconds,omitempty"` // default 5
 	// FlinkWatchSeconds is how often the run checks its Flink jobs while
 	// messages flow; a job that ended, or restarted more than
