@@ -40,9 +40,10 @@ const (
 	// 1,000,000 messages are well within one enrich subtask (it drained
 	// up to 43,000/s on two cores), and half the subtasks halve the Kafka
 	// transactions at each checkpoint and the fetch sessions on the
-	// brokers. On fresh 2-core stacks it lowered the p99 latency in every
-	// pair of runs measured (docs/performance.md, "Flink parallelism
-	// 1"); a larger pipeline sets flink_parallelism.
+	// brokers, and a run needs half the slots. On fresh 2-core stacks it
+	// cost no wall time or CPU and lowered the p99 latency in five pairs
+	// of runs of eight (docs/performance.md, "Flink parallelism 1"); a
+	// larger pipeline sets flink_parallelism.
 	DefaultFlinkParallelism          = 1
 	DefaultCheckpointIntervalSeconds = 5
 	DefaultReplicationFactor         = 3
