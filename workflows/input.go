@@ -36,14 +36,13 @@ const (
 	// queued while production runs, enough never to idle it between polls
 	// 5 s apart, and little against a p99 latency target of 15 s.
 	DefaultLagThresholdSeconds = 5
-	// DefaultFlinkParallelism is one subtask per job: a default run's
-	// 1,000,000 messages are well within one enrich subtask (it drained
-	// up to 43,000/s on two cores), and half the subtasks halve the Kafka
-	// transactions at each checkpoint and the fetch sessions on the
-	// brokers, and a run needs half the slots. On fresh 2-core stacks it
-	// cost no wall time or CPU and lowered the p99 latency in five pairs
-	// of runs of eight (docs/performance.md, "Flink parallelism 1"); a
-	// larger pipeline sets flink_parallelism.
+	// DefaultFlinkParallelism is one subtask per job. One enrich subtask
+	// drains a default run with room to spare (up to 43,000/s on two
+	// cores); each subtask less is one Kafka consumer and one
+	// transactional producer less, and a run needs half the slots. On
+	// fresh 2-core stacks it cost no wall time or CPU and lowered the p99
+	// latency in five pairs of eight (docs/performance.md, "Flink
+	// parallelism 1"). A larger pipeline sets flink_parallelism.
 	DefaultFlinkParallelism          = 1
 	DefaultCheckpointIntervalSeconds = 5
 	DefaultReplicationFactor         = 3

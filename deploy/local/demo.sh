@@ -34,7 +34,7 @@ cleanup() {
   stop_worker
 }
 trap cleanup EXIT
-# One TaskManager (4 slots: the two jobs at parallelism 2) unless
+# One TaskManager (4 slots: the two jobs at up to parallelism 2) unless
 # TASKMANAGERS says otherwise: each TaskManager JVM compiles the same job code
 # for itself, and on a fresh stack that JIT work is most of Flink's CPU. Two
 # fresh-stack runs of each, alternating: Flink 50-51 CPU s with one against
