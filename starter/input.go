@@ -46,6 +46,8 @@ var inputFlagTable = []inputFlag{
 	{field: "chunk_concurrency", name: "chunk-concurrency", usage: "production chunks in flight"},
 	{field: "rate_per_second", name: "rate", usage: "production rate cap over all queues, messages/s"},
 	{field: "rate_per_queue", name: "rate-per-queue", usage: "production rate cap per logical queue, messages/s"},
+	{field: "warmup_messages", name: "warmup-messages", usage: "first messages of a run, produced at no more than --warmup-rate while the Flink jobs are cold"},
+	{field: "warmup_rate_per_second", name: "warmup-rate", usage: "production rate cap of the first --warmup-messages, messages/s (at or above --rate: no warmup)"},
 	{field: "batch_size", name: "batch-size", usage: "messages per HTTP batch"},
 	{field: "token_renew_every", name: "token-renew-every", usage: "delivered messages per security token"},
 	{field: "lag_threshold", name: "lag-threshold", usage: "consumer lag that holds production"},

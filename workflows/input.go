@@ -18,15 +18,20 @@ import (
 // Defaults of PipelineInput: the standard nightly test. LagResume defaults
 // to half of LagThreshold and RunID to the workflow id (see WithDefaults).
 const (
-	DefaultMessages            = 1_000_000
-	DefaultLogicalQueues       = 1_000
-	DefaultPartitions          = 100
-	DefaultDerivedPartitions   = 12
-	DefaultPayloadBytes        = 128
-	DefaultChunkSize           = 10_000
-	DefaultChunkConcurrency    = 2
-	DefaultRatePerSecond       = 50_000
-	DefaultRatePerQueue        = 100
+	DefaultMessages          = 1_000_000
+	DefaultLogicalQueues     = 1_000
+	DefaultPartitions        = 100
+	DefaultDerivedPartitions = 12
+	DefaultPayloadBytes      = 128
+	DefaultChunkSize         = 10_000
+	DefaultChunkConcurrency  = 2
+	DefaultRatePerSecond     = 50_000
+	DefaultRatePerQueue      = 100
+	// DefaultWarmupMessages at DefaultWarmupRatePerSecond take 12.5 s, about
+	// as long as a fresh run's Flink jobs took to drain at speed
+	// (docs/performance.md, "A slow start").
+	DefaultWarmupMessages      = 150_000
+	DefaultWarmupRatePerSecond = 12_000
 	DefaultBatchSize           = 100
 	DefaultTokenRenewEvery     = 10_000
 	DefaultLagThreshold        = 200_000
@@ -91,6 +96,8 @@ func (in PipelineInput) WithDefaults(workflowID string) PipelineInput {
 	setDefault(&in.ChunkConcurrency, DefaultChunkConcurrency)
 	setDefault(&in.RatePerSecond, DefaultRatePerSecond)
 	setDefault(&in.RatePerQueue, DefaultRatePerQueue)
+	setDefault(&in.WarmupMessages, DefaultWarmupMessages)
+	setDefault(&in.WarmupRatePerSecond, DefaultWarmupRatePerSecond)
 	setDefault(&in.BatchSize, DefaultBatchSize)
 	setDefault(&in.TokenRenewEvery, DefaultTokenRenewEvery)
 	setDefault(&in.LagThreshold, DefaultLagThreshold)
@@ -173,6 +180,8 @@ func (in PipelineInput) Validate() error {
 		{in.ChunkConcurrency >= 1 && in.ChunkConcurrency <= 32, "chunk_concurrency", "must be between 1 and 32", in.ChunkConcurrency},
 		{in.RatePerSecond > 0, "rate_per_second", "must be positive", in.RatePerSecond},
 		{in.RatePerQueue > 0, "rate_per_queue", "must be positive", in.RatePerQueue},
+		{in.WarmupMessages >= 0, "warmup_messages", "must be 0 or more", in.WarmupMessages},
+		{in.WarmupRatePerSecond > 0, "warmup_rate_per_second", "must be positive", in.WarmupRatePerSecond},
 		{in.BatchSize >= 1 && in.BatchSize <= maxBatchSize, "batch_size", fmt.Sprintf("must be between 1 and %d", maxBatchSize), in.BatchSize},
 		{in.TokenRenewEvery >= in.BatchSize, "token_renew_every", "must be at least batch_size", in.TokenRenewEvery},
 		{in.LagThreshold > 0, "lag_threshold", "must be positive", in.LagThreshold},

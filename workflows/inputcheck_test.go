@@ -32,6 +32,7 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 		RatePerSecond: in.productionRate(), LagThreshold: in.LagThreshold, LagResume: in.LagResume,
 		LagPollEvery: in.LagPollEverySeconds, LagThresholdSeconds: in.LagThresholdSeconds, LagResumeSeconds: in.LagResumeSeconds,
 		CheckpointIntervalSeconds: in.CheckpointIntervalSeconds,
+		WarmupMessages:            in.WarmupMessages, WarmupRatePerSecond: in.WarmupRatePerSecond,
 	}
 	del := DeliverInput{
 		ParentWorkflowID: "parent", Names: names, Messages: in.Messages, BatchSize: in.BatchSize,
@@ -51,6 +52,10 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 			LogicalQueues: in.LogicalQueues, PayloadBytes: in.PayloadBytes, RatePerSecond: perChunkRate,
 		}
 	}
+	warmupChunk := chunk(0)
+	if in.WarmupMessages > 0 {
+		warmupChunk.RatePerSecond = min(perChunkRate, in.WarmupRatePerSecond/float64(in.ChunkConcurrency))
+	}
 	segment := deliver.SegmentInput{
 		Names: names, MaxMessages: int(min(int64(in.TokenRenewEvery), in.Messages)), BatchSize: in.BatchSize,
 		Token: deliver.SealedToken{Sealed: []byte("sealed")}, IdleTimeoutMillis: segmentIdle.Milliseconds(),
@@ -67,6 +72,7 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 		"CheckFlinkJobs":      flink.ValidateCheckInput(flink.CheckInput{Jobs: jobs, MaxRestarts: in.MaxFlinkRestarts}),
 		"first ProduceChunk":  produce.ValidateChunkInput(chunk(0)),
 		"last ProduceChunk":   produce.ValidateChunkInput(chunk(chunks - 1)),
+		"warmup ProduceChunk": produce.ValidateChunkInput(warmupChunk),
 		"DeliverSegment":      deliver.ValidateSegmentInput(segment),
 		"Verify":              verify.ValidateInput(verify.Input{Names: names, Messages: in.Messages, IdleTimeoutMillis: int64(in.VerifyIdleSeconds) * 1000}),
 		"verify in time":      failIf(time.Duration(in.VerifyIdleSeconds)*time.Second > verifyTimeout/2, "the idle wait takes more than half of Verify's timeout"),
@@ -164,6 +170,9 @@ func randomInput(r *rand.Rand) (PipelineInput, string) {
 		in.ReplicationFactor, in.MinInsyncReplicas = whole(5), whole(5)
 	}
 	if r.IntN(4) == 0 {
+		in.WarmupMessages, in.WarmupRatePerSecond = int64(whole(1e6)), draw(1e6)
+	}
+	if r.IntN(4) == 0 {
 		in.RunID = randomName(r, 1+r.IntN(220))
 	}
 	if r.IntN(20) == 0 {
@@ -204,6 +213,7 @@ func TestCrossFieldChecksNameTheField(t *testing.T) {
 		{"a resume mark below the partitions' marker lag", PipelineInput{Partitions: 100, LagThreshold: 50, LagResume: 20}, "lag_resume", "at least partitions (100)"},
 		{"a run id too long for a Flink job's transactional id", PipelineInput{RunID: strings.Repeat("r", 180)}, "run_id", "must be 1 to 179 characters"},
 		{"a batch larger than a token's quota", PipelineInput{BatchSize: 500, TokenRenewEvery: 100}, "token_renew_every", "at least batch_size"},
+		{"a warmup chunk outlasts its transaction", PipelineInput{WarmupRatePerSecond: 10}, "warmup_rate_per_second", "a chunk of the warmup takes 2000s"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -24,9 +24,14 @@ type ProduceInput struct {
 	LogicalQueues    int                 `json:"logical_queues"`
 	PayloadBytes     int                 `json:"payload_bytes"`
 	RatePerSecond    float64             `json:"rate_per_second"`
-	LagThreshold     int64               `json:"lag_threshold"`
-	LagResume        int64               `json:"lag_resume"`
-	LagPollEvery     int                 `json:"lag_poll_every_seconds"`
+	// The first WarmupMessages are produced at no more than
+	// WarmupRatePerSecond (see PipelineInput); 0, as in inputs written
+	// before, leaves them at RatePerSecond.
+	WarmupMessages      int64   `json:"warmup_messages,omitempty"`
+	WarmupRatePerSecond float64 `json:"warmup_rate_per_second,omitempty"`
+	LagThreshold        int64   `json:"lag_threshold"`
+	LagResume           int64   `json:"lag_resume"`
+	LagPollEvery        int     `json:"lag_poll_every_seconds"`
 	// LagThresholdSeconds holds production also while the consumer lag in
 	// seconds (see backpressure.go) is above it, until it falls to
 	// LagResumeSeconds. 0 leaves only the threshold in messages, which is
@@ -361,6 +366,9 @@ func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 		LogicalQueues: p.in.LogicalQueues, PayloadBytes: p.in.PayloadBytes, RatePerSecond: p.perChunkRate,
 	}
 	in.Count = int(min(int64(p.in.ChunkSize), p.in.Messages-in.FirstSeq))
+	if in.FirstSeq < p.in.WarmupMessages && p.in.WarmupRatePerSecond > 0 {
+		in.RatePerSecond = min(in.RatePerSecond, p.in.WarmupRatePerSecond/float64(p.in.ChunkConcurrency))
+	}
 	if p.laneBusy != nil {
 		in.TransactionalID = produce.LaneTransactionalID(p.in.Names, chunk%len(p.laneBusy))
 	}

@@ -31,6 +31,12 @@ type PipelineInput struct {
 	// effective cap is min(RatePerSecond, RatePerQueue*LogicalQueues).
 	RatePerSecond float64 `json:"rate_per_second,omitempty"` // default 50,000
 	RatePerQueue  float64 `json:"rate_per_queue,omitempty"`  // default 100
+	// WarmupMessages, the first messages of a run, are produced at no more
+	// than WarmupRatePerSecond: the run's Flink jobs start cold, and what
+	// production queues before they drain at speed is what the slowest
+	// messages wait. A warmup rate at or above the cap leaves it out.
+	WarmupMessages      int64   `json:"warmup_messages,omitempty"`        // default 150,000
+	WarmupRatePerSecond float64 `json:"warmup_rate_per_second,omitempty"` // default 12,000
 
 	BatchSize       int `json:"batch_size,omitempty"`        // messages per HTTP batch, default 100
 	TokenRenewEvery int `json:"token_renew_every,omitempty"` // delivered messages per token, default 10,000
