@@ -140,7 +140,7 @@ func TestEndToEndRowsSetTheRunAgainstTheSlowestStage(t *testing.T) {
 	text := out.String()
 	// 300,000 / 52.323 s = 5,734/s against the producer's median 120,000/s.
 	for _, want := range []string{"pipeline bench-x-e2e, verified end to end", "5,734", "ratio end to end / slowest stage alone (produce)", "0.048",
-		"100 partitions", "production capped at 50,000/s", "in the run: deliver", "6,125", "backpressure held it 0 times", "p99 45.1 s"} {
+		"100 partitions", "production capped at 50,000/s (its first 150,000 at 12,000/s)", "in the run: deliver", "6,125", "backpressure held it 0 times", "p99 45.1 s"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("summary lacks %q:\n%s", want, text)
 		}

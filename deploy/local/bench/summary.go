@@ -213,8 +213,9 @@ func endToEndRows(out io.Writer, in summaryInput) {
 	t.row(fmt.Sprintf("pipeline %s, verified end to end", e.workflowID), thousands(e.rate()),
 		fmt.Sprintf("%s verified in %.1f s from the start of production to the end of verification; latency p50 %.1f s, p99 %.1f s; whole run %.1f s with set-up and cleanup",
 			thousands(float64(m.Verified)), e.window.Seconds(), m.Latency.P50/1000, m.Latency.P99/1000, float64(m.TotalMillis)/1000))
-	t.row("  its input", "", fmt.Sprintf("%d partitions, %d logical queues, chunks of %d, %d at a time, production capped at %s/s, Flink parallelism %d",
-		ran.Partitions, ran.LogicalQueues, ran.ChunkSize, ran.ChunkConcurrency, thousands(min(ran.RatePerSecond, ran.RatePerQueue*float64(ran.LogicalQueues))), ran.FlinkParallelism))
+	t.row("  its input", "", fmt.Sprintf("%d partitions, %d logical queues, chunks of %d, %d at a time, production capped at %s/s (its first %s at %s/s), Flink parallelism %d",
+		ran.Partitions, ran.LogicalQueues, ran.ChunkSize, ran.ChunkConcurrency, thousands(min(ran.RatePerSecond, ran.RatePerQueue*float64(ran.LogicalQueues))),
+		thousands(float64(ran.WarmupMessages)), thousands(ran.WarmupRatePerSecond), ran.FlinkParallelism))
 	bp := m.Backpressure
 	t.row("  in the run: produce", thousands(stageRate(m, "produce")),
 		fmt.Sprintf("its messages over its own time; backpressure held it %d times for %.1f s, max lag %s", bp.Holds, float64(bp.HeldMillis)/1000, thousands(float64(bp.MaxLag))))
