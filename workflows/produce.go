@@ -377,7 +377,7 @@ func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 		p.markLane(chunk, false)
 	}()
 	var res produce.ChunkResult
-	err := workflow.ExecuteActivity(p.chunkOptions(ctx, chunk, in.Count), produceActs.ProduceChunk, in).Get(ctx, &res)
+	err := workflow.ExecuteActivity(p.chunkOptions(ctx, chunk, in.Count, in.RatePerSecond), produceActs.ProduceChunk, in).Get(ctx, &res)
 	if err != nil {
 		p.failure = fmt.Errorf("produce chunk %d: %w", chunk, err)
 		return
@@ -397,11 +397,11 @@ func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 	}
 }
 
-func (p *producer) chunkOptions(ctx workflow.Context, chunk, count int) workflow.Context {
+func (p *producer) chunkOptions(ctx workflow.Context, chunk, count int, rate float64) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// A chunk at its rate takes count/rate seconds; allow generously
 		// more, since other chunks and the brokers share two cores.
-		StartToCloseTimeout: time.Duration(float64(count)/p.perChunkRate*3)*time.Second + 2*time.Minute,
+		StartToCloseTimeout: time.Duration(float64(count)/rate*3)*time.Second + 2*time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
 		Summary:             fmt.Sprintf("produce chunk %d/%d", chunk+1, p.state.Chunks),

@@ -4,9 +4,11 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
 
@@ -18,20 +20,30 @@ import (
 // chunk's rate cap, by chunk.
 func chunkRates(t *testing.T, in ProduceInput) map[int]float64 {
 	t.Helper()
+	rates, _ := chunkRatesAndTimeouts(t, in)
+	return rates
+}
+
+// chunkRatesAndTimeouts is chunkRates with each chunk's time to run, from
+// its start to its deadline.
+func chunkRatesAndTimeouts(t *testing.T, in ProduceInput) (map[int]float64, map[int]time.Duration) {
+	t.Helper()
 	var mu sync.Mutex
-	rates := map[int]float64{}
+	rates, timeouts := map[int]float64{}, map[int]time.Duration{}
 	env := newBareEnv()
 	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(kafkaadmin.LagSample{}, nil)
 	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, c produce.ChunkInput) (produce.ChunkResult, error) {
+		func(ctx context.Context, c produce.ChunkInput) (produce.ChunkResult, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			rates[c.Chunk] = c.RatePerSecond
+			info := activity.GetInfo(ctx)
+			timeouts[c.Chunk] = info.Deadline.Sub(info.StartedTime)
 			return produce.ChunkResult{Produced: c.Count, DurationMillis: 100}, nil
 		})
 	env.ExecuteWorkflow(ProduceWorkflow, in)
 	require.NoError(t, env.GetWorkflowError())
-	return rates
+	return rates, timeouts
 }
 
 func TestWarmupMessagesGoAtTheWarmupRate(t *testing.T) {
@@ -48,6 +60,18 @@ func TestWarmupMessagesGoAtTheWarmupRate(t *testing.T) {
 	require.Equal(t, map[int]float64{0: 25_000, 1: 25_000, 2: 25_000, 3: 25_000, 4: 25_000}, chunkRates(t, in))
 	in.WarmupMessages, in.WarmupRatePerSecond = 0, 0
 	require.Equal(t, map[int]float64{0: 25_000, 1: 25_000, 2: 25_000, 3: 25_000, 4: 25_000}, chunkRates(t, in))
+}
+
+// TestWarmupChunksHaveTimeForTheirRate: a slow warmup chunk must not time
+// out on the time a chunk at the cap would need.
+func TestWarmupChunksHaveTimeForTheirRate(t *testing.T) {
+	in := secondsInput()
+	in.Messages, in.ChunkConcurrency, in.RatePerSecond = 20_000, 2, 50_000
+	in.WarmupMessages, in.WarmupRatePerSecond = 10_000, 100
+	_, timeouts := chunkRatesAndTimeouts(t, in)
+	// Chunk 0 goes at 50 a second, 200 s; chunk 1 at 25,000, 0.4 s.
+	require.GreaterOrEqual(t, timeouts[0], 3*200*time.Second)
+	require.Less(t, timeouts[1], 3*time.Minute)
 }
 
 func TestPipelineHandsProductionTheWarmup(t *testing.T) {
