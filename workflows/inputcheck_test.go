@@ -43,18 +43,13 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 	jobs := activities.FlinkJobsOf(names)
 	jobs.EnrichJobID, jobs.SplitJobID = strings.Repeat("a", 32), strings.Repeat("b", 32)
 
-	perChunkRate := prod.RatePerSecond / float64(prod.ChunkConcurrency)
 	chunks := (in.Messages + int64(in.ChunkSize) - 1) / int64(in.ChunkSize)
 	chunk := func(c int64) produce.ChunkInput {
 		first := c * int64(in.ChunkSize)
 		return produce.ChunkInput{
 			Names: names, Chunk: int(c), FirstSeq: first, Count: int(min(int64(in.ChunkSize), in.Messages-first)),
-			LogicalQueues: in.LogicalQueues, PayloadBytes: in.PayloadBytes, RatePerSecond: perChunkRate,
+			LogicalQueues: in.LogicalQueues, PayloadBytes: in.PayloadBytes, RatePerSecond: prod.chunkRate(first),
 		}
-	}
-	warmupChunk := chunk(0)
-	if in.WarmupMessages > 0 {
-		warmupChunk.RatePerSecond = min(perChunkRate, in.WarmupRatePerSecond/float64(in.ChunkConcurrency))
 	}
 	segment := deliver.SegmentInput{
 		Names: names, MaxMessages: int(min(int64(in.TokenRenewEvery), in.Messages)), BatchSize: in.BatchSize,
@@ -70,9 +65,8 @@ func derivedInputChecks(in PipelineInput) map[string]error {
 		"enrich job":          enrichJob.Validate(),
 		"split job":           splitJob.Validate(),
 		"CheckFlinkJobs":      flink.ValidateCheckInput(flink.CheckInput{Jobs: jobs, MaxRestarts: in.MaxFlinkRestarts}),
-		"first ProduceChunk":  produce.ValidateChunkInput(chunk(0)),
+		"first ProduceChunk":  produce.ValidateChunkInput(chunk(0)), // within the warmup, if the run has one
 		"last ProduceChunk":   produce.ValidateChunkInput(chunk(chunks - 1)),
-		"warmup ProduceChunk": produce.ValidateChunkInput(warmupChunk),
 		"DeliverSegment":      deliver.ValidateSegmentInput(segment),
 		"Verify":              verify.ValidateInput(verify.Input{Names: names, Messages: in.Messages, IdleTimeoutMillis: int64(in.VerifyIdleSeconds) * 1000}),
 		"verify in time":      failIf(time.Duration(in.VerifyIdleSeconds)*time.Second > verifyTimeout/2, "the idle wait takes more than half of Verify's timeout"),

@@ -79,8 +79,7 @@ type producer struct {
 	in    ProduceInput
 	state ProduceResult
 
-	signalEvery  int     // chunks between progress signals to the parent
-	perChunkRate float64 // each in-flight chunk's share of RatePerSecond
+	signalEvery int // chunks between progress signals to the parent
 
 	inFlight int
 	failure  error // of the lag poller or a chunk; ends the run
@@ -133,8 +132,19 @@ func newProducer(ctx workflow.Context, in ProduceInput) *producer {
 	}
 	p.state.Chunks = int((in.Messages + int64(in.ChunkSize) - 1) / int64(in.ChunkSize))
 	p.signalEvery = max(1, p.state.Chunks/progressSignals)
-	p.perChunkRate = in.RatePerSecond / float64(in.ChunkConcurrency)
 	return p
+}
+
+// chunkRate is the rate cap of the chunk that begins at firstSeq: each
+// chunk in flight gets its share of RatePerSecond, or of
+// WarmupRatePerSecond where that is lower and the chunk begins within the
+// warmup.
+func (in ProduceInput) chunkRate(firstSeq int64) float64 {
+	rate := in.RatePerSecond
+	if firstSeq < in.WarmupMessages && in.WarmupRatePerSecond > 0 {
+		rate = min(rate, in.WarmupRatePerSecond)
+	}
+	return rate / float64(in.ChunkConcurrency)
 }
 
 // run produces this workflow run's share of chunks, then either returns the
@@ -363,12 +373,10 @@ func (p *producer) markLane(chunk int, busy bool) {
 func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 	in := produce.ChunkInput{
 		Names: p.in.Names, Chunk: chunk, FirstSeq: int64(chunk) * int64(p.in.ChunkSize),
-		LogicalQueues: p.in.LogicalQueues, PayloadBytes: p.in.PayloadBytes, RatePerSecond: p.perChunkRate,
+		LogicalQueues: p.in.LogicalQueues, PayloadBytes: p.in.PayloadBytes,
 	}
 	in.Count = int(min(int64(p.in.ChunkSize), p.in.Messages-in.FirstSeq))
-	if in.FirstSeq < p.in.WarmupMessages && p.in.WarmupRatePerSecond > 0 {
-		in.RatePerSecond = min(in.RatePerSecond, p.in.WarmupRatePerSecond/float64(p.in.ChunkConcurrency))
-	}
+	in.RatePerSecond = p.in.chunkRate(in.FirstSeq)
 	if p.laneBusy != nil {
 		in.TransactionalID = produce.LaneTransactionalID(p.in.Names, chunk%len(p.laneBusy))
 	}
@@ -377,7 +385,7 @@ func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 		p.markLane(chunk, false)
 	}()
 	var res produce.ChunkResult
-	err := workflow.ExecuteActivity(p.chunkOptions(ctx, chunk, in.Count, in.RatePerSecond), produceActs.ProduceChunk, in).Get(ctx, &res)
+	err := workflow.ExecuteActivity(p.chunkOptions(ctx, in), produceActs.ProduceChunk, in).Get(ctx, &res)
 	if err != nil {
 		p.failure = fmt.Errorf("produce chunk %d: %w", chunk, err)
 		return
@@ -397,13 +405,13 @@ func (p *producer) produceChunk(ctx workflow.Context, chunk int) {
 	}
 }
 
-func (p *producer) chunkOptions(ctx workflow.Context, chunk, count int, rate float64) workflow.Context {
+func (p *producer) chunkOptions(ctx workflow.Context, in produce.ChunkInput) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// A chunk at its rate takes count/rate seconds; allow generously
 		// more, since other chunks and the brokers share two cores.
-		StartToCloseTimeout: time.Duration(float64(count)/rate*3)*time.Second + 2*time.Minute,
+		StartToCloseTimeout: time.Duration(float64(in.Count)/in.RatePerSecond*3)*time.Second + 2*time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
-		Summary:             fmt.Sprintf("produce chunk %d/%d", chunk+1, p.state.Chunks),
+		Summary:             fmt.Sprintf("produce chunk %d/%d", in.Chunk+1, p.state.Chunks),
 	})
 }

@@ -17,16 +17,9 @@ import (
 )
 
 // chunkRates runs ProduceWorkflow on in with no lag and returns each
-// chunk's rate cap, by chunk.
-func chunkRates(t *testing.T, in ProduceInput) map[int]float64 {
-	t.Helper()
-	rates, _ := chunkRatesAndTimeouts(t, in)
-	return rates
-}
-
-// chunkRatesAndTimeouts is chunkRates with each chunk's time to run, from
-// its start to its deadline.
-func chunkRatesAndTimeouts(t *testing.T, in ProduceInput) (map[int]float64, map[int]time.Duration) {
+// chunk's rate cap and its time to run, from its start to its deadline,
+// by chunk.
+func chunkRates(t *testing.T, in ProduceInput) (map[int]float64, map[int]time.Duration) {
 	t.Helper()
 	var mu sync.Mutex
 	rates, timeouts := map[int]float64{}, map[int]time.Duration{}
@@ -52,14 +45,17 @@ func TestWarmupMessagesGoAtTheWarmupRate(t *testing.T) {
 	in.WarmupMessages, in.WarmupRatePerSecond = 25_000, 12_000
 	// Chunks 0 to 2 begin below 25,000: each of the two in flight gets
 	// half the warmup rate; the rest half the cap.
-	require.Equal(t, map[int]float64{0: 6_000, 1: 6_000, 2: 6_000, 3: 25_000, 4: 25_000}, chunkRates(t, in))
+	rates, _ := chunkRates(t, in)
+	require.Equal(t, map[int]float64{0: 6_000, 1: 6_000, 2: 6_000, 3: 25_000, 4: 25_000}, rates)
 
 	// A warmup rate above the cap leaves the cap; an input without a
 	// warmup, as written before it, produces at the cap throughout.
 	in.WarmupRatePerSecond = 80_000
-	require.Equal(t, map[int]float64{0: 25_000, 1: 25_000, 2: 25_000, 3: 25_000, 4: 25_000}, chunkRates(t, in))
+	rates, _ = chunkRates(t, in)
+	require.Equal(t, map[int]float64{0: 25_000, 1: 25_000, 2: 25_000, 3: 25_000, 4: 25_000}, rates)
 	in.WarmupMessages, in.WarmupRatePerSecond = 0, 0
-	require.Equal(t, map[int]float64{0: 25_000, 1: 25_000, 2: 25_000, 3: 25_000, 4: 25_000}, chunkRates(t, in))
+	rates, _ = chunkRates(t, in)
+	require.Equal(t, map[int]float64{0: 25_000, 1: 25_000, 2: 25_000, 3: 25_000, 4: 25_000}, rates)
 }
 
 // TestWarmupChunksHaveTimeForTheirRate: a slow warmup chunk must not time
@@ -68,7 +64,7 @@ func TestWarmupChunksHaveTimeForTheirRate(t *testing.T) {
 	in := secondsInput()
 	in.Messages, in.ChunkConcurrency, in.RatePerSecond = 20_000, 2, 50_000
 	in.WarmupMessages, in.WarmupRatePerSecond = 10_000, 100
-	_, timeouts := chunkRatesAndTimeouts(t, in)
+	_, timeouts := chunkRates(t, in)
 	// Chunk 0 goes at 50 a second, 200 s; chunk 1 at 25,000, 0.4 s.
 	require.GreaterOrEqual(t, timeouts[0], 3*200*time.Second)
 	require.Less(t, timeouts[1], 3*time.Minute)
