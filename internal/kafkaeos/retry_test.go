@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -90,5 +92,64 @@ func TestAddPartitionsFailsAtOnceOnARefusedPartition(t *testing.T) {
 	}
 	if msg := err.Error(); !strings.Contains(msg, "raw[1]") || strings.Contains(msg, "raw[0]") || strings.Contains(msg, "raw[2]") {
 		t.Errorf("error %q; want it to name raw[1] alone", msg)
+	}
+}
+
+// waitsOf returns the waits retryRetriable makes while fn answers errs in
+// turn and then nil.
+func waitsOf(t *testing.T, errs ...error) []time.Duration {
+	t.Helper()
+	var waits []time.Duration
+	calls := 0
+	err := retryRetriable(context.Background(), func() error {
+		calls++
+		if calls > len(errs) {
+			return nil
+		}
+		return errs[calls-1]
+	}, func(_ context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("retryRetriable = %v; want nil", err)
+	}
+	return waits
+}
+
+// A lane's next chunk asks its coordinator while the last commit's markers
+// are still being written, which takes milliseconds: it is asked again
+// after endingTransactionWait, not after the backoff of a coordinator
+// that moved, which cost a lane 50–150 ms a chunk.
+func TestATransactionStillEndingIsAskedAgainSoon(t *testing.T) {
+	ending := fmt.Errorf("add partitions: %w", kerr.ConcurrentTransactions)
+	got := waitsOf(t, ending, ending, ending)
+	want := []time.Duration{endingTransactionWait, endingTransactionWait, endingTransactionWait}
+	if !slices.Equal(got, want) {
+		t.Errorf("waits for a transaction still ending = %v; want %v", got, want)
+	}
+}
+
+// A transaction that takes longer to end than its quick retries, and any
+// other retriable error, backs off from firstBackoff to maxBackoff, so a
+// stuck coordinator is not asked every few milliseconds for ten seconds.
+func TestRetriesBackOffWhenTheyLast(t *testing.T) {
+	loading := kerr.CoordinatorLoadInProgress
+	got := waitsOf(t, loading, loading, loading, loading, loading, loading)
+	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond,
+		400 * time.Millisecond, 800 * time.Millisecond, time.Second}
+	if !slices.Equal(got, want) {
+		t.Errorf("waits for a coordinator loading = %v; want %v", got, want)
+	}
+
+	var stuck []error
+	for range endingTransactionRetries + 2 {
+		stuck = append(stuck, kerr.ConcurrentTransactions)
+	}
+	got = waitsOf(t, stuck...)
+	if len(got) != endingTransactionRetries+2 || got[endingTransactionRetries-1] != endingTransactionWait ||
+		got[endingTransactionRetries] != firstBackoff || got[endingTransactionRetries+1] != 2*firstBackoff {
+		t.Errorf("waits for a transaction that does not end = %v; want %d of %v, then %v and %v",
+			got, endingTransactionRetries, endingTransactionWait, firstBackoff, 2*firstBackoff)
 	}
 }
