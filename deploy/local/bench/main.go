@@ -69,7 +69,10 @@ type settings struct {
 func parseSettings(args []string) (settings, error) {
 	var s settings
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.IntVar(&s.records, "records", 200_000, "records each producer and consumer side moves per round")
+	// A million records a round: at 200,000, Kafka's tools spent much of a
+	// round warming up their JVM, and the producer ratios swung by half
+	// from one run to the next (docs/benchmarks.md, "Rounds of a million").
+	fs.IntVar(&s.records, "records", 1_000_000, "records each producer and consumer side moves per round")
 	fs.IntVar(&s.chunkSize, "chunk", 10_000, "records per flowproof chunk (one Kafka transaction each)")
 	fs.IntVar(&s.concurrency, "concurrency", 2, "flowproof chunks produced at the same time")
 	fs.IntVar(&s.partitions, "partitions", 12, "partitions of every benchmark topic")
