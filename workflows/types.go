@@ -45,7 +45,7 @@ type PipelineInput struct {
 	// run is above it; production resumes below LagResume.
 	LagThreshold        int64 `json:"lag_threshold,omitempty"`          // default 200,000
 	LagResume           int64 `json:"lag_resume,omitempty"`             // default LagThreshold/2
-	LagPollEverySeconds int   `json:"lag_poll_every_seconds,omitempty"` // default 5
+	LagPollEverySeconds int   `json:"lag_poll_every_seconds,omitempty"` // default 2
 	// LagThresholdSeconds holds production also while a consumer group's
 	// lag would take it longer than this to drain at the rate it drains
 	// (beyond the checkpoint interval the Flink groups always trail by);
