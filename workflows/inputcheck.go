@@ -22,14 +22,16 @@ const verifyTimeout = 30 * time.Minute
 // would fail enforces, exported from its package.
 func (in PipelineInput) checkAcrossFields() error {
 	rate := in.productionRate()
-	// Each chunk in flight gets its share of the rate (see ProduceWorkflow).
-	chunkSeconds := float64(in.ChunkSize) / (rate / float64(in.ChunkConcurrency))
-	warmupRate := min(rate, in.WarmupRatePerSecond)
+	prod := in.produceInput("", in.runNames())
+	// The rates ProduceWorkflow gives a chunk past the warmup and within it.
+	chunkRate, warmupChunkRate := prod.chunkRate(in.WarmupMessages), prod.chunkRate(0)
+	chunkSeconds := float64(in.ChunkSize) / chunkRate
 	warmupMessages := min(in.WarmupMessages, in.Messages)
 	warmupChunkSeconds := 0.0
 	if warmupMessages > 0 {
-		warmupChunkSeconds = float64(in.ChunkSize) / (warmupRate / float64(in.ChunkConcurrency))
+		warmupChunkSeconds = float64(in.ChunkSize) / warmupChunkRate
 	}
+	warmupRate := min(rate, in.WarmupRatePerSecond)
 	productionSeconds := float64(warmupMessages)/warmupRate + float64(in.Messages-warmupMessages)/rate
 	checks := []struct {
 		ok    bool
@@ -39,10 +41,10 @@ func (in PipelineInput) checkAcrossFields() error {
 	}{
 		{chunkSeconds <= produce.MaxChunkDuration.Seconds(), "chunk_size", in.ChunkSize, fmt.Sprintf(
 			"a chunk takes %.0fs at %.4g messages/s (the rate cap %.4g over chunk_concurrency %d), longer than a Kafka transaction may stay open (%s); use smaller chunks or a higher rate",
-			chunkSeconds, rate/float64(in.ChunkConcurrency), rate, in.ChunkConcurrency, produce.MaxChunkDuration)},
+			chunkSeconds, chunkRate, rate, in.ChunkConcurrency, produce.MaxChunkDuration)},
 		{warmupChunkSeconds <= produce.MaxChunkDuration.Seconds(), "warmup_rate_per_second", in.WarmupRatePerSecond, fmt.Sprintf(
 			"a chunk of the warmup takes %.0fs at %.4g messages/s (the warmup rate over chunk_concurrency %d), longer than a Kafka transaction may stay open (%s); use a higher warmup rate or smaller chunks",
-			warmupChunkSeconds, warmupRate/float64(in.ChunkConcurrency), in.ChunkConcurrency, produce.MaxChunkDuration)},
+			warmupChunkSeconds, warmupChunkRate, in.ChunkConcurrency, produce.MaxChunkDuration)},
 		{productionSeconds < float64(in.TimeoutSeconds), "timeout_seconds", in.TimeoutSeconds, fmt.Sprintf(
 			"production alone takes %.0fs at the rate cap %.4g (min of rate_per_second and rate_per_queue*logical_queues; the warmup at warmup_rate_per_second); raise timeout_seconds or the rate",
 			productionSeconds, rate)},

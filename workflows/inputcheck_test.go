@@ -26,14 +26,7 @@ import (
 // build them.
 func derivedInputChecks(in PipelineInput) map[string]error {
 	names := in.runNames()
-	prod := ProduceInput{
-		ParentWorkflowID: "parent", Names: names, Messages: in.Messages, ChunkSize: in.ChunkSize,
-		ChunkConcurrency: in.ChunkConcurrency, LogicalQueues: in.LogicalQueues, PayloadBytes: in.PayloadBytes,
-		RatePerSecond: in.productionRate(), LagThreshold: in.LagThreshold, LagResume: in.LagResume,
-		LagPollEvery: in.LagPollEverySeconds, LagThresholdSeconds: in.LagThresholdSeconds, LagResumeSeconds: in.LagResumeSeconds,
-		CheckpointIntervalSeconds: in.CheckpointIntervalSeconds,
-		WarmupMessages:            in.WarmupMessages, WarmupRatePerSecond: in.WarmupRatePerSecond,
-	}
+	prod := in.produceInput("parent", names)
 	del := DeliverInput{
 		ParentWorkflowID: "parent", Names: names, Messages: in.Messages, BatchSize: in.BatchSize,
 		TokenRenewEvery: in.TokenRenewEvery, StallSeconds: max(300, 3*in.VerifyIdleSeconds),

@@ -288,26 +288,32 @@ func (p *pipeline) startProduce(ctx workflow.Context) workflow.ChildWorkflowFutu
 		WorkflowID:    parentID + "/produce",
 		StaticSummary: fmt.Sprintf("produce %d messages to %s", p.in.Messages, p.names.RawTopic),
 	})
-	return workflow.ExecuteChildWorkflow(ctx, ProduceWorkflow, ProduceInput{
-		ParentWorkflowID:    parentID,
-		Names:               p.names,
-		Messages:            p.in.Messages,
-		ChunkSize:           p.in.ChunkSize,
-		ChunkConcurrency:    p.in.ChunkConcurrency,
-		LogicalQueues:       p.in.LogicalQueues,
-		PayloadBytes:        p.in.PayloadBytes,
-		RatePerSecond:       p.in.productionRate(),
-		WarmupMessages:      p.in.WarmupMessages,
-		WarmupRatePerSecond: p.in.WarmupRatePerSecond,
-		LagThreshold:        p.in.LagThreshold,
-		LagResume:           p.in.LagResume,
-		LagPollEvery:        p.in.LagPollEverySeconds,
+	return workflow.ExecuteChildWorkflow(ctx, ProduceWorkflow, p.in.produceInput(parentID, p.names))
+}
 
-		LagThresholdSeconds:       p.in.LagThresholdSeconds,
-		LagResumeSeconds:          p.in.LagResumeSeconds,
-		CheckpointIntervalSeconds: p.in.CheckpointIntervalSeconds,
-		SegmentMessages:           p.in.TokenRenewEvery,
-	})
+// produceInput is the input a run of in hands ProduceWorkflow; the input
+// checks read its chunk rates, so they judge what production will do.
+func (in PipelineInput) produceInput(parentID string, names activities.RunNames) ProduceInput {
+	return ProduceInput{
+		ParentWorkflowID:    parentID,
+		Names:               names,
+		Messages:            in.Messages,
+		ChunkSize:           in.ChunkSize,
+		ChunkConcurrency:    in.ChunkConcurrency,
+		LogicalQueues:       in.LogicalQueues,
+		PayloadBytes:        in.PayloadBytes,
+		RatePerSecond:       in.productionRate(),
+		WarmupMessages:      in.WarmupMessages,
+		WarmupRatePerSecond: in.WarmupRatePerSecond,
+		LagThreshold:        in.LagThreshold,
+		LagResume:           in.LagResume,
+		LagPollEvery:        in.LagPollEverySeconds,
+
+		LagThresholdSeconds:       in.LagThresholdSeconds,
+		LagResumeSeconds:          in.LagResumeSeconds,
+		CheckpointIntervalSeconds: in.CheckpointIntervalSeconds,
+		SegmentMessages:           in.TokenRenewEvery,
+	}
 }
 
 func (p *pipeline) startDeliver(ctx workflow.Context) workflow.ChildWorkflowFuture {
