@@ -350,7 +350,7 @@ func TestPipelineEmptyInputGetsDefaults(t *testing.T) {
 	require.Equal(t, 10_000, in.ChunkSize)
 	require.Equal(t, 100, in.BatchSize)
 	require.Equal(t, 10_000, in.TokenRenewEvery)
-	require.Equal(t, int64(100_000), in.LagResume)
+	require.Equal(t, int64(75_000), in.LagResume)
 	require.Equal(t, 5.0, in.LagThresholdSeconds)
 	require.Equal(t, 2.5, in.LagResumeSeconds)
 	require.Equal(t, sanitizeRunID("nightly:2026-11-27"), in.RunID)

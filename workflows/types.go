@@ -43,7 +43,7 @@ type PipelineInput struct {
 
 	// LagThreshold holds production while the largest consumer lag of the
 	// run is above it; production resumes below LagResume.
-	LagThreshold        int64 `json:"lag_threshold,omitempty"`          // default 200,000
+	LagThreshold        int64 `json:"lag_threshold,omitempty"`          // default 150,000
 	LagResume           int64 `json:"lag_resume,omitempty"`             // default LagThreshold/2
 	LagPollEverySeconds int   `json:"lag_poll_every_seconds,omitempty"` // default 2
 	// LagThresholdSeconds holds production also while a consumer group's
