@@ -37,7 +37,7 @@ const (
 	// DefaultLagThreshold is what holds a fresh run first, before the
 	// groups' drain rates count, and the messages queued then are the
 	// run's slowest: on fresh 2-core stacks 150,000 instead of 200,000
-	// lowered the p99 latency in seven pairs of seven, by 2.7 to 4.5 s,
+	// lowered the p99 latency in seven pairs of seven, by 2.0 to 4.5 s,
 	// with the same median wall time and CPU; 120,000 held longer for no
 	// lower p99 (docs/performance.md, "A lower threshold in messages,
 	// read every 2 s").
@@ -45,9 +45,11 @@ const (
 	// DefaultLagPollEverySeconds is how often the lag is read. Production
 	// at the cap queues up to 100,000 messages between two reads 2 s apart
 	// (250,000 at 5 s), and those queued before a hold are a run's
-	// slowest: on fresh 2-core stacks reading every 2 s instead of 5
-	// lowered the p99 latency in five pairs of six, at no cost in wall
-	// time or CPU (docs/performance.md, "A slow start").
+	// slowest. On fresh 2-core stacks reading every 2 s instead of 5 cost
+	// no wall time or CPU; it lowered the p99 latency in seven pairs of
+	// fourteen, and at the 150,000 threshold kept it within 8.9–10.3 s
+	// where every 5 s ranged from 7.9 to 13.6 s (docs/performance.md, "A
+	// slow start" and "A lower threshold in messages, read every 2 s").
 	DefaultLagPollEverySeconds = 2
 	// DefaultLagThresholdSeconds is the seed's "lag threshold 5 s": with
 	// resume at half of it, the slowest consumer has 2.5 to 5 s of work
