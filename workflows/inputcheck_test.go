@@ -196,6 +196,7 @@ func TestCrossFieldChecksNameTheField(t *testing.T) {
 		{"a chunk outlasts its transaction", PipelineInput{ChunkSize: 100_000, RatePerSecond: 100, TimeoutSeconds: 604_800}, "chunk_size", "longer than a Kafka transaction may stay open"},
 		{"a rate per queue too low for the chunk", PipelineInput{RatePerQueue: 0.01, LogicalQueues: 10, ChunkSize: 1_000, Messages: 1_000}, "chunk_size", "the rate cap 0.1 over"},
 		{"production outlasts the deadline", PipelineInput{Messages: 1_000_000, RatePerSecond: 1_000, TimeoutSeconds: 600}, "timeout_seconds", "production alone takes 1000s"},
+		{"the warmup's slower rate counts toward the deadline", PipelineInput{Messages: 5_000_000, WarmupMessages: 1_200_000, TimeoutSeconds: 150}, "timeout_seconds", "production alone takes 176s"},
 		{"a verify idle time beyond Verify's own limit", PipelineInput{VerifyIdleSeconds: 3_600}, "verify_idle_seconds", "between 1 and 600"},
 		{"a resume mark below the partitions' marker lag", PipelineInput{Partitions: 100, LagThreshold: 50, LagResume: 20}, "lag_resume", "at least partitions (100)"},
 		{"a run id too long for a Flink job's transactional id", PipelineInput{RunID: strings.Repeat("r", 180)}, "run_id", "must be 1 to 179 characters"},
