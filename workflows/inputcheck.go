@@ -22,17 +22,20 @@ const verifyTimeout = 30 * time.Minute
 // would fail enforces, exported from its package.
 func (in PipelineInput) checkAcrossFields() error {
 	rate := in.productionRate()
-	prod := in.produceInput("", in.runNames())
-	// The rates ProduceWorkflow gives a chunk past the warmup and within it.
+	// The rates ProduceWorkflow gives a chunk past the warmup and within
+	// it, ChunkConcurrency chunks in flight at each; only the rates are
+	// read, so the run's names are left out.
+	prod := in.produceInput("", activities.RunNames{})
 	chunkRate, warmupChunkRate := prod.chunkRate(in.WarmupMessages), prod.chunkRate(0)
+	inFlight := float64(in.ChunkConcurrency)
 	chunkSeconds := float64(in.ChunkSize) / chunkRate
 	warmupMessages := min(in.WarmupMessages, in.Messages)
 	warmupChunkSeconds := 0.0
 	if warmupMessages > 0 {
 		warmupChunkSeconds = float64(in.ChunkSize) / warmupChunkRate
 	}
-	warmupRate := min(rate, in.WarmupRatePerSecond)
-	productionSeconds := float64(warmupMessages)/warmupRate + float64(in.Messages-warmupMessages)/rate
+	productionSeconds := float64(warmupMessages)/(warmupChunkRate*inFlight) +
+		float64(in.Messages-warmupMessages)/(chunkRate*inFlight)
 	checks := []struct {
 		ok    bool
 		field string
