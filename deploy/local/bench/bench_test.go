@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/procfs"
 
 	"github.com/flowproof/flowproof/internal/endpointapi"
 )
@@ -203,5 +206,66 @@ func TestParseConsumerStats(t *testing.T) {
 	}
 	if _, err := parseConsumerStats("WARN something went wrong\n"); err == nil {
 		t.Error("output without results was accepted")
+	}
+}
+
+func TestChunkMillisAt(t *testing.T) {
+	cases := []struct {
+		chunkSize int
+		perSecond float64
+		want      int64
+	}{
+		{10_000, 500_000, 20},
+		{10_000, 450_000, 22},
+		{10_000, 20_000_000, 1}, // under a millisecond: the tool's smallest interval
+		{10_000, 0, 1},          // no idempotent round yet
+	}
+	for _, c := range cases {
+		if got := chunkMillisAt(c.chunkSize, c.perSecond); got != c.want {
+			t.Errorf("chunkMillisAt(%d, %.0f) = %d, want %d", c.chunkSize, c.perSecond, got, c.want)
+		}
+	}
+}
+
+func TestCPUMeterReadsProcessesAndTakesOffIdle(t *testing.T) {
+	self, err := procfs.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This process stands in for the brokers: its CPU shows on both sides.
+	m := &cpuMeter{brokers: []procfs.Proc{self}}
+	start, err := m.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		now, err := m.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.self-start.self >= 100*time.Millisecond {
+			break
+		}
+	}
+	spent, err := m.since(start, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spent.client < 100*time.Millisecond || spent.brokers < 50*time.Millisecond {
+		t.Errorf("after 100 ms of this process's CPU: %+v; want the client at 100 ms or more and the brokers (/proc's ticks) at 50 ms or more", spent)
+	}
+	if spent.brokers > spent.client+50*time.Millisecond {
+		t.Errorf("brokers %s, more than the same process's own CPU %s", spent.brokers, spent.client)
+	}
+
+	m.brokersIdle = 100 // CPU seconds a second: more than anything spent
+	if spent, err = m.since(start, false); err != nil {
+		t.Fatal(err)
+	}
+	if spent.brokers != 0 {
+		t.Errorf("brokers %s with an idle use above what was spent; want 0", spent.brokers)
+	}
+	if spent.client != 0 {
+		t.Errorf("client %s with no child process run; want 0", spent.client)
 	}
 }

@@ -224,6 +224,10 @@ func run(ctx context.Context, s settings) error {
 	fmt.Printf("bench run %s: %d records per side and round, %d rounds, %d partitions, load average %s; other work on the stack: %s\n",
 		b.runID, s.records, s.rounds, s.partitions, b.loadStart, b.othersStart)
 
+	if b.cpu, err = newCPUMeter(); err != nil {
+		return err
+	}
+	fmt.Printf("the brokers' idle CPU: %.0f ms a second (taken off each side's)\n", b.cpu.brokersIdle*1000)
 	if err := b.producers(ctx); err != nil {
 		return err
 	}
@@ -263,6 +267,7 @@ type bench struct {
 	// kafka is the connection the activities' own code runs on.
 	kafka   *kafkaeos.Conn
 	cluster *cluster
+	cpu     *cpuMeter
 	brokers []string
 	runID   string
 

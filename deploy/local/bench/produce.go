@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -33,8 +34,9 @@ type produceRound struct {
 	flowproof         producerFigures
 	flowproofOneChunk producerFigures
 	// toolIdempotent is Kafka's ProducerPerformance without transactions;
-	// toolTransactional commits every transactionMillis, about the time one
-	// of flowproof's chunks took.
+	// toolTransactional commits every transactionMillis, the time the
+	// idempotent tool took for a chunk's records, so that both pay about
+	// one transaction per chunk of records.
 	toolIdempotent    producerFigures
 	toolTransactional producerFigures
 	transactionMillis int64
@@ -52,6 +54,7 @@ type producerFigures struct {
 	meanChunk time.Duration
 	p50Millis float64
 	p99Millis float64
+	cpu       cpuSpent
 }
 
 // recordShape is the size of flowproof's raw records, read back from Kafka.
@@ -71,14 +74,17 @@ func (b *bench) producers(ctx context.Context) error {
 	for round := 1; round <= b.s.rounds; round++ {
 		fmt.Printf("\n== producers, round %d of %d: %d records each\n", round, b.s.rounds, b.s.records)
 		var r produceRound
-		// The transactional tool commits about as often as flowproof's
-		// chunks did, in this round or the one before.
+		// The transactional tool commits after about as many records as a
+		// chunk has: every chunk's worth of time at the idempotent tool's
+		// rate, of this round if it ran already (round 1, and the rounds
+		// in order) or of the round before. ProducerPerformance commits
+		// by time only.
 		transactionMillis := func() int64 {
-			millis := r.flowproof.meanChunk.Milliseconds()
-			if millis == 0 && len(b.produceRounds) > 0 {
-				millis = b.produceRounds[len(b.produceRounds)-1].flowproof.meanChunk.Milliseconds()
+			perSecond := r.toolIdempotent.perSecond
+			if perSecond == 0 && len(b.produceRounds) > 0 {
+				perSecond = b.produceRounds[len(b.produceRounds)-1].toolIdempotent.perSecond
 			}
-			return max(millis, 1)
+			return chunkMillisAt(b.s.chunkSize, perSecond)
 		}
 		sides := []func() error{
 			func() (err error) {
@@ -114,6 +120,15 @@ func (b *bench) producers(ctx context.Context) error {
 	return nil
 }
 
+// chunkMillisAt is how many milliseconds chunkSize records take at
+// perSecond, at least 1 (also when the rate is unknown).
+func chunkMillisAt(chunkSize int, perSecond float64) int64 {
+	if perSecond <= 0 {
+		return 1
+	}
+	return max(1, int64(math.Round(float64(chunkSize)*1000/perSecond)))
+}
+
 // produceWithFlowproof produces s.records messages through the Produce
 // activity's own code (produce.Writer, one Kafka transaction per chunk), in
 // chunks of chunkSize, concurrency at a time and unthrottled, into a fresh
@@ -126,6 +141,51 @@ func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSiz
 	}
 
 	chunks := (b.s.records + chunkSize - 1) / chunkSize
+	cpuStart, err := b.cpu.read()
+	if err != nil {
+		return producerFigures{}, err
+	}
+	started := time.Now()
+	produced, chunkTime, err := b.writeChunks(ctx, names, chunks, chunkSize, concurrency)
+	elapsed := time.Since(started)
+	if err != nil {
+		return producerFigures{}, fmt.Errorf("flowproof produce: %w", err)
+	}
+	cpu, err := b.cpu.since(cpuStart, true)
+	if err != nil {
+		return producerFigures{}, err
+	}
+
+	if b.payloadFile == "" {
+		shape, err := b.sampleRawRecords(ctx, names)
+		if err != nil {
+			return producerFigures{}, err
+		}
+		b.shape = shape
+	}
+	if err := b.cluster.deleteTopics(ctx, names.Topics()...); err != nil {
+		return producerFigures{}, err
+	}
+	f := producerFigures{
+		records:   produced,
+		elapsed:   elapsed,
+		perSecond: float64(produced) / elapsed.Seconds(),
+		meanChunk: chunkTime / time.Duration(chunks),
+		cpu:       cpu,
+	}
+	// Values only, as the tool counts: its records have no key or headers.
+	f.mbPerSec = f.perSecond * b.shape.valueBytes / (1 << 20)
+	fmt.Printf("flowproof ProduceChunk: %d records in %s, %.0f records/s (%.2f MB/s of values), %d chunks of %d, %d at a time, mean chunk %s; CPU per record %s\n",
+		f.records, elapsed.Round(time.Millisecond), f.perSecond, f.mbPerSec, chunks, chunkSize, concurrency, f.meanChunk.Round(time.Millisecond), cpuPerRecordText(f))
+	return f, nil
+}
+
+// writeChunks writes the run's chunks of chunkSize, concurrency at a time,
+// and returns the records produced and the chunks' summed time. As the
+// workflow does, each of the concurrent writers takes its chunks in turns
+// from its own lanes, whose producers are kept from one of the lane's
+// chunks to the next.
+func (b *bench) writeChunks(ctx context.Context, names activities.RunNames, chunks, chunkSize, concurrency int) (int64, time.Duration, error) {
 	var (
 		nextChunk  atomic.Int64
 		produced   atomic.Int64
@@ -136,12 +196,8 @@ func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSiz
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// As the workflow does: each of the concurrent writers takes its
-	// chunks in turns from its own lanes, whose producers are kept from
-	// one of the lane's chunks to the next.
 	writer := produce.NewWriter(b.kafka)
 	defer writer.Close()
-	started := time.Now()
 	for w := range concurrency {
 		wg.Go(func() {
 			for turn := 0; ; turn++ {
@@ -176,32 +232,7 @@ func (b *bench) produceWithFlowproof(ctx context.Context, label string, chunkSiz
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(started)
-	if firstErr != nil {
-		return producerFigures{}, fmt.Errorf("flowproof produce: %w", firstErr)
-	}
-
-	if b.payloadFile == "" {
-		shape, err := b.sampleRawRecords(ctx, names)
-		if err != nil {
-			return producerFigures{}, err
-		}
-		b.shape = shape
-	}
-	if err := b.cluster.deleteTopics(ctx, names.Topics()...); err != nil {
-		return producerFigures{}, err
-	}
-	f := producerFigures{
-		records:   produced.Load(),
-		elapsed:   elapsed,
-		perSecond: float64(produced.Load()) / elapsed.Seconds(),
-		meanChunk: time.Duration(chunkNanos.Load() / int64(chunks)),
-	}
-	// Values only, as the tool counts: its records have no key or headers.
-	f.mbPerSec = f.perSecond * b.shape.valueBytes / (1 << 20)
-	fmt.Printf("flowproof ProduceChunk: %d records in %s, %.0f records/s (%.2f MB/s of values), %d chunks of %d, %d at a time, mean chunk %s\n",
-		f.records, elapsed.Round(time.Millisecond), f.perSecond, f.mbPerSec, chunks, chunkSize, concurrency, f.meanChunk.Round(time.Millisecond))
-	return f, nil
+	return produced.Load(), time.Duration(chunkNanos.Load()), firstErr
 }
 
 // sampleRawRecords reads the first committed records of the raw topic back,
@@ -314,11 +345,19 @@ func (b *bench) produceWithTool(ctx context.Context, round int, transactionMilli
 	if transactionMillis > 0 {
 		args = append(args, "--transactional-id", topic, "--transaction-duration-ms", fmt.Sprint(transactionMillis))
 	}
+	cpuStart, err := b.cpu.read()
+	if err != nil {
+		return producerFigures{}, err
+	}
 	started := time.Now()
 	out, err := runKafkaClass(ctx, b.s.stackctl, args...)
 	wall := time.Since(started)
 	if err != nil {
 		return producerFigures{}, fmt.Errorf("ProducerPerformance (%s): %w", label, err)
+	}
+	cpu, err := b.cpu.since(cpuStart, false)
+	if err != nil {
+		return producerFigures{}, err
 	}
 	total, err := parseProducerTotal(out)
 	if err != nil {
@@ -332,8 +371,24 @@ func (b *bench) produceWithTool(ctx context.Context, round int, transactionMilli
 	}
 	f := producerFigures{records: total.records, perSecond: total.perSecond, mbPerSec: total.mbPerSec,
 		elapsed:   time.Duration(float64(total.records) / total.perSecond * float64(time.Second)),
-		p50Millis: total.p50Millis, p99Millis: total.p99Millis}
-	fmt.Printf("Kafka ProducerPerformance (%s): %.0f records/s (%.2f MB/s of values), latency p50 %.0f ms p99 %.0f ms (JVM included: %s wall)\n",
-		label, f.perSecond, f.mbPerSec, f.p50Millis, f.p99Millis, wall.Round(time.Millisecond))
+		p50Millis: total.p50Millis, p99Millis: total.p99Millis, cpu: cpu}
+	fmt.Printf("Kafka ProducerPerformance (%s): %.0f records/s (%.2f MB/s of values), latency p50 %.0f ms p99 %.0f ms (JVM included: %s wall); CPU per record %s\n",
+		label, f.perSecond, f.mbPerSec, f.p50Millis, f.p99Millis, wall.Round(time.Millisecond), cpuPerRecordText(f))
 	return f, nil
+}
+
+// cpuPerRecordText is a side's CPU per record, the brokers' and the
+// client's.
+func cpuPerRecordText(f producerFigures) string {
+	brokers, client := f.cpuPerRecord()
+	return fmt.Sprintf("brokers %.2f µs, client %.2f µs", brokers, client)
+}
+
+// cpuPerRecord is the brokers' and the client's CPU per record, in µs.
+func (f producerFigures) cpuPerRecord() (brokers, client float64) {
+	if f.records == 0 {
+		return 0, 0
+	}
+	perRecord := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(f.records) }
+	return perRecord(f.cpu.brokers), perRecord(f.cpu.client)
 }

@@ -81,6 +81,7 @@ func printSummary(out io.Writer, in summaryInput) {
 	rounds.consumeRows(in)
 	rounds.flush()
 	producerTargets(out, in)
+	producerCPU(out, in)
 
 	fmt.Fprintln(out)
 	endToEndRows(out, in)
@@ -191,6 +192,34 @@ func producerTargets(out io.Writer, in summaryInput) {
 	fmt.Fprintf(out, "chunked producer, medians of %d rounds: / ProducerPerformance idempotent %s; / transactional %s; / the same records in one chunk %s\n",
 		len(in.produce), verdict(medianOfRatios(fp, idem), targetChunkedToTool), verdict(medianOfRatios(fp, txn), targetChunkedToTool),
 		verdict(medianOfRatios(fp, one), targetChunkedToOneChunk))
+}
+
+// producerCPU shows what each producer side's records cost the brokers and
+// the client, medians of the rounds: on two cores the rates follow from it.
+func producerCPU(out io.Writer, in summaryInput) {
+	if len(in.produce) == 0 {
+		return
+	}
+	sides := []struct {
+		label string
+		of    func(produceRound) producerFigures
+	}{
+		{"flowproof in chunks", func(r produceRound) producerFigures { return r.flowproof }},
+		{"flowproof in one chunk", func(r produceRound) producerFigures { return r.flowproofOneChunk }},
+		{"Kafka tool idempotent", func(r produceRound) producerFigures { return r.toolIdempotent }},
+		{"Kafka tool transactional", func(r produceRound) producerFigures { return r.toolTransactional }},
+	}
+	var cells []string
+	for _, side := range sides {
+		var brokers, client []float64
+		for _, r := range in.produce {
+			b, c := side.of(r).cpuPerRecord()
+			brokers, client = append(brokers, b), append(client, c)
+		}
+		cells = append(cells, fmt.Sprintf("%s %.2f + %.2f", side.label, median(brokers), median(client)))
+	}
+	fmt.Fprintf(out, "CPU µs per record, brokers (net of idle) + client (the tool's JVM with its start), medians of %d rounds: %s\n",
+		len(in.produce), strings.Join(cells, "; "))
 }
 
 // endToEndRows shows the pipeline run next to the stages measured alone:
