@@ -227,6 +227,20 @@ func TestChunkMillisAt(t *testing.T) {
 	}
 }
 
+func TestToolCommitsAfterAboutAChunk(t *testing.T) {
+	idempotentOnly := produceRound{toolIdempotent: producerFigures{perSecond: 500_000}}
+	if got := toolCommitMillis(10_000, nil, idempotentOnly); got != 20 {
+		t.Errorf("round 1: every %d ms; want 20 (10,000 at the idempotent tool's 500,000/s)", got)
+	}
+	earlier := []produceRound{
+		{toolTransactional: producerFigures{perSecond: 100_000}},
+		{toolTransactional: producerFigures{perSecond: 250_000}},
+	}
+	if got := toolCommitMillis(10_000, earlier, idempotentOnly); got != 40 {
+		t.Errorf("round 3: every %d ms; want 40 (10,000 at the last round's transactional 250,000/s)", got)
+	}
+}
+
 func TestCPUMeterReadsProcessesAndTakesOffIdle(t *testing.T) {
 	self, err := procfs.Self()
 	if err != nil {

@@ -34,9 +34,9 @@ type produceRound struct {
 	flowproof         producerFigures
 	flowproofOneChunk producerFigures
 	// toolIdempotent is Kafka's ProducerPerformance without transactions;
-	// toolTransactional commits every transactionMillis, the time the
-	// idempotent tool took for a chunk's records, so that both pay about
-	// one transaction per chunk of records.
+	// toolTransactional commits every transactionMillis
+	// (toolCommitMillis), so that it and flowproof pay about one
+	// transaction per chunk of records.
 	toolIdempotent    producerFigures
 	toolTransactional producerFigures
 	transactionMillis int64
@@ -74,18 +74,6 @@ func (b *bench) producers(ctx context.Context) error {
 	for round := 1; round <= b.s.rounds; round++ {
 		fmt.Printf("\n== producers, round %d of %d: %d records each\n", round, b.s.rounds, b.s.records)
 		var r produceRound
-		// The transactional tool commits after about as many records as a
-		// chunk has: every chunk's worth of time at the idempotent tool's
-		// rate, of this round if it ran already (round 1, and the rounds
-		// in order) or of the round before. ProducerPerformance commits
-		// by time only.
-		transactionMillis := func() int64 {
-			perSecond := r.toolIdempotent.perSecond
-			if perSecond == 0 && len(b.produceRounds) > 0 {
-				perSecond = b.produceRounds[len(b.produceRounds)-1].toolIdempotent.perSecond
-			}
-			return chunkMillisAt(b.s.chunkSize, perSecond)
-		}
 		sides := []func() error{
 			func() (err error) {
 				r.flowproof, err = b.produceWithFlowproof(ctx, fmt.Sprintf("%d-chunks", round), b.s.chunkSize, b.s.concurrency)
@@ -100,7 +88,7 @@ func (b *bench) producers(ctx context.Context) error {
 				return err
 			},
 			func() (err error) {
-				r.transactionMillis = transactionMillis()
+				r.transactionMillis = toolCommitMillis(b.s.chunkSize, b.produceRounds, r)
 				r.toolTransactional, err = b.produceWithTool(ctx, round, r.transactionMillis)
 				return err
 			},
@@ -118,6 +106,20 @@ func (b *bench) producers(ctx context.Context) error {
 		b.produceRounds = append(b.produceRounds, r)
 	}
 	return nil
+}
+
+// toolCommitMillis is how often the transactional tool commits in the
+// round current, after the rounds earlier: after about as many records as
+// a chunk has. ProducerPerformance commits by time only, so it is a
+// chunk's worth of time at the transactional tool's rate of the round
+// before, which already paid for its commits; in round 1, at the
+// idempotent tool's rate, which is faster and so makes the first round's
+// transactions smaller.
+func toolCommitMillis(chunkSize int, earlier []produceRound, current produceRound) int64 {
+	if n := len(earlier); n > 0 {
+		return chunkMillisAt(chunkSize, earlier[n-1].toolTransactional.perSecond)
+	}
+	return chunkMillisAt(chunkSize, current.toolIdempotent.perSecond)
 }
 
 // chunkMillisAt is how many milliseconds chunkSize records take at
@@ -372,6 +374,9 @@ func (b *bench) produceWithTool(ctx context.Context, round int, transactionMilli
 	f := producerFigures{records: total.records, perSecond: total.perSecond, mbPerSec: total.mbPerSec,
 		elapsed:   time.Duration(float64(total.records) / total.perSecond * float64(time.Second)),
 		p50Millis: total.p50Millis, p99Millis: total.p99Millis, cpu: cpu}
+	if transactionMillis > 0 {
+		label += fmt.Sprintf(", about %.0f records a commit", f.perSecond*float64(transactionMillis)/1000)
+	}
 	fmt.Printf("Kafka ProducerPerformance (%s): %.0f records/s (%.2f MB/s of values), latency p50 %.0f ms p99 %.0f ms (JVM included: %s wall); CPU per record %s\n",
 		label, f.perSecond, f.mbPerSec, f.p50Millis, f.p99Millis, wall.Round(time.Millisecond), cpuPerRecordText(f))
 	return f, nil

@@ -130,8 +130,9 @@ func (t roundsTable) produceRows(in summaryInput) {
 	s := in.settings
 	var records []int64
 	var fp, one, idem, txn []float64
-	var txnMillis []string
+	var txnMillis, txnRecords []string
 	for _, r := range in.produce {
+		txnRecords = append(txnRecords, thousands(r.toolTransactional.perSecond*float64(r.transactionMillis)/1000))
 		records = append(records, r.flowproof.records)
 		fp = append(fp, r.flowproof.perSecond)
 		one = append(one, r.flowproofOneChunk.perSecond)
@@ -142,7 +143,7 @@ func (t roundsTable) produceRows(in summaryInput) {
 	fpAll := t.rates(fmt.Sprintf("produce: flowproof ProduceChunk (%d-record transactions, %d at a time)", s.chunkSize, s.concurrency), records, fp)
 	oneAll := t.rates("produce: flowproof ProduceChunk, all records in one chunk", records, one)
 	idemAll := t.rates("produce: Kafka ProducerPerformance, idempotent", records, idem)
-	txnAll := t.rates(fmt.Sprintf("produce: Kafka ProducerPerformance, commit every %s ms", strings.Join(txnMillis, "/")), records, txn)
+	txnAll := t.rates(fmt.Sprintf("produce: Kafka ProducerPerformance, commit every %s ms (about %s records)", strings.Join(txnMillis, "/"), strings.Join(txnRecords, "/")), records, txn)
 	t.ratio(fmt.Sprintf("  ratio flowproof / Kafka tool idempotent (target >= %.1f)", targetChunkedToTool), fp, idem, fpAll, idemAll)
 	t.ratio(fmt.Sprintf("  ratio flowproof / Kafka tool transactional (target >= %.1f)", targetChunkedToTool), fp, txn, fpAll, txnAll)
 	t.ratio(fmt.Sprintf("  ratio flowproof in chunks / in one chunk (target >= %.1f)", targetChunkedToOneChunk), fp, one, fpAll, oneAll)
