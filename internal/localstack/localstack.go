@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/flowproof/flowproof/internal/envconf"
 )
 
@@ -246,6 +248,37 @@ func StackPIDs(pattern string) ([]int, error) {
 		pids = append(pids, f.PID)
 	}
 	return pids, nil
+}
+
+// StackProcs are the processes of the stack's pid files that match pattern
+// (StackPIDs), to read their CPU and memory from /proc.
+func StackProcs(pattern string) ([]procfs.Proc, error) {
+	pids, err := StackPIDs(pattern)
+	if err != nil {
+		return nil, err
+	}
+	procs := make([]procfs.Proc, 0, len(pids))
+	for _, pid := range pids {
+		proc, err := procfs.NewProc(pid)
+		if err != nil {
+			return nil, fmt.Errorf("%s pid %d: %w", pattern, pid, err)
+		}
+		procs = append(procs, proc)
+	}
+	return procs, nil
+}
+
+// CPUSeconds is the CPU time, user and system, that procs have used.
+func CPUSeconds(procs []procfs.Proc) (float64, error) {
+	var total float64
+	for _, p := range procs {
+		stat, err := p.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("pid %d: %w", p.PID, err)
+		}
+		total += stat.CPUTime()
+	}
+	return total, nil
 }
 
 // CacheDir is where resolved jars and built binaries are kept, keyed by

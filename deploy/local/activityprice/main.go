@@ -118,9 +118,9 @@ func run(activities, rounds int) error {
 
 // temporalProcess is the stack's Temporal server, from its pid file.
 func temporalProcess() (procfs.Proc, error) {
-	pids, err := localstack.StackPIDs("temporal")
+	procs, err := localstack.StackProcs("temporal")
 	if err != nil {
 		return procfs.Proc{}, err
 	}
-	return procfs.NewProc(pids[0])
+	return procs[0], nil
 }

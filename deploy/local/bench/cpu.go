@@ -44,18 +44,11 @@ const idleSample = 3 * time.Second
 // newCPUMeter finds the brokers from the stack's pid files and measures
 // their idle use.
 func newCPUMeter() (*cpuMeter, error) {
-	pids, err := localstack.StackPIDs("kafka-*")
+	brokers, err := localstack.StackProcs("kafka-*")
 	if err != nil {
 		return nil, fmt.Errorf("kafka brokers' CPU: %w", err)
 	}
-	m := &cpuMeter{}
-	for _, pid := range pids {
-		proc, err := procfs.NewProc(pid)
-		if err != nil {
-			return nil, fmt.Errorf("kafka node pid %d: %w", pid, err)
-		}
-		m.brokers = append(m.brokers, proc)
-	}
+	m := &cpuMeter{brokers: brokers}
 	start, err := m.read()
 	if err != nil {
 		return nil, err
@@ -70,14 +63,11 @@ func newCPUMeter() (*cpuMeter, error) {
 }
 
 func (m *cpuMeter) read() (cpuReading, error) {
-	r := cpuReading{at: time.Now()}
-	for _, proc := range m.brokers {
-		stat, err := proc.Stat()
-		if err != nil {
-			return cpuReading{}, fmt.Errorf("kafka node pid %d: %w", proc.PID, err)
-		}
-		r.brokers += time.Duration(stat.CPUTime() * float64(time.Second))
+	brokers, err := localstack.CPUSeconds(m.brokers)
+	if err != nil {
+		return cpuReading{}, fmt.Errorf("kafka brokers' CPU: %w", err)
 	}
+	r := cpuReading{at: time.Now(), brokers: time.Duration(brokers * float64(time.Second))}
 	var self, children syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
 		return cpuReading{}, fmt.Errorf("getrusage: %w", err)

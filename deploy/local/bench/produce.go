@@ -131,6 +131,12 @@ func chunkMillisAt(chunkSize int, perSecond float64) int64 {
 	return max(1, int64(math.Round(float64(chunkSize)*1000/perSecond)))
 }
 
+// recordsPerCommit is how many records a producer at perSecond sends
+// between two commits transactionMillis apart.
+func recordsPerCommit(perSecond float64, transactionMillis int64) float64 {
+	return perSecond * float64(transactionMillis) / 1000
+}
+
 // produceWithFlowproof produces s.records messages through the Produce
 // activity's own code (produce.Writer, one Kafka transaction per chunk), in
 // chunks of chunkSize, concurrency at a time and unthrottled, into a fresh
@@ -375,7 +381,7 @@ func (b *bench) produceWithTool(ctx context.Context, round int, transactionMilli
 		elapsed:   time.Duration(float64(total.records) / total.perSecond * float64(time.Second)),
 		p50Millis: total.p50Millis, p99Millis: total.p99Millis, cpu: cpu}
 	if transactionMillis > 0 {
-		label += fmt.Sprintf(", about %.0f records a commit", f.perSecond*float64(transactionMillis)/1000)
+		label += fmt.Sprintf(", about %.0f records a commit", recordsPerCommit(f.perSecond, transactionMillis))
 	}
 	fmt.Printf("Kafka ProducerPerformance (%s): %.0f records/s (%.2f MB/s of values), latency p50 %.0f ms p99 %.0f ms (JVM included: %s wall); CPU per record %s\n",
 		label, f.perSecond, f.mbPerSec, f.p50Millis, f.p99Millis, wall.Round(time.Millisecond), cpuPerRecordText(f))

@@ -132,7 +132,7 @@ func (t roundsTable) produceRows(in summaryInput) {
 	var fp, one, idem, txn []float64
 	var txnMillis, txnRecords []string
 	for _, r := range in.produce {
-		txnRecords = append(txnRecords, thousands(r.toolTransactional.perSecond*float64(r.transactionMillis)/1000))
+		txnRecords = append(txnRecords, thousands(recordsPerCommit(r.toolTransactional.perSecond, r.transactionMillis)))
 		records = append(records, r.flowproof.records)
 		fp = append(fp, r.flowproof.perSecond)
 		one = append(one, r.flowproofOneChunk.perSecond)

@@ -29,7 +29,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/procfs"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/internal/kafkaconn"
@@ -57,18 +56,18 @@ func run(connections, rounds int, idle time.Duration) error {
 		return err
 	}
 	brokers := localstack.FromEnv().KafkaBrokers
-	procs, err := brokerProcesses()
+	procs, err := localstack.StackProcs("kafka-*")
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%s, brokers %s\n", security.Describe(), strings.Join(brokers, ","))
 	for r := 1; r <= rounds; r++ {
-		idleStart, err := cpuSeconds(procs)
+		idleStart, err := localstack.CPUSeconds(procs)
 		if err != nil {
 			return err
 		}
 		time.Sleep(idle)
-		before, err := cpuSeconds(procs)
+		before, err := localstack.CPUSeconds(procs)
 		if err != nil {
 			return err
 		}
@@ -79,7 +78,7 @@ func run(connections, rounds int, idle time.Duration) error {
 				return err
 			}
 		}
-		after, err := cpuSeconds(procs)
+		after, err := localstack.CPUSeconds(procs)
 		if err != nil {
 			return err
 		}
@@ -150,33 +149,4 @@ func reportResumption(security kafkaconn.Settings, broker string) error {
 	}
 	fmt.Printf("TLS session resumption: %d of 3 dials to %s resumed\n", resumed, broker)
 	return nil
-}
-
-// brokerProcesses are the stack's Kafka nodes, from their pid files.
-func brokerProcesses() ([]procfs.Proc, error) {
-	pids, err := localstack.StackPIDs("kafka-*")
-	if err != nil {
-		return nil, err
-	}
-	procs := make([]procfs.Proc, 0, len(pids))
-	for _, pid := range pids {
-		proc, err := procfs.NewProc(pid)
-		if err != nil {
-			return nil, fmt.Errorf("kafka node pid %d: %w", pid, err)
-		}
-		procs = append(procs, proc)
-	}
-	return procs, nil
-}
-
-func cpuSeconds(procs []procfs.Proc) (float64, error) {
-	var total float64
-	for _, p := range procs {
-		stat, err := p.Stat()
-		if err != nil {
-			return 0, err
-		}
-		total += stat.CPUTime()
-	}
-	return total, nil
 }
