@@ -41,10 +41,14 @@ type usageSnapshot struct {
 // machineUsage is the whole machine's CPU time since boot, so that a
 // report can say how much of the machine the stack had.
 type machineUsage struct {
-	CPUs        int        `json:"cpus"`
-	BusySeconds float64    `json:"busy_cpu_seconds"` // every state but idle and iowait
-	IdleSeconds float64    `json:"idle_cpu_seconds"`
-	LoadAverage [3]float64 `json:"load_average"`
+	CPUs        int     `json:"cpus"`
+	BusySeconds float64 `json:"busy_cpu_seconds"` // every state but idle and iowait
+	// StealSeconds, of BusySeconds, is time the hypervisor ran something
+	// else while this machine had work: on a shared virtual machine, the
+	// one load that no process here shows.
+	StealSeconds float64    `json:"steal_cpu_seconds"`
+	IdleSeconds  float64    `json:"idle_cpu_seconds"`
+	LoadAverage  [3]float64 `json:"load_average"`
 }
 
 // processUsage is one process of the stack at the snapshot.
@@ -229,10 +233,11 @@ func readMachineUsage(fs procfs.FS) (machineUsage, error) {
 		cpus = runtime.NumCPU()
 	}
 	return machineUsage{
-		CPUs:        cpus,
-		BusySeconds: c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal,
-		IdleSeconds: c.Idle + c.Iowait,
-		LoadAverage: [3]float64{load.Load1, load.Load5, load.Load15},
+		CPUs:         cpus,
+		BusySeconds:  c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal,
+		StealSeconds: c.Steal,
+		IdleSeconds:  c.Idle + c.Iowait,
+		LoadAverage:  [3]float64{load.Load1, load.Load5, load.Load15},
 	}, nil
 }
 

@@ -65,7 +65,8 @@ type machineDelta struct {
 	CPUs             int        `json:"cpus"`
 	CapacitySeconds  float64    `json:"capacity_cpu_seconds"` // CPUs × wall time
 	BusySeconds      float64    `json:"busy_cpu_seconds"`
-	OtherCPUSeconds  float64    `json:"other_cpu_seconds"` // busy, but not in the stack's processes
+	StealSeconds     float64    `json:"steal_cpu_seconds"` // of BusySeconds, taken by the hypervisor
+	OtherCPUSeconds  float64    `json:"other_cpu_seconds"` // busy, but neither the stack's processes nor stolen
 	LoadAverageStart [3]float64 `json:"load_average_start"`
 	LoadAverageEnd   [3]float64 `json:"load_average_end"`
 }
@@ -125,12 +126,13 @@ func diffUsage(before, after usageSnapshot) usageReport {
 		CPUs:             m.CPUs,
 		CapacitySeconds:  float64(m.CPUs) * r.WallSeconds,
 		BusySeconds:      m.BusySeconds - before.Machine.BusySeconds,
+		StealSeconds:     m.StealSeconds - before.Machine.StealSeconds,
 		LoadAverageStart: before.Machine.LoadAverage,
 		LoadAverageEnd:   m.LoadAverage,
 	}
 	// The machine's and the processes' clocks tick apart; a few
 	// hundredths either way are rounding, not other work.
-	r.Machine.OtherCPUSeconds = max(0, r.Machine.BusySeconds-r.StackCPU)
+	r.Machine.OtherCPUSeconds = max(0, r.Machine.BusySeconds-r.Machine.StealSeconds-r.StackCPU)
 	return r
 }
 
@@ -304,8 +306,8 @@ func printUsageReport(w io.Writer, r usageReport) {
 	fmt.Fprintf(tw, "other processes\t\t%8.1f\t\t\t\t\n", r.Machine.OtherCPUSeconds)
 	_ = tw.Flush()
 	m := r.Machine
-	fmt.Fprintf(w, "machine busy %.1f of %.0f CPU s (%.0f%%); load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
-		m.BusySeconds, m.CapacitySeconds, 100*share(m.BusySeconds, m.CapacitySeconds),
+	fmt.Fprintf(w, "machine busy %.1f of %.0f CPU s (%.0f%%), of it %.1f s stolen by the hypervisor; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
+		m.BusySeconds, m.CapacitySeconds, 100*share(m.BusySeconds, m.CapacitySeconds), m.StealSeconds,
 		m.LoadAverageStart[0], m.LoadAverageStart[1], m.LoadAverageStart[2], m.LoadAverageEnd[0], m.LoadAverageEnd[1], m.LoadAverageEnd[2])
 	fmt.Fprintln(w, "JIT s, GC s: of the CPU s, what the JVMs' JIT compiler and garbage collector threads took")
 	if r.PeaksSinceFrom {

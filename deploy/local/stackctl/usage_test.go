@@ -102,7 +102,7 @@ func TestDiffUsageSubtractsOnlyTheSameProcessAndFlagsTheRest(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	before := usageSnapshot{
 		TakenAt: t0, PeaksReset: true,
-		Machine: machineUsage{CPUs: 2, BusySeconds: 1000, LoadAverage: [3]float64{1, 2, 3}},
+		Machine: machineUsage{CPUs: 2, BusySeconds: 1000, StealSeconds: 5, LoadAverage: [3]float64{1, 2, 3}},
 		Processes: []processUsage{
 			running("kafka", "kafka-1", 10, 100, 50, 700),
 			running("kafka", "kafka-2", 11, 100, 60, 700),
@@ -114,7 +114,7 @@ func TestDiffUsageSubtractsOnlyTheSameProcessAndFlagsTheRest(t *testing.T) {
 	}
 	after := usageSnapshot{
 		TakenAt: t0.Add(100 * time.Second),
-		Machine: machineUsage{CPUs: 2, BusySeconds: 1150, LoadAverage: [3]float64{4, 5, 6}},
+		Machine: machineUsage{CPUs: 2, BusySeconds: 1150, StealSeconds: 17, LoadAverage: [3]float64{4, 5, 6}},
 		Processes: []processUsage{
 			running("kafka", "kafka-1", 10, 100, 90, 750), // +40
 			running("kafka", "kafka-2", 11, 100, 80, 720), // +20
@@ -157,8 +157,9 @@ func TestDiffUsageSubtractsOnlyTheSameProcessAndFlagsTheRest(t *testing.T) {
 	if !r.Incomplete || r.StackCPU != 80 {
 		t.Errorf("stack CPU %v incomplete %v, want 80 and incomplete", r.StackCPU, r.Incomplete)
 	}
-	if r.Machine.BusySeconds != 150 || r.Machine.OtherCPUSeconds != 70 || r.Machine.CapacitySeconds != 200 {
-		t.Errorf("machine %+v, want busy 150, other 70, capacity 200", r.Machine)
+	// Of the 150 busy seconds the stack took 80 and the hypervisor 12.
+	if r.Machine.BusySeconds != 150 || r.Machine.StealSeconds != 12 || r.Machine.OtherCPUSeconds != 58 || r.Machine.CapacitySeconds != 200 {
+		t.Errorf("machine %+v, want busy 150, stolen 12, other 58, capacity 200", r.Machine)
 	}
 
 	comps := map[string]componentDelta{}
