@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/log"
 
 	"github.com/flowproof/flowproof/activities"
@@ -197,7 +198,8 @@ func run(ctx context.Context, s settings) error {
 	}
 
 	addrs := localstack.FromEnv()
-	kafka, err := kafkaeos.Dial(addrs.KafkaBrokers)
+	batches := &batchMeter{}
+	kafka, err := kafkaeos.Dial(addrs.KafkaBrokers, kgo.WithHooks(batches))
 	if err != nil {
 		return err
 	}
@@ -217,7 +219,7 @@ func run(ctx context.Context, s settings) error {
 		}
 	}()
 
-	b := &bench{s: s, kafka: kafka, cluster: cluster, brokers: addrs.KafkaBrokers,
+	b := &bench{s: s, kafka: kafka, batches: batches, cluster: cluster, brokers: addrs.KafkaBrokers,
 		runID:     "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36),
 		loadStart: loadAverage()}
 	b.othersStart = otherWork(ctx, cluster, addrs.FlinkURL, b.runID)
@@ -266,6 +268,7 @@ type bench struct {
 	s settings
 	// kafka is the connection the activities' own code runs on.
 	kafka   *kafkaeos.Conn
+	batches *batchMeter // counts what kafka's producers write
 	cluster *cluster
 	cpu     *cpuMeter
 	brokers []string

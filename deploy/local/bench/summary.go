@@ -82,6 +82,7 @@ func printSummary(out io.Writer, in summaryInput) {
 	rounds.flush()
 	producerTargets(out, in)
 	producerCPU(out, in)
+	producerBatches(out, in)
 
 	fmt.Fprintln(out)
 	endToEndRows(out, in)
@@ -221,6 +222,22 @@ func producerCPU(out io.Writer, in summaryInput) {
 	}
 	fmt.Fprintf(out, "CPU µs per record, brokers (net of idle) + client (the tool's JVM with its start), medians of %d rounds: %s\n",
 		len(in.produce), strings.Join(cells, "; "))
+}
+
+// producerBatches shows how flowproof's sides packed their records, medians
+// of the rounds: the brokers' CPU per record (producerCPU) follows the
+// records a batch as well as the transactions.
+func producerBatches(out io.Writer, in summaryInput) {
+	if len(in.produce) == 0 {
+		return
+	}
+	var chunked, oneChunk []float64
+	for _, r := range in.produce {
+		chunked = append(chunked, r.flowproof.batches.recordsPerBatch())
+		oneChunk = append(oneChunk, r.flowproofOneChunk.batches.recordsPerBatch())
+	}
+	fmt.Fprintf(out, "records a batch, medians of %d rounds: flowproof in chunks %.1f; flowproof in one chunk %.1f\n",
+		len(in.produce), median(chunked), median(oneChunk))
 }
 
 // endToEndRows shows the pipeline run next to the stages measured alone:
