@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -281,5 +282,24 @@ func TestCPUMeterReadsProcessesAndTakesOffIdle(t *testing.T) {
 	}
 	if spent.client != 0 {
 		t.Errorf("client %s with no child process run; want 0", spent.client)
+	}
+}
+
+func TestIdleIsTheQuietestWindow(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 5, 0, 0, 0, time.UTC)
+	at := func(seconds float64, brokers time.Duration) cpuReading {
+		return cpuReading{at: t0.Add(time.Duration(seconds * float64(time.Second))), brokers: brokers}
+	}
+	// Brokers still removing an earlier run's topics: 400 ms a second,
+	// then 300, then quiet at 50 and 60.
+	readings := []cpuReading{
+		at(0, 0), at(1, 400*time.Millisecond), at(2, 700*time.Millisecond),
+		at(3, 750*time.Millisecond), at(4, 810*time.Millisecond),
+	}
+	if got := lowestBrokerUse(readings); math.Abs(got-0.05) > 1e-9 {
+		t.Errorf("idle use %v CPU s a second; want the quietest window's 0.05, not the mean (%v)", got, 0.81/4)
+	}
+	if got := lowestBrokerUse(readings[:1]); got != 0 {
+		t.Errorf("idle use of a single reading = %v; want 0 (no window)", got)
 	}
 }

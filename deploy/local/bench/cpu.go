@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"syscall"
 	"time"
 
@@ -38,8 +39,14 @@ type cpuSpent struct {
 	client  time.Duration
 }
 
-// idleSample is how long the brokers' idle use is measured.
-const idleSample = 3 * time.Second
+// The brokers' idle use is the lowest of idleWindows windows of
+// idleWindow: brokers that were just started, or that still remove the
+// topics of an earlier run, spend hundreds of ms a second for a while, and
+// one such window taken as idle would be taken off every side.
+const (
+	idleWindow  = time.Second
+	idleWindows = 4
+)
 
 // newCPUMeter finds the brokers from the stack's pid files and measures
 // their idle use.
@@ -49,17 +56,36 @@ func newCPUMeter() (*cpuMeter, error) {
 		return nil, fmt.Errorf("kafka brokers' CPU: %w", err)
 	}
 	m := &cpuMeter{brokers: brokers}
-	start, err := m.read()
-	if err != nil {
-		return nil, err
+	readings := make([]cpuReading, 0, idleWindows+1)
+	for i := range idleWindows + 1 {
+		if i > 0 {
+			time.Sleep(idleWindow)
+		}
+		r, err := m.read()
+		if err != nil {
+			return nil, err
+		}
+		readings = append(readings, r)
 	}
-	time.Sleep(idleSample)
-	end, err := m.read()
-	if err != nil {
-		return nil, err
-	}
-	m.brokersIdle = float64(end.brokers-start.brokers) / float64(end.at.Sub(start.at))
+	m.brokersIdle = lowestBrokerUse(readings)
 	return m, nil
+}
+
+// lowestBrokerUse is the brokers' lowest CPU per second of wall time between
+// consecutive readings.
+func lowestBrokerUse(readings []cpuReading) float64 {
+	lowest := math.Inf(1)
+	for i := 1; i < len(readings); i++ {
+		wall := readings[i].at.Sub(readings[i-1].at)
+		if wall <= 0 {
+			continue
+		}
+		lowest = min(lowest, float64(readings[i].brokers-readings[i-1].brokers)/float64(wall))
+	}
+	if math.IsInf(lowest, 1) {
+		return 0
+	}
+	return lowest
 }
 
 func (m *cpuMeter) read() (cpuReading, error) {

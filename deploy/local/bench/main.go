@@ -229,7 +229,7 @@ func run(ctx context.Context, s settings) error {
 	if b.cpu, err = newCPUMeter(); err != nil {
 		return err
 	}
-	fmt.Printf("the brokers' idle CPU: %.0f ms a second (taken off each side's)\n", b.cpu.brokersIdle*1000)
+	fmt.Printf("the brokers' idle CPU: %.0f ms a second, the quietest of %d windows of %s (taken off each side's)\n", b.cpu.brokersIdle*1000, idleWindows, idleWindow)
 	if err := b.producers(ctx); err != nil {
 		return err
 	}
