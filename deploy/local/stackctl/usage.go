@@ -46,9 +46,12 @@ type machineUsage struct {
 	// StealSeconds, of BusySeconds, is time the hypervisor ran something
 	// else while this machine had work: on a shared virtual machine, the
 	// one load that no process here shows.
-	StealSeconds float64    `json:"steal_cpu_seconds"`
-	IdleSeconds  float64    `json:"idle_cpu_seconds"`
-	LoadAverage  [3]float64 `json:"load_average"`
+	StealSeconds float64 `json:"steal_cpu_seconds"`
+	IdleSeconds  float64 `json:"idle_cpu_seconds"`
+	// FixedTaskCPUMillis is what the fixed task took (fixedTaskCPU); 0 in
+	// snapshots saved before it was taken.
+	FixedTaskCPUMillis float64    `json:"fixed_task_cpu_ms,omitempty"`
+	LoadAverage        [3]float64 `json:"load_average"`
 }
 
 // processUsage is one process of the stack at the snapshot.
@@ -227,17 +230,22 @@ func readMachineUsage(fs procfs.FS) (machineUsage, error) {
 	if err != nil {
 		return machineUsage{}, fmt.Errorf("read /proc/loadavg: %w", err)
 	}
+	fixedTask, err := fixedTaskCPU()
+	if err != nil {
+		return machineUsage{}, err
+	}
 	c := st.CPUTotal
 	cpus := len(st.CPU)
 	if cpus == 0 {
 		cpus = runtime.NumCPU()
 	}
 	return machineUsage{
-		CPUs:         cpus,
-		BusySeconds:  c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal,
-		StealSeconds: c.Steal,
-		IdleSeconds:  c.Idle + c.Iowait,
-		LoadAverage:  [3]float64{load.Load1, load.Load5, load.Load15},
+		CPUs:               cpus,
+		BusySeconds:        c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal,
+		StealSeconds:       c.Steal,
+		IdleSeconds:        c.Idle + c.Iowait,
+		FixedTaskCPUMillis: float64(fixedTask) / float64(time.Millisecond),
+		LoadAverage:        [3]float64{load.Load1, load.Load5, load.Load15},
 	}, nil
 }
 

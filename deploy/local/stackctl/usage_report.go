@@ -69,6 +69,10 @@ type machineDelta struct {
 	OtherCPUSeconds  float64    `json:"other_cpu_seconds"` // busy, but neither the stack's processes nor stolen
 	LoadAverageStart [3]float64 `json:"load_average_start"`
 	LoadAverageEnd   [3]float64 `json:"load_average_end"`
+	// The fixed task's CPU ms at each end (fixedTaskCPU); 0 where a
+	// snapshot lacks it.
+	FixedTaskStartMillis float64 `json:"fixed_task_cpu_ms_start,omitempty"`
+	FixedTaskEndMillis   float64 `json:"fixed_task_cpu_ms_end,omitempty"`
 }
 
 // runOfReport is the pipeline run the interval covered, from its result.
@@ -123,12 +127,14 @@ func diffUsage(before, after usageSnapshot) usageReport {
 	}
 	m := after.Machine
 	r.Machine = machineDelta{
-		CPUs:             m.CPUs,
-		CapacitySeconds:  float64(m.CPUs) * r.WallSeconds,
-		BusySeconds:      m.BusySeconds - before.Machine.BusySeconds,
-		StealSeconds:     m.StealSeconds - before.Machine.StealSeconds,
-		LoadAverageStart: before.Machine.LoadAverage,
-		LoadAverageEnd:   m.LoadAverage,
+		CPUs:                 m.CPUs,
+		CapacitySeconds:      float64(m.CPUs) * r.WallSeconds,
+		BusySeconds:          m.BusySeconds - before.Machine.BusySeconds,
+		StealSeconds:         m.StealSeconds - before.Machine.StealSeconds,
+		LoadAverageStart:     before.Machine.LoadAverage,
+		LoadAverageEnd:       m.LoadAverage,
+		FixedTaskStartMillis: before.Machine.FixedTaskCPUMillis,
+		FixedTaskEndMillis:   m.FixedTaskCPUMillis,
 	}
 	// The machine's and the processes' clocks tick apart; a few
 	// hundredths either way are rounding, not other work.
@@ -309,6 +315,10 @@ func printUsageReport(w io.Writer, r usageReport) {
 	fmt.Fprintf(w, "machine busy %.1f of %.0f CPU s (%.0f%%), of it %.1f s stolen by the hypervisor; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
 		m.BusySeconds, m.CapacitySeconds, 100*share(m.BusySeconds, m.CapacitySeconds), m.StealSeconds,
 		m.LoadAverageStart[0], m.LoadAverageStart[1], m.LoadAverageStart[2], m.LoadAverageEnd[0], m.LoadAverageEnd[1], m.LoadAverageEnd[2])
+	if m.FixedTaskStartMillis > 0 && m.FixedTaskEndMillis > 0 {
+		fmt.Fprintf(w, "core speed: a fixed task (SHA-256 of %d MiB) took %.1f ms of one core's CPU at the start, %.1f ms at the end\n",
+			fixedTaskBytes>>20, m.FixedTaskStartMillis, m.FixedTaskEndMillis)
+	}
 	fmt.Fprintln(w, "JIT s, GC s: of the CPU s, what the JVMs' JIT compiler and garbage collector threads took")
 	if r.PeaksSinceFrom {
 		fmt.Fprintln(w, "peak RSS: the highest since the first snapshot; a component's is the sum of its processes' peaks")

@@ -102,7 +102,7 @@ func TestDiffUsageSubtractsOnlyTheSameProcessAndFlagsTheRest(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	before := usageSnapshot{
 		TakenAt: t0, PeaksReset: true,
-		Machine: machineUsage{CPUs: 2, BusySeconds: 1000, StealSeconds: 5, LoadAverage: [3]float64{1, 2, 3}},
+		Machine: machineUsage{CPUs: 2, BusySeconds: 1000, StealSeconds: 5, FixedTaskCPUMillis: 9.4, LoadAverage: [3]float64{1, 2, 3}},
 		Processes: []processUsage{
 			running("kafka", "kafka-1", 10, 100, 50, 700),
 			running("kafka", "kafka-2", 11, 100, 60, 700),
@@ -114,7 +114,7 @@ func TestDiffUsageSubtractsOnlyTheSameProcessAndFlagsTheRest(t *testing.T) {
 	}
 	after := usageSnapshot{
 		TakenAt: t0.Add(100 * time.Second),
-		Machine: machineUsage{CPUs: 2, BusySeconds: 1150, StealSeconds: 17, LoadAverage: [3]float64{4, 5, 6}},
+		Machine: machineUsage{CPUs: 2, BusySeconds: 1150, StealSeconds: 17, FixedTaskCPUMillis: 12.6, LoadAverage: [3]float64{4, 5, 6}},
 		Processes: []processUsage{
 			running("kafka", "kafka-1", 10, 100, 90, 750), // +40
 			running("kafka", "kafka-2", 11, 100, 80, 720), // +20
@@ -160,6 +160,14 @@ func TestDiffUsageSubtractsOnlyTheSameProcessAndFlagsTheRest(t *testing.T) {
 	// Of the 150 busy seconds the stack took 80 and the hypervisor 12.
 	if r.Machine.BusySeconds != 150 || r.Machine.StealSeconds != 12 || r.Machine.OtherCPUSeconds != 58 || r.Machine.CapacitySeconds != 200 {
 		t.Errorf("machine %+v, want busy 150, stolen 12, other 58, capacity 200", r.Machine)
+	}
+	if r.Machine.FixedTaskStartMillis != 9.4 || r.Machine.FixedTaskEndMillis != 12.6 {
+		t.Errorf("fixed task %v ms at the start, %v at the end; want each snapshot's, 9.4 and 12.6", r.Machine.FixedTaskStartMillis, r.Machine.FixedTaskEndMillis)
+	}
+	var out bytes.Buffer
+	printUsageReport(&out, r)
+	if !strings.Contains(out.String(), "took 9.4 ms of one core's CPU at the start, 12.6 ms at the end") {
+		t.Errorf("report lacks the core speed line:\n%s", out.String())
 	}
 
 	comps := map[string]componentDelta{}
@@ -260,6 +268,11 @@ func TestTakeUsageReadsOnlyTheProcessThePidFileRecorded(t *testing.T) {
 	}
 	if state["kafka-2"].State != stateStale || state["kafka-3"].State != stateNotRunning {
 		t.Errorf("kafka-2 %+v, kafka-3 %+v: want stale and not running", state["kafka-2"], state["kafka-3"])
+	}
+	// The fixed task is about 10 ms here; a reading of nothing, or of
+	// seconds, would be a broken clock, not a slow core.
+	if ms := snap.Machine.FixedTaskCPUMillis; ms <= 0.1 || ms > 5000 {
+		t.Errorf("fixed task took %v ms of CPU; want a reading of the task", ms)
 	}
 	if snap.Machine.CPUs < 1 || snap.Machine.BusySeconds <= 0 || !snap.PeaksReset {
 		t.Errorf("machine %+v, peaks reset %v", snap.Machine, snap.PeaksReset)
