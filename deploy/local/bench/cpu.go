@@ -56,11 +56,13 @@ func newCPUMeter() (*cpuMeter, error) {
 		return nil, fmt.Errorf("kafka brokers' CPU: %w", err)
 	}
 	m := &cpuMeter{brokers: brokers}
-	readings := make([]cpuReading, 0, idleWindows+1)
-	for i := range idleWindows + 1 {
-		if i > 0 {
-			time.Sleep(idleWindow)
-		}
+	first, err := m.read()
+	if err != nil {
+		return nil, err
+	}
+	readings := []cpuReading{first}
+	for range idleWindows {
+		time.Sleep(idleWindow)
 		r, err := m.read()
 		if err != nil {
 			return nil, err
