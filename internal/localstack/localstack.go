@@ -139,6 +139,11 @@ func FromEnv() Addresses {
 	}
 }
 
+// RedisServerBinary is where Debian's redis-server package installs Redis:
+// the stack runs it, and an integration test runs one of its own with a
+// small maxmemory.
+const RedisServerBinary = "/usr/bin/redis-server"
+
 // RedisAddress is the Redis of the reference endpoint's store: 127.0.0.1
 // on RedisPort unless EnvRedisAddress says otherwise.
 func RedisAddress() string { return envconf.String(os.Getenv, EnvRedisAddress, hostPort(RedisPort)) }

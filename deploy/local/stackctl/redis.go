@@ -15,9 +15,6 @@ import (
 	"github.com/flowproof/flowproof/internal/localstack"
 )
 
-// redisServerBinary is where Debian's redis-server package installs it.
-const redisServerBinary = "/usr/bin/redis-server"
-
 // redisMaxMemory bounds Redis; with noeviction a full Redis refuses new
 // batches (the endpoint answers 503 and the client retries) rather than
 // silently forgetting the answers that make retries idempotent.
@@ -34,7 +31,7 @@ const redisProcess = "redis"
 func (redisServer) name() string { return "redis" }
 
 func (redisServer) install(ctx context.Context, _ *stack) error {
-	return installDebianPackage(ctx, "redis-server", redisServerBinary)
+	return installDebianPackage(ctx, "redis-server", localstack.RedisServerBinary)
 }
 
 func redisAddr() string { return fmt.Sprintf("%s:%d", localstack.Host, localstack.RedisPort) }
@@ -60,7 +57,7 @@ func (redisServer) start(_ context.Context, s *stack) error {
 	if err := os.Chmod(configFile, 0o600); err != nil {
 		return fmt.Errorf("chmod %s: %w", configFile, err)
 	}
-	return s.start(process{name: redisProcess, argv: []string{redisServerBinary, configFile}, dir: dir})
+	return s.start(process{name: redisProcess, argv: []string{localstack.RedisServerBinary, configFile}, dir: dir})
 }
 
 // redisConfig renders redis.conf. Redis reads the log from stdout, which

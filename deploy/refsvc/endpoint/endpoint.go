@@ -414,6 +414,16 @@ func (e *Endpoint) accept(w http.ResponseWriter, r *http.Request, claims tokens.
 		if r.Context().Err() != nil {
 			return nil, false, false // the client is gone
 		}
+		if redis.IsOOMError(err) {
+			// Redis refuses writes at maxmemory rather than evict the keys
+			// that make retries idempotent. Only expiry or its operator
+			// frees room, which a retry in a second does not wait for.
+			e.log.Error("store full", zap.Error(err))
+			e.rejected.WithLabelValues("store_full").Inc()
+			httpx.WriteError(w, http.StatusInsufficientStorage, "store_full",
+				"the endpoint's store is full: it accepts no batch until accepted batches' keys expire or its operator clears it")
+			return nil, false, false
+		}
 		e.log.Error("store unavailable", zap.Error(err))
 		e.rejected.WithLabelValues("store_unavailable").Inc()
 		w.Header().Set("Retry-After", "1")

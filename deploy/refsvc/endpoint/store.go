@@ -208,17 +208,71 @@ func (s *store) runStats(ctx context.Context, runID string) (endpointapi.RunStat
 	}, nil
 }
 
-// check answers whether Redis serves this client (PING after AUTH) and how
-// many keys it holds.
+// check answers whether Redis serves this client (PING after AUTH), how many
+// keys it holds and how much of its memory they use. A Redis that refuses
+// writes when full (noeviction) and is nearly full fails the check: a run
+// started against it would be refused part way through. A Redis that does
+// not report its memory (some hosted ones restrict INFO) passes on PING: a
+// full one still refuses batches with 507.
 func (s *store) check(ctx context.Context) (string, error) {
+	addr := s.client.Options().Addr
 	if err := s.client.Ping(ctx).Err(); err != nil {
-		return "", fmt.Errorf("redis %s: %w", s.client.Options().Addr, err)
+		return "", fmt.Errorf("redis %s: %w", addr, err)
 	}
 	keys, err := s.client.DBSize(ctx).Result()
 	if err != nil {
-		return "", fmt.Errorf("redis %s: %w", s.client.Options().Addr, err)
+		return "", fmt.Errorf("redis %s: %w", addr, err)
 	}
-	return fmt.Sprintf("redis %s, %d keys", s.client.Options().Addr, keys), nil
+	detail := fmt.Sprintf("redis %s, %d keys", addr, keys)
+	info, err := s.client.InfoMap(ctx, "memory").Result()
+	if err != nil {
+		return detail + ", memory not reported", nil
+	}
+	use, err := readMemoryUse(info["Memory"])
+	if err != nil {
+		return detail + ", memory not reported", nil
+	}
+	detail += ", " + use.String()
+	if use.nearlyFull() {
+		return "", fmt.Errorf("%s: nearly full, and a full store refuses batches until accepted batches' keys expire (after %s) or its operator clears it", detail, s.ttl)
+	}
+	return detail, nil
+}
+
+// fullShare is the share of maxmemory at which a store that refuses writes
+// when full counts as nearly full. The rest is what a run of a million
+// messages needs a few times over (about 3 MB at 100 messages a batch).
+const fullShare = 0.95
+
+// memoryUse is what Redis's INFO memory says about its bound.
+type memoryUse struct {
+	used, max int64 // bytes; max 0 is no bound
+	policy    string
+}
+
+func readMemoryUse(section map[string]string) (memoryUse, error) {
+	var use memoryUse
+	var err error
+	if use.used, err = strconv.ParseInt(section["used_memory"], 10, 64); err != nil {
+		return memoryUse{}, fmt.Errorf("INFO memory: used_memory: %w", err)
+	}
+	if use.max, err = strconv.ParseInt(section["maxmemory"], 10, 64); err != nil {
+		return memoryUse{}, fmt.Errorf("INFO memory: maxmemory: %w", err)
+	}
+	use.policy = section["maxmemory_policy"]
+	return use, nil
+}
+
+func (u memoryUse) nearlyFull() bool {
+	return u.max > 0 && u.policy == "noeviction" && float64(u.used) >= fullShare*float64(u.max)
+}
+
+func (u memoryUse) String() string {
+	const mib = 1 << 20
+	if u.max == 0 {
+		return fmt.Sprintf("%.1f MiB used, no maxmemory", float64(u.used)/mib)
+	}
+	return fmt.Sprintf("%.1f of %.1f MiB used (%s)", float64(u.used)/mib, float64(u.max)/mib, u.policy)
 }
 
 // runOfBatch is the run of a batch id "<run>-p<partition>-o<first>-<last>"
