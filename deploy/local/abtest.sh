@@ -48,7 +48,7 @@ for round in $(seq "$rounds"); do
     echo "== $v (${names% }) round $round: $(grep -m1 '^status' "$d/run.txt" | tr -s ' ') | $(grep -m1 'per message' "$d/usage.txt")"
     # The run's stage table: each stage's name and duration on one line.
     echo "   $(grep -m1 '^total time' "$d/run.txt" | tr -s ' '); stages: $(awk '/^ +stage +messages/ {f = 1; next} f && NF == 0 {exit} f {printf "%s %s  ", $1, $(NF - 1)}' "$d/run.txt")"
-    grep -E '^(kafka|flink|worker|temporal) |^machine busy|^core speed' "$d/usage.txt" || true
+    grep -E '^(kafka|flink|worker|temporal) |^machine busy|^core (speed|pace)' "$d/usage.txt" || true
   done
 done
 echo "(runs and usage reports in $out)"

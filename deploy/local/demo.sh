@@ -29,11 +29,24 @@ stop_worker() {
   fi
 }
 usage_dir=$(mktemp -d)
+pace_pid=
+stop_pace() {
+  if [ -n "$pace_pid" ]; then
+    kill "$pace_pid" 2>/dev/null || true
+    wait "$pace_pid" 2>/dev/null || true
+    pace_pid=
+  fi
+}
 cleanup() {
+  stop_pace
   rm -rf "$usage_dir"
   stop_worker
 }
 trap cleanup EXIT
+# The cores' pace through the run, sampled every 5 s (stackctl pace): started
+# this early so that its one-time set-up is done before the run starts.
+bin/stackctl pace --out "$usage_dir/pace.jsonl" &
+pace_pid=$!
 # One TaskManager (4 slots: the two jobs at up to parallelism 2) unless
 # TASKMANAGERS says otherwise: each TaskManager JVM compiles the same job code
 # for itself, and on a fresh stack that JIT work is most of Flink's CPU. Two
@@ -52,7 +65,8 @@ fi
 bin/stackctl usage --json --reset-peak >"$usage_dir/before.json"
 status=0
 bin/starter run "${args[@]}" --result-file "$usage_dir/result.json" ${STARTER_FLAGS:-} || status=$?
+stop_pace
 if [ -s "$usage_dir/result.json" ]; then
-  bin/stackctl usage --since "$usage_dir/before.json" --result "$usage_dir/result.json" || true
+  bin/stackctl usage --since "$usage_dir/before.json" --result "$usage_dir/result.json" --pace "$usage_dir/pace.jsonl" || true
 fi
 exit "$status"

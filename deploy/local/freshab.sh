@@ -44,7 +44,7 @@ for round in $(seq "$rounds"); do
     echo "== $v (${names% }) round $round, $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     flags_var="FLAGS_$v"
     (cd "$out/src-$v" && TASKMANAGERS="${TASKMANAGERS:-1}" STARTER_FLAGS="${!flags_var:-}" bash deploy/local/demo.sh >"$log" 2>&1) || echo "(make demo failed: $log)"
-    grep -E '^(status|total time|end-to-end latency|backpressure) |^ *(prepare|flink|produce|deliver|verify|cleanup) |^(kafka|flink|worker|temporal|other processes) |^machine busy|^core speed|^CPU per message' "$log" || true
+    grep -E '^(status|total time|end-to-end latency|backpressure) |^ *(prepare|flink|produce|deliver|verify|cleanup) |^(kafka|flink|worker|temporal|other processes) |^machine busy|^core (speed|pace)|^CPU per message' "$log" || true
     # The worker log is appended to: this run's lines follow its size before.
     tail -c +$((worker_log_size + 1)) "$stack_dir/logs/worker.log" 2>/dev/null | python3 deploy/local/step_times.py || true
   done

@@ -59,7 +59,8 @@ var commands = []command{
 	{"install", "", "Fetch or build what the components need into the cache, without starting them.", setupInstall},
 	{"kill", "PROCESS... [--json]", "SIGKILL processes of the stack (kafka-2, flink-taskmanager-1, worker, ...), as a crash would.", setupKill},
 	{"stop", "PROCESS... [--grace D] [--json]", "SIGTERM processes of the stack, SIGKILL after the grace; prints how long each took to exit.", setupStop},
-	{"usage", "[--json] [--reset-peak] [--since SNAPSHOT [--result RESULT]]", "CPU seconds, RSS and peak RSS of every process of the stack; with --since, what was spent since a saved snapshot.", setupUsage},
+	{"usage", "[--json] [--reset-peak] [--since SNAPSHOT [--result RESULT] [--pace FILE]]", "CPU seconds, RSS and peak RSS of every process of the stack; with --since, what was spent since a saved snapshot.", setupUsage},
+	{"pace", "--out FILE [--every D]", "Time two fixed tasks on one core every D until stopped, one JSON line a sample, for usage --since --pace.", setupPace},
 	{"kafka-class", "MAIN-CLASS [args]", "Run a class from the stack's Kafka jars in the foreground.", setupKafkaClass},
 }
 

@@ -73,6 +73,11 @@ type machineDelta struct {
 	// snapshot lacks it.
 	FixedTaskStartMillis float64 `json:"fixed_task_cpu_ms_start,omitempty"`
 	FixedTaskEndMillis   float64 `json:"fixed_task_cpu_ms_end,omitempty"`
+	// Pace is what `stackctl pace` sampled in between (--pace); nil
+	// without it.
+	Pace *paceSummary `json:"pace,omitempty"`
+	// PaceError says why the samples could not be read.
+	PaceError string `json:"pace_error,omitempty"`
 }
 
 // runOfReport is the pipeline run the interval covered, from its result.
@@ -218,6 +223,7 @@ func setupUsage(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Conte
 	asJSON := fs.Bool("json", false, "print JSON: a snapshot (save it for --since), or with --since the report")
 	since := fs.String("since", "", "a snapshot saved from `usage --json`: report the CPU and peak RSS spent since it")
 	result := fs.String("result", "", "with --since: the run's PipelineResult (starter run --result-file), for CPU per message")
+	pace := fs.String("pace", "", "with --since: the file `stackctl pace` wrote during the interval, for the cores' pace through it")
 	resetPeak := fs.Bool("reset-peak", false, "reset each process's peak RSS to its current RSS, so a later --since reports the peak since this snapshot")
 	return func(_ context.Context, args []string) error {
 		if err := noArgs(args); err != nil {
@@ -225,6 +231,9 @@ func setupUsage(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Conte
 		}
 		if *result != "" && *since == "" {
 			return usageError{fmt.Errorf("--result needs --since")}
+		}
+		if *pace != "" && *since == "" {
+			return usageError{fmt.Errorf("--pace needs --since")}
 		}
 		now, err := takeUsage(s, *resetPeak)
 		if err != nil {
@@ -242,6 +251,15 @@ func setupUsage(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Conte
 			return err
 		}
 		report := diffUsage(before, now)
+		if *pace != "" {
+			// The report stands without the samples: say why they are missing.
+			summary, err := readPace(*pace, before.TakenAt, now.TakenAt)
+			if err != nil {
+				report.Machine.PaceError = err.Error()
+			} else {
+				report.Machine.Pace = &summary
+			}
+		}
 		if *result != "" {
 			res, err := readPipelineResult(*result)
 			if err != nil {
@@ -318,6 +336,14 @@ func printUsageReport(w io.Writer, r usageReport) {
 	if m.FixedTaskStartMillis > 0 && m.FixedTaskEndMillis > 0 {
 		fmt.Fprintf(w, "core speed: a fixed task (SHA-256 of %d MiB) took %.1f ms of one core's CPU at the start, %.1f ms at the end\n",
 			fixedTaskBytes>>20, m.FixedTaskStartMillis, m.FixedTaskEndMillis)
+	}
+	switch {
+	case m.PaceError != "":
+		fmt.Fprintf(w, "core pace through the run: not read: %s\n", m.PaceError)
+	case m.Pace != nil && m.Pace.Samples == 0:
+		fmt.Fprintln(w, "core pace through the run: no samples between the snapshots")
+	case m.Pace != nil:
+		fmt.Fprintln(w, m.Pace.String())
 	}
 	fmt.Fprintln(w, "JIT s, GC s: of the CPU s, what the JVMs' JIT compiler and garbage collector threads took")
 	if r.PeaksSinceFrom {
