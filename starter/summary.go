@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -30,24 +31,37 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 		fmt.Fprintf(tw, "kafka brokers\t%d\n", m.Brokers)
 	}
 	v := m.Verification
-	fmt.Fprintf(tw, "verification\t%s unique of %s expected; %s missing, %s duplicates, %s bad records\n",
-		humanfmt.Commas(v.Unique), humanfmt.Commas(v.Expected), humanfmt.Commas(v.Missing), humanfmt.Commas(v.Duplicates), humanfmt.Commas(v.BadRecords))
-	if len(v.FirstMissing) > 0 {
-		fmt.Fprintf(tw, "first missing seqs\t%v\n", v.FirstMissing)
+	if reported(m, workflows.StageVerify) {
+		fmt.Fprintf(tw, "verification\t%s unique of %s expected; %s missing, %s duplicates, %s bad records\n",
+			humanfmt.Commas(v.Unique), humanfmt.Commas(v.Expected), humanfmt.Commas(v.Missing), humanfmt.Commas(v.Duplicates), humanfmt.Commas(v.BadRecords))
+		if len(v.FirstMissing) > 0 {
+			fmt.Fprintf(tw, "first missing seqs\t%v\n", v.FirstMissing)
+		}
+		for _, p := range v.Problems {
+			fmt.Fprintf(tw, "problem\t%s\n", p)
+		}
+		fmt.Fprintf(tw, "end-to-end latency\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms, p99.9 %.0f ms, max %.0f ms\n",
+			m.Latency.P50, m.Latency.P95, m.Latency.P99, m.Latency.P999, m.Latency.Max)
+		if m.EndToEndPerSecond > 0 {
+			fmt.Fprintf(tw, "end-to-end throughput\t%s msg/s (first produced to last arrived: %s)\n",
+				humanfmt.Commas(int64(m.EndToEndPerSecond)), humanfmt.Millis(m.Verification.FlowMillis))
+		}
+	} else {
+		fmt.Fprintf(tw, "verification\tnot run: the run ended before its verify stage\n")
 	}
-	for _, p := range v.Problems {
-		fmt.Fprintf(tw, "problem\t%s\n", p)
+	if reported(m, deliverStage) {
+		fmt.Fprintf(tw, "http\t%s batches, %s retries\n", humanfmt.Commas(int64(m.HTTPBatches)), humanfmt.Commas(int64(m.HTTPRetries)))
+		fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
+	} else {
+		fmt.Fprintf(tw, "http\tnot reported: delivery did not finish\n")
+		fmt.Fprintf(tw, "tokens\t%d renewals by the last progress report\n", m.TokenRenewals)
 	}
-	fmt.Fprintf(tw, "end-to-end latency\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms, p99.9 %.0f ms, max %.0f ms\n",
-		m.Latency.P50, m.Latency.P95, m.Latency.P99, m.Latency.P999, m.Latency.Max)
-	if m.EndToEndPerSecond > 0 {
-		fmt.Fprintf(tw, "end-to-end throughput\t%s msg/s (first produced to last arrived: %s)\n",
-			humanfmt.Commas(int64(m.EndToEndPerSecond)), humanfmt.Millis(m.Verification.FlowMillis))
+	if reported(m, produceStage) {
+		fmt.Fprintf(tw, "production chunks\t%d resumed\n", m.ChunksResumed)
+		fmt.Fprintf(tw, "backpressure\t%s\n", describeBackpressure(m.Backpressure))
+	} else {
+		fmt.Fprintf(tw, "production\tchunks and backpressure not reported: production did not finish\n")
 	}
-	fmt.Fprintf(tw, "http\t%s batches, %s retries\n", humanfmt.Commas(int64(m.HTTPBatches)), humanfmt.Commas(int64(m.HTTPRetries)))
-	fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
-	fmt.Fprintf(tw, "production chunks\t%d resumed\n", m.ChunksResumed)
-	fmt.Fprintf(tw, "backpressure\t%s\n", describeBackpressure(m.Backpressure))
 	if m.FlinkJobs.EnrichJobID != "" || m.FlinkJobs.SplitJobID != "" {
 		fmt.Fprintf(tw, "flink jobs\tenrich %s, split %s (running after %s)\n", orDash(m.FlinkJobs.EnrichJobID), orDash(m.FlinkJobs.SplitJobID), humanfmt.Millis(m.FlinkJobs.SubmitToRunningMillis))
 	}
@@ -81,6 +95,21 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	}
 	printMessages(w, "first messages in the final topic:", m.Verification.First)
 	printMessages(w, "last messages in the final topic:", m.Verification.Last)
+}
+
+// The stages the children's results enter the metrics as
+// (workflows.Metrics.addProduce and addDeliver).
+const (
+	produceStage = "produce"
+	deliverStage = "deliver"
+)
+
+// reported says whether a stage's result reached the metrics. A run that
+// failed before it has zeros in the figures that result brings, which
+// were never measured: the summary says so instead of printing them. A
+// result without any stage timings cannot tell, and is printed as it is.
+func reported(m workflows.Metrics, stage string) bool {
+	return len(m.Stages) == 0 || slices.ContainsFunc(m.Stages, func(s workflows.StageMetrics) bool { return s.Stage == stage })
 }
 
 // describeBackpressure is the summary line of backpressure: the holds, the

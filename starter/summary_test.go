@@ -117,3 +117,29 @@ func TestSummaryPrintsTheThresholdTable(t *testing.T) {
 		}
 	}
 }
+
+// A run that failed in delivery has no children's results: its summary
+// must not print the zeros of figures nobody measured.
+func TestSummaryOfARunThatFailedInDeliverySaysWhatWasNotReported(t *testing.T) {
+	var out strings.Builder
+	printResult(&out, workflows.PipelineResult{Status: "Failed", Metrics: workflows.Metrics{
+		FailedStage: workflows.StageProduce, Messages: 200_000, Produced: 170_000, Delivered: 70_000, TokenRenewals: 8,
+		Stages: []workflows.StageMetrics{{Stage: workflows.StageHealth}, {Stage: workflows.StagePrepare}, {Stage: workflows.StageFlink}, {Stage: workflows.StageCleanup}},
+	}})
+	summary := strings.Join(strings.Fields(out.String()), " ") // the columns' width aside
+	for _, want := range []string{
+		"verification not run: the run ended before its verify stage",
+		"http not reported: delivery did not finish",
+		"tokens 8 renewals by the last progress report",
+		"production chunks and backpressure not reported: production did not finish",
+	} {
+		if !strings.Contains(summary, want) {
+			t.Errorf("summary lacks %q:\n%s", want, summary)
+		}
+	}
+	for _, never := range []string{"0 batches", "0 holds", "end-to-end latency", "0 unique of 0 expected"} {
+		if strings.Contains(summary, never) {
+			t.Errorf("summary prints %q, which nobody measured:\n%s", never, summary)
+		}
+	}
+}
