@@ -111,9 +111,18 @@ func printHistory(w io.Writer, rows []historyRow) {
 	for _, r := range rows {
 		figures := "\t-\t-\t-\t-\t-\t-"
 		if r.Result != nil {
+			// A run that failed before verifying or before its children
+			// reported has zeros there that were never measured.
+			m := r.Result.Metrics
+			e2e, p99, maxLag, held := "-", "-", "-", "-"
+			if reported(m, workflows.StageVerify) {
+				e2e, p99 = regression.FormatValue(r.EndToEndPerSecond), regression.FormatValue(r.P99Millis)
+			}
+			if reported(m, produceStage) {
+				maxLag, held = humanfmt.Commas(r.MaxLag), (time.Duration(r.HeldSeconds*1000) * time.Millisecond).Round(100*time.Millisecond).String()
+			}
 			figures = fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s", humanfmt.Commas(r.Verified), (time.Duration(r.DurationSeconds*1000) * time.Millisecond).Round(time.Second),
-				regression.FormatValue(r.EndToEndPerSecond), regression.FormatValue(r.P99Millis), humanfmt.Commas(r.MaxLag),
-				(time.Duration(r.HeldSeconds*1000) * time.Millisecond).Round(100*time.Millisecond))
+				e2e, p99, maxLag, held)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\t%s\n", r.Started.UTC().Format("2006-01-02 15:04:05"), r.WorkflowID, r.Status, figures,
 			orDash(r.InputHash), r.Source)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/internal/regression"
 	"github.com/flowproof/flowproof/workflows"
 )
@@ -57,5 +58,35 @@ func TestCompareOutputNamesEachFigure(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// A run that failed in delivery has no verification and no production
+// figures: its row shows dashes there, not zeros, and a run that
+// succeeded keeps its figures.
+func TestHistoryShowsDashesForFiguresAFailedRunNeverReported(t *testing.T) {
+	stages := func(names ...string) []workflows.StageMetrics {
+		var s []workflows.StageMetrics
+		for _, n := range names {
+			s = append(s, workflows.StageMetrics{Stage: n})
+		}
+		return s
+	}
+	failed := pastRun{WorkflowID: "failed", Status: "Failed", Result: &workflows.PipelineResult{Metrics: workflows.Metrics{
+		TotalMillis: 781_000, Stages: stages(workflows.StageHealth, workflows.StagePrepare, workflows.StageFlink, workflows.StageCleanup),
+	}}}
+	succeeded := pastRun{WorkflowID: "succeeded", Status: "Succeeded", Result: &workflows.PipelineResult{Metrics: workflows.Metrics{
+		Verified: 1_000_000, TotalMillis: 70_000, EndToEndPerSecond: 15_000, Latency: verify.Percentiles{P99: 9_800},
+		Backpressure: workflows.Backpressure{MaxLag: 171_800, HeldMillis: 14_580},
+		Stages:       stages(workflows.StagePrepare, "produce", "deliver", workflows.StageVerify),
+	}}}
+	var out bytes.Buffer
+	printHistory(&out, []historyRow{newHistoryRow(failed), newHistoryRow(succeeded)})
+	lines := strings.Split(out.String(), "\n")
+	if got := strings.Fields(lines[1]); strings.Join(got[3:9], " ") != "Failed 0 13m1s - - -" || got[9] != "-" {
+		t.Errorf("failed run's row: %q", lines[1])
+	}
+	if got := strings.Fields(lines[2]); strings.Join(got[3:10], " ") != "Succeeded 1,000,000 1m10s 15000 9800 171,800 14.6s" {
+		t.Errorf("succeeded run's row: %q", lines[2])
 	}
 }
