@@ -115,10 +115,10 @@ func printHistory(w io.Writer, rows []historyRow) {
 			// reported has zeros there that were never measured.
 			m := r.Result.Metrics
 			e2e, p99, maxLag, held := "-", "-", "-", "-"
-			if reported(m, workflows.StageVerify) {
+			if untimed(m) || m.VerificationReported() {
 				e2e, p99 = regression.FormatValue(r.EndToEndPerSecond), regression.FormatValue(r.P99Millis)
 			}
-			if reported(m, produceStage) {
+			if untimed(m) || m.ProductionReported() {
 				maxLag, held = humanfmt.Commas(r.MaxLag), (time.Duration(r.HeldSeconds*1000) * time.Millisecond).Round(100*time.Millisecond).String()
 			}
 			figures = fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s", humanfmt.Commas(r.Verified), (time.Duration(r.DurationSeconds*1000) * time.Millisecond).Round(time.Second),

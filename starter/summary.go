@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -31,7 +30,7 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 		fmt.Fprintf(tw, "kafka brokers\t%d\n", m.Brokers)
 	}
 	v := m.Verification
-	if reported(m, workflows.StageVerify) {
+	if untimed(m) || m.VerificationReported() {
 		fmt.Fprintf(tw, "verification\t%s unique of %s expected; %s missing, %s duplicates, %s bad records\n",
 			humanfmt.Commas(v.Unique), humanfmt.Commas(v.Expected), humanfmt.Commas(v.Missing), humanfmt.Commas(v.Duplicates), humanfmt.Commas(v.BadRecords))
 		if len(v.FirstMissing) > 0 {
@@ -49,14 +48,14 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	} else {
 		fmt.Fprintf(tw, "verification\tnot run: the run ended before its verify stage\n")
 	}
-	if reported(m, deliverStage) {
+	if untimed(m) || m.DeliveryReported() {
 		fmt.Fprintf(tw, "http\t%s batches, %s retries\n", humanfmt.Commas(int64(m.HTTPBatches)), humanfmt.Commas(int64(m.HTTPRetries)))
 		fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
 	} else {
 		fmt.Fprintf(tw, "http\tnot reported: delivery did not finish\n")
 		fmt.Fprintf(tw, "tokens\t%d renewals by the last progress report\n", m.TokenRenewals)
 	}
-	if reported(m, produceStage) {
+	if untimed(m) || m.ProductionReported() {
 		fmt.Fprintf(tw, "production chunks\t%d resumed\n", m.ChunksResumed)
 		fmt.Fprintf(tw, "backpressure\t%s\n", describeBackpressure(m.Backpressure))
 	} else {
@@ -97,20 +96,10 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	printMessages(w, "last messages in the final topic:", m.Verification.Last)
 }
 
-// The stages the children's results enter the metrics as
-// (workflows.Metrics.addProduce and addDeliver).
-const (
-	produceStage = "produce"
-	deliverStage = "deliver"
-)
-
-// reported says whether a stage's result reached the metrics. A run that
-// failed before it has zeros in the figures that result brings, which
-// were never measured: the summary says so instead of printing them. A
-// result without any stage timings cannot tell, and is printed as it is.
-func reported(m workflows.Metrics, stage string) bool {
-	return len(m.Stages) == 0 || slices.ContainsFunc(m.Stages, func(s workflows.StageMetrics) bool { return s.Stage == stage })
-}
+// untimed says whether a result has no stage timings at all (one recorded
+// before they were kept, or built by hand): it cannot tell what was
+// reported, and is printed as it is.
+func untimed(m workflows.Metrics) bool { return len(m.Stages) == 0 }
 
 // describeBackpressure is the summary line of backpressure: the holds, the
 // largest lag in messages and, when a threshold in seconds applied, in

@@ -77,7 +77,7 @@ func (m *Metrics) addProduce(r ProduceResult) {
 	m.Produced = r.Produced
 	m.ChunksResumed = r.Resumed
 	m.Backpressure = r.Backpressure
-	m.Stages = append(m.Stages, stageMetrics("produce", r.Produced, r.StartedUnixMillis, r.DurationMillis))
+	m.Stages = append(m.Stages, stageMetrics(produceResultStage, r.Produced, r.StartedUnixMillis, r.DurationMillis))
 }
 
 // addDeliver is the one place a delivery's result enters the metrics.
@@ -85,7 +85,7 @@ func (m *Metrics) addDeliver(r DeliverResult) {
 	m.Delivered = r.Delivered
 	m.TokenRenewals, m.TokenRejected = r.TokenRenewals, r.TokenRejected
 	m.HTTPBatches, m.HTTPRetries = r.Batches, r.Retries
-	m.Stages = append(m.Stages, stageMetrics("deliver", r.Delivered, r.StartedUnixMillis, r.DurationMillis))
+	m.Stages = append(m.Stages, stageMetrics(deliverResultStage, r.Delivered, r.StartedUnixMillis, r.DurationMillis))
 }
 
 // addFlink is the one place a check of the Flink jobs enters the metrics.
@@ -131,19 +131,18 @@ func (m *Metrics) runMetrics(status Status, endedAt time.Time) runmetrics.Run {
 		sampledMax = nil
 	}
 	return runmetrics.Run{
-		RunID:             m.RunID,
-		Status:            string(status),
-		EndedAtUnixMillis: endedAt.UnixMilli(),
-		DurationMillis:    m.TotalMillis,
-		Messages:          m.Messages,
-		Produced:          m.Produced,
-		Delivered:         m.Delivered,
-		Verified:          m.Verified,
-		Hops:              m.Hops,
-		Latency:           m.Latency,
-		// Only addProduce and addDeliver add these stages.
-		ProductionReported: m.hasStage("produce"),
-		DeliveryReported:   m.hasStage("deliver"),
+		RunID:              m.RunID,
+		Status:             string(status),
+		EndedAtUnixMillis:  endedAt.UnixMilli(),
+		DurationMillis:     m.TotalMillis,
+		Messages:           m.Messages,
+		Produced:           m.Produced,
+		Delivered:          m.Delivered,
+		Verified:           m.Verified,
+		Hops:               m.Hops,
+		Latency:            m.Latency,
+		ProductionReported: m.ProductionReported(),
+		DeliveryReported:   m.DeliveryReported(),
 		MaxLag:             m.Backpressure.MaxLag,
 		MaxLagSeconds:      m.Backpressure.MaxLagSeconds,
 		SampledMaxLag:      sampledMax,
@@ -154,6 +153,23 @@ func (m *Metrics) runMetrics(status Status, endedAt time.Time) runmetrics.Run {
 		HTTPRetries:        m.HTTPRetries,
 	}
 }
+
+// The stages only the children's results add (addProduce, addDeliver).
+const (
+	produceResultStage = "produce"
+	deliverResultStage = "deliver"
+)
+
+// ProductionReported says whether production's result reached the metrics.
+// A run that ended before it has zeros in the figures that result brings,
+// which were never measured; so too for the two below.
+func (m *Metrics) ProductionReported() bool { return m.hasStage(produceResultStage) }
+
+// DeliveryReported says whether delivery's result reached the metrics.
+func (m *Metrics) DeliveryReported() bool { return m.hasStage(deliverResultStage) }
+
+// VerificationReported says whether Verify's result reached the metrics.
+func (m *Metrics) VerificationReported() bool { return m.hasStage(StageVerify) }
 
 func (m *Metrics) hasStage(stage string) bool {
 	return slices.ContainsFunc(m.Stages, func(s StageMetrics) bool { return s.Stage == stage })

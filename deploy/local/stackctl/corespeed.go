@@ -25,16 +25,16 @@ const (
 // any steal time; the same task at both ends of a run says whether the
 // cores ran at the same speed. Taking it costs about 50 ms of one core.
 func fixedTaskCPU() (time.Duration, error) {
-	return sha256CPU(fixedTaskRounds)
+	return sha256CPU(make([]byte, fixedTaskBytes), fixedTaskRounds)
 }
 
-// sha256CPU is the median of rounds timings of the fixed task.
-func sha256CPU(rounds int) (time.Duration, error) {
+// sha256CPU is the median of n timings of the fixed task over data
+// (fixedTaskBytes long), which a sampler allocates once.
+func sha256CPU(data []byte, n int) (time.Duration, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	data := make([]byte, fixedTaskBytes)
-	took := make([]time.Duration, 0, rounds)
-	for range rounds {
+	took := make([]time.Duration, 0, n)
+	for range n {
 		start, err := threadCPU()
 		if err != nil {
 			return 0, err

@@ -64,11 +64,12 @@ func setupPace(fs *flag.FlagSet, _ *stack, _ io.Writer) func(context.Context, []
 // ctx ends (nil then: being stopped is how it ends).
 func samplePace(ctx context.Context, w io.Writer, every time.Duration) error {
 	chase := newMemoryChase()
+	data := make([]byte, fixedTaskBytes)
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	enc := json.NewEncoder(w)
 	for {
-		sha, err := sha256CPU(1)
+		sha, err := sha256CPU(data, 1)
 		if err != nil {
 			return err
 		}

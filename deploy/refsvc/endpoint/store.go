@@ -224,11 +224,7 @@ func (s *store) check(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("redis %s: %w", addr, err)
 	}
 	detail := fmt.Sprintf("redis %s, %d keys", addr, keys)
-	info, err := s.client.InfoMap(ctx, "memory").Result()
-	if err != nil {
-		return detail + ", memory not reported", nil
-	}
-	use, err := readMemoryUse(info["Memory"])
+	use, err := s.memoryUse(ctx)
 	if err != nil {
 		return detail + ", memory not reported", nil
 	}
@@ -250,9 +246,14 @@ type memoryUse struct {
 	policy    string
 }
 
-func readMemoryUse(section map[string]string) (memoryUse, error) {
+// memoryUse reads INFO memory.
+func (s *store) memoryUse(ctx context.Context) (memoryUse, error) {
+	info, err := s.client.InfoMap(ctx, "memory").Result()
+	if err != nil {
+		return memoryUse{}, fmt.Errorf("INFO memory: %w", err)
+	}
+	section := info["Memory"]
 	var use memoryUse
-	var err error
 	if use.used, err = strconv.ParseInt(section["used_memory"], 10, 64); err != nil {
 		return memoryUse{}, fmt.Errorf("INFO memory: used_memory: %w", err)
 	}
