@@ -36,6 +36,10 @@ type usageSnapshot struct {
 	PeaksReset bool           `json:"peaks_reset"`
 	Machine    machineUsage   `json:"machine"`
 	Processes  []processUsage `json:"processes"`
+	// KafkaRequests are each broker's request counts since it started
+	// (kafkarequests.go); KafkaRequestsError says why some are missing.
+	KafkaRequests      map[string]brokerRequests `json:"kafka_requests,omitempty"`
+	KafkaRequestsError string                    `json:"kafka_requests_error,omitempty"`
 }
 
 // machineUsage is the whole machine's CPU time since boot, so that a

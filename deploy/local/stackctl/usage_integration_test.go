@@ -3,8 +3,14 @@
 package main
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 // TestUsageOfTheLiveStack reads (never changes, beyond resetting peak RSS)
@@ -78,4 +84,52 @@ func componentOf(r usageReport, name string) componentDelta {
 		}
 	}
 	return componentDelta{}
+}
+
+// TestKafkaRequestsOfTheLiveStack reads the brokers' request counts before
+// and after this test's own metadata requests, which every count must
+// include.
+func TestKafkaRequestsOfTheLiveStack(t *testing.T) {
+	s, err := newStack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	before, err := readKafkaRequests(ctx)
+	if err != nil {
+		t.Fatalf("%v (is the stack up, and its brokers started with deploy/jmx-exporter/kafka.yml?)", err)
+	}
+	security, err := kafkaClientOptions(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(localstack.FromEnv().KafkaBrokers...)}, security...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	const asked = 5
+	for range asked {
+		// A request to every broker, one after the other.
+		for _, broker := range []int32{1, 2, 3} {
+			req := kmsg.NewPtrMetadataRequest()
+			if _, err := client.Broker(int(broker)).Request(ctx, req); err != nil {
+				t.Fatalf("metadata from broker %d: %v", broker, err)
+			}
+		}
+	}
+	after, err := readKafkaRequests(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, err := kafkaRequestsBetween(before, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for broker, now := range after {
+		if got := now["Metadata"] - before[broker]["Metadata"]; got < asked {
+			t.Errorf("%s answered %v metadata requests, want at least the test's %d", broker, got, asked)
+		}
+	}
+	t.Log(kafkaRequestsLine(counts, 0))
 }

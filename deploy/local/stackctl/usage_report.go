@@ -22,14 +22,18 @@ type usageReport struct {
 	WallSeconds float64   `json:"wall_seconds"`
 	// PeaksSinceFrom says whether the peaks are those since From (the
 	// first snapshot reset them) or since each process started.
-	PeaksSinceFrom bool              `json:"peaks_since_from"`
-	Components     []componentDelta  `json:"components"`
-	StackCPU       float64           `json:"stack_cpu_seconds"`
-	Incomplete     bool              `json:"incomplete"` // a process restarted or stopped: StackCPU is a lower bound
-	Machine        machineDelta      `json:"machine"`
-	Run            *runOfReport      `json:"run,omitempty"`
-	Processes      []processDelta    `json:"processes"`
-	notRunning     map[string]string // process -> state at the end, for the text report
+	PeaksSinceFrom bool             `json:"peaks_since_from"`
+	Components     []componentDelta `json:"components"`
+	StackCPU       float64          `json:"stack_cpu_seconds"`
+	Incomplete     bool             `json:"incomplete"` // a process restarted or stopped: StackCPU is a lower bound
+	Machine        machineDelta     `json:"machine"`
+	Run            *runOfReport     `json:"run,omitempty"`
+	// KafkaRequests are what the brokers answered in between, by request
+	// type; KafkaRequestsError says why they could not be told.
+	KafkaRequests      []requestCount    `json:"kafka_requests,omitempty"`
+	KafkaRequestsError string            `json:"kafka_requests_error,omitempty"`
+	Processes          []processDelta    `json:"processes"`
+	notRunning         map[string]string // process -> state at the end, for the text report
 }
 
 // componentDelta sums a component's processes.
@@ -144,6 +148,17 @@ func diffUsage(before, after usageSnapshot) usageReport {
 	// The machine's and the processes' clocks tick apart; a few
 	// hundredths either way are rounding, not other work.
 	r.Machine.OtherCPUSeconds = max(0, r.Machine.BusySeconds-r.Machine.StealSeconds-r.StackCPU)
+	var err error
+	switch {
+	case before.KafkaRequestsError != "":
+		r.KafkaRequestsError = "at the first snapshot: " + before.KafkaRequestsError
+	case after.KafkaRequestsError != "":
+		r.KafkaRequestsError = "at the second snapshot: " + after.KafkaRequestsError
+	default:
+		if r.KafkaRequests, err = kafkaRequestsBetween(before.KafkaRequests, after.KafkaRequests); err != nil {
+			r.KafkaRequestsError = err.Error()
+		}
+	}
 	return r
 }
 
@@ -225,7 +240,7 @@ func setupUsage(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Conte
 	result := fs.String("result", "", "with --since: the run's PipelineResult (starter run --result-file), for CPU per message")
 	pace := fs.String("pace", "", "with --since: the file `stackctl pace` wrote during the interval, for the cores' pace through it")
 	resetPeak := fs.Bool("reset-peak", false, "reset each process's peak RSS to its current RSS, so a later --since reports the peak since this snapshot")
-	return func(_ context.Context, args []string) error {
+	return func(ctx context.Context, args []string) error {
 		if err := noArgs(args); err != nil {
 			return err
 		}
@@ -238,6 +253,9 @@ func setupUsage(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Conte
 		now, err := takeUsage(s, *resetPeak)
 		if err != nil {
 			return err
+		}
+		if now.KafkaRequests, err = readKafkaRequests(ctx); err != nil {
+			now.KafkaRequestsError = err.Error()
 		}
 		if *since == "" {
 			if *asJSON {
@@ -344,6 +362,15 @@ func printUsageReport(w io.Writer, r usageReport) {
 		fmt.Fprintln(w, "core pace through the run: no samples between the snapshots")
 	case m.Pace != nil:
 		fmt.Fprintln(w, m.Pace.String())
+	}
+	if r.KafkaRequestsError != "" {
+		fmt.Fprintf(w, "kafka requests through the run: not counted: %s\n", r.KafkaRequestsError)
+	} else {
+		var messages int64
+		if r.Run != nil {
+			messages = r.Run.Messages
+		}
+		fmt.Fprintln(w, kafkaRequestsLine(r.KafkaRequests, messages))
 	}
 	fmt.Fprintln(w, "JIT s, GC s: of the CPU s, what the JVMs' JIT compiler and garbage collector threads took")
 	if r.PeaksSinceFrom {
