@@ -206,3 +206,74 @@ func TestPipelineHandsProductionTheThresholdInSeconds(t *testing.T) {
 	require.Equal(t, 4.0, produceInput.LagResumeSeconds, "half the threshold by default")
 	require.Equal(t, 3, produceInput.CheckpointIntervalSeconds)
 }
+
+// heldWithOneChunkProduced is a run continued as new with one chunk of
+// secondsInput's three produced.
+func heldWithOneChunkProduced() ProduceResult {
+	return ProduceResult{Chunks: 3, NextChunk: 1, Produced: 10_000, Runs: 1, StartedUnixMillis: 1}
+}
+
+// enrichStaleAt is a sample in which the enrich group's committed offsets
+// stopped at 1,000 of the raw topic's 10,000 (its age growing with the
+// sample's time), while the enriched topic ends at outputEnd, all of it
+// consumed by the deliver group.
+func enrichStaleAt(sec, outputEnd int64) kafkaadmin.LagSample {
+	return kafkaadmin.LagSample{AtUnixMillis: 100_000 + sec*1000,
+		Enrich: 9_000, EnrichPosition: 1_000, EnrichOldestMillis: 70_000,
+		DeliverPosition: outputEnd}
+}
+
+// The enrich job's source commits its offsets late once it has read
+// everything (it commits only when its poll for more returns): while
+// production is held, its group's lag stays where it was though the job's
+// output of every produced message is committed. Production resumes by
+// that output, not at the late commit.
+func TestHeldProductionResumesWhenTheEnrichJobsOutputIsComplete(t *testing.T) {
+	in := secondsInput()
+	in.LagThreshold, in.LagResume = 8_000, 4_000
+	in.LagThresholdSeconds, in.LagResumeSeconds = 0, 0
+	in.State = heldWithOneChunkProduced()
+	res, polls := scriptedLag(t, in,
+		// 9,000 unconsumed and 1,000 enriched: held.
+		enrichStaleAt(0, 1_000),
+		// The job's output holds all 10,000 produced (and a marker); its
+		// committed offsets have not moved. Without the bound this holds
+		// until the test's timeout.
+		enrichStaleAt(5, 10_001),
+	)
+	require.Equal(t, 2, polls, "production resumes at the second poll")
+	require.Equal(t, 1, res.Holds)
+	require.Equal(t, int64(9_000), res.MaxLag, "the report keeps the lag Kafka gave")
+}
+
+func TestHeldProductionIsNotReleasedByAnEnrichJobStillBehind(t *testing.T) {
+	in := secondsInput()
+	in.LagThreshold, in.LagResume = 8_000, 4_000
+	in.LagThresholdSeconds, in.LagResumeSeconds = 0, 0
+	in.State = heldWithOneChunkProduced()
+	res, polls := scriptedLag(t, in,
+		enrichStaleAt(0, 1_000),
+		// 5,000 of 10,000 enriched: 5,000 left, above the resume mark.
+		enrichStaleAt(5, 5_000),
+		// 7,000 enriched: 3,000 left, below it.
+		enrichStaleAt(10, 7_000),
+	)
+	require.Equal(t, 3, polls, "held until the job's output leaves less than the resume mark")
+	require.Equal(t, 1, res.Holds)
+}
+
+// By age too: the oldest unconsumed record the stale offsets point at is
+// one the job has read once its output is complete.
+func TestHeldProductionIsNotKeptByTheAgeOfARecordTheEnrichJobHasRead(t *testing.T) {
+	in := secondsInput()
+	in.State = heldWithOneChunkProduced()
+	res, polls := scriptedLag(t, in,
+		// 30 s old, 15 s beyond the allowances for a checkpoint (5 s) and
+		// for a chunk at the rate cap (10 s): held.
+		enrichStaleAt(0, 1_000),
+		enrichStaleAt(5, 10_001),
+	)
+	require.Equal(t, 2, polls)
+	require.Equal(t, 1, res.Holds)
+	require.InDelta(t, 15, res.MaxLagSeconds, 1e-9)
+}

@@ -101,9 +101,13 @@ type producer struct {
 	trustedRates bool
 	// stepsAtCap is false when replaying a run recorded before the lag in
 	// seconds left out the steps in flight, valued at the rate cap.
-	stepsAtCap  bool
-	rate        float64 // production rate of the last chunk
-	stopPolling bool
+	stepsAtCap bool
+	// enrichByOutput is false when replaying a run recorded before a held
+	// production bounded the enrich group's lag by the job's committed
+	// output (see enrichBoundedByOutput).
+	enrichByOutput bool
+	rate           float64 // production rate of the last chunk
+	stopPolling    bool
 	// laneBusy is set when chunks run in lanes (see dispatchChunks): chunk
 	// c is in lane c mod len(laneBusy), and a lane runs one chunk at a
 	// time. Nil when replaying a run recorded before lanes.
@@ -154,6 +158,7 @@ func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	p.deliverInputInSteps = workflow.GetVersion(ctx, "deliver-input-in-steps", workflow.DefaultVersion, 1) == 1
 	p.trustedRates = workflow.GetVersion(ctx, "trusted-drain-rates", workflow.DefaultVersion, 1) == 1
 	p.stepsAtCap = workflow.GetVersion(ctx, "steps-at-cap", workflow.DefaultVersion, 1) == 1
+	p.enrichByOutput = workflow.GetVersion(ctx, "enrich-bounded-by-output", workflow.DefaultVersion, 1) == 1
 	if workflow.GetVersion(ctx, "chunk-lanes", workflow.DefaultVersion, 1) == 1 {
 		p.laneBusy = make([]bool, produce.LanesPerChunkInFlight*p.in.ChunkConcurrency)
 	}
@@ -208,10 +213,15 @@ func (p *producer) pollLag(ctx workflow.Context) {
 // observeLag records a lag sample and starts or ends a hold by it: held
 // while either threshold, in messages or in seconds, says hold.
 func (p *producer) observeLag(ctx workflow.Context, sample kafkaadmin.LagSample) {
-	p.lag, p.polled = sample.Max(), true
+	// The report keeps what Kafka said; the hold goes by what is known.
+	lag := sample
+	if p.enrichByOutput {
+		lag = p.enrichBoundedByOutput(sample)
+	}
+	p.lag, p.polled = lag.Max(), true
 	hold := holdProduction(p.held, p.lag, p.in.LagThreshold, p.in.LagResume)
 	if p.in.LagThresholdSeconds > 0 {
-		p.observeLagSeconds(sample)
+		p.observeLagSeconds(lag)
 		if p.lagSeconds.known {
 			hold = hold || holdProduction(p.held, p.lagSeconds.seconds, p.in.LagThresholdSeconds, p.in.LagResumeSeconds)
 		}
@@ -232,6 +242,45 @@ func (p *producer) observeLag(ctx workflow.Context, sample kafkaadmin.LagSample)
 		p.endHoldSpan(now)
 		workflow.GetLogger(ctx).Info("backpressure: resuming production", p.lagLogFields(p.in.LagResume, p.in.LagResumeSeconds)...)
 	}
+}
+
+// enrichBoundedByOutput is the sample with the enrich group's lag bounded
+// by what the enrich job has committed downstream, while production is
+// held and no chunk is in flight.
+//
+// The job's Kafka source commits its offsets when a checkpoint completes,
+// but only once its consumer's poll returns, and a source that has read
+// everything polls up to 10 s for more (the connector's POLL_TIMEOUT; the
+// commit is queued behind the poll, which nothing wakes). So while
+// production is held, the group's committed lag and its oldest unconsumed
+// record's age go on reading what the job read before it caught up, for
+// up to 10 s after the checkpoint that committed its output, and holds
+// ended when that late commit landed (docs/performance.md, "A Flink
+// source that has caught up commits its offsets up to 10 s late").
+//
+// The job writes one enriched record for each raw one, in transactions
+// committed at the same checkpoints, so the enriched topic's end (the
+// deliver group's position plus its lag: committed records and their
+// commit markers) counts at least the raw records the job has finished.
+// Held with no chunk in flight, every chunk the workflow counts in
+// Produced is in the raw topic and no other is, so Produced less that end
+// bounds what the job has left. Where it bounds it to nothing, the group's
+// oldest unconsumed record is one it has read. The bound can only lower
+// the lag: output records of aborted transactions count as finished, a
+// Flink failover's worth at most, which the deliver group and the
+// threshold in messages still see.
+func (p *producer) enrichBoundedByOutput(s kafkaadmin.LagSample) kafkaadmin.LagSample {
+	if !p.held || p.inFlight > 0 {
+		return s
+	}
+	left := max(0, p.state.Produced-(s.DeliverPosition+s.Deliver))
+	if left < s.Enrich {
+		s.Enrich = left
+		if left == 0 {
+			s.EnrichOldestMillis = 0
+		}
+	}
+	return s
 }
 
 func (p *producer) endHoldSpan(now time.Time) {
