@@ -277,3 +277,46 @@ func TestHeldProductionIsNotKeptByTheAgeOfARecordTheEnrichJobHasRead(t *testing.
 	require.Equal(t, 1, res.Holds)
 	require.InDelta(t, 15, res.MaxLagSeconds, 1e-9)
 }
+
+// A chunk still in flight may be committed, and so in the raw topic,
+// before the workflow counts it in Produced: the job's output may then
+// cover every counted message and not the chunk. The bound waits until
+// no chunk is in flight.
+func TestEnrichIsNotBoundedByOutputWhileAChunkIsInFlight(t *testing.T) {
+	in := secondsInput()
+	in.LagThreshold, in.LagResume = 8_000, 4_000
+	in.LagThresholdSeconds, in.LagResumeSeconds = 0, 0
+	in.State = heldWithOneChunkProduced()
+	var mu sync.Mutex
+	polls := 0
+	samples := []kafkaadmin.LagSample{
+		{AtUnixMillis: 100_000, DeliverPosition: 10_001},
+		// Chunk 1 (of 10,000) is committed but its activity has not
+		// returned: 9,000 of the raw topic's 20,000 unconsumed, the output
+		// holding the 10,000 the workflow counts.
+		enrichStaleAt(5, 10_001),
+		enrichStaleAt(10, 10_001),
+		// Chunk 1 counted, read and output.
+		{AtUnixMillis: 115_000, EnrichPosition: 20_000, DeliverPosition: 20_001},
+	}
+	env := newBareEnv()
+	env.SetTestTimeout(10 * time.Second)
+	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(
+		func(context.Context, kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			s := samples[min(polls, len(samples)-1)]
+			polls++
+			return s, nil
+		})
+	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, c produce.ChunkInput) (produce.ChunkResult, error) {
+			return produce.ChunkResult{Produced: c.Count, DurationMillis: 100}, nil
+		}).After(12 * time.Second)
+	env.ExecuteWorkflow(ProduceWorkflow, in)
+	require.NoError(t, env.GetWorkflowError())
+	var res ProduceResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 1, res.Holds, "held at the second poll")
+	require.Equal(t, int64(10_000), res.HeldMillis, "held with the chunk in flight, until the poll after it was counted")
+}
