@@ -20,6 +20,13 @@ import (
 // had answered when the first chunk was produced.
 func scriptedLag(t *testing.T, in ProduceInput, samples ...kafkaadmin.LagSample) (ProduceResult, int) {
 	t.Helper()
+	return scriptedLagWithChunksTaking(t, in, 0, samples...)
+}
+
+// scriptedLagWithChunksTaking is scriptedLag with each chunk taking took
+// of the workflow's time.
+func scriptedLagWithChunksTaking(t *testing.T, in ProduceInput, took time.Duration, samples ...kafkaadmin.LagSample) (ProduceResult, int) {
+	t.Helper()
 	var mu sync.Mutex
 	polls, pollsAtFirstChunk := 0, -1
 	env := newBareEnv()
@@ -33,7 +40,7 @@ func scriptedLag(t *testing.T, in ProduceInput, samples ...kafkaadmin.LagSample)
 			polls++
 			return s, nil
 		})
-	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(
+	chunk := env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, c produce.ChunkInput) (produce.ChunkResult, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -42,6 +49,9 @@ func scriptedLag(t *testing.T, in ProduceInput, samples ...kafkaadmin.LagSample)
 			}
 			return produce.ChunkResult{Produced: c.Count, DurationMillis: 100}, nil
 		})
+	if took > 0 {
+		chunk.After(took)
+	}
 	env.ExecuteWorkflow(ProduceWorkflow, in)
 	require.NoError(t, env.GetWorkflowError())
 	var res ProduceResult
@@ -213,6 +223,16 @@ func heldWithOneChunkProduced() ProduceResult {
 	return ProduceResult{Chunks: 3, NextChunk: 1, Produced: 10_000, Runs: 1, StartedUnixMillis: 1}
 }
 
+// heldInMessages is that run with the threshold in messages only: held
+// above 8,000, resumed below 4,000.
+func heldInMessages() ProduceInput {
+	in := secondsInput()
+	in.LagThreshold, in.LagResume = 8_000, 4_000
+	in.LagThresholdSeconds, in.LagResumeSeconds = 0, 0
+	in.State = heldWithOneChunkProduced()
+	return in
+}
+
 // enrichStaleAt is a sample in which the enrich group's committed offsets
 // stopped at 1,000 of the raw topic's 10,000 (its age growing with the
 // sample's time), while the enriched topic ends at outputEnd, all of it
@@ -229,10 +249,7 @@ func enrichStaleAt(sec, outputEnd int64) kafkaadmin.LagSample {
 // output of every produced message is committed. Production resumes by
 // that output, not at the late commit.
 func TestHeldProductionResumesWhenTheEnrichJobsOutputIsComplete(t *testing.T) {
-	in := secondsInput()
-	in.LagThreshold, in.LagResume = 8_000, 4_000
-	in.LagThresholdSeconds, in.LagResumeSeconds = 0, 0
-	in.State = heldWithOneChunkProduced()
+	in := heldInMessages()
 	res, polls := scriptedLag(t, in,
 		// 9,000 unconsumed and 1,000 enriched: held.
 		enrichStaleAt(0, 1_000),
@@ -247,10 +264,7 @@ func TestHeldProductionResumesWhenTheEnrichJobsOutputIsComplete(t *testing.T) {
 }
 
 func TestHeldProductionIsNotReleasedByAnEnrichJobStillBehind(t *testing.T) {
-	in := secondsInput()
-	in.LagThreshold, in.LagResume = 8_000, 4_000
-	in.LagThresholdSeconds, in.LagResumeSeconds = 0, 0
-	in.State = heldWithOneChunkProduced()
+	in := heldInMessages()
 	res, polls := scriptedLag(t, in,
 		enrichStaleAt(0, 1_000),
 		// 5,000 of 10,000 enriched: 5,000 left, above the resume mark.
@@ -283,40 +297,17 @@ func TestHeldProductionIsNotKeptByTheAgeOfARecordTheEnrichJobHasRead(t *testing.
 // cover every counted message and not the chunk. The bound waits until
 // no chunk is in flight.
 func TestEnrichIsNotBoundedByOutputWhileAChunkIsInFlight(t *testing.T) {
-	in := secondsInput()
-	in.LagThreshold, in.LagResume = 8_000, 4_000
-	in.LagThresholdSeconds, in.LagResumeSeconds = 0, 0
-	in.State = heldWithOneChunkProduced()
-	var mu sync.Mutex
-	polls := 0
-	samples := []kafkaadmin.LagSample{
-		{AtUnixMillis: 100_000, DeliverPosition: 10_001},
+	in := heldInMessages()
+	res, _ := scriptedLagWithChunksTaking(t, in, 12*time.Second,
+		kafkaadmin.LagSample{AtUnixMillis: 100_000, DeliverPosition: 10_001},
 		// Chunk 1 (of 10,000) is committed but its activity has not
 		// returned: 9,000 of the raw topic's 20,000 unconsumed, the output
 		// holding the 10,000 the workflow counts.
 		enrichStaleAt(5, 10_001),
 		enrichStaleAt(10, 10_001),
 		// Chunk 1 counted, read and output.
-		{AtUnixMillis: 115_000, EnrichPosition: 20_000, DeliverPosition: 20_001},
-	}
-	env := newBareEnv()
-	env.SetTestTimeout(10 * time.Second)
-	env.OnActivity(kafkaAdminActs.PollLag, mock.Anything, mock.Anything).Return(
-		func(context.Context, kafkaadmin.PollLagInput) (kafkaadmin.LagSample, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			s := samples[min(polls, len(samples)-1)]
-			polls++
-			return s, nil
-		})
-	env.OnActivity(produceActs.ProduceChunk, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, c produce.ChunkInput) (produce.ChunkResult, error) {
-			return produce.ChunkResult{Produced: c.Count, DurationMillis: 100}, nil
-		}).After(12 * time.Second)
-	env.ExecuteWorkflow(ProduceWorkflow, in)
-	require.NoError(t, env.GetWorkflowError())
-	var res ProduceResult
-	require.NoError(t, env.GetWorkflowResult(&res))
+		kafkaadmin.LagSample{AtUnixMillis: 115_000, EnrichPosition: 20_000, DeliverPosition: 20_001},
+	)
 	require.Equal(t, 1, res.Holds, "held at the second poll")
 	require.Equal(t, int64(10_000), res.HeldMillis, "held with the chunk in flight, until the poll after it was counted")
 }

@@ -148,11 +148,9 @@ func kafkaRequestsLine(counts []requestCount, messages int64) string {
 	for _, c := range counts {
 		total += c.Count
 	}
-	perThousand := func(n float64) string {
-		if messages <= 0 {
-			return ""
-		}
-		return fmt.Sprintf(" (%.1f a 1,000 messages)", n/float64(messages)*1000)
+	perThousand := ""
+	if messages > 0 {
+		perThousand = fmt.Sprintf(" (%.1f a 1,000 messages)", total/float64(messages)*1000)
 	}
 	var parts []string
 	var other float64
@@ -166,5 +164,5 @@ func kafkaRequestsLine(counts []requestCount, messages int64) string {
 	if other > 0 {
 		parts = append(parts, "other "+commas(int64(other)))
 	}
-	return fmt.Sprintf("kafka requests through the run, all brokers: %s%s: %s", commas(int64(total)), perThousand(total), strings.Join(parts, ", "))
+	return fmt.Sprintf("kafka requests through the run, all brokers: %s%s: %s", commas(int64(total)), perThousand, strings.Join(parts, ", "))
 }

@@ -254,8 +254,12 @@ func setupUsage(fs *flag.FlagSet, s *stack, stdout io.Writer) func(context.Conte
 		if err != nil {
 			return err
 		}
-		if now.KafkaRequests, err = readKafkaRequests(ctx); err != nil {
-			now.KafkaRequestsError = err.Error()
+		// The plain table shows no request counts: ask the brokers only
+		// for a snapshot that is kept or reported on.
+		if *asJSON || *since != "" {
+			if now.KafkaRequests, err = readKafkaRequests(ctx); err != nil {
+				now.KafkaRequestsError = err.Error()
+			}
 		}
 		if *since == "" {
 			if *asJSON {
