@@ -21,16 +21,19 @@ type historyFlags struct {
 	store  storeFlags
 }
 
-// historyRow is one line of `starter history`, and of its --json.
+// historyRow is one line of `starter history`, and of its --json. A figure
+// is nil (null in the JSON, a dash in the table) when the run never
+// measured it: it has no result yet, or it ended before the stage that
+// reports the figure. A zero would read as measured.
 type historyRow struct {
 	pastRun
-	Verified          int64   `json:"verified"`
-	DurationSeconds   float64 `json:"duration_s"`
-	EndToEndPerSecond float64 `json:"end_to_end_per_second"`
-	P99Millis         float64 `json:"p99_ms"`
-	MaxLag            int64   `json:"max_lag"`
-	HeldSeconds       float64 `json:"held_s"`
-	Failure           string  `json:"failure,omitempty"`
+	Verified          *int64   `json:"verified"`
+	DurationSeconds   *float64 `json:"duration_s"`
+	EndToEndPerSecond *float64 `json:"end_to_end_per_second"`
+	P99Millis         *float64 `json:"p99_ms"`
+	MaxLag            *int64   `json:"max_lag"`
+	HeldSeconds       *float64 `json:"held_s"`
+	Failure           string   `json:"failure,omitempty"`
 }
 
 func (a *app) historyCommand() *cobra.Command {
@@ -95,11 +98,30 @@ func newHistoryRow(r pastRun) historyRow {
 		return row
 	}
 	m := r.Result.Metrics
-	row.Verified, row.DurationSeconds, row.EndToEndPerSecond = m.Verified, float64(m.TotalMillis)/1000, m.EndToEndPerSecond
-	row.P99Millis, row.MaxLag, row.HeldSeconds = m.Latency.P99, m.Backpressure.MaxLag, float64(m.Backpressure.HeldMillis)/1000
+	row.DurationSeconds = ptr(float64(m.TotalMillis) / 1000)
 	row.Failure = m.FailureMessage
+	// A result without stage timings (recorded before they existed) does
+	// not say what was reported; its figures are taken as they are.
+	if untimed(m) || m.VerificationReported() {
+		row.Verified, row.EndToEndPerSecond, row.P99Millis = ptr(m.Verified), ptr(m.EndToEndPerSecond), ptr(m.Latency.P99)
+	}
+	if untimed(m) || m.ProductionReported() {
+		row.MaxLag, row.HeldSeconds = ptr(m.Backpressure.MaxLag), ptr(float64(m.Backpressure.HeldMillis)/1000)
+	}
 	return row
 }
+
+func ptr[T any](v T) *T { return &v }
+
+// formatted is f of the figure, or a dash for a figure not measured.
+func formatted[T any](v *T, f func(T) string) string {
+	if v == nil {
+		return "-"
+	}
+	return f(*v)
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s*1000) * time.Millisecond }
 
 func printHistory(w io.Writer, rows []historyRow) {
 	if len(rows) == 0 {
@@ -109,22 +131,13 @@ func printHistory(w io.Writer, rows []historyRow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STARTED (UTC)\tWORKFLOW\tSTATUS\tVERIFIED\tDURATION\tE2E MSG/S\tP99 MS\tMAX LAG\tHELD\tINPUT\tSOURCE")
 	for _, r := range rows {
-		figures := "\t-\t-\t-\t-\t-\t-"
-		if r.Result != nil {
-			// A run that failed before verifying or before its children
-			// reported has zeros there that were never measured.
-			m := r.Result.Metrics
-			e2e, p99, maxLag, held := "-", "-", "-", "-"
-			if untimed(m) || m.VerificationReported() {
-				e2e, p99 = regression.FormatValue(r.EndToEndPerSecond), regression.FormatValue(r.P99Millis)
-			}
-			if untimed(m) || m.ProductionReported() {
-				maxLag, held = humanfmt.Commas(r.MaxLag), (time.Duration(r.HeldSeconds*1000) * time.Millisecond).Round(100*time.Millisecond).String()
-			}
-			figures = fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s", humanfmt.Commas(r.Verified), (time.Duration(r.DurationSeconds*1000) * time.Millisecond).Round(time.Second),
-				e2e, p99, maxLag, held)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\t%s\n", r.Started.UTC().Format("2006-01-02 15:04:05"), r.WorkflowID, r.Status, figures,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Started.UTC().Format("2006-01-02 15:04:05"), r.WorkflowID, r.Status,
+			formatted(r.Verified, humanfmt.Commas),
+			formatted(r.DurationSeconds, func(s float64) string { return seconds(s).Round(time.Second).String() }),
+			formatted(r.EndToEndPerSecond, regression.FormatValue),
+			formatted(r.P99Millis, regression.FormatValue),
+			formatted(r.MaxLag, humanfmt.Commas),
+			formatted(r.HeldSeconds, func(s float64) string { return seconds(s).Round(100 * time.Millisecond).String() }),
 			orDash(r.InputHash), r.Source)
 	}
 	_ = tw.Flush()

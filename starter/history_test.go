@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -62,8 +63,8 @@ func TestCompareOutputNamesEachFigure(t *testing.T) {
 }
 
 // A run that failed in delivery has no verification and no production
-// figures: its row shows dashes there, not zeros, and a run that
-// succeeded keeps its figures.
+// figures: its row shows dashes there, not zeros, its --json row nulls,
+// and a run that succeeded keeps its figures.
 func TestHistoryShowsDashesForFiguresAFailedRunNeverReported(t *testing.T) {
 	stages := func(names ...string) []workflows.StageMetrics {
 		var s []workflows.StageMetrics
@@ -83,10 +84,30 @@ func TestHistoryShowsDashesForFiguresAFailedRunNeverReported(t *testing.T) {
 	var out bytes.Buffer
 	printHistory(&out, []historyRow{newHistoryRow(failed), newHistoryRow(succeeded)})
 	lines := strings.Split(out.String(), "\n")
-	if got := strings.Fields(lines[1]); strings.Join(got[3:9], " ") != "Failed 0 13m1s - - -" || got[9] != "-" {
+	if got := strings.Fields(lines[1]); strings.Join(got[3:9], " ") != "Failed - 13m1s - - -" || got[9] != "-" {
 		t.Errorf("failed run's row: %q", lines[1])
 	}
 	if got := strings.Fields(lines[2]); strings.Join(got[3:10], " ") != "Succeeded 1,000,000 1m10s 15000 9800 171,800 14.6s" {
 		t.Errorf("succeeded run's row: %q", lines[2])
+	}
+
+	encoded, err := json.Marshal([]historyRow{newHistoryRow(failed), newHistoryRow(succeeded)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decoded []map[string]any
+	if err := json.Unmarshal(encoded, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"verified", "end_to_end_per_second", "p99_ms", "max_lag", "held_s"} {
+		if v, ok := decoded[0][key]; !ok || v != nil {
+			t.Errorf("failed run's --json %s = %v (present %v), want null", key, v, ok)
+		}
+		if v, ok := decoded[1][key].(float64); !ok || v == 0 {
+			t.Errorf("succeeded run's --json %s = %v, want its figure", key, decoded[1][key])
+		}
+	}
+	if decoded[0]["duration_s"] != 781.0 {
+		t.Errorf("failed run's --json duration_s = %v, want 781", decoded[0]["duration_s"])
 	}
 }
