@@ -187,7 +187,11 @@ func DeliverWorkflow(ctx workflow.Context, in DeliverInput) (DeliverResult, erro
 		return DeliverResult{}, err
 	}
 	d := newDeliverer(ctx, in)
-	return d.run(ctx)
+	result, err := d.run(ctx)
+	if err != nil {
+		return DeliverResult{}, endedWithFigures(ctx, err, deliverFigures, d.finish(ctx))
+	}
+	return result, nil
 }
 
 func newDeliverer(ctx workflow.Context, in DeliverInput) *deliverer {

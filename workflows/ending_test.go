@@ -22,6 +22,9 @@ func TestEveryEndingKeepsTheResult(t *testing.T) {
 		wantType  string
 		wantStage string
 		wantCount bool // production had happened, and its count is kept
+		// wantHeld: production was held when the run ended, and its
+		// figures so far are kept.
+		wantHeld bool
 	}{
 		"unhealthy component": {
 			stack:    &fakeStack{healthErr: temporal.NewNonRetryableApplicationError("kafka: 2 of 3 brokers", errtype.Unhealthy, nil)},
@@ -33,11 +36,11 @@ func TestEveryEndingKeepsTheResult(t *testing.T) {
 		},
 		"past the deadline": {
 			stack:   &fakeStack{lagSamples: []int64{1_000_000}}, // held forever
-			timeout: 600, wantType: errtype.RunTimedOut, wantStage: StageProduce,
+			timeout: 600, wantType: errtype.RunTimedOut, wantStage: StageProduce, wantHeld: true,
 		},
 		"canceled": {
 			stack:  &fakeStack{lagSamples: []int64{1_000_000}},
-			cancel: true, wantStage: StageProduce,
+			cancel: true, wantStage: StageProduce, wantHeld: true,
 		},
 	}
 	for name, tc := range cases {
@@ -79,9 +82,53 @@ func TestEveryEndingKeepsTheResult(t *testing.T) {
 			require.Len(t, tc.stack.runMetrics, 1, "every ending exports the run's metrics")
 			require.Equal(t, string(result.Status), tc.stack.runMetrics[0].Status)
 			require.Equal(t, result.Metrics.Produced, tc.stack.runMetrics[0].Produced)
-			require.Equal(t, tc.wantCount, tc.stack.runMetrics[0].ProductionReported, "lag and holds only from a production that reported")
+			require.Equal(t, tc.wantCount || tc.wantHeld, tc.stack.runMetrics[0].ProductionReported, "lag and holds only from a production that reported")
+			if tc.wantHeld {
+				bp := result.Metrics.Backpressure
+				require.Equal(t, 1, bp.Holds, "the hold production ended in")
+				require.Positive(t, bp.HeldMillis, "held until the run ended")
+				require.Equal(t, int64(1_000_000), bp.MaxLag)
+				require.Len(t, bp.HoldSpans, 1)
+				require.Positive(t, bp.HoldSpans[0].ToUnixMillis, "the hold ends with the run")
+			}
 		})
 	}
+}
+
+// A run whose delivery failed half way still reports what delivery and
+// production did until then, from the figures the children carried in
+// their ending: the batches and retries of the segments delivered, the
+// production's lag. The failure's text stays as it was, and its type is
+// the activity's (it was the Go type of a wrapped error, "wrapError").
+func TestAFailedDeliveryKeepsTheFiguresOfBothChildren(t *testing.T) {
+	f := &fakeStack{retries: 2, deliverFailAt: 3,
+		deliverErr: temporal.NewNonRetryableApplicationError("endpoint answered 400: malformed batch", "EndpointRefused", nil)}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(PipelineWorkflow, smallRun())
+	require.True(t, env.IsWorkflowCompleted())
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr), "want an application error, got %v", err)
+	require.Equal(t, "EndpointRefused", appErr.Type())
+	result, ok := ResultOfEnding(err)
+	require.True(t, ok)
+	m := result.Metrics
+	require.Equal(t, StatusFailed, result.Status)
+	require.Equal(t, "deliver: child workflow DeliverWorkflow: deliver segment 2: activity error (type: DeliverSegment, scheduledEventID: 0, "+
+		"startedEventID: 0, identity: ): endpoint answered 400: malformed batch (type: EndpointRefused, retryable: false)",
+		m.FailureMessage, "as it read before the figures were carried")
+
+	require.True(t, m.DeliveryReported(), "delivery's figures so far count as reported")
+	require.Equal(t, int64(20_000), m.Delivered)
+	require.Equal(t, 200, m.HTTPBatches)
+	require.Equal(t, 4, m.HTTPRetries)
+	require.Equal(t, f.tokens, m.TokenRenewals, "every token obtained, the next segment's included")
+	require.True(t, m.ProductionReported(), "production completed or was canceled with its figures")
+	require.Positive(t, m.Produced)
+	require.NotEmpty(t, m.Backpressure.LagSamples, "production's lag samples")
+	require.Len(t, f.runMetrics, 1)
+	require.Equal(t, 4, f.runMetrics[0].HTTPRetries)
+	require.True(t, f.runMetrics[0].DeliveryReported)
 }
 
 func TestDefaultDeadlineGrowsWithTheRun(t *testing.T) {

@@ -224,6 +224,7 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
 	p.setStage(ctx, StageProduce)
 	// Runs recorded before Flink was watched replay without the checks.
 	watched := workflow.GetVersion(ctx, "watch-flink", workflow.DefaultVersion, 1) == 1
+	keepsChildFigures := workflow.GetVersion(ctx, childFiguresChange, workflow.DefaultVersion, 1) == 1
 	childCtx, cancelChildren := workflow.WithCancel(ctx)
 	defer cancelChildren()
 	produceFuture := p.startProduce(childCtx)
@@ -233,6 +234,9 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
 		produced  ProduceResult
 		delivered DeliverResult
 		firstErr  error
+		// A child that failed or was canceled may carry its figures so
+		// far; they count as reported, as its result would.
+		produceReported, deliverReported bool
 	)
 	fail := func(child string, err error) {
 		if firstErr == nil {
@@ -250,9 +254,13 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
 	selector := workflow.NewSelector(ctx)
 	selector.AddFuture(produceFuture, func(f workflow.Future) {
 		if err := f.Get(ctx, &produced); err != nil {
+			if keepsChildFigures {
+				produced, produceReported = figuresOfChild[ProduceResult](err, produceFigures)
+			}
 			fail("produce", err)
 			return
 		}
+		produceReported = true
 		// Production is over: nothing is held any more, whatever the last
 		// progress signal said.
 		p.progress.Produced, p.progress.Held = produced.Produced, false
@@ -260,8 +268,13 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
 	})
 	selector.AddFuture(deliverFuture, func(f workflow.Future) {
 		if err := f.Get(ctx, &delivered); err != nil {
+			if keepsChildFigures {
+				delivered, deliverReported = figuresOfChild[DeliverResult](err, deliverFigures)
+			}
 			fail("deliver", err)
+			return
 		}
+		deliverReported = true
 	})
 	selector.Select(ctx)
 	selector.Select(ctx)
@@ -271,15 +284,24 @@ func (p *pipeline) produceAndDeliver(ctx workflow.Context) error {
 			fail("flink", err)
 		}
 	}
-	if firstErr != nil {
-		return firstErr
+	if firstErr == nil || keepsChildFigures {
+		p.takeChildResults(produced, produceReported, delivered, deliverReported)
 	}
-	// The last progress signals may still be queued; the results are final.
-	p.progress.Produced, p.progress.Delivered = produced.Produced, delivered.Delivered
-	p.progress.TokenRenewals = delivered.TokenRenewals
-	p.metrics.addProduce(produced)
-	p.metrics.addDeliver(delivered)
-	return nil
+	return firstErr
+}
+
+// takeChildResults puts what production and delivery reported into the
+// metrics and the progress: the last progress signals may still be queued,
+// and a child's result, or its figures at its end, come after them.
+func (p *pipeline) takeChildResults(produced ProduceResult, produceReported bool, delivered DeliverResult, deliverReported bool) {
+	if produceReported {
+		p.progress.Produced = produced.Produced
+		p.metrics.addProduce(produced)
+	}
+	if deliverReported {
+		p.progress.Delivered, p.progress.TokenRenewals = delivered.Delivered, delivered.TokenRenewals
+		p.metrics.addDeliver(delivered)
+	}
 }
 
 func (p *pipeline) startProduce(ctx workflow.Context) workflow.ChildWorkflowFuture {

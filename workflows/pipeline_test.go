@@ -65,6 +65,10 @@ type fakeStack struct {
 	latency    verify.Percentiles
 	flowMillis int64
 	retries    int
+	// deliverFailAt fails the deliverFailAt-th DeliverSegment and every
+	// one after it (0: never) with deliverErr.
+	deliverFailAt, segmentCalls int
+	deliverErr                  error
 	// flinkChecks counts CheckFlinkJobs calls; from the flinkFailAt-th on
 	// (0: never) the enrich job is reported FAILED.
 	flinkChecks, flinkFailAt int
@@ -171,6 +175,9 @@ func newEnv(t *testing.T, f *fakeStack) *testsuite.TestWorkflowEnvironment {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.segmentInputs = append(f.segmentInputs, in)
+			if f.segmentCalls++; f.deliverFailAt > 0 && f.segmentCalls >= f.deliverFailAt {
+				return deliver.SegmentResult{}, f.deliverErr
+			}
 			n := in.MaxMessages
 			rejected := false
 			if f.rejectOnce && f.delivered > 0 {

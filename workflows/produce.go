@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,7 +123,27 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 		return ProduceResult{}, err
 	}
 	p := newProducer(ctx, in)
-	return p.run(ctx)
+	result, err := p.run(ctx)
+	if err != nil {
+		return ProduceResult{}, endedWithFigures(ctx, err, produceFigures, p.figuresSoFar(ctx))
+	}
+	return result, nil
+}
+
+// figuresSoFar is production's result up to now, for a run that ends
+// without completing: a hold still on counts until now.
+func (p *producer) figuresSoFar(ctx workflow.Context) ProduceResult {
+	figures := p.state
+	figures.HoldSpans = slices.Clone(p.state.HoldSpans)
+	now := workflow.Now(ctx)
+	if p.held {
+		figures.HeldMillis += now.Sub(p.heldSince).Milliseconds()
+		if p.keepsHoldSpans {
+			figures.endHold(now.UnixMilli())
+		}
+	}
+	figures.DurationMillis = now.UnixMilli() - figures.StartedUnixMillis
+	return figures
 }
 
 func newProducer(ctx workflow.Context, in ProduceInput) *producer {
