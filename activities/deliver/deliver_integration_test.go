@@ -393,12 +393,39 @@ func TestDeliverSegmentDeliversEachBatchOnce(t *testing.T) {
 	}
 	checkGroupOffsets(t, a, names, res.Offsets, 0)
 
-	// The activity runs again with the same input, as after a worker crash
-	// between the commit and the completion: it returns the committed
-	// result and writes nothing.
-	again, _ := deliver(t, env, a, in)
+	// The activity runs again with the same input, as its retry after a
+	// worker crash between the commit and the completion: it returns the
+	// committed result, and sends and writes nothing.
+	rep := activities.Reporter{Log: activitytest.Discard}
+	sentBefore := len(acceptedTopicRecords(t, a, names))
+	again, err := a.deliverSegment(context.Background(), in, rep, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if again.Delivered != res.Delivered || again.Batches != res.Batches || fmt.Sprint(again.Offsets) != fmt.Sprint(res.Offsets) {
-		t.Fatalf("repeated segment returned %+v, want the first result %+v", again, res)
+		t.Fatalf("retried segment returned %+v, want the first result %+v", again, res)
+	}
+	if sent := len(acceptedTopicRecords(t, a, names)) - sentBefore; sent != 0 {
+		t.Errorf("the retry of a committed segment sent %d batches, want none", sent)
+	}
+	// As the first attempt of a reset workflow's segment, it sends while it
+	// claims: the endpoint answers each batch as a replay, and the segment
+	// returns the committed result and commits nothing more.
+	reset, err := a.deliverSegment(context.Background(), in, rep, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reset.Delivered != res.Delivered || reset.Batches != res.Batches || fmt.Sprint(reset.Offsets) != fmt.Sprint(res.Offsets) {
+		t.Fatalf("segment run again as a first attempt returned %+v, want the first result %+v", reset, res)
+	}
+	replays := 0
+	for _, r := range acceptedTopicRecords(t, a, names) {
+		if r.Replayed {
+			replays++
+		}
+	}
+	if replays != res.Batches {
+		t.Errorf("the accepted topic holds %d replays, want one of each of the %d batches sent again", replays, res.Batches)
 	}
 
 	// The next segment starts where this one ended and finds nothing more.
