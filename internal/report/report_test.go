@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowproof/flowproof/activities/verify"
 	"github.com/flowproof/flowproof/workflows"
 )
 
@@ -77,6 +78,30 @@ func TestReportOfAnOlderResultSaysWhatWasNotRecorded(t *testing.T) {
 	html := readFile(t, renderFile(t, run))
 	if n := strings.Count(html, "not recorded:"); n != len(chartIDs) {
 		t.Errorf("%d charts say not recorded, want %d", n, len(chartIDs))
+	}
+}
+
+// A run that ended in its health stage measured no latency, delivery or
+// backpressure: the report says so instead of showing zeros.
+func TestReportOfAnEarlyFailureShowsNoUnmeasuredZeros(t *testing.T) {
+	run := loadRun(t, recordedResult)
+	m := &run.Result.Metrics
+	m.Stages = []workflows.StageMetrics{{Stage: workflows.StageHealth}, {Stage: workflows.StageCleanup}}
+	m.Latency, m.HTTPBatches, m.Backpressure = verify.Percentiles{}, 0, workflows.Backpressure{}
+	html := readFile(t, renderFile(t, run))
+	for _, want := range []string{
+		"not measured: the run ended before its verify stage",
+		"not reported: delivery did not finish",
+		"not reported: production did not finish",
+	} {
+		if !strings.Contains(html, want) {
+			t.Errorf("the report does not say %q", want)
+		}
+	}
+	for _, zero := range []string{"p50 0 ms", "0 batches", "0 holds"} {
+		if strings.Contains(html, zero) {
+			t.Errorf("the report shows the unmeasured %q", zero)
+		}
 	}
 }
 
