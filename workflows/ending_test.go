@@ -123,9 +123,11 @@ func TestAFailedDeliveryKeepsTheFiguresOfBothChildren(t *testing.T) {
 	require.Equal(t, 200, m.HTTPBatches)
 	require.Equal(t, 4, m.HTTPRetries)
 	require.Equal(t, f.tokens, m.TokenRenewals, "every token obtained, the next segment's included")
+	// Delivery does not wait for production here, so how far production
+	// got when it was canceled varies from run to run; its figures are
+	// kept whatever they are.
 	require.True(t, m.ProductionReported(), "production completed or was canceled with its figures")
-	require.Positive(t, m.Produced)
-	require.NotEmpty(t, m.Backpressure.LagSamples, "production's lag samples")
+	require.True(t, f.runMetrics[0].ProductionReported)
 	require.Len(t, f.runMetrics, 1)
 	require.Equal(t, 4, f.runMetrics[0].HTTPRetries)
 	require.True(t, f.runMetrics[0].DeliveryReported)
