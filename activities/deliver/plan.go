@@ -116,9 +116,9 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 	if err != nil {
 		return SegmentPlan{}, err
 	}
-	reader, err := a.enrichedReader(ctx, in.Names.EnrichedTopic, in.Offsets, partitions)
+	consumer, err := a.partitionConsumer(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
-		return SegmentPlan{}, fmt.Errorf("plan segment %d: %w", in.Segment, err)
+		return SegmentPlan{}, err
 	}
 
 	start := time.Now()
@@ -129,8 +129,9 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 		// result a minute late, past its heartbeat timeout, which held the
 		// run that long (docs/performance.md, "Capped runs held by their
 		// own chunks"); the warning says where it waited.
-		slow := rep.WarnIfSlow(fmt.Sprintf("segment %d's plan: stopping heartbeats", in.Segment), 5*time.Second)
+		slow := rep.WarnIfSlow(fmt.Sprintf("segment %d's plan: stopping heartbeats and closing its consumer", in.Segment), 5*time.Second)
 		stopHeartbeat()
+		consumer.Close()
 		slow()
 	}()
 	idle := time.Duration(in.IdleTimeoutMillis) * time.Millisecond
@@ -140,7 +141,7 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 		if planner.records == 0 {
 			wait = idle
 		}
-		recs, err := reader.poll(ctx, in.MaxMessages-planner.records, lastArrival.Add(wait))
+		recs, err := pollCommitted(ctx, consumer, in.MaxMessages-planner.records, lastArrival.Add(wait))
 		if err != nil {
 			return SegmentPlan{}, annotate(err, fmt.Sprintf("plan segment %d", in.Segment))
 		}
@@ -270,9 +271,9 @@ func (r *planReader) mismatch(what string) error {
 // readPlanned reads the plan's records and sends them to out, in fetch
 // order; it pauses each partition once its last planned record was read and
 // returns nil when all were.
-func readPlanned(ctx context.Context, enriched *enrichedReader, reader *planReader, out chan<- []*kgo.Record) error {
+func readPlanned(ctx context.Context, consumer *kgo.Client, topic string, reader *planReader, out chan<- []*kgo.Record) error {
 	for !reader.done() {
-		recs, err := enriched.poll(ctx, 0, time.Time{})
+		recs, err := pollCommitted(ctx, consumer, 0, time.Time{})
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
@@ -291,7 +292,7 @@ func readPlanned(ctx context.Context, enriched *enrichedReader, reader *planRead
 			}
 		}
 		if len(finished) > 0 {
-			enriched.stop(finished)
+			consumer.PauseFetchPartitions(map[string][]int32{topic: finished})
 		}
 		if len(planned) == 0 {
 			continue

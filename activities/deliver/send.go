@@ -2,11 +2,13 @@ package deliver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -114,10 +116,11 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 		}
 		partitions = planned
 	}
-	enriched, err := a.enrichedReader(ctx, in.Names.EnrichedTopic, in.Offsets, partitions)
+	consumer, err := a.partitionConsumer(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
-		return segmentOutcome{}, fmt.Errorf("segment %d: %w", in.Segment, err)
+		return segmentOutcome{}, err
 	}
+	defer consumer.Close()
 
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
@@ -143,9 +146,9 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 	readerDone := make(chan error, 1)
 	go func() {
 		if reader != nil {
-			readerDone <- readPlanned(readCtx, enriched, reader, records)
+			readerDone <- readPlanned(readCtx, consumer, in.Names.EnrichedTopic, reader, records)
 		} else {
-			readerDone <- readEnriched(readCtx, enriched, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
+			readerDone <- readEnriched(readCtx, consumer, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
 		}
 		close(records)
 	}()
@@ -160,6 +163,28 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 		return segmentOutcome{}, fmt.Errorf("segment %d: %w", in.Segment, ctx.Err())
 	}
 	return s.outcome(), nil
+}
+
+// partitionConsumer reads partitions of topic from offsets (the start where
+// it has none), read_committed.
+func (a *Activities) partitionConsumer(topic string, offsets map[int32]int64, partitions []int32) (*kgo.Client, error) {
+	startOffsets := make(map[int32]kgo.Offset, len(partitions))
+	for _, p := range partitions {
+		if o, ok := offsets[p]; ok {
+			startOffsets[p] = kgo.NewOffset().At(o)
+		} else {
+			startOffsets[p] = kgo.NewOffset().AtStart()
+		}
+	}
+	return a.kafka.NewClient(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: startOffsets}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		// A start offset outside the partition means the workflow's offsets
+		// do not belong to this topic; silently reading from the start or
+		// the end would deliver messages twice or never.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	)
 }
 
 // run loops until the input ended, no batch is in flight and every
@@ -328,14 +353,14 @@ func (s *segmentSender) outcome() segmentOutcome {
 // readEnriched polls records until max were read, nothing arrived for idle
 // (0: no limit), or ctx ends, and sends them to out. It returns nil when the
 // segment's input ended normally, or ctx ended (the caller knows why).
-func readEnriched(ctx context.Context, enriched *enrichedReader, maxRecords int, idle time.Duration, out chan<- []*kgo.Record) error {
+func readEnriched(ctx context.Context, consumer *kgo.Client, maxRecords int, idle time.Duration, out chan<- []*kgo.Record) error {
 	read := 0
 	for read < maxRecords {
 		var deadline time.Time
 		if idle > 0 {
 			deadline = time.Now().Add(idle)
 		}
-		recs, err := enriched.poll(ctx, maxRecords-read, deadline)
+		recs, err := pollCommitted(ctx, consumer, maxRecords-read, deadline)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -350,4 +375,39 @@ func readEnriched(ctx context.Context, enriched *enrichedReader, maxRecords int,
 		}
 	}
 	return nil
+}
+
+// pollCommitted polls up to maxRecords records (0: no limit), waiting until
+// deadline (zero: no limit) for the first; it returns none when the
+// deadline passed, and ctx's error when ctx ended.
+func pollCommitted(ctx context.Context, consumer *kgo.Client, maxRecords int, deadline time.Time) ([]*kgo.Record, error) {
+	for {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			pollCtx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		fetches := consumer.PollRecords(pollCtx, maxRecords)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var fetchErr error
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if fetchErr == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				fetchErr = fmt.Errorf("fetch %s[%d]: %w", topic, partition, err)
+			}
+		})
+		if errors.Is(fetchErr, kerr.OffsetOutOfRange) {
+			return nil, temporal.NewNonRetryableApplicationError(fetchErr.Error()+"; the segment's start offsets are outside the topic", errtype.OffsetOutOfRange, fetchErr)
+		}
+		if fetchErr != nil {
+			return nil, fetchErr
+		}
+		if recs := fetches.Records(); len(recs) > 0 {
+			return recs, nil
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return nil, nil
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -49,9 +48,7 @@ type CommittedReader struct {
 	topic   string
 	topicID [16]byte
 	leaders map[int32]int32
-	// next is, per partition read, the next offset to fetch: the
-	// partitions read are its keys.
-	next map[int32]int64
+	next    map[int32]int64
 	// stable is, per partition, the offset up to which the newest response
 	// said there is something to read: the last stable offset, or the high
 	// watermark when uncommitted; absent until a response arrived.
@@ -79,50 +76,7 @@ func NewUncommittedReader(ctx context.Context, conn *Conn, topic string) (*Commi
 	return newReader(ctx, conn, topic, true)
 }
 
-// NewCommittedReaderAt is NewCommittedReader for some of topic's
-// partitions, each read from its offset in from, or from its start where
-// from has none. It opens no connection of its own: its requests go over
-// conn's, which is what a reader made for every delivery segment needs.
-func NewCommittedReaderAt(ctx context.Context, conn *Conn, topic string, partitions []int32, from map[int32]int64) (*CommittedReader, error) {
-	r, err := newReaderOf(ctx, conn, topic, false)
-	if err != nil {
-		return nil, err
-	}
-	var atStart []int32
-	r.next = make(map[int32]int64, len(partitions))
-	for _, p := range partitions {
-		if _, exists := r.leaders[p]; !exists {
-			return nil, fmt.Errorf("read %s: no partition %d", topic, p)
-		}
-		if o, ok := from[p]; ok {
-			r.next[p] = o
-		} else {
-			atStart = append(atStart, p)
-		}
-	}
-	if len(atStart) > 0 {
-		if err := r.startAt(ctx, conn, atStart); err != nil {
-			return nil, err
-		}
-	}
-	return r, nil
-}
-
 func newReader(ctx context.Context, conn *Conn, topic string, uncommitted bool) (*CommittedReader, error) {
-	r, err := newReaderOf(ctx, conn, topic, uncommitted)
-	if err != nil {
-		return nil, err
-	}
-	r.next = make(map[int32]int64, len(r.leaders))
-	if err := r.startAt(ctx, conn, slices.Collect(maps.Keys(r.leaders))); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-// newReaderOf is a reader of topic that knows its leaders and reads no
-// partition yet.
-func newReaderOf(ctx context.Context, conn *Conn, topic string, uncommitted bool) (*CommittedReader, error) {
 	r := &CommittedReader{
 		kafka:        conn.Client,
 		admin:        conn.Admin,
@@ -135,34 +89,22 @@ func newReaderOf(ctx context.Context, conn *Conn, topic string, uncommitted bool
 	if err := r.refreshLeaders(ctx); err != nil {
 		return nil, err
 	}
-	return r, nil
-}
-
-// startAt reads partitions from their start offsets.
-func (r *CommittedReader) startAt(ctx context.Context, conn *Conn, partitions []int32) error {
-	starts, err := conn.Admin.ListStartOffsets(ctx, r.topic)
+	starts, err := conn.Admin.ListStartOffsets(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("list start offsets of %s: %w", r.topic, err)
+		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
 	}
 	if err := starts.Error(); err != nil {
-		return fmt.Errorf("list start offsets of %s: %w", r.topic, err)
+		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
 	}
-	for _, partition := range partitions {
-		start, ok := starts.Lookup(r.topic, partition)
+	r.next = make(map[int32]int64, len(r.leaders))
+	for partition := range r.leaders {
+		start, ok := starts.Lookup(topic, partition)
 		if !ok {
-			return fmt.Errorf("list start offsets of %s: partition %d missing from the answer", r.topic, partition)
+			return nil, fmt.Errorf("list start offsets of %s: partition %d missing from the answer", topic, partition)
 		}
 		r.next[partition] = start.Offset
 	}
-	return nil
-}
-
-// StopReading leaves partitions out of every later round.
-func (r *CommittedReader) StopReading(partitions ...int32) {
-	for _, p := range partitions {
-		delete(r.next, p)
-		delete(r.stable, p)
-	}
+	return r, nil
 }
 
 // SetRoundBytes raises how many bytes, as stored, one round may fetch from
@@ -265,11 +207,7 @@ func (r *CommittedReader) FetchRound(ctx context.Context, maxWait time.Duration,
 // when a partition has no leader right now.
 func (r *CommittedReader) partitionsByLeader(onlyBehind bool) (byLeader map[int32][]int32, leaderless bool) {
 	byLeader = make(map[int32][]int32)
-	for partition := range r.next {
-		leader, known := r.leaders[partition]
-		if !known {
-			leader = -1
-		}
+	for partition, leader := range r.leaders {
 		if onlyBehind {
 			if stable, known := r.stable[partition]; known && r.next[partition] >= stable {
 				continue
