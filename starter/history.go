@@ -100,12 +100,11 @@ func newHistoryRow(r pastRun) historyRow {
 	m := r.Result.Metrics
 	row.DurationSeconds = ptr(float64(m.TotalMillis) / 1000)
 	row.Failure = m.FailureMessage
-	// A result without stage timings (recorded before they existed) does
-	// not say what was reported; its figures are taken as they are.
-	if untimed(m) || m.VerificationReported() {
+	shown := m.ShownFigures()
+	if shown.Verification {
 		row.Verified, row.EndToEndPerSecond, row.P99Millis = ptr(m.Verified), ptr(m.EndToEndPerSecond), ptr(m.Latency.P99)
 	}
-	if untimed(m) || m.ProductionReported() {
+	if shown.Production {
 		row.MaxLag, row.HeldSeconds = ptr(m.Backpressure.MaxLag), ptr(float64(m.Backpressure.HeldMillis)/1000)
 	}
 	return row

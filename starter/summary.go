@@ -30,7 +30,7 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 		fmt.Fprintf(tw, "kafka brokers\t%d\n", m.Brokers)
 	}
 	v := m.Verification
-	if untimed(m) || m.VerificationReported() {
+	if m.ShownFigures().Verification {
 		fmt.Fprintf(tw, "verification\t%s unique of %s expected; %s missing, %s duplicates, %s bad records\n",
 			humanfmt.Commas(v.Unique), humanfmt.Commas(v.Expected), humanfmt.Commas(v.Missing), humanfmt.Commas(v.Duplicates), humanfmt.Commas(v.BadRecords))
 		if len(v.FirstMissing) > 0 {
@@ -48,14 +48,14 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	} else {
 		fmt.Fprintf(tw, "verification\tnot run: the run ended before its verify stage\n")
 	}
-	if untimed(m) || m.DeliveryReported() {
+	if m.ShownFigures().Delivery {
 		fmt.Fprintf(tw, "http\t%s batches, %s retries\n", humanfmt.Commas(int64(m.HTTPBatches)), humanfmt.Commas(int64(m.HTTPRetries)))
 		fmt.Fprintf(tw, "tokens\t%d renewals, %d rejected\n", m.TokenRenewals, m.TokenRejected)
 	} else {
 		fmt.Fprintf(tw, "http\tnot reported: delivery did not finish\n")
 		fmt.Fprintf(tw, "tokens\t%d renewals by the last progress report\n", m.TokenRenewals)
 	}
-	if untimed(m) || m.ProductionReported() {
+	if m.ShownFigures().Production {
 		fmt.Fprintf(tw, "production chunks\t%d resumed\n", m.ChunksResumed)
 		fmt.Fprintf(tw, "backpressure\t%s\n", describeBackpressure(m.Backpressure))
 	} else {
@@ -95,11 +95,6 @@ func printResult(w io.Writer, r workflows.PipelineResult) {
 	printMessages(w, "first messages in the final topic:", m.Verification.First)
 	printMessages(w, "last messages in the final topic:", m.Verification.Last)
 }
-
-// untimed says whether a result has no stage timings at all (one recorded
-// before they were kept, or built by hand): it cannot tell what was
-// reported, and is printed as it is.
-func untimed(m workflows.Metrics) bool { return len(m.Stages) == 0 }
 
 // describeBackpressure is the summary line of backpressure: the holds, the
 // largest lag in messages and, when a threshold in seconds applied, in

@@ -171,6 +171,21 @@ func (m *Metrics) DeliveryReported() bool { return m.hasStage(deliverResultStage
 // VerificationReported says whether Verify's result reached the metrics.
 func (m *Metrics) VerificationReported() bool { return m.hasStage(StageVerify) }
 
+// ShownFigures says which stages' figures a summary or report shows.
+type ShownFigures struct{ Verification, Delivery, Production bool }
+
+// ShownFigures are the stages whose figures reached m. A result without
+// stage timings (recorded before they were kept) does not say which stages
+// reported, and all its figures are shown as they are.
+func (m *Metrics) ShownFigures() ShownFigures {
+	untimed := len(m.Stages) == 0
+	return ShownFigures{
+		Verification: untimed || m.VerificationReported(),
+		Delivery:     untimed || m.DeliveryReported(),
+		Production:   untimed || m.ProductionReported(),
+	}
+}
+
 func (m *Metrics) hasStage(stage string) bool {
 	return slices.ContainsFunc(m.Stages, func(s StageMetrics) bool { return s.Stage == stage })
 }

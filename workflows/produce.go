@@ -133,17 +133,24 @@ func ProduceWorkflow(ctx workflow.Context, in ProduceInput) (ProduceResult, erro
 // figuresSoFar is production's result up to now, for a run that ends
 // without completing: a hold still on counts until now.
 func (p *producer) figuresSoFar(ctx workflow.Context) ProduceResult {
-	figures := p.state
-	figures.HoldSpans = slices.Clone(p.state.HoldSpans)
 	now := workflow.Now(ctx)
-	if p.held {
-		figures.HeldMillis += now.Sub(p.heldSince).Milliseconds()
-		if p.keepsHoldSpans {
-			figures.endHold(now.UnixMilli())
-		}
-	}
+	figures := p.withHoldClosed(p.state, now)
 	figures.DurationMillis = now.UnixMilli() - figures.StartedUnixMillis
 	return figures
+}
+
+// withHoldClosed is r with the hold production is in, if any, counted and
+// ended at now.
+func (p *producer) withHoldClosed(r ProduceResult, now time.Time) ProduceResult {
+	if !p.held {
+		return r
+	}
+	r.HoldSpans = slices.Clone(r.HoldSpans)
+	r.HeldMillis += now.Sub(p.heldSince).Milliseconds()
+	if p.keepsHoldSpans {
+		r.endHold(now.UnixMilli())
+	}
+	return r
 }
 
 func newProducer(ctx workflow.Context, in ProduceInput) *producer {
@@ -199,11 +206,8 @@ func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	if p.failure != nil {
 		return ProduceResult{}, p.failure
 	}
-	if p.held {
-		// The next run starts unheld and polls again before producing.
-		p.state.HeldMillis += workflow.Now(ctx).Sub(p.heldSince).Milliseconds()
-		p.endHoldSpan(workflow.Now(ctx))
-	}
+	// The next run starts unheld and polls again before producing.
+	p.state = p.withHoldClosed(p.state, workflow.Now(ctx))
 	if p.state.NextChunk < p.state.Chunks {
 		p.in.State = p.state
 		return ProduceResult{}, workflow.NewContinueAsNewError(ctx, ProduceWorkflow, p.in)

@@ -184,13 +184,19 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 	key := segmentCommit{Format: commitMetadataFormat, Segment: in.Segment, Topic: topicID, From: offsetsFingerprint(in.Offsets)}
 	claim := a.claimSegment(ctx, in, txnID, key)
 	defer claim.close()
-	earlierResult := func(done SegmentResult) SegmentResult {
+	// committedEarlier waits for the claim and gives the result of an
+	// earlier attempt that committed the segment, if one did.
+	committedEarlier := func() (SegmentResult, bool, error) {
+		done, found, err := claim.result()
+		if err != nil || !found {
+			return SegmentResult{}, false, err
+		}
 		rep.Log.Info("segment was committed by an earlier attempt; returning its result",
 			"Segment", in.Segment, "Delivered", done.Delivered, "Batches", done.Batches)
 		if done.TokenRejected {
 			done.Rest = in.Plan.rest(done.Offsets, done.Delivered)
 		}
-		return done
+		return done, true, nil
 	}
 	// A retry usually follows an attempt that got as far as its commit (a
 	// worker that crashed, a result that timed out), so it finds out before
@@ -198,10 +204,8 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 	// workflow runs a committed segment again as a first attempt, and what
 	// it sends then the endpoint answers as replays.
 	if attempt > 1 {
-		if done, found, err := claim.result(); err != nil {
-			return SegmentResult{}, err
-		} else if found {
-			return earlierResult(done), nil
+		if done, found, err := committedEarlier(); err != nil || found {
+			return done, err
 		}
 	}
 	bearer, err := a.token.unseal(in.Token)
@@ -209,10 +213,8 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 		// Only with earlier attempts fenced and none of them committed may
 		// a token this worker cannot open end the segment with nothing
 		// delivered.
-		if done, found, err := claim.result(); err != nil {
-			return SegmentResult{}, err
-		} else if found {
-			return earlierResult(done), nil
+		if done, found, err := committedEarlier(); err != nil || found {
+			return done, err
 		}
 		rep.Log.Warn("token sealed with a key this worker does not hold; the workflow renews it", "Segment", in.Segment, "Error", err)
 		return unopenedTokenResult(in, err), nil
@@ -227,12 +229,8 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 		return SegmentResult{}, err
 	}
 	sent := time.Now()
-	done, found, err := claim.result()
-	if err != nil {
-		return SegmentResult{}, err
-	}
-	if found {
-		return earlierResult(done), nil
+	if done, found, err := committedEarlier(); err != nil || found {
+		return done, err
 	}
 	claimed := time.Now()
 	result := outcome.result()

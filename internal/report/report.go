@@ -44,29 +44,16 @@ type view struct {
 	Metrics workflows.Metrics
 	// Reported says which stages' figures reached the result: a run that
 	// ended before a stage has zeros there that were never measured.
-	Reported  reported
+	Reported  workflows.ShownFigures
 	Charts    []chart
 	Generated string
-}
-
-type reported struct{ Verification, Delivery, Production bool }
-
-// reportedIn reads which figures m holds. A result without stage timings
-// (recorded before they existed) does not say, and is taken as it is.
-func reportedIn(m *workflows.Metrics) reported {
-	untimed := len(m.Stages) == 0
-	return reported{
-		Verification: untimed || m.VerificationReported(),
-		Delivery:     untimed || m.DeliveryReported(),
-		Production:   untimed || m.ProductionReported(),
-	}
 }
 
 // Write renders the report of run to w.
 func Write(w io.Writer, run Run, now time.Time) error {
 	m := run.Result.Metrics
 	v := view{
-		Run: run, Metrics: m, Reported: reportedIn(&m), Generated: now.UTC().Format(time.RFC3339),
+		Run: run, Metrics: m, Reported: m.ShownFigures(), Generated: now.UTC().Format(time.RFC3339),
 		Charts: []chart{
 			throughputChart(m.Verification.Series),
 			lagChart(m.Backpressure),
