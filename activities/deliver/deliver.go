@@ -70,10 +70,13 @@ type Activities struct {
 	token    tokenClient
 	endpoint endpointClient
 	accepted *acceptedLog
+	// consumers are lent to plans and segments.
+	consumers *ConsumerPool
 }
 
-// New builds the token and endpoint clients.
-func New(kafka *kafkaeos.Conn, cfg Config) (*Activities, error) {
+// New builds the token and endpoint clients; plans and segments borrow
+// their consumers from consumers.
+func New(kafka *kafkaeos.Conn, consumers *ConsumerPool, cfg Config) (*Activities, error) {
 	token, err := newTokenClient(cfg)
 	if err != nil {
 		return nil, err
@@ -82,7 +85,7 @@ func New(kafka *kafkaeos.Conn, cfg Config) (*Activities, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Activities{kafka: kafka, token: token, endpoint: endpoint, accepted: newAcceptedLog(kafka)}, nil
+	return &Activities{kafka: kafka, token: token, endpoint: endpoint, accepted: newAcceptedLog(kafka), consumers: consumers}, nil
 }
 
 // SealedToken is a security token encrypted with the workers' token key, so

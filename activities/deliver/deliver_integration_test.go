@@ -38,13 +38,23 @@ const (
 func deliverITActivities(t *testing.T) *Activities {
 	t.Helper()
 	addrs := localstack.FromEnv()
-	a, err := New(activitytest.Conn(t), Config{
+	return deliverITActivitiesWith(t, Config{
 		EndpointURL:       addrs.EndpointURL,
 		TokenURL:          addrs.TokenURL,
 		TokenClientID:     localstack.TokenClientID,
 		TokenClientSecret: activitytest.ClientSecret(),
 		TokenKey:          activitytest.TokenKey(t, TokenKeyBytes),
 	})
+}
+
+// deliverITActivitiesWith builds Activities for the local stack with cfg,
+// over a connection and a consumer pool of their own.
+func deliverITActivitiesWith(t *testing.T, cfg Config) *Activities {
+	t.Helper()
+	conn := activitytest.Conn(t)
+	consumers := NewConsumerPool(conn)
+	t.Cleanup(consumers.Close)
+	a, err := New(conn, consumers, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,14 +21,11 @@ import (
 func TestDeliverSegmentRenewsATokenSealedWithAnUnknownKey(t *testing.T) {
 	sealer := deliverITActivities(t) // key A
 	addrs := localstack.FromEnv()
-	deliverer, err := New(activitytest.Conn(t), Config{
+	deliverer := deliverITActivitiesWith(t, Config{
 		EndpointURL: addrs.EndpointURL, TokenURL: addrs.TokenURL,
 		TokenClientID: localstack.TokenClientID, TokenClientSecret: activitytest.ClientSecret(),
 		TokenKey: activitytest.TokenKey(t, TokenKeyBytes), // key B
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	names := deliverITNames(t, "keyring")
 	deliverITTopics(t, deliverer, names)
 	fillEnriched(t, deliverer, names, deliverITMessages)

@@ -108,7 +108,7 @@ func (a *Activities) PlanSegment(ctx context.Context, in PlanSegmentInput) (Segm
 	return a.planSegment(ctx, in, activities.ReporterOf(ctx))
 }
 
-func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep activities.Reporter) (SegmentPlan, error) {
+func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep activities.Reporter) (_ SegmentPlan, err error) {
 	if err := validatePlanInput(in); err != nil {
 		return SegmentPlan{}, temporal.NewNonRetryableApplicationError("invalid input: "+err.Error(), errtype.InvalidInput, nil)
 	}
@@ -116,7 +116,7 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 	if err != nil {
 		return SegmentPlan{}, err
 	}
-	consumer, err := a.partitionConsumer(in.Names.EnrichedTopic, in.Offsets, partitions)
+	consumer, err := a.consumers.take(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
 		return SegmentPlan{}, err
 	}
@@ -129,9 +129,9 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 		// result a minute late, past its heartbeat timeout, which held the
 		// run that long (docs/performance.md, "Capped runs held by their
 		// own chunks"); the warning says where it waited.
-		slow := rep.WarnIfSlow(fmt.Sprintf("segment %d's plan: stopping heartbeats and closing its consumer", in.Segment), 5*time.Second)
+		slow := rep.WarnIfSlow(fmt.Sprintf("segment %d's plan: stopping heartbeats and giving back its consumer", in.Segment), 5*time.Second)
 		stopHeartbeat()
-		consumer.Close()
+		consumer.giveBack(err != nil)
 		slow()
 	}()
 	idle := time.Duration(in.IdleTimeoutMillis) * time.Millisecond
@@ -141,7 +141,7 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 		if planner.records == 0 {
 			wait = idle
 		}
-		recs, err := pollCommitted(ctx, consumer, in.MaxMessages-planner.records, lastArrival.Add(wait))
+		recs, err := pollCommitted(ctx, consumer.Client, in.MaxMessages-planner.records, lastArrival.Add(wait))
 		if err != nil {
 			return SegmentPlan{}, annotate(err, fmt.Sprintf("plan segment %d", in.Segment))
 		}

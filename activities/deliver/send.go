@@ -104,7 +104,7 @@ type segmentSender struct {
 // into batches and posts them, until the plan's records were sent (without
 // a plan: MaxMessages were read or the topic was idle for
 // IdleTimeoutMillis), or the endpoint refused the token.
-func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer string, partitions []int32, rep activities.Reporter, attempt int32) (segmentOutcome, error) {
+func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer string, partitions []int32, rep activities.Reporter, attempt int32) (_ segmentOutcome, err error) {
 	var reader *planReader
 	if in.Plan != nil {
 		reader = newPlanReader(*in.Plan)
@@ -116,11 +116,11 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 		}
 		partitions = planned
 	}
-	consumer, err := a.partitionConsumer(in.Names.EnrichedTopic, in.Offsets, partitions)
+	consumer, err := a.consumers.take(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
 		return segmentOutcome{}, err
 	}
-	defer consumer.Close()
+	defer func() { consumer.giveBack(err != nil) }()
 
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
@@ -146,9 +146,9 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 	readerDone := make(chan error, 1)
 	go func() {
 		if reader != nil {
-			readerDone <- readPlanned(readCtx, consumer, in.Names.EnrichedTopic, reader, records)
+			readerDone <- readPlanned(readCtx, consumer.Client, in.Names.EnrichedTopic, reader, records)
 		} else {
-			readerDone <- readEnriched(readCtx, consumer, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
+			readerDone <- readEnriched(readCtx, consumer.Client, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
 		}
 		close(records)
 	}()
@@ -163,28 +163,6 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 		return segmentOutcome{}, fmt.Errorf("segment %d: %w", in.Segment, ctx.Err())
 	}
 	return s.outcome(), nil
-}
-
-// partitionConsumer reads partitions of topic from offsets (the start where
-// it has none), read_committed.
-func (a *Activities) partitionConsumer(topic string, offsets map[int32]int64, partitions []int32) (*kgo.Client, error) {
-	startOffsets := make(map[int32]kgo.Offset, len(partitions))
-	for _, p := range partitions {
-		if o, ok := offsets[p]; ok {
-			startOffsets[p] = kgo.NewOffset().At(o)
-		} else {
-			startOffsets[p] = kgo.NewOffset().AtStart()
-		}
-	}
-	return a.kafka.NewClient(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: startOffsets}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(500*time.Millisecond),
-		// A start offset outside the partition means the workflow's offsets
-		// do not belong to this topic; silently reading from the start or
-		// the end would deliver messages twice or never.
-		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-	)
 }
 
 // run loops until the input ended, no batch is in flight and every

@@ -47,7 +47,9 @@ func localStage(t *testing.T) *stage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deliverActs, err := deliver.New(conn, deliver.Config{
+	consumers := deliver.NewConsumerPool(conn)
+	t.Cleanup(consumers.Close)
+	deliverActs, err := deliver.New(conn, consumers, deliver.Config{
 		EndpointURL:       addrs.EndpointURL,
 		TokenURL:          addrs.TokenURL,
 		TokenClientID:     localstack.TokenClientID,

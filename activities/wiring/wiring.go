@@ -89,8 +89,9 @@ type Activities struct {
 	Results    *results.Activities
 	Notify     *notify.Activities
 
-	kafka  *kafkaeos.Conn
-	writer *produce.Writer
+	kafka     *kafkaeos.Conn
+	writer    *produce.Writer
+	consumers *deliver.ConsumerPool
 }
 
 // New builds the clients once. Without the Flink, endpoint or token
@@ -106,7 +107,8 @@ func New(cfg Config) (*Activities, error) {
 		kafka.Close()
 		return nil, err
 	}
-	deliverActs, err := deliver.New(kafka, deliver.Config{
+	consumers := deliver.NewConsumerPool(kafka)
+	deliverActs, err := deliver.New(kafka, consumers, deliver.Config{
 		EndpointURL:       cfg.EndpointURL,
 		TokenURL:          cfg.TokenURL,
 		TokenClientID:     cfg.TokenClientID,
@@ -148,6 +150,7 @@ func New(cfg Config) (*Activities, error) {
 		Notify:     notify.New(cfg.Notify, cfg.NotifyCounts),
 		kafka:      kafka,
 		writer:     writer,
+		consumers:  consumers,
 	}, nil
 }
 
@@ -175,6 +178,9 @@ func flinkClients(cfg Config) (*flinksql.Gateway, *flinksql.JobManager, error) {
 func (a *Activities) Close() {
 	if a.writer != nil {
 		a.writer.Close()
+	}
+	if a.consumers != nil {
+		a.consumers.Close()
 	}
 	if a.kafka != nil {
 		a.kafka.Close()

@@ -1,0 +1,120 @@
+package deliver
+
+import (
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowproof/flowproof/internal/kafkaeos"
+)
+
+// consumerPoolIdle caps the consumers a pool keeps between uses: a run's
+// delivery has a segment and the next one's plan reading at once, so two
+// per run in flight on the worker, and more are closed when given back.
+const consumerPoolIdle = 4
+
+// ConsumerPool lends read_committed partition consumers to plans and
+// segments and keeps them, with their broker connections, for the next
+// ones. A client built for each plan and each segment opened about ten
+// broker connections a segment, 2,800 a run, and on a secured cluster each
+// connection costs the brokers a TLS handshake and a SASL login. A pooled
+// consumer is still a client of its own that fetches from each leader
+// separately and hands on what arrives first; reading over the worker's
+// shared client instead made each round wait for the slowest leader
+// (docs/performance.md, "Delivery's segments").
+type ConsumerPool struct {
+	kafka *kafkaeos.Conn
+
+	mu     sync.Mutex
+	idle   []*kgo.Client
+	closed bool
+}
+
+// NewConsumerPool makes an empty pool over kafka's connection options.
+// Close releases the consumers it keeps.
+func NewConsumerPool(kafka *kafkaeos.Conn) *ConsumerPool {
+	return &ConsumerPool{kafka: kafka}
+}
+
+// partitionConsumer reads partitions of one topic from given offsets, until
+// it is given back to its pool.
+type partitionConsumer struct {
+	*kgo.Client
+	topic      string
+	partitions []int32
+	pool       *ConsumerPool
+}
+
+// take lends a consumer of partitions of topic, read_committed, from
+// offsets (the start of a partition that has none).
+func (p *ConsumerPool) take(topic string, offsets map[int32]int64, partitions []int32) (*partitionConsumer, error) {
+	client, err := p.idleOrNew()
+	if err != nil {
+		return nil, err
+	}
+	starts := make(map[int32]kgo.Offset, len(partitions))
+	for _, partition := range partitions {
+		if o, ok := offsets[partition]; ok {
+			starts[partition] = kgo.NewOffset().At(o)
+		} else {
+			starts[partition] = kgo.NewOffset().AtStart()
+		}
+	}
+	client.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: starts})
+	return &partitionConsumer{Client: client, topic: topic, partitions: partitions, pool: p}, nil
+}
+
+func (p *ConsumerPool) idleOrNew() (*kgo.Client, error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		client := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return client, nil
+	}
+	p.mu.Unlock()
+	return p.kafka.NewClient(
+		// A direct consumer of no partition yet; take adds them.
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		// A start offset outside the partition means the workflow's offsets
+		// do not belong to this topic; silently reading from the start or
+		// the end would deliver messages twice or never.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	)
+}
+
+// giveBack returns the consumer to its pool, forgetting its topic: the
+// fetches in flight for it are dropped, and so is what it buffered. A
+// consumer whose work failed is closed instead, so that a client in a
+// state nobody looked into never serves another segment.
+func (c *partitionConsumer) giveBack(failed bool) {
+	if !failed {
+		c.ResumeFetchPartitions(map[string][]int32{c.topic: c.partitions})
+		c.PurgeTopicsFromClient(c.topic)
+		c.pool.mu.Lock()
+		kept := !c.pool.closed && len(c.pool.idle) < consumerPoolIdle
+		if kept {
+			c.pool.idle = append(c.pool.idle, c.Client)
+		}
+		c.pool.mu.Unlock()
+		if kept {
+			return
+		}
+	}
+	c.Close()
+}
+
+// Close closes the kept consumers; those lent out are closed when given
+// back.
+func (p *ConsumerPool) Close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, client := range idle {
+		client.Close()
+	}
+}
