@@ -141,6 +141,11 @@ const (
 	// planned, and its token obtained, while the current one is sent):
 	// runs recorded before replay on the sequential loop.
 	overlappedSegmentsChange = "deliver-overlapped-segments"
+	// keptSegmentProducerChange gates the run's one transactional id for
+	// all its segments (deliver.DeliveryTransactionalID), under which a
+	// worker keeps its producer from one segment to the next: runs
+	// recorded before give each segment an id of its own.
+	keptSegmentProducerChange = "deliver-kept-segment-producer"
 )
 
 // deliverer is one run of DeliverWorkflow.
@@ -156,6 +161,9 @@ type deliverer struct {
 	// planned: each segment's extent is planned before it is sent, so a
 	// retried segment sends the same batches (see deliver.SegmentPlan).
 	planned bool
+	// keepsProducer: the segments commit under the run's one transactional
+	// id, so a worker keeps its producer between them.
+	keepsProducer bool
 
 	// next is the next segment's preparation, under way while the current
 	// segment is sent; nil when none is (runOverlapped only).
@@ -215,6 +223,7 @@ func newDeliverer(ctx workflow.Context, in DeliverInput) *deliverer {
 // continues as new when this workflow run has delivered its share.
 func (d *deliverer) run(ctx workflow.Context) (DeliverResult, error) {
 	d.planned = workflow.GetVersion(ctx, plannedSegmentsChange, workflow.DefaultVersion, 1) >= 1
+	d.keepsProducer = workflow.GetVersion(ctx, keptSegmentProducerChange, workflow.DefaultVersion, 1) >= 1
 	if d.planned && workflow.GetVersion(ctx, overlappedSegmentsChange, workflow.DefaultVersion, 1) >= 1 {
 		return d.runOverlapped(ctx)
 	}
@@ -477,10 +486,14 @@ func (d *deliverer) segmentActivity(ctx workflow.Context, want int, plan *delive
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, InitialInterval: 2 * time.Second},
 		Summary:             fmt.Sprintf("deliver segment %d/%d (%d messages)", segment+1, d.segments, want),
 	})
-	return workflow.ExecuteActivity(segCtx, deliverActs.DeliverSegment, deliver.SegmentInput{
+	in := deliver.SegmentInput{
 		Names: d.in.Names, Segment: segment, Offsets: d.state.Offsets, MaxMessages: want,
 		BatchSize: d.in.BatchSize, Token: d.state.Token, IdleTimeoutMillis: segmentIdle.Milliseconds(), Plan: plan,
-	})
+	}
+	if d.keepsProducer {
+		in.TransactionalID = deliver.DeliveryTransactionalID(d.in.Names)
+	}
+	return workflow.ExecuteActivity(segCtx, deliverActs.DeliverSegment, in)
 }
 
 // segmentDelivered counts a segment, notes a refused token and fails a

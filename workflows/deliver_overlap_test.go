@@ -194,6 +194,7 @@ func TestDeliverPreparesTheNextSegmentWhileSendingOne(t *testing.T) {
 		require.Equal(t, int64(i*10_000), in.Offsets[0], "segment %d starts where the one before stopped", i)
 		require.Equal(t, 10_000, in.Plan.Records)
 		require.Equal(t, fmt.Sprintf("token-%d", i), tokenOf(in), "segment %d has a token of its own", i)
+		require.Equal(t, deliver.DeliveryTransactionalID(in.Names), in.TransactionalID, "segment %d commits under the run's one id", i)
 	}
 }
 

@@ -70,13 +70,14 @@ type Activities struct {
 	token    tokenClient
 	endpoint endpointClient
 	accepted *acceptedLog
-	// consumers are lent to plans and segments.
-	consumers *ConsumerPool
+	// clients are the consumers and producers kept between plans and
+	// segments.
+	clients *Clients
 }
 
-// New builds the token and endpoint clients; plans and segments borrow
-// their consumers from consumers.
-func New(kafka *kafkaeos.Conn, consumers *ConsumerPool, cfg Config) (*Activities, error) {
+// New builds the token and endpoint clients; plans and segments take their
+// Kafka clients from clients, and put them back.
+func New(kafka *kafkaeos.Conn, clients *Clients, cfg Config) (*Activities, error) {
 	token, err := newTokenClient(cfg)
 	if err != nil {
 		return nil, err
@@ -85,7 +86,7 @@ func New(kafka *kafkaeos.Conn, consumers *ConsumerPool, cfg Config) (*Activities
 	if err != nil {
 		return nil, err
 	}
-	return &Activities{kafka: kafka, token: token, endpoint: endpoint, accepted: newAcceptedLog(kafka), consumers: consumers}, nil
+	return &Activities{kafka: kafka, token: token, endpoint: endpoint, accepted: newAcceptedLog(kafka), clients: clients}, nil
 }
 
 // SealedToken is a security token encrypted with the workers' token key, so
@@ -134,6 +135,28 @@ type SegmentInput struct {
 	// enriched message has arrived for that long (the segment then reports
 	// fewer messages).
 	IdleTimeoutMillis int64 `json:"idle_timeout_ms"`
+	// TransactionalID is the run's delivery's (DeliveryTransactionalID):
+	// every segment of the run commits under it, so a worker keeps its
+	// producer from one segment to the next. Empty (workflows started
+	// before): each segment has an id of its own.
+	TransactionalID string `json:"transactional_id,omitempty"`
+}
+
+// DeliveryTransactionalID is the transactional id of a run's delivery.
+// Every segment, and every attempt of each, commits under it, so a retry
+// fences its earlier attempt as with a segment's own id, provided the run
+// delivers one segment at a time.
+func DeliveryTransactionalID(names activities.RunNames) string {
+	return names.ResponsesTopic + ".delivery"
+}
+
+// transactionalID is the id the segment commits under: the run's
+// delivery's, or its own.
+func (in SegmentInput) transactionalID() string {
+	if in.TransactionalID != "" {
+		return in.TransactionalID
+	}
+	return fmt.Sprintf("%s.segment-%d", in.Names.ResponsesTopic, in.Segment)
 }
 
 // SegmentResult reports one segment.
@@ -177,16 +200,20 @@ func (a *Activities) DeliverSegment(ctx context.Context, in SegmentInput) (Segme
 	return a.deliverSegment(ctx, in, activities.ReporterOf(ctx), activity.GetInfo(ctx).Attempt)
 }
 
-func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep activities.Reporter, attempt int32) (SegmentResult, error) {
+func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep activities.Reporter, attempt int32) (_ SegmentResult, err error) {
 	partitions, topicID, err := a.prepareSegment(ctx, in)
 	if err != nil {
 		return SegmentResult{}, err
 	}
 	start := time.Now()
-	txnID := fmt.Sprintf("%s.segment-%d", in.Names.ResponsesTopic, in.Segment)
+	txnID := in.transactionalID()
 	key := segmentCommit{Format: commitMetadataFormat, Segment: in.Segment, Topic: topicID, From: offsetsFingerprint(in.Offsets)}
-	claim := a.claimSegment(ctx, in, txnID, key)
-	defer claim.close()
+	claim := a.claimSegment(ctx, in, txnID, key, a.keptProducer(in, txnID, attempt))
+	defer func() {
+		// Only a producer with no transaction open is kept: after a
+		// commit, or when there was nothing to commit.
+		claim.release(a.clients.producers, txnID, err == nil && in.TransactionalID != "")
+	}()
 	// committedEarlier waits for the claim and gives the result of an
 	// earlier attempt that committed the segment, if one did.
 	committedEarlier := func() (SegmentResult, bool, error) {
@@ -241,15 +268,47 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 		result.Rest = in.Plan.rest(result.Offsets, result.Delivered)
 	}
 	if len(outcome.accepted) > 0 {
-		if err := a.commitSegment(ctx, claim.producer, txnID, in, key, outcome, result); err != nil {
+		err := a.commitSegment(ctx, claim.producer, txnID, in, key, outcome, result)
+		if claim.kept && errors.Is(err, kafkaeos.ErrStaleProducer) {
+			// Another claim of the id since this worker's last segment (the
+			// segment before ran on another worker) fenced the kept producer
+			// before it wrote anything. Claimed anew, the id fences every
+			// attempt before; one of them may have committed the segment.
+			rep.Log.Info("the run's kept delivery producer was fenced by a newer claim of its id; claiming it anew",
+				"Segment", in.Segment, "TransactionalID", txnID, "Error", err)
+			claim.release(a.clients.producers, txnID, false)
+			claim = a.claimSegment(ctx, in, txnID, key, nil)
+			if done, found, err := committedEarlier(); err != nil || found {
+				return done, err
+			}
+			err = a.commitSegment(ctx, claim.producer, txnID, in, key, outcome, result)
+		}
+		if err != nil {
 			return SegmentResult{}, err
 		}
 	}
 	rep.Log.Info("segment delivered", "Segment", in.Segment, "Delivered", result.Delivered, "Batches", result.Batches,
 		"Retries", result.Retries, "TokenRejected", result.TokenRejected, "RejectReason", result.RejectReason,
-		"Took", time.Since(start), "Fence", claim.fenced.Sub(start), "Check", claim.checked.Sub(claim.fenced),
+		"Took", time.Since(start), "KeptProducer", claim.kept, "Fence", claim.fenced.Sub(start), "Check", claim.checked.Sub(claim.fenced),
 		"Send", sent.Sub(sending), "WaitForClaim", claimed.Sub(sent), "Commit", time.Since(claimed))
 	return result, nil
+}
+
+// keptProducer takes the producer this worker kept from the run's segment
+// before, if any, for a first attempt of a segment of a run whose segments
+// share one transactional id. A retry claims the id anew instead.
+func (a *Activities) keptProducer(in SegmentInput, txnID string, attempt int32) *kgo.Client {
+	if in.TransactionalID == "" {
+		return nil
+	}
+	kept := a.clients.producers.Take(txnID, responsesTxnTimeout)
+	if kept != nil && attempt > 1 {
+		// The retry's claim fences it anyway; closed now, it is not kept
+		// in place of the producer that claims.
+		kept.Close()
+		return nil
+	}
+	return kept
 }
 
 // segmentClaim is a segment's transactional producer claiming the
@@ -258,9 +317,15 @@ func (a *Activities) deliverSegment(ctx context.Context, in SegmentInput, rep ac
 // whether an earlier attempt committed the segment: in that order, so
 // that no earlier attempt can commit after the check. It runs while the
 // segment sends, and must be done before the segment commits or reports.
+//
+// A producer kept from the run's segment before has claimed the id
+// already, so the claim is only the check: every producer that claimed
+// the id before it is fenced, and one that claimed it since has fenced the
+// kept producer, whose commit is then refused at its first request.
 type segmentClaim struct {
 	done     chan struct{}
 	producer *kgo.Client
+	kept     bool
 	// committed is the earlier attempt's result when found.
 	committed SegmentResult
 	found     bool
@@ -269,12 +334,14 @@ type segmentClaim struct {
 	fenced, checked time.Time
 }
 
-func (a *Activities) claimSegment(ctx context.Context, in SegmentInput, txnID string, key segmentCommit) *segmentClaim {
-	c := &segmentClaim{done: make(chan struct{})}
+func (a *Activities) claimSegment(ctx context.Context, in SegmentInput, txnID string, key segmentCommit, kept *kgo.Client) *segmentClaim {
+	c := &segmentClaim{done: make(chan struct{}), producer: kept, kept: kept != nil}
 	go func() {
 		defer close(c.done)
-		if c.producer, c.err = a.fenceSegment(ctx, in.Segment, txnID, in.Names.ResponsesTopic); c.err != nil {
-			return
+		if c.producer == nil {
+			if c.producer, c.err = a.fenceSegment(ctx, in.Segment, txnID, in.Names.ResponsesTopic); c.err != nil {
+				return
+			}
 		}
 		c.fenced = time.Now()
 		c.committed, c.found, c.err = a.committedSegment(ctx, in, key)
@@ -290,12 +357,18 @@ func (c *segmentClaim) result() (SegmentResult, bool, error) {
 	return c.committed, c.found, c.err
 }
 
-// close waits for the claim and closes its producer.
-func (c *segmentClaim) close() {
+// release waits for the claim, then keeps its producer in producers for
+// the run's next segment, or closes it.
+func (c *segmentClaim) release(producers *kafkaeos.KeptProducers, txnID string, keep bool) {
 	<-c.done
-	if c.producer != nil {
+	switch {
+	case c.producer == nil:
+	case keep:
+		producers.Put(txnID, responsesTxnTimeout, c.producer)
+	default:
 		c.producer.Close()
 	}
+	c.producer = nil
 }
 
 // prepareSegment checks the input and the worker's settings and lists the

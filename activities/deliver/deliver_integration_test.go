@@ -48,13 +48,13 @@ func deliverITActivities(t *testing.T) *Activities {
 }
 
 // deliverITActivitiesWith builds Activities for the local stack with cfg,
-// over a connection and a consumer pool of their own.
+// over a connection and kept clients of their own.
 func deliverITActivitiesWith(t *testing.T, cfg Config) *Activities {
 	t.Helper()
 	conn := activitytest.Conn(t)
-	consumers := NewConsumerPool(conn)
-	t.Cleanup(consumers.Close)
-	a, err := New(conn, consumers, cfg)
+	clients := NewClients(conn)
+	t.Cleanup(clients.Close)
+	a, err := New(conn, clients, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 	if err != nil {
 		return SegmentPlan{}, err
 	}
-	consumer, err := a.consumers.take(in.Names.EnrichedTopic, in.Offsets, partitions)
+	consumer, err := a.clients.consumers.take(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
 		return SegmentPlan{}, err
 	}

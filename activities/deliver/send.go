@@ -116,7 +116,7 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 		}
 		partitions = planned
 	}
-	consumer, err := a.consumers.take(in.Names.EnrichedTopic, in.Offsets, partitions)
+	consumer, err := a.clients.consumers.take(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
 		return segmentOutcome{}, err
 	}

@@ -47,9 +47,9 @@ func localStage(t *testing.T) *stage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consumers := deliver.NewConsumerPool(conn)
-	t.Cleanup(consumers.Close)
-	deliverActs, err := deliver.New(conn, consumers, deliver.Config{
+	deliverClients := deliver.NewClients(conn)
+	t.Cleanup(deliverClients.Close)
+	deliverActs, err := deliver.New(conn, deliverClients, deliver.Config{
 		EndpointURL:       addrs.EndpointURL,
 		TokenURL:          addrs.TokenURL,
 		TokenClientID:     localstack.TokenClientID,

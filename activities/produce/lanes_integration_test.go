@@ -22,12 +22,7 @@ func laneInput(names activities.RunNames, chunk int, rate float64) ChunkInput {
 
 // keptProducer is the producer w keeps for in's lane, nil if none.
 func keptProducer(w *Writer, in ChunkInput) *kgo.Client {
-	w.producers.mu.Lock()
-	defer w.producers.mu.Unlock()
-	if kept := w.producers.idle[in.TransactionalID]; kept != nil {
-		return kept.client
-	}
-	return nil
+	return w.producers.Kept(in.TransactionalID)
 }
 
 func writeLaneChunk(t *testing.T, w *Writer, in ChunkInput) ChunkResult {

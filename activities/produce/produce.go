@@ -60,21 +60,24 @@ type Activities struct {
 // activities).
 func New(writer *Writer) *Activities { return &Activities{writer: writer} }
 
+// laneIdleFor is how long a lane's producer is kept without a chunk.
+const laneIdleFor = 2 * time.Minute
+
 // Writer writes chunks, each in a Kafka transaction of its own. It keeps a
 // lane's transactional producer from one of the lane's chunks to the next.
 type Writer struct {
 	kafka     *kafkaeos.Conn
-	producers *laneProducers
+	producers *kafkaeos.KeptProducers
 }
 
 // NewWriter returns a chunk writer on kafka.
 func NewWriter(kafka *kafkaeos.Conn) *Writer {
-	return &Writer{kafka: kafka, producers: newLaneProducers(laneIdleFor)}
+	return &Writer{kafka: kafka, producers: kafkaeos.NewKeptProducers(laneIdleFor)}
 }
 
 // Close closes the producers kept for lanes; the Kafka connection is the
 // caller's.
-func (w *Writer) Close() { w.producers.close() }
+func (w *Writer) Close() { w.producers.Close() }
 
 // ChunkInput is one resumable unit of production: messages
 // FirstSeq .. FirstSeq+Count-1, written in one Kafka transaction.
@@ -145,7 +148,7 @@ func (w *Writer) WriteChunk(ctx context.Context, in ChunkInput, retry bool, rep 
 	txnID, timeout := in.transactionalID(), transactionTimeout(in)
 	var producer *kgo.Client
 	if in.TransactionalID != "" {
-		producer = w.producers.take(txnID, timeout)
+		producer = w.producers.Take(txnID, timeout)
 	}
 	if producer != nil && retry {
 		// The claim below fences it anyway; closed now, it is not kept
@@ -162,7 +165,7 @@ func (w *Writer) WriteChunk(ctx context.Context, in ChunkInput, retry bool, rep 
 			}
 		}
 		result, err := writeClaimedChunk(ctx, w.kafka, producer, in, &progress, rep.Log)
-		if kept && errors.Is(err, errStaleProducer) {
+		if kept && errors.Is(err, kafkaeos.ErrStaleProducer) {
 			rep.Log.Info("the lane's kept producer was fenced by a newer claim of its id; claiming it anew",
 				"Chunk", in.Chunk, "TransactionalID", txnID, "Error", err)
 			producer.Close()
@@ -174,7 +177,7 @@ func (w *Writer) WriteChunk(ctx context.Context, in ChunkInput, retry bool, rep 
 			return ChunkResult{}, err
 		}
 		if in.TransactionalID != "" {
-			w.producers.put(txnID, timeout, producer)
+			w.producers.Put(txnID, timeout, producer)
 		} else {
 			producer.Close()
 		}
@@ -187,11 +190,6 @@ func (w *Writer) WriteChunk(ctx context.Context, in ChunkInput, retry bool, rep 
 		return result, nil
 	}
 }
-
-// errStaleProducer marks a chunk refused at its first request because its
-// producer's claim of the transactional id is no longer the newest: nothing
-// of the chunk was written.
-var errStaleProducer = errors.New("producer fenced before writing")
 
 // writeClaimedChunk writes the chunk with producer, which has claimed the
 // chunk's transactional id and has no transaction open: it reads the
@@ -212,7 +210,7 @@ func writeClaimedChunk(ctx context.Context, kafka *kafkaeos.Conn, producer *kgo.
 	}
 	if err := addChunkPartitions(ctx, kafka, producer, in); err != nil {
 		if kafkaeos.Fenced(err) {
-			return ChunkResult{}, fmt.Errorf("chunk %d: %w: %w", in.Chunk, errStaleProducer, err)
+			return ChunkResult{}, fmt.Errorf("chunk %d: %w: %w", in.Chunk, kafkaeos.ErrStaleProducer, err)
 		}
 		return ChunkResult{}, abortChunk(ctx, producer, in.Chunk, err, logger)
 	}

@@ -89,9 +89,9 @@ type Activities struct {
 	Results    *results.Activities
 	Notify     *notify.Activities
 
-	kafka     *kafkaeos.Conn
-	writer    *produce.Writer
-	consumers *deliver.ConsumerPool
+	kafka          *kafkaeos.Conn
+	writer         *produce.Writer
+	deliverClients *deliver.Clients
 }
 
 // New builds the clients once. Without the Flink, endpoint or token
@@ -107,8 +107,8 @@ func New(cfg Config) (*Activities, error) {
 		kafka.Close()
 		return nil, err
 	}
-	consumers := deliver.NewConsumerPool(kafka)
-	deliverActs, err := deliver.New(kafka, consumers, deliver.Config{
+	deliverClients := deliver.NewClients(kafka)
+	deliverActs, err := deliver.New(kafka, deliverClients, deliver.Config{
 		EndpointURL:       cfg.EndpointURL,
 		TokenURL:          cfg.TokenURL,
 		TokenClientID:     cfg.TokenClientID,
@@ -140,17 +140,17 @@ func New(cfg Config) (*Activities, error) {
 			EndpointURL:   cfg.EndpointURL,
 			TokenURL:      cfg.TokenURL,
 		}),
-		KafkaAdmin: kafkaadmin.New(kafka, jobs),
-		Flink:      flink.New(cfg.FlinkKafka, gateway, jobs),
-		Produce:    produce.New(writer),
-		Deliver:    deliverActs,
-		Verify:     verifyActs,
-		RunMetrics: runmetrics.New(recorder),
-		Results:    results.New(results.NewStore(kafka, cfg.ResultsTopic)),
-		Notify:     notify.New(cfg.Notify, cfg.NotifyCounts),
-		kafka:      kafka,
-		writer:     writer,
-		consumers:  consumers,
+		KafkaAdmin:     kafkaadmin.New(kafka, jobs),
+		Flink:          flink.New(cfg.FlinkKafka, gateway, jobs),
+		Produce:        produce.New(writer),
+		Deliver:        deliverActs,
+		Verify:         verifyActs,
+		RunMetrics:     runmetrics.New(recorder),
+		Results:        results.New(results.NewStore(kafka, cfg.ResultsTopic)),
+		Notify:         notify.New(cfg.Notify, cfg.NotifyCounts),
+		kafka:          kafka,
+		writer:         writer,
+		deliverClients: deliverClients,
 	}, nil
 }
 
@@ -179,8 +179,8 @@ func (a *Activities) Close() {
 	if a.writer != nil {
 		a.writer.Close()
 	}
-	if a.consumers != nil {
-		a.consumers.Close()
+	if a.deliverClients != nil {
+		a.deliverClients.Close()
 	}
 	if a.kafka != nil {
 		a.kafka.Close()

@@ -14,27 +14,47 @@ import (
 // per run in flight on the worker, and more are closed when given back.
 const consumerPoolIdle = 4
 
-// ConsumerPool lends read_committed partition consumers to plans and
-// segments and keeps them, with their broker connections, for the next
-// ones. A client built for each plan and each segment opened about ten
+// segmentProducerIdleFor is how long a run's delivery producer is kept
+// without a segment: far longer than a wait for the next plan or token.
+const segmentProducerIdleFor = 2 * time.Minute
+
+// Clients are the Kafka clients a worker keeps from one plan or segment to
+// the next: building a client per plan and per segment opened about ten
 // broker connections a segment, 2,800 a run, and on a secured cluster each
-// connection costs the brokers a TLS handshake and a SASL login. A pooled
-// consumer is still a client of its own that fetches from each leader
-// separately and hands on what arrives first; reading over the worker's
-// shared client instead made each round wait for the slowest leader
-// (docs/performance.md, "Delivery's segments").
-type ConsumerPool struct {
+// connection costs the brokers a TLS handshake and a SASL login. Close
+// releases them.
+type Clients struct {
+	consumers *consumerPool
+	producers *kafkaeos.KeptProducers
+}
+
+// NewClients keeps no client yet; they are built with kafka's connection
+// options.
+func NewClients(kafka *kafkaeos.Conn) *Clients {
+	return &Clients{
+		consumers: &consumerPool{kafka: kafka},
+		producers: kafkaeos.NewKeptProducers(segmentProducerIdleFor),
+	}
+}
+
+// Close closes the kept clients; those in use are closed when their plan
+// or segment ends.
+func (c *Clients) Close() {
+	c.consumers.close()
+	c.producers.Close()
+}
+
+// consumerPool lends read_committed partition consumers to plans and
+// segments. A pooled consumer is still a client of its own that fetches
+// from each leader separately and hands on what arrives first; reading
+// over the worker's shared client instead made each round wait for the
+// slowest leader (docs/performance.md, "Delivery's segments").
+type consumerPool struct {
 	kafka *kafkaeos.Conn
 
 	mu     sync.Mutex
 	idle   []*kgo.Client
 	closed bool
-}
-
-// NewConsumerPool makes an empty pool over kafka's connection options.
-// Close releases the consumers it keeps.
-func NewConsumerPool(kafka *kafkaeos.Conn) *ConsumerPool {
-	return &ConsumerPool{kafka: kafka}
 }
 
 // partitionConsumer reads partitions of one topic from given offsets, until
@@ -43,12 +63,12 @@ type partitionConsumer struct {
 	*kgo.Client
 	topic      string
 	partitions []int32
-	pool       *ConsumerPool
+	pool       *consumerPool
 }
 
 // take lends a consumer of partitions of topic, read_committed, from
 // offsets (the start of a partition that has none).
-func (p *ConsumerPool) take(topic string, offsets map[int32]int64, partitions []int32) (*partitionConsumer, error) {
+func (p *consumerPool) take(topic string, offsets map[int32]int64, partitions []int32) (*partitionConsumer, error) {
 	client, err := p.idleOrNew()
 	if err != nil {
 		return nil, err
@@ -65,7 +85,7 @@ func (p *ConsumerPool) take(topic string, offsets map[int32]int64, partitions []
 	return &partitionConsumer{Client: client, topic: topic, partitions: partitions, pool: p}, nil
 }
 
-func (p *ConsumerPool) idleOrNew() (*kgo.Client, error) {
+func (p *consumerPool) idleOrNew() (*kgo.Client, error) {
 	p.mu.Lock()
 	if n := len(p.idle); n > 0 {
 		client := p.idle[n-1]
@@ -107,9 +127,9 @@ func (c *partitionConsumer) giveBack(failed bool) {
 	c.Close()
 }
 
-// Close closes the kept consumers; those lent out are closed when given
+// close closes the kept consumers; those lent out are closed when given
 // back.
-func (p *ConsumerPool) Close() {
+func (p *consumerPool) close() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true

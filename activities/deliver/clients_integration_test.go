@@ -23,7 +23,7 @@ func TestAPooledConsumerReadsOnlyFromItsNextStarts(t *testing.T) {
 
 	// What each partition holds, read by a consumer of its own.
 	truth := make(map[int32][]int64)
-	first, err := a.consumers.take(topic, nil, partitions)
+	first, err := a.clients.consumers.take(topic, nil, partitions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestAPooledConsumerReadsOnlyFromItsNextStarts(t *testing.T) {
 
 	// A use that leaves records buffered and a partition paused, as a plan
 	// that is full and a segment that read a partition's last record do.
-	use, err := a.consumers.take(topic, startsAt(10), partitions)
+	use, err := a.clients.consumers.take(topic, startsAt(10), partitions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestAPooledConsumerReadsOnlyFromItsNextStarts(t *testing.T) {
 	use.giveBack(false)
 
 	for _, from := range []int{300, 100} {
-		next, err := a.consumers.take(topic, startsAt(from), partitions)
+		next, err := a.clients.consumers.take(topic, startsAt(from), partitions)
 		if err != nil {
 			t.Fatal(err)
 		}

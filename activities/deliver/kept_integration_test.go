@@ -1,0 +1,130 @@
+//go:build integration
+
+package deliver
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowproof/flowproof/activities"
+	"github.com/flowproof/flowproof/activities/internal/activitytest"
+	"github.com/flowproof/flowproof/internal/localstack"
+)
+
+// keptSegments is a run's delivery on two workers (A and B, with the same
+// token key) in segments of keptSegmentMessages, each committed under the
+// run's one transactional id.
+type keptSegments struct {
+	t        *testing.T
+	names    activities.RunNames
+	a, b     *Activities
+	token    SealedToken
+	offsets  map[int32]int64
+	segments []SegmentResult
+}
+
+const keptSegmentMessages = deliverITMessages / 5
+
+func newKeptSegments(t *testing.T) *keptSegments {
+	addrs := localstack.FromEnv()
+	cfg := Config{
+		EndpointURL: addrs.EndpointURL, TokenURL: addrs.TokenURL,
+		TokenClientID: localstack.TokenClientID, TokenClientSecret: activitytest.ClientSecret(),
+		TokenKey: activitytest.TokenKey(t, TokenKeyBytes),
+	}
+	k := &keptSegments{t: t, names: deliverITNames(t, "kept"), a: deliverITActivitiesWith(t, cfg), b: deliverITActivitiesWith(t, cfg)}
+	deliverITTopics(t, k.a, k.names)
+	fillEnriched(t, k.a, k.names, deliverITMessages)
+	k.token = obtainToken(t, deliverITEnv(k.a), k.a, ObtainTokenInput{})
+	return k
+}
+
+// input is segment's input from the given offsets.
+func (k *keptSegments) input(segment int, offsets map[int32]int64) SegmentInput {
+	return SegmentInput{
+		Names: k.names, Segment: segment, Offsets: offsets, MaxMessages: keptSegmentMessages,
+		BatchSize: deliverITBatchSize, Token: k.token, IdleTimeoutMillis: 3000,
+		TransactionalID: DeliveryTransactionalID(k.names),
+	}
+}
+
+// next delivers the run's next segment on worker w, as a first attempt.
+func (k *keptSegments) next(w *Activities) SegmentResult {
+	k.t.Helper()
+	res, err := w.deliverSegment(context.Background(), k.input(len(k.segments), k.offsets), activities.Reporter{Log: activitytest.Discard}, 1)
+	if err != nil {
+		k.t.Fatalf("segment %d: %v", len(k.segments), err)
+	}
+	if res.Delivered != keptSegmentMessages || res.TokenRejected {
+		k.t.Fatalf("segment %d: %+v, want %d delivered", len(k.segments), res, keptSegmentMessages)
+	}
+	k.segments = append(k.segments, res)
+	k.offsets = res.Offsets
+	return res
+}
+
+func (k *keptSegments) kept(w *Activities) *kgo.Client {
+	return w.clients.producers.Kept(DeliveryTransactionalID(k.names))
+}
+
+// checkDelivered checks that the responses topic holds each batch of the
+// segments delivered once, and the group the last segment's offsets.
+func (k *keptSegments) checkDelivered() {
+	k.t.Helper()
+	want := len(k.segments) * keptSegmentMessages / deliverITBatchSize
+	batches, seqs := responsesSeen(k.t, k.a, k.names, want)
+	if batches != want || len(seqs) != len(k.segments)*keptSegmentMessages {
+		k.t.Errorf("responses: %d batches and %d seqs, want %d and %d", batches, len(seqs), want, len(k.segments)*keptSegmentMessages)
+	}
+	checkGroupOffsets(k.t, k.a, k.names, k.offsets, len(k.segments)-1)
+}
+
+func TestARunsSegmentsKeepTheirProducer(t *testing.T) {
+	k := newKeptSegments(t)
+	k.next(k.a)
+	first := k.kept(k.a)
+	if first == nil {
+		t.Fatal("no producer kept after the run's first segment")
+	}
+	k.next(k.a)
+	if kept := k.kept(k.a); kept != first {
+		t.Fatal("the run's second segment did not keep using the producer of its first")
+	}
+	k.checkDelivered()
+}
+
+// TestKeptSegmentProducerFencedElsewhereClaimsAnew forces the moment a kept
+// producer is stale: worker A keeps the run's producer from segment 0, then
+// segment 1 runs on worker B, whose claim of the id fences A's kept
+// producer. Segment 2 on A sends its batches, must find its commit refused
+// before it writes, claim the id anew and commit. Then segment 2 runs
+// again on A as a reset workflow's first attempt would, with the producer
+// kept from its first run and no claim: it must find itself committed and
+// commit nothing.
+func TestKeptSegmentProducerFencedElsewhereClaimsAnew(t *testing.T) {
+	k := newKeptSegments(t)
+	k.next(k.a)
+	stale := k.kept(k.a)
+	k.next(k.b)
+	k.next(k.a)
+	kept := k.kept(k.a)
+	if kept == nil || kept == stale {
+		t.Fatal("worker A kept no producer, or the stale one, after claiming the id anew")
+	}
+	k.checkDelivered()
+
+	again, err := k.a.deliverSegment(context.Background(), k.input(2, k.segments[1].Offsets), activities.Reporter{Log: activitytest.Discard}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Delivered != k.segments[2].Delivered || fmt.Sprint(again.Offsets) != fmt.Sprint(k.segments[2].Offsets) {
+		t.Fatalf("segment 2 run again returned %+v, want its committed result %+v", again, k.segments[2])
+	}
+	if k.kept(k.a) != kept {
+		t.Error("segment 2 run again did not use, and keep, the producer kept from its first run")
+	}
+	k.checkDelivered()
+}
