@@ -138,8 +138,13 @@ func kafkaRequestsBetween(before, after map[string]brokerRequests) ([]requestCou
 }
 
 // kafkaRequestsShown is how many request types the report names; the
-// rest are summed up as "other".
+// rest are summed up as "other", except kafkaConnectionsRequest.
 const kafkaRequestsShown = 6
+
+// kafkaConnectionsRequest is named whatever its rank: a client sends it
+// first on every new connection, so it counts the connections the brokers
+// accepted, each a TLS handshake and a SASL login on a secured cluster.
+const kafkaConnectionsRequest = "ApiVersions"
 
 // kafkaRequestsLine is the report's line of the brokers' requests;
 // messages > 0 adds the count per 1,000 messages of the run.
@@ -155,7 +160,7 @@ func kafkaRequestsLine(counts []requestCount, messages int64) string {
 	var parts []string
 	var other float64
 	for i, c := range counts {
-		if i < kafkaRequestsShown {
+		if i < kafkaRequestsShown || c.Request == kafkaConnectionsRequest {
 			parts = append(parts, c.Request+" "+commas(int64(c.Count)))
 		} else {
 			other += c.Count

@@ -80,11 +80,11 @@ func TestKafkaRequestsBetweenSumsTheBrokersMostFirstAndRefusesARestart(t *testin
 	}
 }
 
-func TestKafkaRequestsLineNamesTheLargestAndSumsTheRest(t *testing.T) {
+func TestKafkaRequestsLineNamesTheLargestAndTheConnectionsAndSumsTheRest(t *testing.T) {
 	counts := []requestCount{{"FetchFollower", 9000}, {"FetchConsumer", 4000}, {"Produce", 3000},
-		{"Metadata", 500}, {"EndTxn", 200}, {"AddPartitionsToTxn", 200}, {"Heartbeat", 70}, {"OffsetFetch", 30}}
+		{"Metadata", 500}, {"EndTxn", 200}, {"AddPartitionsToTxn", 200}, {"Heartbeat", 70}, {"ApiVersions", 40}, {"OffsetFetch", 30}}
 	got := kafkaRequestsLine(counts, 1_000_000)
-	want := "kafka requests through the run, all brokers: 17,000 (17.0 a 1,000 messages): FetchFollower 9,000, FetchConsumer 4,000, Produce 3,000, Metadata 500, EndTxn 200, AddPartitionsToTxn 200, other 100"
+	want := "kafka requests through the run, all brokers: 17,040 (17.0 a 1,000 messages): FetchFollower 9,000, FetchConsumer 4,000, Produce 3,000, Metadata 500, EndTxn 200, AddPartitionsToTxn 200, ApiVersions 40, other 100"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
