@@ -142,8 +142,9 @@ func kafkaRequestsBetween(before, after map[string]brokerRequests) ([]requestCou
 const kafkaRequestsShown = 6
 
 // kafkaConnectionsRequest is named whatever its rank: a client sends it
-// first on every new connection, so it counts the connections the brokers
-// accepted, each a TLS handshake and a SASL login on a secured cluster.
+// first on every new connection, so on a plaintext listener it counts the
+// connections the brokers accepted (on a SASL listener the broker answers
+// it inside the authentication, outside the request metrics).
 const kafkaConnectionsRequest = "ApiVersions"
 
 // kafkaRequestsLine is the report's line of the brokers' requests;
