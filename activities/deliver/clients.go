@@ -1,11 +1,17 @@
 package deliver
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/temporal"
 
+	"github.com/flowproof/flowproof/internal/errtype"
 	"github.com/flowproof/flowproof/internal/kafkaeos"
 )
 
@@ -60,7 +66,7 @@ type consumerPool struct {
 // partitionConsumer reads partitions of one topic from given offsets, until
 // it is given back to its pool.
 type partitionConsumer struct {
-	*kgo.Client
+	client     *kgo.Client
 	topic      string
 	partitions []int32
 	pool       *consumerPool
@@ -82,7 +88,7 @@ func (p *consumerPool) take(topic string, offsets map[int32]int64, partitions []
 		}
 	}
 	client.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: starts})
-	return &partitionConsumer{Client: client, topic: topic, partitions: partitions, pool: p}, nil
+	return &partitionConsumer{client: client, topic: topic, partitions: partitions, pool: p}, nil
 }
 
 func (p *consumerPool) idleOrNew() (*kgo.Client, error) {
@@ -112,19 +118,59 @@ func (p *consumerPool) idleOrNew() (*kgo.Client, error) {
 // state nobody looked into never serves another segment.
 func (c *partitionConsumer) giveBack(failed bool) {
 	if !failed {
-		c.ResumeFetchPartitions(map[string][]int32{c.topic: c.partitions})
-		c.PurgeTopicsFromClient(c.topic)
+		c.client.ResumeFetchPartitions(map[string][]int32{c.topic: c.partitions})
+		c.client.PurgeTopicsFromClient(c.topic)
 		c.pool.mu.Lock()
 		kept := !c.pool.closed && len(c.pool.idle) < consumerPoolIdle
 		if kept {
-			c.pool.idle = append(c.pool.idle, c.Client)
+			c.pool.idle = append(c.pool.idle, c.client)
 		}
 		c.pool.mu.Unlock()
 		if kept {
 			return
 		}
 	}
-	c.Close()
+	c.client.Close()
+}
+
+// pause stops reading partitions until the consumer is given back.
+func (c *partitionConsumer) pause(partitions []int32) {
+	c.client.PauseFetchPartitions(map[string][]int32{c.topic: partitions})
+}
+
+// poll polls up to maxRecords committed records (0: no limit), waiting until
+// deadline (zero: no limit) for the first; it returns none when the
+// deadline passed, and ctx's error when ctx ended.
+func (c *partitionConsumer) poll(ctx context.Context, maxRecords int, deadline time.Time) ([]*kgo.Record, error) {
+	for {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			pollCtx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		fetches := c.client.PollRecords(pollCtx, maxRecords)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var fetchErr error
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if fetchErr == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				fetchErr = fmt.Errorf("fetch %s[%d]: %w", topic, partition, err)
+			}
+		})
+		if errors.Is(fetchErr, kerr.OffsetOutOfRange) {
+			return nil, temporal.NewNonRetryableApplicationError(fetchErr.Error()+"; the segment's start offsets are outside the topic", errtype.OffsetOutOfRange, fetchErr)
+		}
+		if fetchErr != nil {
+			return nil, fetchErr
+		}
+		if recs := fetches.Records(); len(recs) > 0 {
+			return recs, nil
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return nil, nil
+		}
+	}
 }
 
 // close closes the kept consumers; those lent out are closed when given

@@ -48,15 +48,15 @@ func TestAPooledConsumerReadsOnlyFromItsNextStarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if use.Client != first.Client {
+	if use.client != first.client {
 		t.Fatal("the pool built a new consumer although one was given back")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if recs, err := pollCommitted(ctx, use.Client, 1, time.Time{}); err != nil || len(recs) != 1 {
+	if recs, err := use.poll(ctx, 1, time.Time{}); err != nil || len(recs) != 1 {
 		t.Fatalf("poll: %d records, err %v", len(recs), err)
 	}
-	use.PauseFetchPartitions(map[string][]int32{topic: {0}})
+	use.pause([]int32{0})
 	use.giveBack(false)
 
 	for _, from := range []int{300, 100} {
@@ -64,7 +64,7 @@ func TestAPooledConsumerReadsOnlyFromItsNextStarts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if next.Client != first.Client {
+		if next.client != first.client {
 			t.Fatal("the pool built a new consumer although one was given back")
 		}
 		got := make(map[int32][]int64)
@@ -86,7 +86,7 @@ func readOffsets(t *testing.T, consumer *partitionConsumer, into map[int32][]int
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for read := 0; read < n; {
-		recs, err := pollCommitted(ctx, consumer.Client, n-read, time.Time{})
+		recs, err := consumer.poll(ctx, n-read, time.Time{})
 		if err != nil {
 			t.Fatalf("after %d of %d records: %v", read, n, err)
 		}

@@ -129,9 +129,6 @@ func (a *Activities) commitSegment(ctx context.Context, producer *kgo.Client, tx
 		}
 	}()
 	if err := a.addResponsesPartitions(ctx, producer, txnID, in.Names.ResponsesTopic, records); err != nil {
-		if kafkaeos.Fenced(err) {
-			return fmt.Errorf("segment %d: %w: %w", in.Segment, kafkaeos.ErrStaleProducer, err)
-		}
 		return fmt.Errorf("segment %d: %w", in.Segment, err)
 	}
 	if err := producer.ProduceSync(ctx, records...).FirstErr(); err != nil {

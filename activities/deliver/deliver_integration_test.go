@@ -37,14 +37,20 @@ const (
 // random token key.
 func deliverITActivities(t *testing.T) *Activities {
 	t.Helper()
+	return deliverITActivitiesWith(t, deliverITConfig(t))
+}
+
+// deliverITConfig is the local stack's endpoint and token service, with a
+// fresh random token key.
+func deliverITConfig(t *testing.T) Config {
 	addrs := localstack.FromEnv()
-	return deliverITActivitiesWith(t, Config{
+	return Config{
 		EndpointURL:       addrs.EndpointURL,
 		TokenURL:          addrs.TokenURL,
 		TokenClientID:     localstack.TokenClientID,
 		TokenClientSecret: activitytest.ClientSecret(),
 		TokenKey:          activitytest.TokenKey(t, TokenKeyBytes),
-	})
+	}
 }
 
 // deliverITActivitiesWith builds Activities for the local stack with cfg,

@@ -11,7 +11,6 @@ import (
 
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
-	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 // keptSegments is a run's delivery on two workers (A and B, with the same
@@ -29,12 +28,7 @@ type keptSegments struct {
 const keptSegmentMessages = deliverITMessages / 5
 
 func newKeptSegments(t *testing.T) *keptSegments {
-	addrs := localstack.FromEnv()
-	cfg := Config{
-		EndpointURL: addrs.EndpointURL, TokenURL: addrs.TokenURL,
-		TokenClientID: localstack.TokenClientID, TokenClientSecret: activitytest.ClientSecret(),
-		TokenKey: activitytest.TokenKey(t, TokenKeyBytes),
-	}
+	cfg := deliverITConfig(t)
 	k := &keptSegments{t: t, names: deliverITNames(t, "kept"), a: deliverITActivitiesWith(t, cfg), b: deliverITActivitiesWith(t, cfg)}
 	deliverITTopics(t, k.a, k.names)
 	fillEnriched(t, k.a, k.names, deliverITMessages)

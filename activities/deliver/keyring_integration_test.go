@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
-	"github.com/flowproof/flowproof/internal/localstack"
 )
 
 // A token sealed by a worker with key A reaches a worker that holds only
@@ -19,13 +18,8 @@ import (
 // token is renewed (sealed with B) and the plan is delivered in full, each
 // message once.
 func TestDeliverSegmentRenewsATokenSealedWithAnUnknownKey(t *testing.T) {
-	sealer := deliverITActivities(t) // key A
-	addrs := localstack.FromEnv()
-	deliverer := deliverITActivitiesWith(t, Config{
-		EndpointURL: addrs.EndpointURL, TokenURL: addrs.TokenURL,
-		TokenClientID: localstack.TokenClientID, TokenClientSecret: activitytest.ClientSecret(),
-		TokenKey: activitytest.TokenKey(t, TokenKeyBytes), // key B
-	})
+	sealer := deliverITActivities(t)    // key A
+	deliverer := deliverITActivities(t) // key B
 	names := deliverITNames(t, "keyring")
 	deliverITTopics(t, deliverer, names)
 	fillEnriched(t, deliverer, names, deliverITMessages)

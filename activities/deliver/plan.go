@@ -118,7 +118,7 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 	}
 	consumer, err := a.clients.consumers.take(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
-		return SegmentPlan{}, err
+		return SegmentPlan{}, fmt.Errorf("plan segment %d: %w", in.Segment, err)
 	}
 
 	start := time.Now()
@@ -141,7 +141,7 @@ func (a *Activities) planSegment(ctx context.Context, in PlanSegmentInput, rep a
 		if planner.records == 0 {
 			wait = idle
 		}
-		recs, err := pollCommitted(ctx, consumer.Client, in.MaxMessages-planner.records, lastArrival.Add(wait))
+		recs, err := consumer.poll(ctx, in.MaxMessages-planner.records, lastArrival.Add(wait))
 		if err != nil {
 			return SegmentPlan{}, annotate(err, fmt.Sprintf("plan segment %d", in.Segment))
 		}
@@ -271,9 +271,9 @@ func (r *planReader) mismatch(what string) error {
 // readPlanned reads the plan's records and sends them to out, in fetch
 // order; it pauses each partition once its last planned record was read and
 // returns nil when all were.
-func readPlanned(ctx context.Context, consumer *kgo.Client, topic string, reader *planReader, out chan<- []*kgo.Record) error {
+func readPlanned(ctx context.Context, consumer *partitionConsumer, reader *planReader, out chan<- []*kgo.Record) error {
 	for !reader.done() {
-		recs, err := pollCommitted(ctx, consumer, 0, time.Time{})
+		recs, err := consumer.poll(ctx, 0, time.Time{})
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
@@ -292,7 +292,7 @@ func readPlanned(ctx context.Context, consumer *kgo.Client, topic string, reader
 			}
 		}
 		if len(finished) > 0 {
-			consumer.PauseFetchPartitions(map[string][]int32{topic: finished})
+			consumer.pause(finished)
 		}
 		if len(planned) == 0 {
 			continue

@@ -2,13 +2,11 @@ package deliver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -118,7 +116,7 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 	}
 	consumer, err := a.clients.consumers.take(in.Names.EnrichedTopic, in.Offsets, partitions)
 	if err != nil {
-		return segmentOutcome{}, err
+		return segmentOutcome{}, fmt.Errorf("segment %d: %w", in.Segment, err)
 	}
 	defer func() { consumer.giveBack(err != nil) }()
 
@@ -146,9 +144,9 @@ func (a *Activities) sendSegment(ctx context.Context, in SegmentInput, bearer st
 	readerDone := make(chan error, 1)
 	go func() {
 		if reader != nil {
-			readerDone <- readPlanned(readCtx, consumer.Client, in.Names.EnrichedTopic, reader, records)
+			readerDone <- readPlanned(readCtx, consumer, reader, records)
 		} else {
-			readerDone <- readEnriched(readCtx, consumer.Client, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
+			readerDone <- readEnriched(readCtx, consumer, in.MaxMessages, time.Duration(in.IdleTimeoutMillis)*time.Millisecond, records)
 		}
 		close(records)
 	}()
@@ -331,14 +329,14 @@ func (s *segmentSender) outcome() segmentOutcome {
 // readEnriched polls records until max were read, nothing arrived for idle
 // (0: no limit), or ctx ends, and sends them to out. It returns nil when the
 // segment's input ended normally, or ctx ended (the caller knows why).
-func readEnriched(ctx context.Context, consumer *kgo.Client, maxRecords int, idle time.Duration, out chan<- []*kgo.Record) error {
+func readEnriched(ctx context.Context, consumer *partitionConsumer, maxRecords int, idle time.Duration, out chan<- []*kgo.Record) error {
 	read := 0
 	for read < maxRecords {
 		var deadline time.Time
 		if idle > 0 {
 			deadline = time.Now().Add(idle)
 		}
-		recs, err := pollCommitted(ctx, consumer, maxRecords-read, deadline)
+		recs, err := consumer.poll(ctx, maxRecords-read, deadline)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -353,39 +351,4 @@ func readEnriched(ctx context.Context, consumer *kgo.Client, maxRecords int, idl
 		}
 	}
 	return nil
-}
-
-// pollCommitted polls up to maxRecords records (0: no limit), waiting until
-// deadline (zero: no limit) for the first; it returns none when the
-// deadline passed, and ctx's error when ctx ended.
-func pollCommitted(ctx context.Context, consumer *kgo.Client, maxRecords int, deadline time.Time) ([]*kgo.Record, error) {
-	for {
-		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if !deadline.IsZero() {
-			pollCtx, cancel = context.WithDeadline(ctx, deadline)
-		}
-		fetches := consumer.PollRecords(pollCtx, maxRecords)
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		var fetchErr error
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if fetchErr == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				fetchErr = fmt.Errorf("fetch %s[%d]: %w", topic, partition, err)
-			}
-		})
-		if errors.Is(fetchErr, kerr.OffsetOutOfRange) {
-			return nil, temporal.NewNonRetryableApplicationError(fetchErr.Error()+"; the segment's start offsets are outside the topic", errtype.OffsetOutOfRange, fetchErr)
-		}
-		if fetchErr != nil {
-			return nil, fetchErr
-		}
-		if recs := fetches.Records(); len(recs) > 0 {
-			return recs, nil
-		}
-		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			return nil, nil
-		}
-	}
 }

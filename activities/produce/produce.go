@@ -209,8 +209,8 @@ func writeClaimedChunk(ctx context.Context, kafka *kafkaeos.Conn, producer *kgo.
 		return ChunkResult{}, fmt.Errorf("chunk %d: begin transaction: %w", in.Chunk, err)
 	}
 	if err := addChunkPartitions(ctx, kafka, producer, in); err != nil {
-		if kafkaeos.Fenced(err) {
-			return ChunkResult{}, fmt.Errorf("chunk %d: %w: %w", in.Chunk, kafkaeos.ErrStaleProducer, err)
+		if errors.Is(err, kafkaeos.ErrStaleProducer) {
+			return ChunkResult{}, fmt.Errorf("chunk %d: %w", in.Chunk, err)
 		}
 		return ChunkResult{}, abortChunk(ctx, producer, in.Chunk, err, logger)
 	}

@@ -1,7 +1,6 @@
 package kafkaeos
 
 import (
-	"errors"
 	"sync"
 	"time"
 
@@ -29,12 +28,6 @@ type KeptProducers struct {
 	idle   map[string]*idleProducer // by transactional id
 	closed bool
 }
-
-// ErrStaleProducer marks a unit refused at its transaction's first request
-// because its kept producer's claim of the transactional id is no longer
-// the newest: nothing of the unit was written, and claiming the id anew
-// lets it go on.
-var ErrStaleProducer = errors.New("kept producer fenced before writing")
 
 type idleProducer struct {
 	client *kgo.Client

@@ -50,6 +50,10 @@ func Fenced(err error) bool {
 // makes the producer back off; and each add is a write to the transaction
 // log. Added up front, the partitions cost one such write, and the brokers'
 // own adds find them there and return at once.
+//
+// Called before the transaction's first write, as it is meant to be, an
+// answer that the producer is fenced (see Fenced) means nothing was
+// written: the error is then also ErrStaleProducer.
 func AddPartitionsToTxn(ctx context.Context, producer *kgo.Client, txnID string, partitions map[string][]int32) error {
 	id, epoch, err := producer.ProducerID(ctx)
 	if err != nil {
@@ -67,9 +71,19 @@ func AddPartitionsToTxn(ctx context.Context, producer *kgo.Client, txnID string,
 		if err != nil {
 			return fmt.Errorf("add partitions to transaction %s: %w", txnID, err)
 		}
-		return addPartitionsError(txnID, resp)
+		err = addPartitionsError(txnID, resp)
+		if Fenced(err) {
+			return fmt.Errorf("%w: %w", ErrStaleProducer, err)
+		}
+		return err
 	})
 }
+
+// ErrStaleProducer marks a transaction refused at its first request
+// because its producer's claim of the transactional id is no longer the
+// newest: nothing of it was written, and claiming the id anew lets the
+// unit of work go on.
+var ErrStaleProducer = errors.New("producer fenced before writing")
 
 // PartitionsOf returns the partitions, in ascending order, that
 // partitionOf puts records in, of partitions in all: the list to give
