@@ -50,8 +50,9 @@ func offsetsFingerprint(offsets map[int32]int64) string {
 }
 
 // committedSegment looks for this segment's commit in the deliver group's
-// offsets. It must run after the producer fenced earlier attempts, so that
-// no commit of theirs is still pending.
+// offsets, and refuses the segment when a later one committed since. It
+// must run after the producer fenced earlier attempts, so that no commit of
+// theirs is still pending.
 func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key segmentCommit) (SegmentResult, bool, error) {
 	// A coordinator that moves or is still loading answers with a
 	// retriable error, which is ridden out here rather than costing the
@@ -70,13 +71,21 @@ func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key 
 		found  bool
 		meta   segmentCommit
 		result = SegmentResult{Offsets: make(map[int32]int64)}
+		later  laterCommit
 	)
 	for p, o := range committed[in.Names.EnrichedTopic] {
 		if o.At < 0 {
 			continue
 		}
 		var m segmentCommit
-		if json.Unmarshal([]byte(o.Metadata), &m) != nil || m.Format != key.Format || m.Segment != key.Segment || m.Topic != key.Topic {
+		if json.Unmarshal([]byte(o.Metadata), &m) != nil || m.Format != key.Format || m.Topic != key.Topic {
+			continue
+		}
+		if m.Segment > key.Segment {
+			later.note(in, m.Segment, p, o.At)
+			continue
+		}
+		if m.Segment != key.Segment {
 			continue
 		}
 		if m.From != key.From {
@@ -87,12 +96,47 @@ func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key 
 		found, meta = true, m
 		result.Offsets[p] = o.At
 	}
+	if later.segment > 0 {
+		return SegmentResult{}, false, later.refusal(in)
+	}
 	if !found {
 		return SegmentResult{}, false, nil
 	}
 	result.Delivered, result.Batches, result.Retries = meta.Delivered, meta.Batches, meta.Retries
 	result.TokenRejected, result.RejectReason = meta.TokenRejected, meta.RejectReason
 	return result, true, nil
+}
+
+// laterCommit is a commit of a segment after this one, found in the
+// group's offsets: a segment run again after that is refused. The later
+// commit replaced this segment's metadata, so its own commit can no longer
+// be found, and delivering it again would write its responses twice and
+// move the group's offsets back. Segments run one after another, so only a
+// reset of the delivery's workflow gets here.
+type laterCommit struct {
+	segment int
+	// partition is one the later commits moved past this segment's start,
+	// and at its committed offset there.
+	partition int32
+	at        int64
+	past      bool
+}
+
+func (l *laterCommit) note(in SegmentInput, segment int, partition int32, at int64) {
+	l.segment = max(l.segment, segment)
+	if !l.past && at > in.Offsets[partition] {
+		l.partition, l.at, l.past = partition, at, true
+	}
+}
+
+func (l laterCommit) refusal(in SegmentInput) error {
+	where := ""
+	if l.past {
+		where = fmt.Sprintf(" (the group is at offset %d of partition %d, where this segment starts at %d)", l.at, l.partition, in.Offsets[l.partition])
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"segment %d of run %s was run again after segment %d committed%s: the delivery was reset after it had delivered; going on would deliver again; start a new run instead",
+		in.Segment, in.Names.RunID, l.segment, where), errtype.RunReset, nil)
 }
 
 // commitSegment writes the responses of the accepted batches, in build

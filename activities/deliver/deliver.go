@@ -181,17 +181,18 @@ type SegmentResult struct {
 
 // DeliverSegment sends up to MaxMessages enriched messages to the endpoint
 // with one token and writes one responses record per accepted batch, all in
-// one Kafka transaction (transactional id "<responses topic>.segment-<n>"),
-// together with the deliver group's offsets.
+// one Kafka transaction (under the run's delivery id, or the segment's own
+// in runs started before), together with the deliver group's offsets.
 //
 // Before it commits, a segment fences its earlier attempts (which aborts
 // whatever they had not committed) and then reads the group's committed
 // offsets: when an earlier attempt did commit, their metadata holds its
 // result, which is returned as it was, so a segment is delivered once
-// however often the activity runs. A retry does so before sending; a first
-// attempt while it sends, which takes the claim's round trips (a new
-// client, InitProducerId, an offset fetch: 60-120 ms on the local stack)
-// off the segment's time.
+// however often the activity runs; when a later segment has committed (the
+// delivery was reset), the segment is refused. A retry does so before
+// sending; a first attempt while it sends, which takes the claim's round
+// trips (a new client, InitProducerId, an offset fetch: 60-120 ms on the
+// local stack) off the segment's time.
 //
 // Every batch the endpoint accepts is also recorded at once in the accepted
 // topic (see acceptedLog), outside the transaction, so that what an

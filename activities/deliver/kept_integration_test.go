@@ -4,13 +4,16 @@ package deliver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/flowproof/flowproof/activities"
 	"github.com/flowproof/flowproof/activities/internal/activitytest"
+	"github.com/flowproof/flowproof/internal/errtype"
 )
 
 // keptSegments is a run's delivery on two workers (A and B, with the same
@@ -119,6 +122,33 @@ func TestKeptSegmentProducerFencedElsewhereClaimsAnew(t *testing.T) {
 	}
 	if k.kept(k.a) != kept {
 		t.Error("segment 2 run again did not use, and keep, the producer kept from its first run")
+	}
+	k.checkDelivered()
+}
+
+// TestASegmentRunAgainAfterALaterOneCommittedIsRefused forces what a reset
+// of the delivery's workflow does: segments run again after later ones
+// committed, whose commits replaced theirs in the group's offsets. Segment
+// 0 runs again as a first attempt (sending while it claims) and segment 1
+// as a retry (claiming first); each must be refused as a reset, and the
+// responses topic and the group must still hold what segments 0 to 2
+// committed, once.
+func TestASegmentRunAgainAfterALaterOneCommittedIsRefused(t *testing.T) {
+	k := newKeptSegments(t)
+	for range 3 {
+		k.next(k.a)
+	}
+	for _, again := range []struct {
+		segment int
+		from    map[int32]int64
+		attempt int32
+	}{{0, nil, 1}, {1, k.segments[0].Offsets, 2}} {
+		res, err := k.a.deliverSegment(context.Background(), k.input(again.segment, again.from), activities.Reporter{Log: activitytest.Discard}, again.attempt)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != errtype.RunReset || !appErr.NonRetryable() {
+			t.Fatalf("segment %d run again (attempt %d): %+v, %v; want a non-retryable %s", again.segment, again.attempt, res, err, errtype.RunReset)
+		}
+		t.Logf("segment %d run again (attempt %d): %v", again.segment, again.attempt, err)
 	}
 	k.checkDelivered()
 }

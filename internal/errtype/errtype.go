@@ -23,8 +23,9 @@ const (
 	// GroupExists is a consumer group of the run that already has committed
 	// offsets before the run started: another run's, or anybody's.
 	GroupExists = "GroupExists"
-	// RunReset is a run reset (in Temporal) after it had produced messages;
-	// going on would produce and deliver again.
+	// RunReset is a run reset (in Temporal) after it had produced messages,
+	// or its delivery reset after a later segment committed; going on would
+	// produce or deliver again.
 	RunReset = "RunReset"
 	// TopicExists is a topic of the run that exists and that the run did
 	// not create: another run's, or anybody's. The run leaves it alone.
