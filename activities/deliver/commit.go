@@ -71,7 +71,10 @@ func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key 
 		found  bool
 		meta   segmentCommit
 		result = SegmentResult{Offsets: make(map[int32]int64)}
-		later  laterCommit
+		// later is the latest later segment whose commit is there (a later
+		// segment is never segment 0), pastStart where it left the group.
+		later     int
+		pastStart string
 	)
 	for p, o := range committed[in.Names.EnrichedTopic] {
 		if o.At < 0 {
@@ -82,7 +85,10 @@ func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key 
 			continue
 		}
 		if m.Segment > key.Segment {
-			later.note(in, m.Segment, p, o.At)
+			later = max(later, m.Segment)
+			if pastStart == "" && o.At > in.Offsets[p] {
+				pastStart = fmt.Sprintf(" (the group is at offset %d of partition %d, where this segment starts at %d)", o.At, p, in.Offsets[p])
+			}
 			continue
 		}
 		if m.Segment != key.Segment {
@@ -96,8 +102,8 @@ func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key 
 		found, meta = true, m
 		result.Offsets[p] = o.At
 	}
-	if later.segment > 0 {
-		return SegmentResult{}, false, later.refusal(in)
+	if later > 0 {
+		return SegmentResult{}, false, laterSegmentCommitted(in, later, pastStart)
 	}
 	if !found {
 		return SegmentResult{}, false, nil
@@ -107,36 +113,15 @@ func (a *Activities) committedSegment(ctx context.Context, in SegmentInput, key 
 	return result, true, nil
 }
 
-// laterCommit is a commit of a segment after this one, found in the
-// group's offsets: a segment run again after that is refused. The later
-// commit replaced this segment's metadata, so its own commit can no longer
-// be found, and delivering it again would write its responses twice and
-// move the group's offsets back. Segments run one after another, so only a
-// reset of the delivery's workflow gets here.
-type laterCommit struct {
-	segment int
-	// partition is one the later commits moved past this segment's start,
-	// and at its committed offset there.
-	partition int32
-	at        int64
-	past      bool
-}
-
-func (l *laterCommit) note(in SegmentInput, segment int, partition int32, at int64) {
-	l.segment = max(l.segment, segment)
-	if !l.past && at > in.Offsets[partition] {
-		l.partition, l.at, l.past = partition, at, true
-	}
-}
-
-func (l laterCommit) refusal(in SegmentInput) error {
-	where := ""
-	if l.past {
-		where = fmt.Sprintf(" (the group is at offset %d of partition %d, where this segment starts at %d)", l.at, l.partition, in.Offsets[l.partition])
-	}
+// laterSegmentCommitted refuses a segment run again after a later segment
+// of its run committed. The later commit replaced this segment's metadata,
+// so its own commit can no longer be found, and delivering it again would
+// write its responses twice and move the group's offsets back. Segments run
+// one after another, so only a reset of the delivery's workflow gets here.
+func laterSegmentCommitted(in SegmentInput, later int, pastStart string) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 		"segment %d of run %s was run again after segment %d committed%s: the delivery was reset after it had delivered; going on would deliver again; start a new run instead",
-		in.Segment, in.Names.RunID, l.segment, where), errtype.RunReset, nil)
+		in.Segment, in.Names.RunID, later, pastStart), errtype.RunReset, nil)
 }
 
 // commitSegment writes the responses of the accepted batches, in build
