@@ -12,15 +12,16 @@
 # extra starter flags of each arm (the same revision twice with other
 # inputs compares inputs on fresh stacks). Each run takes a few minutes.
 # PROFILE=secure runs every arm on the secure profile, in its stack dir
-# (deploy/local/stackprofile.sh, which exports it to every arm).
+# (deploy/local/stackprofile.sh; each arm's demo.sh finds it the same way:
+# exported, it would make stackctl env ask the emptied stack for its Kafka
+# password).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 (($# >= 2)) || { echo "usage: [PROFILE=secure] [MESSAGES=n] [ROUNDS=n] $0 REV_A REV_B [REV_C ...]" >&2; exit 2; }
 revs=("$@") rounds=${ROUNDS:-2}
 labels=(a b c d e f g h)
 go build -o bin/ ./deploy/local/stackctl
-. deploy/local/stackprofile.sh
-stack_dir=$FLOWPROOF_STACK_DIR
+stack_dir=$(. deploy/local/stackprofile.sh && printf '%s' "$FLOWPROOF_STACK_DIR")
 out=$(mktemp -d)
 cleanup() {
   for i in "${!revs[@]}"; do git worktree remove --force "$out/src-${labels[$i]}" 2>/dev/null || true; done
@@ -42,7 +43,7 @@ for round in $(seq "$rounds"); do
   for i in "${order[@]}"; do
     v=${labels[$i]}
     log="$out/$v-$round.log"
-    (cd "$out/src-$v" && bin/stackctl down >/dev/null 2>&1) || true
+    (cd "$out/src-$v" && FLOWPROOF_STACK_DIR="$stack_dir" bin/stackctl down >/dev/null 2>&1) || true
     rm -rf "$stack_dir/data/kafka"
     worker_log_size=$(stat -c %s "$stack_dir/logs/worker.log" 2>/dev/null || echo 0)
     echo "== $v (${names% }) round $round, $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -53,5 +54,5 @@ for round in $(seq "$rounds"); do
     tail -c +$((worker_log_size + 1)) "$stack_dir/logs/worker.log" 2>/dev/null | python3 deploy/local/step_times.py || true
   done
 done
-(cd "$out/src-${labels[0]}" && bin/stackctl down >/dev/null 2>&1) || true
+(cd "$out/src-${labels[0]}" && FLOWPROOF_STACK_DIR="$stack_dir" bin/stackctl down >/dev/null 2>&1) || true
 echo "(make demo logs in $out)"
