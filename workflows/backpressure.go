@@ -90,6 +90,18 @@ import (
 //     no stale rate can mislead, was tried on fresh stacks and not taken
 //     (docs/performance.md, "The oldest unconsumed record's age"). Samples
 //     recorded before ages were read have none, and replay as they ran.
+//   - While production is held, the age of a group that drains only grows
+//     until it has drained everything: no new records arrive, and the one
+//     it reads next is older at every poll than the poll before, as long
+//     as production outran the group. A hold held by age therefore ended
+//     with the group empty, and the records produced after it took a
+//     checkpoint interval or more to reach it: a fresh default run's
+//     delivery stood idle for 4 to 6 s after each of its holds. So, held,
+//     a draining group whose rate does not count yet is told by what it
+//     has left at that rate where that is less than its age. The rate may
+//     be low (measured over windows the group was starved in), which only
+//     makes its seconds more, and never more than its age. Runs recorded
+//     before (GetVersion held-at-drain-rate) replay by age.
 //   - Records also arrive, and are committed, in steps larger than a
 //     checkpoint's: a chunk becomes visible to enrich all at once when it
 //     commits, its first record as old as the chunk's pacing made it; the
@@ -200,6 +212,10 @@ type secondsMeter struct {
 	// group consuming, and counts it only once the group has been seen
 	// behind; runs recorded before took every window's.
 	trustedRates bool
+	// heldAtDrainRate tells, while production is held, a draining group
+	// by its age or by its lag at its drain rate, whichever is less, where
+	// the rate does not count yet; runs recorded before took the age.
+	heldAtDrainRate bool
 	// stepSeconds are, per group in kafkaadmin.LagSample.ByGroup's order,
 	// left out of the group's seconds: the time the rate cap takes to
 	// produce a step of what reaches it or what it commits at once (see
@@ -275,6 +291,14 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 			lag = groupLagSeconds{group: g.name, seconds: float64(now[i].Lag) / *g.rate, rate: *g.rate, known: true}
 		case now[i].OldestMillis > 0 && !stalled:
 			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-now[i].OldestMillis) / 1000, byAge: true, known: true}
+			// Held, a group's age grows until it has drained everything
+			// (see above); what it has left at the rate it drains at
+			// ends the hold sooner.
+			if r.heldAtDrainRate && held && draining && *g.rate > 0 {
+				if atRate := float64(now[i].Lag) / *g.rate; atRate < lag.seconds {
+					lag = groupLagSeconds{group: g.name, seconds: atRate, rate: *g.rate, known: true}
+				}
+			}
 		default:
 			continue
 		}

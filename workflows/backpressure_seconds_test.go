@@ -311,3 +311,43 @@ func TestEnrichIsNotBoundedByOutputWhileAChunkIsInFlight(t *testing.T) {
 	require.Equal(t, 1, res.Holds, "held at the second poll")
 	require.Equal(t, int64(10_000), res.HeldMillis, "held with the chunk in flight, until the poll after it was counted")
 }
+
+// deliverAgedAt is deliverAt with the deliver group's oldest unconsumed
+// record produced at oldestSec.
+func deliverAgedAt(sec, lag, position, oldestSec int64) kafkaadmin.LagSample {
+	s := deliverAt(sec, lag, position)
+	s.DeliverOldestMillis = oldestSec * 1000
+	return s
+}
+
+// TestHeldProductionResumesWhenWhatIsLeftDrainsInTime: a group that drains
+// all it is given within every window never counts as behind, so its
+// seconds are its age; held, that age grows until the group is empty
+// (production outran it, so what it reads next is ever older). What it has
+// left at the rate it drains at ends the hold before that.
+func TestHeldProductionResumesWhenWhatIsLeftDrainsInTime(t *testing.T) {
+	in := secondsInput()
+	// Delivery drained 100,000 in each of the two polls before, and all
+	// there was: a rate of 10,000/s that does not count yet.
+	in.State = ProduceResult{Chunks: 3, Runs: 1, StartedUnixMillis: 1, Backpressure: Backpressure{
+		LagSamples: []kafkaadmin.LagSample{deliverAt(80, 10, 0), deliverAt(85, 10, 100_000), deliverAt(90, 10, 200_000)},
+		DrainRates: DrainRates{Deliver: 10_000},
+	}}
+	res, polls := scriptedLag(t, in,
+		// A checkpoint's output arrives at once: 210,000 is above the
+		// threshold in messages.
+		deliverAgedAt(92, 210_000, 200_000, 87),
+		// Drained at 19,000/s over the window from 85 s, still above
+		// the 100,000 to resume at.
+		deliverAgedAt(95, 120_000, 290_000, 88),
+		// 60,000 left: about 3 s at the rate, none beyond the checkpoint
+		// allowance. Its oldest record, though, is 10 s old, 5 s beyond
+		// the allowance and above 2.5 s: by age the hold would go on.
+		deliverAgedAt(98, 60_000, 350_000, 88),
+		// Empty: no age, and every mark below.
+		deliverAt(101, 10, 410_000),
+	)
+	require.Equal(t, 3, polls, "production resumes on the third poll, not the fourth")
+	require.Equal(t, 1, res.Holds)
+	require.False(t, res.DrainRates.DeliverBehind, "the rate still does not count")
+}

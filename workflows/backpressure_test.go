@@ -325,3 +325,33 @@ func TestStepsAtTheDefaultCapAreSmall(t *testing.T) {
 	produceIn.SegmentMessages = 0
 	require.Equal(t, [3]float64{0.4, 0, 0}, produceIn.stepSecondsAtCap(), "an input written before segments leaves out the chunks only")
 }
+
+func TestLagSecondsWhileHeldAtTheRateAGroupDrainsAt(t *testing.T) {
+	// Delivery drained all it had over the window (so it was never seen
+	// behind) at 19,000/s; held now, 60,000 are left, the oldest 10 s old.
+	history := []kafkaadmin.LagSample{deliverAt(80, 10, 0), deliverAt(85, 10, 100_000), deliverAt(90, 10, 200_000)}
+	s := deliverAt(98, 60_000, 350_000)
+	s.DeliverOldestMillis = 88_000
+	meter := defaultSecondsMeter
+	meter.deliverInputInSteps, meter.heldAtDrainRate = true, true
+	rates, lag := meter.lagSeconds(history, s, DrainRates{Deliver: 10_000}, true)
+	require.False(t, rates.DeliverBehind)
+	require.InDelta(t, 250_000.0/13, rates.Deliver, 1e-6, "the highest rate measured: 250,000 over the 13 s from 85 s")
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 0, rate: rates.Deliver, known: true}, lag,
+		"60,000 at that rate is 3.1 s, within the checkpoint allowance")
+
+	// Not held, its age tells: 10 s, 5 s beyond the allowance.
+	_, lag = meter.lagSeconds(history, s, DrainRates{Deliver: 10_000}, false)
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 5, byAge: true, known: true}, lag)
+
+	// Where its age is less than its lag at the rate, the age tells.
+	young := s
+	young.DeliverOldestMillis = 96_000
+	_, lag = meter.lagSeconds(history, young, DrainRates{Deliver: 10_000}, true)
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 0, byAge: true, known: true}, lag)
+
+	// Runs recorded before took the age, held or not.
+	meter.heldAtDrainRate = false
+	_, lag = meter.lagSeconds(history, s, DrainRates{Deliver: 10_000}, true)
+	require.Equal(t, groupLagSeconds{group: "deliver", seconds: 5, byAge: true, known: true}, lag)
+}

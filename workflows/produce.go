@@ -107,8 +107,12 @@ type producer struct {
 	// production bounded the enrich group's lag by the job's committed
 	// output (see enrichBoundedByOutput).
 	enrichByOutput bool
-	rate           float64 // production rate of the last chunk
-	stopPolling    bool
+	// heldAtDrainRate is false when replaying a run recorded before a
+	// held production told a draining group by its drain rate where that
+	// was less than its age (see backpressure.go).
+	heldAtDrainRate bool
+	rate            float64 // production rate of the last chunk
+	stopPolling     bool
 	// laneBusy is set when chunks run in lanes (see dispatchChunks): chunk
 	// c is in lane c mod len(laneBusy), and a lane runs one chunk at a
 	// time. Nil when replaying a run recorded before lanes.
@@ -187,6 +191,7 @@ func (p *producer) run(ctx workflow.Context) (ProduceResult, error) {
 	p.trustedRates = workflow.GetVersion(ctx, "trusted-drain-rates", workflow.DefaultVersion, 1) == 1
 	p.stepsAtCap = workflow.GetVersion(ctx, "steps-at-cap", workflow.DefaultVersion, 1) == 1
 	p.enrichByOutput = workflow.GetVersion(ctx, "enrich-bounded-by-output", workflow.DefaultVersion, 1) == 1
+	p.heldAtDrainRate = workflow.GetVersion(ctx, "held-at-drain-rate", workflow.DefaultVersion, 1) == 1
 	if workflow.GetVersion(ctx, "chunk-lanes", workflow.DefaultVersion, 1) == 1 {
 		p.laneBusy = make([]bool, produce.LanesPerChunkInFlight*p.in.ChunkConcurrency)
 	}
@@ -325,6 +330,7 @@ func (p *producer) observeLagSeconds(sample kafkaadmin.LagSample) {
 		checkpointSeconds:   float64(p.in.CheckpointIntervalSeconds),
 		deliverInputInSteps: p.deliverInputInSteps,
 		trustedRates:        p.trustedRates,
+		heldAtDrainRate:     p.heldAtDrainRate,
 	}
 	if p.stepsAtCap {
 		meter.stepSeconds = p.in.stepSecondsAtCap()
