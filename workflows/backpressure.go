@@ -93,15 +93,16 @@ import (
 //   - While production is held, the age of a group that drains only grows
 //     until it has drained everything: no new records arrive, and the one
 //     it reads next is older at every poll than the poll before, as long
-//     as production outran the group. A hold held by age therefore ended
-//     with the group empty, and the records produced after it took a
-//     checkpoint interval or more to reach it: a fresh default run's
-//     delivery stood idle for 4 to 6 s after each of its holds. So, held,
-//     a draining group whose rate does not count yet is told by what it
-//     has left at that rate where that is less than its age. The rate may
-//     be low (measured over windows the group was starved in), which only
-//     makes its seconds more, and never more than its age. Runs recorded
-//     before (GetVersion held-at-drain-rate) replay by age.
+//     as production outran the group. A hold held by age then ended with
+//     the group empty, and the records produced after it took a
+//     checkpoint interval or more to reach it: in a fresh default run,
+//     delivery stood idle for 4 to 6 s after two such holds
+//     (docs/performance.md, "Holds that end before the group is empty").
+//     So, held, a draining group whose rate does not count yet is told by
+//     what it has left at that rate where that is less than its age. The
+//     rate may be low (measured over windows the group was starved in),
+//     which only makes its seconds more, and never more than its age.
+//     Runs recorded before (GetVersion held-at-drain-rate) replay by age.
 //   - Records also arrive, and are committed, in steps larger than a
 //     checkpoint's: a chunk becomes visible to enrich all at once when it
 //     commits, its first record as old as the chunk's pacing made it; the
