@@ -38,6 +38,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// oldest records' ages, held once by the deliver group's age
 		// (--lag-threshold-seconds 1 --checkpoint-interval-seconds 2).
 		"history-200k-produce-age-hold.json": "age-200k-1/produce",
+		// Production of a default 1,000,000-message run on a warm stack,
+		// held three times; no group's rate counted, and each hold ended
+		// by what the group had left at its drain rate, not by its age
+		// (held-at-drain-rate).
+		"history-1m-produce-held-rate.json": "heldrate-1m-1/produce",
 	}
 	for file, workflowID := range recorded {
 		t.Run(file, func(t *testing.T) {
