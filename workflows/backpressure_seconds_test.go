@@ -327,8 +327,8 @@ func deliverAgedAt(sec, lag, position, oldestSec int64) kafkaadmin.LagSample {
 // left at the rate it drains at ends the hold before that.
 func TestHeldProductionResumesWhenWhatIsLeftDrainsInTime(t *testing.T) {
 	in := secondsInput()
-	// Delivery drained 100,000 in each of the two polls before, and all
-	// there was: a rate of 10,000/s that does not count yet.
+	// Delivery drained all there was in each poll before, so it was never
+	// seen behind: its rate so far, 10,000/s, does not count yet.
 	in.State = ProduceResult{Chunks: 3, Runs: 1, StartedUnixMillis: 1, Backpressure: Backpressure{
 		LagSamples: []kafkaadmin.LagSample{deliverAt(80, 10, 0), deliverAt(85, 10, 100_000), deliverAt(90, 10, 200_000)},
 		DrainRates: DrainRates{Deliver: 10_000},
