@@ -286,19 +286,20 @@ func (r secondsMeter) lagSeconds(history []kafkaadmin.LagSample, s kafkaadmin.La
 		// over a whole window is not known to drain nothing: it may still
 		// be starting.
 		stalled := held && windowFound && !draining
+		atRate := func() groupLagSeconds {
+			return groupLagSeconds{group: g.name, seconds: float64(now[i].Lag) / *g.rate, rate: *g.rate, known: true}
+		}
 		var lag groupLagSeconds
 		switch {
 		case *g.rate > 0 && !(held && !draining) && (!r.trustedRates || *g.behind):
-			lag = groupLagSeconds{group: g.name, seconds: float64(now[i].Lag) / *g.rate, rate: *g.rate, known: true}
+			lag = atRate()
 		case now[i].OldestMillis > 0 && !stalled:
 			lag = groupLagSeconds{group: g.name, seconds: float64(s.AtUnixMillis-now[i].OldestMillis) / 1000, byAge: true, known: true}
 			// Held, a group's age grows until it has drained everything
 			// (see above); what it has left at the rate it drains at
 			// ends the hold sooner.
-			if r.heldAtDrainRate && held && draining && *g.rate > 0 {
-				if atRate := float64(now[i].Lag) / *g.rate; atRate < lag.seconds {
-					lag = groupLagSeconds{group: g.name, seconds: atRate, rate: *g.rate, known: true}
-				}
+			if r.heldAtDrainRate && held && draining && *g.rate > 0 && atRate().seconds < lag.seconds {
+				lag = atRate()
 			}
 		default:
 			continue
